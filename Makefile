@@ -1,0 +1,26 @@
+# `make demo`: the offline end-to-end demo.   `make test`: the test suite.
+# Both create .venv and install everything on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: test demo venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch/torchvision first, at the versions the build machines hold on local disk
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: venv
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+demo: venv
+	$(VENV)/bin/text4vis demo --out demo-report
+
+clean:
+	rm -rf $(VENV) demo-report .pytest_cache
