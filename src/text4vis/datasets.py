@@ -1,0 +1,247 @@
+"""Datasets: list files, class folders and CSVs -> samples -> clip tensors.
+
+Sources of samples
+  * the original Text4Vis list files, both kinds:
+      frames  "relative/dir num_frames label"  (images read through image_tmpl, index_bias)
+      videos  "relative/path.mp4 label"
+  * a folder per class (root/<class name>/<video>), classes sorted by name;
+  * a CSV "path,label" (label = a class id or a class name; a header line is optional).
+
+Training clips are decoded in DataLoader workers; every random draw comes from a generator seeded
+by (seed, epoch, index), so a run is reproducible whatever the number of workers, and a resumed
+run sees the same clips. A sample that fails to decode is replaced by another one and reported.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from . import sampling, transforms
+from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames
+
+
+class DataError(Exception):
+    """A list/CSV/folder that cannot be used; the message names the file and line."""
+
+
+@dataclass
+class Sample:
+    path: str                     # absolute path of the video file or frame folder
+    label: int                    # class id (-1: unknown, for prediction)
+    num_frames: int | None = None  # frame folders only (from the list line)
+    source: str = ""              # "list.txt:12", for error messages
+
+
+# ----------------------------------------------------------------------------- reading lists
+
+def read_list(list_file: str, root: str = "") -> list[Sample]:
+    """Original Text4Vis list file (frames or videos), paths joined to `root`."""
+    if not os.path.isfile(list_file):
+        raise DataError(f"{list_file}: list file not found")
+    out = []
+    with open(list_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.strip().split()
+            if not parts:
+                continue
+            where = f"{list_file}:{lineno}"
+            try:
+                if len(parts) >= 3:  # frames: dir num_frames label (dir may not contain spaces, as in the reference)
+                    path, n, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
+                    out.append(Sample(os.path.join(root, path), label, n, where))
+                elif len(parts) == 2:
+                    out.append(Sample(os.path.join(root, parts[0]), int(parts[1]), None, where))
+                else:
+                    raise ValueError
+            except ValueError:
+                raise DataError(f"{where}: cannot parse {line.strip()!r}: expected 'path label' or "
+                                f"'dir num_frames label' with integer numbers") from None
+    if not out:
+        raise DataError(f"{list_file}: list file has no entries")
+    return out
+
+
+def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
+    """CSV of `path,label` (label = id or class name); a first line `path,label` is a header."""
+    if not os.path.isfile(csv_file):
+        raise DataError(f"{csv_file}: CSV file not found")
+    index = {n: i for i, n in enumerate(labels)}
+    out = []
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+                continue
+            where = f"{csv_file}:{lineno}"
+            if len(row) < 2:
+                raise DataError(f"{where}: expected 'path,label', got {','.join(row)!r}")
+            path, lab = row[0].strip(), ",".join(row[1:]).strip()
+            if lab in index:
+                label = index[lab]
+            else:
+                try:
+                    label = int(lab)
+                except ValueError:
+                    raise DataError(f"{where}: label {lab!r} is neither a class id nor a class name") from None
+            out.append(Sample(os.path.join(root, path), label, None, where))
+    if not out:
+        raise DataError(f"{csv_file}: CSV has no entries")
+    return out
+
+
+def read_class_folders(root: str) -> tuple[list[Sample], list[str]]:
+    """root/<class>/<video files>; classes are the sorted folder names."""
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: folder not found")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    samples = []
+    for i, c in enumerate(classes):
+        for dirpath, dirs, files in os.walk(os.path.join(root, c)):
+            dirs.sort()
+            for name in sorted(files):
+                if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+                    samples.append(Sample(os.path.join(dirpath, name), i, None, os.path.join(dirpath, name)))
+    if not samples:
+        raise DataError(f"{root}: no videos in class folders")
+    return samples, classes
+
+
+def check_labels_in_range(samples: list[Sample], num_classes: int) -> None:
+    for s in samples:
+        if not 0 <= s.label < num_classes:
+            raise DataError(f"{s.source}: label id {s.label} is outside the label list (0..{num_classes - 1})")
+
+
+def few_shot(samples: list[Sample], shot: int, seed: int, num_classes: int) -> list[Sample]:
+    """K random videos per class, seeded (identical on every rank), in list order."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_class.setdefault(s.label, []).append(i)
+    keep = []
+    for c in range(num_classes):
+        idx = by_class.get(c, [])
+        if idx:
+            keep.extend(rng.choice(idx, size=min(shot, len(idx)), replace=False).tolist())
+    return [samples[i] for i in sorted(keep)]
+
+
+# ----------------------------------------------------------------------------- reading clips
+
+@dataclass
+class FrameReader:
+    """Reads chosen frames of a sample: a video file, or a frame folder through `image_tmpl`."""
+    image_tmpl: str = "img_{:05d}.jpg"
+    index_bias: int = 1
+
+    def __call__(self, sample: Sample, choose) -> np.ndarray:
+        if sample.num_frames is not None:
+            frames, _ = read_frame_folder(sample.path, choose, sample.num_frames, self.image_tmpl, self.index_bias)
+        else:
+            frames, _ = read_frames(sample.path, choose)
+        return frames
+
+
+class TrainDataset(Dataset):
+    """Training clips: uint8 [T, 3, S, S], label. Index with (epoch, i) tuples (see EpochSampler)."""
+
+    def __init__(self, samples: list[Sample], num_frames: int, transform: transforms.TrainTransform,
+                 reader: FrameReader | None = None, dense: bool = False, random_shift: bool = True,
+                 seed: int = 0, max_retries: int = 10):
+        self.samples, self.num_frames, self.transform = samples, num_frames, transform
+        self.reader = reader or FrameReader()
+        self.dense, self.random_shift, self.seed, self.max_retries = dense, random_shift, seed, max_retries
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _choose(self, rng: np.random.Generator):
+        t = self.num_frames
+        if self.dense:
+            return lambda n: sampling.dense_indices(n, t, rng)
+        if self.random_shift:
+            return lambda n: sampling.segment_indices(n, t, rng)
+        return lambda n: sampling.uniform_indices(n, t)
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        failed: list[str] = []
+        for attempt in range(self.max_retries):
+            rng = np.random.default_rng([self.seed, epoch, index, attempt])
+            sample = self.samples[index]
+            try:
+                frames = self.reader(sample, self._choose(rng))
+            except VideoError as exc:
+                failed.append(str(exc))
+                index = int(rng.integers(0, len(self.samples)))  # replace by another sample
+                continue
+            gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
+            clip = self.transform(transforms.to_tensor(frames), gen)
+            return clip, sample.label, failed
+        raise RuntimeError(f"{self.max_retries} samples in a row failed to decode; last: {failed[-1]}")
+
+
+def train_collate(batch):
+    clips = torch.stack([b[0] for b in batch])
+    labels = torch.tensor([b[1] for b in batch], dtype=torch.long)
+    failed = [f for b in batch for f in b[2]]
+    return clips, labels, failed
+
+
+class EpochSampler(Sampler):
+    """Wraps an index sampler so that each index reaches the dataset as (epoch, index)."""
+
+    def __init__(self, sampler: Sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class TestDataset(Dataset):
+    """Test-time views of each sample: uint8 [clips * crops, T, 3, S, S], or an error line."""
+
+    def __init__(self, samples: list[Sample], num_frames: int, input_size: int, clips: int = 1, crops: int = 1,
+                 reader: FrameReader | None = None, dense: bool = False):
+        self.samples, self.num_frames, self.input_size = samples, num_frames, input_size
+        self.clips, self.crops, self.dense = clips, crops, dense
+        self.reader = reader or FrameReader()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        t, c = self.num_frames, self.clips
+        view_fn = sampling.dense_test_view_indices if self.dense else sampling.test_view_indices
+        try:
+            frames = self.reader(sample, lambda n: [i for clip in view_fn(n, t, c) for i in clip])
+        except VideoError as exc:
+            return index, None, str(exc)
+        except Exception as exc:  # a decoder crash on one file must not stop the batch
+            return index, None, f"{sample.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        clip = transforms.to_tensor(frames)                           # (c*t, 3, h, w)
+        views = []
+        for k in range(c):
+            views.extend(transforms.test_views(clip[k * t:(k + 1) * t], self.input_size, self.crops))
+        return index, torch.stack(views), None                        # (c*crops, t, 3, s, s)
+
+
+def test_collate(batch):
+    ok = [b for b in batch if b[1] is not None]
+    views = torch.stack([b[1] for b in ok]) if ok else None
+    return [b[0] for b in ok], views, [(b[0], b[2]) for b in batch if b[1] is None]

@@ -1,0 +1,113 @@
+"""The evaluation loop (embedding videos from a dataset) and shared device helpers.
+
+The training loop lives in train.py; both use these.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .datasets import test_collate
+
+TEST_SCALE = 100.0  # the reference's test rule: softmax(100 x cosine)
+
+
+def autocast(device: torch.device, dtype: str = "auto"):
+    """bf16 autocast on GPUs that have it (fp16 otherwise); fp32 on the CPU."""
+    if device.type != "cuda" or dtype == "fp32":
+        return contextlib.nullcontext()
+    if dtype == "auto":
+        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return torch.autocast("cuda", dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def default_workers(n_items: int) -> int:
+    if n_items <= 2:
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1, n_items))
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
+
+
+@dataclass
+class Embedded:
+    """Result of embedding a dataset: rows in `indices` order (dataset indices), failures apart."""
+    indices: list[int]
+    embeddings: torch.Tensor                    # [n, D] L2-normalised, fp32, CPU
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    seconds_waiting: float = 0.0                # main process waiting for decoded clips
+    seconds_model: float = 0.0                  # forward passes (synchronised)
+    seconds_total: float = 0.0
+
+
+@torch.no_grad()
+def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,
+                  progress: bool = False, desc: str = "videos") -> Embedded:
+    """Embed every sample of a TestDataset: mean of raw embeddings over its views, L2-normalised.
+
+    Under torch.distributed each rank takes indices rank, rank + world, ... (no padding, no drops)
+    and the results are gathered on every rank, so each video is counted exactly once."""
+    rank, world = rank_world()
+    mine = list(range(rank, len(dataset), world))
+    workers = default_workers(len(mine)) if workers is None else workers
+    loader = DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=test_collate, pin_memory=device.type == "cuda",
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    model.eval()
+    idx_out, emb_out, errors = [], [], []
+    waiting = modeling = 0.0
+    start = time.perf_counter()
+    bar = tqdm(total=len(mine), desc=desc, unit="video", disable=not progress or rank != 0, leave=False)
+    t0 = time.perf_counter()
+    for indices, views, failed in loader:
+        waiting += time.perf_counter() - t0
+        # Subset re-indexes from 0: map back to dataset indices
+        errors.extend((mine[i], msg) for i, msg in failed)
+        if views is not None:
+            t1 = time.perf_counter()
+            b, v = views.shape[:2]
+            with autocast(device):
+                emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
+            emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1)            # mean over views
+            emb_out.append(emb.cpu())
+            idx_out.extend(mine[i] for i in indices)
+            modeling += time.perf_counter() - t1
+        bar.update(len(indices) + len(failed))
+        t0 = time.perf_counter()
+    bar.close()
+    dim = model.proj.out_features if getattr(model, "proj", None) is not None else model.embed_dim
+    embeddings = torch.cat(emb_out) if emb_out else torch.zeros(0, dim)
+    result = Embedded(idx_out, embeddings, errors, waiting, modeling, time.perf_counter() - start)
+    if world > 1:
+        parts = [None] * world
+        dist.all_gather_object(parts, (result.indices, result.embeddings, result.errors))
+        order = sorted((i, r, j) for r, (ids, _, _) in enumerate(parts) for j, i in enumerate(ids))
+        result.indices = [i for i, _, _ in order]
+        result.embeddings = torch.stack([parts[r][1][j] for _, r, j in order]) if order else result.embeddings
+        result.errors = sorted(e for p in parts for e in p[2])
+    else:
+        order = sorted(range(len(result.indices)), key=lambda j: result.indices[j])
+        result.indices = [result.indices[j] for j in order]
+        result.embeddings = result.embeddings[order] if order else result.embeddings
+        result.errors.sort()
+    return result
+
+
+def scores_from_embeddings(embeddings: torch.Tensor, classifier: torch.Tensor, scale: float = TEST_SCALE) -> torch.Tensor:
+    """softmax(scale x cosine) of normalised video embeddings [N, D] against classifier rows [C, D]."""
+    w = F.normalize(classifier.detach().float().cpu(), dim=-1)
+    return (scale * F.normalize(embeddings.float(), dim=-1) @ w.t()).softmax(dim=-1)

@@ -1,0 +1,79 @@
+"""Class-name lists: the built-in label sets (package data) and user files.
+
+Built in: k400, k600, ucf101, hmdb51, anet, ssv2, and the Kinetics-600 zero-shot splits
+k600_zs_split1..3 (160 classes each). A file may be a CSV `id,name` with a header (the original
+Text4Vis format) or plain text with one name per line (the line index is the id).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from importlib import resources
+
+BUILTIN = {
+    "k400": "k400.csv", "k600": "k600.txt", "ucf101": "ucf101.csv", "hmdb51": "hmdb51.csv",
+    "anet": "anet.csv", "ssv2": "ssv2.txt",
+    "k600_zs_split1": "k600_zs_split1.csv", "k600_zs_split2": "k600_zs_split2.csv",
+    "k600_zs_split3": "k600_zs_split3.csv",
+}
+
+
+class LabelsError(Exception):
+    """A label list that cannot be used; the message names the file and line."""
+
+
+def load_labels(spec: str) -> list[str]:
+    """Class names, index = class id, from a built-in name or a file."""
+    if spec in BUILTIN:
+        text = resources.files("text4vis").joinpath("labels", BUILTIN[spec]).read_text(encoding="utf-8")
+        return parse_labels(text, spec)
+    if not os.path.isfile(spec):
+        raise LabelsError(f"--labels {spec}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
+    with open(spec, encoding="utf-8-sig") as f:
+        return parse_labels(f.read(), spec)
+
+
+def parse_labels(text: str, source: str) -> list[str]:
+    lines = text.splitlines()
+    if lines and lines[0].strip().replace(" ", "").lower() == "id,name":
+        names: dict[int, str] = {}
+        for lineno, row in enumerate(csv.reader(io.StringIO("\n".join(lines[1:]))), start=2):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2:
+                raise LabelsError(f"{source}:{lineno}: expected 'id,name', got {','.join(row)!r}")
+            try:
+                idx = int(row[0])
+            except ValueError:
+                raise LabelsError(f"{source}:{lineno}: class id {row[0]!r} is not an integer") from None
+            if idx in names:
+                raise LabelsError(f"{source}:{lineno}: class id {idx} appears twice")
+            names[idx] = ",".join(row[1:]).strip()
+        if sorted(names) != list(range(len(names))):
+            raise LabelsError(f"{source}: class ids must be 0..{len(names) - 1} without gaps")
+        result = [names[i] for i in range(len(names))]
+    else:
+        result = [line.strip() for line in lines if line.strip()]
+    check_labels(result, source)
+    return result
+
+
+def check_labels(names: list[str], source: str) -> None:
+    if not names:
+        raise LabelsError(f"{source}: no class names")
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if not n.strip():
+            raise LabelsError(f"{source}: class {i} has an empty name")
+        if n in seen:
+            raise LabelsError(f"{source}: class name {n!r} appears twice (ids {seen[n]} and {i})")
+        seen[n] = i
+
+
+def write_labels_csv(names: list[str], path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["id", "name"])
+        for i, n in enumerate(names):
+            w.writerow([i, n])

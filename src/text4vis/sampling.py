@@ -1,0 +1,63 @@
+"""Which frame indices a clip uses: training segments, dense sampling, and test-time views.
+
+All functions take N (the number of frames that decode) and return indices in 0..N-1, following
+the original Text4Vis rules exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DENSE_RANGE = 128  # dense sampling spans 128 frames: every (128 // T)-th frame
+
+
+def segment_indices(n: int, t: int, rng: np.random.Generator) -> list[int]:
+    """Training: T segments of equal length, one random frame in each (TSN "random shift").
+
+    With N <= T the clip holds every frame once plus random repeats, in temporal order.
+    """
+    if n <= t:
+        extra = rng.integers(0, n, size=t - n)
+        return sorted(list(range(n)) + extra.tolist())
+    ticks = [i * n // t for i in range(t + 1)]
+    return [int(ticks[i] + rng.integers(0, ticks[i + 1] - ticks[i])) for i in range(t)]
+
+
+def uniform_indices(n: int, t: int) -> list[int]:
+    """Validation without random shift: frame int(tick * i) of tick = N / T."""
+    tick = n / float(t)
+    return [int(tick * i) % n for i in range(t)]
+
+
+def dense_indices(n: int, t: int, rng: np.random.Generator) -> list[int]:
+    """Training, dense: every (128 // T)-th frame from a random start (wrapping around short videos)."""
+    positions = max(1, 1 + n - DENSE_RANGE)
+    stride = DENSE_RANGE // t
+    start = 0 if positions == 1 else int(rng.integers(0, positions - 1))
+    return [int((start + i * stride) % n) for i in range(t)]
+
+
+def test_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
+    """Test time, C temporal clips: tick = N / T, clip starts linspace(0, tick - 1, C) (as ints),
+    frame i of clip s = int(s + tick * i) % N."""
+    tick = n / float(t)
+    starts = np.linspace(0, tick - 1, num=clips).astype(int)
+    return [[int(s + tick * i) % n for i in range(t)] for s in starts.tolist()]
+
+
+def dense_test_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
+    """Test time with dense sampling: C clips of every (128 // T)-th frame, starts evenly spread."""
+    positions = max(0, n - DENSE_RANGE)
+    stride = DENSE_RANGE // t
+    step = positions // (clips - 1) if clips > 1 else 0
+    return [[int((c * step + i * stride) % n) for i in range(t)] for c in range(clips)]
+
+
+def parse_views(text: str) -> tuple[int, int]:
+    """'4x3' -> (4 temporal clips, 3 spatial crops). Spatial crops must be 1 or 3."""
+    try:
+        clips, crops = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--views must look like CxK, e.g. 1x1 or 4x3 (got {text!r})") from None
+    if clips < 1 or crops not in (1, 3):
+        raise ValueError(f"--views {text}: need at least 1 clip and 1 or 3 crops")
+    return clips, crops

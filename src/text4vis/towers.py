@@ -1,0 +1,297 @@
+"""CLIP image and text towers: names, open_clip, OpenAI-format files, safe loading.
+
+`--clip` accepts
+  * the OpenAI names of the paper: RN50, ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px
+    (looked up first in ~/.cache/clip/, where OpenAI's own loader and the reference code keep
+    them, then through open_clip's `openai` tag);
+  * any open_clip `MODEL:PRETRAINED` pair (`ViT-B-16:laion2b_s34b_b88k`), or `MODEL:/path/file`;
+  * an `hf-hub:org/repo` id;
+  * a local file: an OpenAI checkpoint (TorchScript archive or plain state dict, fp16 or fp32)
+    or an open_clip checkpoint with OpenAI key names. The architecture is inferred from the
+    tensor shapes, as OpenAI's and open_clip's loaders do.
+
+The towers are open_clip modules, which keep OpenAI's parameter names (visual.conv1, ...).
+Nothing here ever unpickles arbitrary objects: see `safe_load`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import open_clip
+import torch
+from open_clip.model import CLIP, CustomTextCLIP
+
+from .transforms import OPENAI_MEAN, OPENAI_STD
+
+OPENAI_NAMES = {
+    "RN50": "RN50",
+    "ViT-B/32": "ViT-B-32",
+    "ViT-B/16": "ViT-B-16",
+    "ViT-L/14": "ViT-L-14",
+    "ViT-L/14-336px": "ViT-L-14-336",
+}
+OPENAI_CACHE = os.path.expanduser("~/.cache/clip")
+
+
+class WeightsError(Exception):
+    """Weights that cannot be found or loaded. One line, naming what is missing and what to do."""
+
+
+# ----------------------------------------------------------------------------- safe file loading
+
+def safe_load(path: str) -> dict[str, Any]:
+    """Load a checkpoint without running code from it.
+
+    safetensors files are read as tensors; TorchScript archives (OpenAI's .pt files) through
+    torch.jit.load, whose restricted unpickler only builds TorchScript modules and tensors, and
+    only their state dict is kept; anything else through torch.load(weights_only=True), which
+    refuses pickles that need arbitrary globals.
+    """
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.endswith(".safetensors") or (len(head) >= 9 and head[8:9] == b"{"):
+        from safetensors.torch import load_file
+        try:
+            return load_file(path)
+        except Exception as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    if _is_torchscript(path):
+        try:
+            return dict(torch.jit.load(path, map_location="cpu").state_dict())
+        except Exception as exc:
+            raise WeightsError(f"{path}: TorchScript archive does not load ({str(exc).splitlines()[0]})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise WeightsError(
+            f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
+            f"and text4vis never runs code from a checkpoint ({first[:160]})") from None
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def unwrap_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Find the tensors in the usual checkpoint wrappers and drop DDP's `module.` prefix."""
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[k[len("module."):] if k.startswith("module.") else k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- architecture
+
+def is_openai_layout(sd: dict[str, torch.Tensor]) -> bool:
+    return ("visual.proj" in sd or "visual.attnpool.positional_embedding" in sd) and "text_projection" in sd \
+        and "token_embedding.weight" in sd
+
+
+def openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """open_clip CLIP(**cfg) arguments for an OpenAI-format state dict, inferred from tensor shapes
+    (widths, layers, patch size, heads = width // 64, context length, vocabulary). QuickGELU."""
+    if "visual.proj" in sd:
+        width = sd["visual.conv1.weight"].shape[0]
+        layers = len([k for k in sd if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")])
+        patch = sd["visual.conv1.weight"].shape[-1]
+        grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        vision = dict(layers=layers, width=width, patch_size=patch, image_size=patch * grid)
+    else:  # ModifiedResNet (RN50 family)
+        layers = tuple(len({k.split(".")[2] for k in sd if k.startswith(f"visual.layer{b}.")}) for b in (1, 2, 3, 4))
+        width = sd["visual.layer1.0.conv1.weight"].shape[0]
+        grid = round((sd["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+        vision = dict(layers=list(layers), width=width, image_size=grid * 32)
+    text_width = sd["ln_final.weight"].shape[0]
+    text = dict(
+        context_length=sd["positional_embedding"].shape[0],
+        vocab_size=sd["token_embedding.weight"].shape[0],
+        width=text_width,
+        heads=text_width // 64,
+        layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}),
+    )
+    return dict(embed_dim=sd["text_projection"].shape[1], vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+
+def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
+    """An fp32 open_clip model (random weights) from a config dict."""
+    cls = CustomTextCLIP if "hf_model_name" in cfg.get("text_cfg", {}) else CLIP
+    return cls(**copy.deepcopy(cfg)).float().eval()
+
+
+# ----------------------------------------------------------------------------- the towers
+
+@dataclass
+class Towers:
+    """A CLIP model (both towers) plus what is needed to rebuild it, tokenise and preprocess."""
+
+    clip: torch.nn.Module
+    config: dict[str, Any]          # open_clip constructor arguments (stored in text4vis checkpoints)
+    source: str                     # what the user passed as --clip
+    tokenizer_name: str = "openai"  # "openai" (CLIP BPE) or an hf-hub model id
+    mean: tuple = OPENAI_MEAN
+    std: tuple = OPENAI_STD
+    _tokenizer: Callable | None = field(default=None, repr=False)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config["embed_dim"])
+
+    @property
+    def input_size(self) -> int:
+        size = self.config["vision_cfg"].get("image_size", 224)
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config["text_cfg"].get("context_length", 77))
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        if self._tokenizer is None:
+            if self.tokenizer_name == "openai":
+                from open_clip.tokenizer import SimpleTokenizer
+                self._tokenizer = SimpleTokenizer(context_length=self.context_length)
+            else:
+                self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
+        return self._tokenizer(texts)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised text embeddings [len(texts), D], in fp32, on the model's device."""
+        device = next(self.clip.parameters()).device
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i:i + batch_size]).to(device)
+            out.append(self.clip.encode_text(tokens).float())
+        emb = torch.cat(out)
+        return emb / emb.norm(dim=-1, keepdim=True)
+
+
+def _hub_error(what: str, exc: BaseException) -> WeightsError:
+    return WeightsError(
+        f"{what}: weights are not on this machine and could not be downloaded "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+        f"download them where there is network, or pass a local file with --clip /path/to/checkpoint.pt")
+
+
+def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool = True) -> Towers:
+    if not is_openai_layout(sd):
+        raise WeightsError(
+            f"{source}: not an OpenAI-layout CLIP checkpoint (no visual.proj/text_projection); "
+            f"for other open_clip models pass --clip MODEL_NAME:{source}")
+    cfg = openai_config(sd)
+    cfg["quick_gelu"] = quick_gelu
+    clip = build_clip(cfg)
+    sd = {k: v.float() for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    missing, unexpected = clip.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if k != "attn_mask"]
+    if missing or unexpected:
+        raise WeightsError(f"{source}: state dict does not match the inferred architecture "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return Towers(clip=clip, config=cfg, source=source)
+
+
+def _named(name: str, tag: str, source: str) -> Towers:
+    """An open_clip architecture name with a pretrained tag or a local file."""
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise WeightsError(f"--clip {source}: unknown open_clip model {name!r} (see open_clip.list_models())")
+    cfg = copy.deepcopy(cfg)
+    pre = open_clip.get_pretrained_cfg(name, tag) if not os.path.isfile(tag) else {}
+    if pre.get("quick_gelu"):
+        cfg["quick_gelu"] = True
+    mean, std = pre.get("mean", OPENAI_MEAN), pre.get("std", OPENAI_STD)
+    if os.path.isfile(tag):
+        path = tag
+    elif not pre:
+        raise WeightsError(f"--clip {source}: open_clip has no pretrained tag {tag!r} for {name} "
+                           f"(known: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})")
+    else:
+        try:
+            path = open_clip.download_pretrained(pre)
+        except Exception as exc:
+            raise _hub_error(f"--clip {source}", exc) from None
+        if not path:
+            raise WeightsError(f"--clip {source}: open_clip could not resolve a download for this tag")
+    sd = unwrap_state_dict(safe_load(path))
+    if is_openai_layout(sd) and "hf_model_name" not in cfg.get("text_cfg", {}):
+        towers = _from_state_dict(sd, source, quick_gelu=bool(cfg.get("quick_gelu")))
+    else:
+        clip = build_clip(cfg)
+        try:
+            open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"--clip {source}: weights do not fit {name} ({str(exc).splitlines()[0][:160]})") from None
+        towers = Towers(clip=clip.float().eval(), config=cfg, source=source)
+    towers.source, towers.mean, towers.std = source, tuple(mean), tuple(std)
+    tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
+    towers.tokenizer_name = tok or "openai"
+    return towers
+
+
+def _hf_hub(model_id: str, source: str) -> Towers:
+    try:
+        from open_clip.factory import _get_hf_config
+        hf_cfg = _get_hf_config(model_id)
+        from huggingface_hub import hf_hub_download
+        try:
+            path = hf_hub_download(model_id, "open_clip_model.safetensors")
+        except Exception:
+            path = hf_hub_download(model_id, "open_clip_pytorch_model.bin")
+    except Exception as exc:
+        raise _hub_error(f"--clip {source}", exc) from None
+    cfg = hf_cfg["model_cfg"]
+    clip = build_clip(cfg)
+    open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
+    pre = hf_cfg.get("preprocess_cfg", {})
+    tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
+    return Towers(clip=clip.float().eval(), config=cfg, source=source, tokenizer_name=tok or "openai",
+                  mean=tuple(pre.get("mean", OPENAI_MEAN)), std=tuple(pre.get("std", OPENAI_STD)))
+
+
+def load_towers(spec: str) -> Towers:
+    """Resolve a --clip value (see the module docstring) into CLIP towers on the CPU, fp32."""
+    if os.path.isfile(spec):
+        return _from_state_dict(unwrap_state_dict(safe_load(spec)), spec)
+    if spec in OPENAI_NAMES:
+        local = os.path.join(OPENAI_CACHE, spec.replace("/", "-") + ".pt")
+        if os.path.isfile(local):
+            return _from_state_dict(unwrap_state_dict(safe_load(local)), spec)
+        return _named(OPENAI_NAMES[spec], "openai", spec)
+    if spec.startswith("hf-hub:"):
+        return _hf_hub(spec[len("hf-hub:"):], spec)
+    if ":" in spec:
+        name, tag = spec.split(":", 1)
+        return _named(name, tag, spec)
+    if open_clip.get_model_config(spec) is not None:
+        raise WeightsError(f"--clip {spec}: name the weights too, e.g. {spec}:openai or {spec}:/path/to/weights.pt")
+    raise WeightsError(f"--clip {spec}: not a file, an OpenAI name ({', '.join(OPENAI_NAMES)}), "
+                       f"an open_clip MODEL:PRETRAINED pair or an hf-hub: id")
+
+
+def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: str,
+                       tokenizer_name: str = "openai", mean=OPENAI_MEAN, std=OPENAI_STD) -> Towers:
+    """Rebuild towers stored inside a text4vis checkpoint (no download, no other file)."""
+    clip = build_clip(cfg)
+    clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return Towers(clip=clip, config=cfg, source=source, tokenizer_name=tokenizer_name,
+                  mean=tuple(mean), std=tuple(std))
+

@@ -1,0 +1,130 @@
+"""Spatial transforms of a clip: resize, crops (1 or 3), random resized crop, flip, grayscale.
+
+Clips are uint8 tensors [T, 3, H, W]; the same spatial transform applies to every frame of a clip.
+Normalisation (CLIP mean/std) happens on the model's device, in `VideoModel.normalize`, so loaders
+move 4x fewer bytes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] (numpy) -> uint8 [T, 3, H, W] (torch)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+def resize_size(input_size: int) -> int:
+    """Short side before cropping: 256 for 224 inputs (the reference's 256/224 ratio), else the input size."""
+    return 256 if input_size == 224 else input_size
+
+
+def resize_short(clip: torch.Tensor, short: int) -> torch.Tensor:
+    """Resize so the short side is `short` (long side = int(long * short / short_in), as torchvision)."""
+    h, w = clip.shape[-2:]
+    if min(h, w) == short:
+        return clip
+    if h <= w:
+        size = [short, max(1, int(w * short / h))]
+    else:
+        size = [max(1, int(h * short / w)), short]
+    return F.resize(clip, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+
+
+def _pad_to(clip: torch.Tensor, crop: int) -> torch.Tensor:
+    """Zero-pad (centred) a clip that is smaller than the crop in one dimension (e.g. 4000x16 inputs
+    resized to short side 256 are never smaller; this only guards degenerate sizes)."""
+    h, w = clip.shape[-2:]
+    if h >= crop and w >= crop:
+        return clip
+    ph, pw = max(0, crop - h), max(0, crop - w)
+    return F.pad(clip, [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2])
+
+
+def center_crop_offsets(h: int, w: int, crop: int) -> tuple[int, int]:
+    """(x, y) of the centre crop: round((W - crop) / 2), round((H - crop) / 2)."""
+    return int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+
+
+def three_crop_offsets(h: int, w: int, crop: int) -> list[tuple[int, int]]:
+    """(x, y) of the reference's three crops: (0, 2hs), (4ws, 2hs), (2ws, 2hs), ws = (W-crop)//4, hs = (H-crop)//4."""
+    ws, hs = (w - crop) // 4, (h - crop) // 4
+    return [(0, 2 * hs), (4 * ws, 2 * hs), (2 * ws, 2 * hs)]
+
+
+def test_views(clip: torch.Tensor, input_size: int, crops: int) -> list[torch.Tensor]:
+    """Test-time spatial views of one clip: resize the short side, then 1 centre crop or 3 crops."""
+    clip = _pad_to(resize_short(clip, resize_size(input_size)), input_size)
+    h, w = clip.shape[-2:]
+    offsets = [center_crop_offsets(h, w, input_size)] if crops == 1 else three_crop_offsets(h, w, input_size)
+    return [clip[..., y:y + input_size, x:x + input_size] for x, y in offsets]
+
+
+class TrainTransform:
+    """Training augmentation, one draw per clip: random resized crop (Inception scale and ratio,
+    measured on the short-side-resized frame), horizontal flip, grayscale p=0.2, optional RandAugment."""
+
+    def __init__(self, input_size: int = 224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
+                 grayscale: float = 0.2, randaug: tuple[int, int] | None = None):
+        self.input_size = input_size
+        self.scale, self.ratio = scale, ratio
+        self.flip, self.grayscale = flip, grayscale
+        self.randaug = v2.RandAugment(num_ops=randaug[0], magnitude=randaug[1]) if randaug else None
+
+    def crop_box(self, h: int, w: int, gen: torch.Generator) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the random resized crop, in input-frame coordinates.
+
+        Drawn on the frame as if resized to short side 256 (the reference resizes first), then mapped
+        back, so each frame is resized only once."""
+        s = resize_size(self.input_size) / min(h, w)
+        rh, rw = h * s, w * s
+        area = rh * rw
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * float(torch.empty(1).uniform_(*self.scale, generator=gen))
+            aspect = math.exp(float(torch.empty(1).uniform_(*log_ratio, generator=gen)))
+            cw = int(round(math.sqrt(target * aspect)))
+            ch = int(round(math.sqrt(target / aspect)))
+            if 0 < cw <= rw and 0 < ch <= rh:
+                top = int(torch.randint(0, int(rh - ch) + 1, (1,), generator=gen))
+                left = int(torch.randint(0, int(rw - cw) + 1, (1,), generator=gen))
+                break
+        else:  # fallback: centre crop of the whole frame at a clamped ratio (as torchvision)
+            in_ratio = rw / rh
+            if in_ratio < self.ratio[0]:
+                cw, ch = rw, rw / self.ratio[0]
+            elif in_ratio > self.ratio[1]:
+                ch, cw = rh, rh * self.ratio[1]
+            else:
+                cw, ch = rw, rh
+            top, left = (rh - ch) / 2, (rw - cw) / 2
+        return (int(top / s), int(left / s), max(1, int(round(ch / s))), max(1, int(round(cw / s))))
+
+    def __call__(self, clip: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        h, w = clip.shape[-2:]
+        top, left, ch, cw = self.crop_box(h, w, gen)
+        clip = F.resized_crop(clip, top, left, ch, cw, [self.input_size, self.input_size],
+                              interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        if self.flip and float(torch.rand(1, generator=gen)) < 0.5:
+            clip = F.horizontal_flip(clip)
+        if self.grayscale and float(torch.rand(1, generator=gen)) < self.grayscale:
+            clip = F.rgb_to_grayscale(clip, num_output_channels=3)
+        if self.randaug is not None:
+            clip = self.randaug(clip)  # one op sequence for the whole clip ([T, 3, H, W] is one batch)
+        return clip
+
+
+def normalize(frames: torch.Tensor, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
+    """uint8 [..., 3, H, W] in 0..255 -> float normalised with CLIP mean/std (on the tensor's device)."""
+    x = frames.float().div_(255.0)
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    return (x - m) / s

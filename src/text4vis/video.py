@@ -1,0 +1,196 @@
+"""Where a video file becomes frames.
+
+Decoding is frame-accurate: frame indices always refer to the N frames that actually decode,
+in presentation order, counted by this module (container headers are often missing or wrong).
+Only the frames that are asked for are converted to RGB. Frames come out upright (the display
+rotation is applied), from the container's default video stream.
+
+Frame folders (the original Text4Vis "dir num_frames label" lists) are read here too.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import av
+import numpy as np
+from PIL import Image
+
+VIDEO_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".3gp", ".ts", ".mts", ".ogv",
+}
+
+av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter would bypass our one-line errors
+
+
+class VideoError(Exception):
+    """A video (or frame folder) that cannot be read. The message is one line naming the file."""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _open(path: str):
+    if not os.path.exists(path):
+        raise VideoError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise VideoError(f"{path}: is a directory, not a video")
+    if os.path.getsize(path) == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except Exception as exc:  # PyAV raises many types (InvalidDataError, OSError, ...)
+        raise VideoError(f"{path}: not a readable video ({_short(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    return container
+
+
+def _default_stream(container):
+    """The container's default video stream: the first one flagged "default", else the first one
+    (which need not be stream 0: phones often store audio first)."""
+    videos = list(container.streams.video)
+    for s in videos:
+        if int(s.disposition) & int(av.stream.Disposition.default):
+            return s
+    return videos[0]
+
+
+def count_frames(path: str) -> int:
+    """Number of frames in the default video stream, by demuxing (no decoding)."""
+    container = _open(path)
+    try:
+        return _count_packets(container, _default_stream(container), path)
+    finally:
+        container.close()
+
+
+def _count_packets(container, stream, path: str) -> int:
+    n = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                n += 1
+    except Exception as exc:
+        if n == 0:
+            raise VideoError(f"{path}: cannot read video packets ({_short(exc)})") from None
+    return n
+
+
+def _to_rgb(frame) -> np.ndarray:
+    image = frame.to_ndarray(format="rgb24")  # handles yuv420p/10-bit/gray/bgra (GIF) alike
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    if rotation % 360:
+        # PyAV reports the display matrix angle (counter-clockwise); rot90 with k turns CCW by k*90
+        image = np.ascontiguousarray(np.rot90(image, k=round(rotation / 90) % 4))
+    return image
+
+
+def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tuple[dict[int, np.ndarray], int]:
+    """Decode the whole stream once, keep RGB copies of the wanted frame indices.
+
+    Returns the kept frames and the number of frames that decoded. A stream that breaks part-way
+    keeps what decoded before the break.
+    """
+    wanted_set = set(int(i) for i in wanted)
+    kept: dict[int, np.ndarray] = {}
+    n = 0
+    container.seek(0)
+    try:
+        for frame in container.decode(stream):
+            if n in wanted_set:
+                kept[n] = _to_rgb(frame)
+            n += 1
+    except Exception as exc:
+        if n == 0:
+            raise VideoError(f"{path}: video stream does not decode ({_short(exc)})") from None
+    return kept, n
+
+
+def read_frames(path: str, choose: Callable[[int], Sequence[int]]) -> tuple[np.ndarray, int]:
+    """Decode the frames of `path` that `choose(num_frames)` asks for.
+
+    `choose` receives N, the true number of frames, and returns indices in 0..N-1 (repeats allowed,
+    any order). Returns (frames uint8 [len(indices), H, W, 3] in the order asked, N).
+    """
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        stream.thread_type = "AUTO"
+        n = _count_packets(container, stream, path)
+        if n == 0:
+            raise VideoError(f"{path}: video stream has no frames")
+        indices = [int(i) for i in choose(n)]
+        kept, decoded = _decode_selected(container, stream, indices, path)
+        if decoded == 0:
+            raise VideoError(f"{path}: video stream has no decodable frames")
+        if decoded != n:
+            # Packets and frames disagree (truncated or damaged stream): sample again on what decoded.
+            n = decoded
+            indices = [int(i) for i in choose(n)]
+            if not all(i in kept for i in indices):
+                kept, _ = _decode_selected(container, stream, indices, path)
+        missing = [i for i in indices if i not in kept]
+        if missing:
+            raise VideoError(f"{path}: frame {missing[0]} of {n} did not decode")
+    finally:
+        container.close()
+    return _stack([kept[i] for i in indices], path), n
+
+
+def read_all_frames(path: str) -> np.ndarray:
+    """Every frame of the default video stream, upright, as uint8 [N, H, W, 3]."""
+    frames, _ = read_frames(path, lambda n: range(n))
+    return frames
+
+
+def _stack(frames: list[np.ndarray], path: str) -> np.ndarray:
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:  # resolution changes mid-stream: bring every frame to the first one's size
+        h, w = frames[0].shape[:2]
+        frames = [f if f.shape[:2] == (h, w) else np.asarray(Image.fromarray(f).resize((w, h))) for f in frames]
+    return np.stack(frames)
+
+
+def read_frame_folder(directory: str, choose: Callable[[int], Sequence[int]], num_frames: int,
+                      image_tmpl: str = "img_{:05d}.jpg", index_bias: int = 1) -> tuple[np.ndarray, int]:
+    """Frames of an extracted-frames folder (original Text4Vis lists): index i reads
+    `image_tmpl.format(i + index_bias)`."""
+    if not os.path.isdir(directory):
+        raise VideoError(f"{directory}: no such frame folder")
+    if num_frames <= 0:
+        raise VideoError(f"{directory}: list says it has {num_frames} frames")
+    indices = [int(i) for i in choose(num_frames)]
+    frames = []
+    cache: dict[int, np.ndarray] = {}
+    for i in indices:
+        if i not in cache:
+            name = os.path.join(directory, image_tmpl.format(i + index_bias))
+            try:
+                with Image.open(name) as im:
+                    cache[i] = np.asarray(im.convert("RGB"))
+            except FileNotFoundError:
+                raise VideoError(f"{name}: frame missing (folder has fewer frames than its list line says?)") from None
+            except Exception as exc:
+                raise VideoError(f"{name}: not a readable image ({_short(exc)})") from None
+        frames.append(cache[i])
+    return _stack(frames, directory), num_frames
+
+
+def find_videos(paths: Sequence[str]) -> list[str]:
+    """Expand files and folders (recursively, by video extension) into a list of inputs, in order.
+    Paths that do not exist are kept, so that the caller reports them as failed inputs."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                out.extend(os.path.join(root, f) for f in sorted(files)
+                           if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS)
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,145 @@
+"""Fixtures: tiny random-weight CLIP checkpoints in the true formats, and small real videos.
+
+Nothing here touches the network or the Hugging Face cache: HF_HUB_OFFLINE is set and the caches
+point into a temporary folder for the whole session.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_CACHE = tempfile.mkdtemp(prefix="text4vis-test-cache-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = os.path.join(_CACHE, "hf")
+os.environ["TEXT4VIS_CACHE"] = os.path.join(_CACHE, "text4vis")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+SHARED_VIDEOS = os.path.join(SHARED, "videos")
+
+# A small OpenAI-layout CLIP: ViT with 2 layers of width 64, patch 8 on 32x32 images,
+# a 1-layer text tower of width 64 with the real CLIP vocabulary (so the real tokenizer works).
+TINY = dict(embed_dim=64,
+            vision_cfg=dict(layers=2, width=64, patch_size=8, image_size=32),
+            text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+            quick_gelu=True)
+
+
+def tiny_openai_state_dict(seed: int = 0, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    """Random weights with OpenAI CLIP's key names and layout (what OpenAI's ViT-B/16.pt holds)."""
+    from open_clip.model import CLIP
+    torch.manual_seed(seed)
+    model = CLIP(**TINY)
+    sd = {k: v.clone().to(dtype) if v.is_floating_point() else v.clone() for k, v in model.state_dict().items()}
+    sd.pop("attn_mask", None)
+    return sd
+
+
+def save_torchscript_archive(sd: dict[str, torch.Tensor], path: str) -> None:
+    """A TorchScript archive holding exactly these parameters (as OpenAI's JIT .pt files do)."""
+    from torch import nn
+
+    class Node(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    root = Node()
+    for key, value in sd.items():
+        *parents, leaf = key.split(".")
+        mod = root
+        for p in parents:
+            if not hasattr(mod, p):
+                mod.add_module(p, Node())
+            mod = getattr(mod, p)
+        mod.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
+    torch.jit.save(torch.jit.script(root), path)
+
+
+def original_text4vis_checkpoint(sd_clip: dict[str, torch.Tensor], head: str, seed: int = 1) -> dict:
+    """An original Text4Vis checkpoint dict: {epoch, model_state_dict (module.-prefixed), optimizer_state_dict}."""
+    from text4vis.temporal import build_head
+    torch.manual_seed(seed)
+    fusion = build_head(head, TINY["embed_dim"])
+    state = {f"module.{k}": v for k, v in sd_clip.items() if k.startswith("visual.")}
+    state.update({f"module.fusion_model.{k}": v for k, v in fusion.state_dict().items()})
+    state["module.logit_scale"] = torch.tensor(4.6052)
+    return {"epoch": 3, "model_state_dict": state,
+            "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 5e-6, "params": [0, 1]}]}}
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """tiny CLIP checkpoints in every real format, the same weights in each."""
+    d = tmp_path_factory.mktemp("tiny")
+    sd = tiny_openai_state_dict(0)
+    torch.save(sd, d / "openai_sd.pt")
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, d / "openai_sd_fp16.pt")
+    save_torchscript_archive(sd, str(d / "openai_jit.pt"))
+    torch.save({"epoch": 2, "name": "tiny", "state_dict": {f"module.{k}": v for k, v in sd.items()}},
+               d / "open_clip_ckpt.pt")
+    torch.save(original_text4vis_checkpoint(sd, "transf"), d / "text4vis_orig_transf.pt")
+    torch.save(original_text4vis_checkpoint(sd, "mean"), d / "text4vis_orig_mean.pt")
+    return d
+
+
+# ----------------------------------------------------------------------------- videos
+
+def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
+                options: dict | None = None, rotation: int | None = None) -> None:
+    """Write uint8 [N, H, W, 3] frames with PyAV, flushing the encoder so every frame is stored."""
+    with av.open(path, "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        if options:
+            stream.options = options
+        if rotation is not None:
+            stream.metadata["rotate"] = str(rotation)
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+BITS = 8  # frame index encoded as 8 black/white blocks across the frame (survives compression)
+
+
+def index_frames(n: int, h: int = 64, w: int = 128) -> np.ndarray:
+    frames = np.zeros((n, h, w, 3), np.uint8)
+    bw = w // BITS
+    for i in range(n):
+        for b in range(BITS):
+            if (i >> b) & 1:
+                frames[i, :, b * bw:(b + 1) * bw] = 255
+    return frames
+
+
+def decode_index(frame: np.ndarray) -> int:
+    """Read back the index from a decoded (possibly resized) frame: [H, W, 3] uint8 or [3, H, W]."""
+    if frame.shape[0] == 3 and frame.shape[-1] != 3:
+        frame = frame.transpose(1, 2, 0)
+    h, w = frame.shape[:2]
+    bw = w / BITS
+    value = 0
+    for b in range(BITS):
+        block = frame[h // 4: 3 * h // 4, int(b * bw + bw / 4): int((b + 1) * bw - bw / 4)]
+        if block.mean() > 127:
+            value |= 1 << b
+    return value
+
+
+@pytest.fixture(scope="session")
+def index_video(tmp_path_factory):
+    """A 50-frame H.264 video whose frames show their own index."""
+    path = str(tmp_path_factory.mktemp("vid") / "index50.mp4")
+    write_video(path, index_frames(50), options={"crf": "10", "g": "12", "bf": "2"})
+    return path
