@@ -225,6 +225,17 @@ def test_write_video_roundtrip(tmp_path, codec):
     assert np.abs(decoded.astype(np.float32) - frames).mean() < 10
 
 
+def test_write_video_reproducible(tmp_path):
+    """Same frames -> same video, also between other encodes (x264 mbtree regression)."""
+    clips = [render(n, 3, num_frames=8, size=48)[0] for n in ("circle moving right", "star shrinking")]
+    seen: list[set[bytes]] = [set(), set()]
+    for _ in range(8):
+        for k, frames in enumerate(clips):
+            S.write_video(tmp_path / "v.mp4", frames)
+            seen[k].add((tmp_path / "v.mp4").read_bytes())
+    assert [len(s) for s in seen] == [1, 1]
+
+
 def test_write_video_odd_size(tmp_path):
     frames, _ = render("circle growing", 0, num_frames=5, size=33)
     S.write_video(tmp_path / "odd.mp4", frames)

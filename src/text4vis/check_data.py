@@ -1,0 +1,92 @@
+"""`text4vis check-data`: scan a config's train and val lists before a long run.
+
+Every entry is opened and fully decoded in parallel: missing files, videos that do not decode,
+frame counts that differ from the list line, and label ids outside the label list are reported;
+cleaned list files (broken entries removed) can be written.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+from tqdm import tqdm
+
+from .config import Config
+from .datasets import DataError, Sample, read_csv, read_list
+from .labels import load_labels
+from .video import VideoError, read_frames
+
+
+def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, int | None]:
+    """(kind, message, actual frames): kind is ok | missing | broken | frames | label."""
+    sample, tmpl, bias, num_classes = args
+    if num_classes and not 0 <= sample.label < num_classes:
+        return "label", f"{sample.source}: label id {sample.label} outside 0..{num_classes - 1}", None
+    if not os.path.exists(sample.path):
+        return "missing", f"{sample.source}: {sample.path} not found", None
+    if sample.num_frames is not None:  # frame folder: count the frames the template can read
+        n = 0
+        while os.path.isfile(os.path.join(sample.path, tmpl.format(n + bias))):
+            n += 1
+        if n == 0:
+            return "broken", f"{sample.source}: {sample.path} has no {tmpl} frames (index_bias {bias})", 0
+        if n != sample.num_frames:
+            return "frames", f"{sample.source}: list says {sample.num_frames} frames, folder has {n}", n
+        return "ok", None, n
+    try:
+        _, n = read_frames(sample.path, lambda n: [0, n - 1])
+    except VideoError as exc:
+        return "broken", f"{sample.source}: {exc}", None
+    return "ok", None, n
+
+
+def _read_any(path: str, root: str, labels: list[str] | None) -> list[Sample]:
+    if path.lower().endswith(".csv"):
+        return read_csv(path, labels or [], root)
+    return read_list(path, root)
+
+
+def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None = None) -> dict:
+    labels = load_labels(cfg.data.labels) if cfg.data.labels else None
+    report: dict = {"problems": 0, "splits": {}}
+    for split, path, root in (("train", cfg.data.train_list, cfg.data.train_root),
+                              ("val", cfg.data.val_list, cfg.data.val_root)):
+        if not path:
+            continue
+        if os.path.isdir(path):
+            print(f"{split}: {path} is a class-folder tree; checking its videos", file=sys.stderr)
+            from .datasets import read_class_folders
+            samples, _ = read_class_folders(path)
+        else:
+            samples = _read_any(path, root, labels)
+        jobs = [(s, cfg.data.image_tmpl, cfg.data.index_bias, len(labels) if labels else 0) for s in samples]
+        n_workers = workers or max(1, os.cpu_count() or 1)
+        counts = {"ok": 0, "missing": 0, "broken": 0, "frames": 0, "label": 0}
+        bad_lines = set()
+        with ProcessPoolExecutor(n_workers) as pool:
+            results = pool.map(check_sample, jobs, chunksize=4)
+            for s, (kind, msg, _) in tqdm(zip(samples, results), total=len(samples), desc=f"checking {split}",
+                                          unit="video"):
+                counts[kind] += 1
+                if msg:
+                    tqdm.write(f"{kind}: {msg}", file=sys.stderr)
+                    if kind != "frames":
+                        bad_lines.add(s.source)
+        problems = len(samples) - counts["ok"]
+        report["problems"] += problems
+        report["splits"][split] = dict(counts, total=len(samples))
+        print(f"{split}: {len(samples)} entries, {counts['ok']} ok, {counts['missing']} missing, "
+              f"{counts['broken']} do not decode, {counts['frames']} frame counts differ, "
+              f"{counts['label']} labels out of range")
+        if clean_dir and not os.path.isdir(path):
+            os.makedirs(clean_dir, exist_ok=True)
+            out = os.path.join(clean_dir, os.path.basename(path))
+            with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+                for lineno, line in enumerate(src, start=1):
+                    if f"{path}:{lineno}" not in bad_lines:
+                        dst.write(line)
+            print(f"{split}: cleaned list written to {out}")
+    if not report["splits"]:
+        raise DataError("the config names no data.train_list or data.val_list")
+    return report
