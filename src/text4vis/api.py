@@ -30,7 +30,9 @@ DEFAULT_LABELS = "k400"
 
 def pick_device(device: str = "auto") -> torch.device:
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")  # torchrun: one GPU per process
     return torch.device(device)
 
 
@@ -180,6 +182,6 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         rec.towers.clip.to(dev).eval()
     if classifier:
         rec.set_classifier(classifiers.load_classifier(classifier))
-    elif names is not None:
+    elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
     return rec

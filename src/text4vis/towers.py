@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -42,6 +43,13 @@ class WeightsError(Exception):
     """Weights that cannot be found or loaded. One line, naming what is missing and what to do."""
 
 
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 # ----------------------------------------------------------------------------- safe file loading
 
 def safe_load(path: str) -> dict[str, Any]:
@@ -61,21 +69,20 @@ def safe_load(path: str) -> dict[str, Any]:
         try:
             return load_file(path)
         except Exception as exc:
-            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
     if _is_torchscript(path):
         try:
             return dict(torch.jit.load(path, map_location="cpu").state_dict())
         except Exception as exc:
-            raise WeightsError(f"{path}: TorchScript archive does not load ({str(exc).splitlines()[0]})") from None
+            raise WeightsError(f"{path}: TorchScript archive does not load ({_first_line(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise WeightsError(
             f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
-            f"and text4vis never runs code from a checkpoint ({first[:160]})") from None
+            f"and text4vis never runs code from a checkpoint ({_first_line(exc)})") from None
     except Exception as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _is_torchscript(path: str) -> bool:

@@ -1,0 +1,164 @@
+"""`text4vis eval`: the paper's evaluation protocols, with files anyone can recompute them from.
+
+Every video is scored once from its aggregated views (mean of raw embeddings over C clips x K
+crops, L2-normalised, softmax of 100 x cosine). Outputs in --out:
+  results.json        every metric, the protocol, views, frames, checkpoint, label set, counts,
+                      failed videos
+  predictions.npz     videos (N paths), labels (N ids), scores (N x C), embeddings (N x D),
+                      classifier (C x D): enough to recompute everything
+  per_class.csv       accuracy, support and AP per class, worst first
+  confusion.png       confusion matrix ordered by clustering; confused_pairs.csv the top pairs
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import engine, metrics
+from .datasets import FrameReader, TestDataset, check_labels_in_range, load_split
+from .labels import load_labels
+from .sampling import parse_views
+
+
+def recompute(npz_path: str) -> dict:
+    """The metrics of results.json, recomputed from predictions.npz alone."""
+    data = np.load(npz_path, allow_pickle=False)
+    return metrics.summarize(data["scores"], data["labels"])
+
+
+def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool = False,
+             reader: FrameReader | None = None, batch_size: int = 8, workers: int | None = None,
+             zero_shot: bool = False, splits: list[tuple[str, list[str]]] | None = None,
+             out: str | None = None, info: dict | None = None, progress: bool = True) -> dict:
+    """Evaluate a Recognizer on samples whose labels index `names`. Writes outputs on rank 0."""
+    clips, crops = parse_views(views)
+    check_labels_in_range(samples, len(names))
+    ds = TestDataset(samples, rec.num_frames, rec.input_size, clips, crops, reader, dense)
+    t0 = time.perf_counter()
+    emb = engine.embed_dataset(rec.model, ds, rec.device, batch_size=batch_size, workers=workers,
+                               progress=progress, desc="eval")
+    wall = time.perf_counter() - t0
+    classifier = rec.model.classifier.detach().float().cpu()
+    scores = engine.scores_from_embeddings(emb.embeddings, classifier).numpy()
+    labels = np.array([samples[i].label for i in emb.indices], dtype=np.int64)
+    videos = np.array([samples[i].path for i in emb.indices])
+    results: dict = dict(info or {})
+    results.update({
+        "protocol": "zero-shot" if zero_shot else "standard",
+        "views": views, "frames": rec.num_frames, "input_size": rec.input_size, "dense": dense,
+        "num_classes": len(names), "num_videos": int(len(labels)), "num_failed": len(emb.errors),
+        "failed": [{"video": samples[i].path, "error": msg} for i, msg in emb.errors],
+    })
+    if len(labels):
+        results.update(metrics.summarize(scores, labels))
+    else:
+        results.update(top1=0.0, top5=0.0, mean_class_accuracy=0.0, mAP=float("nan"), num_videos=0)
+    e = emb.embeddings.numpy()
+    c = classifier.numpy()
+    if zero_shot and len(labels):
+        results["half_classes"] = metrics.half_classes_protocol(e, labels, c)
+    if splits and len(labels):
+        index = {n: i for i, n in enumerate(names)}
+        ids = []
+        for split_name, split_names in splits:
+            missing = [n for n in split_names if n not in index]
+            if missing:
+                raise ValueError(f"split {split_name}: class {missing[0]!r} is not in the label list")
+            ids.append(np.array([index[n] for n in split_names]))
+        results["class_splits"] = metrics.split_protocol(e, labels, c, ids)
+        results["class_splits"]["names"] = [s for s, _ in splits]
+    results["speed"] = {"videos_per_s": len(samples) / max(wall, 1e-9), "seconds": wall,
+                        "seconds_waiting_for_decode": emb.seconds_waiting, "seconds_model": emb.seconds_model}
+    rank, _ = engine.rank_world()
+    if out and rank == 0:
+        write_outputs(out, results, videos, labels, scores, e, c, names)
+    if rank == 0:
+        print(summary_text(results, names))
+    return results
+
+
+def write_outputs(out, results, videos, labels, scores, embeddings, classifier, names) -> None:
+    from . import plots
+    os.makedirs(out, exist_ok=True)
+    np.savez_compressed(os.path.join(out, "predictions.npz"), videos=videos.astype(str), labels=labels,
+                        scores=scores.astype(np.float32), embeddings=embeddings.astype(np.float32),
+                        classifier=classifier.astype(np.float32))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    if not len(labels):
+        return
+    with open(os.path.join(out, "per_class.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "name", "support", "accuracy", "ap"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(metrics.per_class_report(scores, labels, names))
+    conf = metrics.confusion_matrix(labels, metrics.predictions(scores), len(names))
+    plots.plot_confusion(conf, names, os.path.join(out, "confusion.png"))
+    with open(os.path.join(out, "confused_pairs.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["true", "predicted", "count", "fraction_of_true"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(metrics.most_confused_pairs(conf, names, top=100))
+
+
+def summary_text(r: dict, names: list[str]) -> str:
+    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    lines = [f"{r['num_videos']} videos, {r['num_classes']} classes, views {r['views']}, {r['frames']} frames"
+             + (f", {r['num_failed']} failed to decode (excluded)" if r["num_failed"] else "")]
+    if r["num_videos"]:
+        lines.append(f"top-1 {pct(r['top1'])}   top-5 {pct(r['top5'])}   mean class acc {pct(r['mean_class_accuracy'])}"
+                     f"   mAP {pct(r['mAP'])}")
+    for key, title in (("half_classes", "zero-shot, half classes (10 splits)"), ("class_splits", "class splits")):
+        if key in r:
+            z = r[key]
+            lines.append(f"{title}: top-1 {pct(z['top1_mean'])} ± {pct(z['top1_std'])}   "
+                         f"top-5 {pct(z['top5_mean'])} ± {pct(z['top5_std'])}")
+    s = r["speed"]
+    lines.append(f"speed: {s['videos_per_s']:.1f} videos/s; waiting for decoding {s['seconds_waiting_for_decode']:.1f}s, "
+                 f"model {s['seconds_model']:.1f}s of {s['seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+def eval_from_config(cfg, args) -> dict:
+    """The `text4vis eval` command: data from the config's val list, model from --checkpoint/--clip."""
+    from .api import load
+    names = load_labels(args.labels or cfg.data.labels) if (args.labels or cfg.data.labels) else None
+    val_list = args.val_list or cfg.data.val_list
+    if not val_list:
+        from .config import ConfigError
+        raise ConfigError("no data.val_list in the config (or --val-list)")
+    samples, names = load_split(val_list, args.val_root if args.val_list else cfg.data.val_root, names)
+    if names is None:
+        from .config import ConfigError
+        raise ConfigError("data.labels is not set (a label set name or file)")
+    engine_setup()
+    rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if args.checkpoint else cfg.model.clip),
+               labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
+               frames=args.frames or (None if args.checkpoint else cfg.data.num_frames), device=args.device,
+               head=None)
+    splits = []
+    for path in args.splits or []:
+        splits.append((os.path.basename(path), load_labels(path)))
+    if args.zero_shot and not splits and list(names) == load_labels("k600"):
+        splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
+    info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,
+            "val_list": val_list}
+    return run_eval(rec, samples, names, views=args.views or cfg.evaluation.views, dense=cfg.data.dense,
+                    reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                    batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
+                    zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out, info=info,
+                    progress=not args.quiet)
+
+
+def engine_setup() -> None:
+    """Join the torchrun process group if launched under torchrun (gloo on CPU, NCCL on GPUs)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from .train import setup_distributed
+        setup_distributed()
+
+
+def print_err(msg: str) -> None:
+    print(msg, file=sys.stderr)
