@@ -143,3 +143,104 @@ def index_video(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("vid") / "index50.mp4")
     write_video(path, index_frames(50), options={"crf": "10", "g": "12", "bf": "2"})
     return path
+
+
+# ----------------------------------------------------------------------------- more helpers (model, weights, predict)
+
+def tiny_config(width: int = 64) -> dict:
+    """TINY with every width (embedding, image tower, text tower) set to `width` (heads = width // 64)."""
+    return dict(embed_dim=width,
+                vision_cfg=dict(layers=2, width=width, patch_size=8, image_size=32),
+                text_cfg=dict(context_length=77, vocab_size=49408, width=width, heads=max(1, width // 64), layers=1),
+                quick_gelu=True)
+
+
+def tiny_state_dict_of(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights with OpenAI CLIP's key names for an arbitrary tiny config."""
+    from open_clip.model import CLIP
+    torch.manual_seed(seed)
+    sd = {k: v.clone() for k, v in CLIP(**cfg).state_dict().items()}
+    sd.pop("attn_mask", None)
+    return sd
+
+
+def write_audio_only(path: str, codec: str = "aac", seconds: float = 0.5) -> None:
+    """A file with one audio stream and no video stream (silence with a little noise)."""
+    rate = 44100 if codec != "libopus" else 48000
+    with av.open(path, "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        ctx = stream.codec_context
+        fmt = ctx.format.name if ctx.format is not None else "fltp"
+        size = ctx.frame_size or 1024
+        rng = np.random.default_rng(0)
+        pts = 0
+        for _ in range(int(seconds * rate / size) + 1):
+            if fmt.startswith("s16"):
+                data = rng.integers(-100, 100, (1, size)).astype(np.int16)
+            else:
+                data = (rng.standard_normal((1, size)) * 0.01).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+            frame.sample_rate, frame.pts = rate, pts
+            pts += size
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def stripes(n: int, h: int, w: int, period: int) -> np.ndarray:
+    """Vertical black/white stripes `period` px wide, shifted by one stripe every frame."""
+    x = np.arange(w)
+    frames = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        frames[i, :, ((x // period) + i) % 2 == 1] = 255
+    return frames
+
+
+@pytest.fixture(scope="session")
+def square_index_video(tmp_path_factory):
+    """A 40-frame 64x64 H.264 video whose frames show their own index (the whole frame survives a 64 crop)."""
+    path = str(tmp_path_factory.mktemp("vid") / "index40_square.mp4")
+    write_video(path, index_frames(40, 64, 64), options={"crf": "10", "g": "10", "bf": "2"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def odd_inputs(tmp_path_factory):
+    """Awkward inputs, written once per session: name -> path.
+
+    zero (0 bytes), text (a text file named .mp4), truncated_mp4 (half an mp4: its index is gone),
+    truncated_mkv (half an mkv: the first frames remain), audio_only (AAC in .m4a),
+    single (one frame), wide (4000x16), gray (a true gray-format stream), missing (no such file).
+    """
+    d = tmp_path_factory.mktemp("odd")
+    paths = {name: str(d / fname) for name, fname in {
+        "zero": "zero.mp4", "text": "text.mp4", "truncated_mp4": "truncated.mp4", "truncated_mkv": "truncated.mkv",
+        "audio_only": "audio_only.m4a", "single": "single.mp4", "wide": "wide_4000x16.mp4",
+        "gray": "gray.mkv", "missing": "missing.mp4"}.items()}
+    open(paths["zero"], "wb").close()
+    with open(paths["text"], "w") as f:
+        f.write("this is not a video\n" * 50)
+    rng = np.random.default_rng(0)
+    busy = np.concatenate([index_frames(40, 64, 128)[:, :32], rng.integers(0, 256, (40, 32, 128, 3), dtype=np.uint8)], 1)
+    whole = str(d / "whole.mp4")
+    write_video(whole, busy, options={"g": "10"})
+    data = open(whole, "rb").read()
+    with open(paths["truncated_mp4"], "wb") as f:
+        f.write(data[: len(data) // 2])
+    whole = str(d / "whole.mkv")
+    write_video(whole, busy, codec="ffv1")
+    data = open(whole, "rb").read()
+    with open(paths["truncated_mkv"], "wb") as f:
+        f.write(data[: len(data) // 2])
+    write_audio_only(paths["audio_only"], "aac")
+    write_video(paths["single"], index_frames(1))
+    wide = stripes(6, 16, 4000, 500)
+    try:
+        write_video(paths["wide"], wide)
+    except Exception:  # an H.264 encoder that refuses 4000x16: a lossless codec in Matroska
+        paths["wide"] = str(d / "wide_4000x16.mkv")
+        write_video(paths["wide"], wide, codec="ffv1")
+    write_video(paths["gray"], index_frames(12), codec="ffv1", pix_fmt="gray")
+    return paths

@@ -177,6 +177,10 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         if names is None and classifier is None:
             names = load_labels(DEFAULT_LABELS)
 
+    limit = getattr(getattr(model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
+    if limit is not None and rec.num_frames > limit:
+        raise WeightsError(f"{rec.source}: its transf head takes at most {limit} frames per clip, "
+                           f"not {rec.num_frames} (--frames)")
     model.to(dev).eval()
     if rec.towers is not None:
         rec.towers.clip.to(dev).eval()

@@ -56,6 +56,10 @@ def cmd_predict(args) -> int:
         parse_views(args.views)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    for name, value, least in (("--topk", args.topk, 1), ("--frames", args.frames, 1),
+                               ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0)):
+        if value is not None and value < least:
+            raise UsageError(f"{name} must be at least {least} (got {value})")
     files = find_videos(args.inputs)
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
@@ -129,6 +133,9 @@ def main(argv=None) -> int:
     except errors as exc:
         print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("text4vis: interrupted", file=sys.stderr)
         return 130

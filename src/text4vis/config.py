@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -193,19 +194,64 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
 
 # ----------------------------------------------------------------------------- loading and overrides
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    if isinstance(value, str) and not isinstance(current, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"{key}: cannot parse {value!r}") from None
-    if isinstance(current, bool) and not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
-        value = int(value)
+def _field_types(section: Any, name: str) -> tuple[type, ...]:
+    """The types a field accepts, from its annotation: (float,), (str, NoneType), ..."""
+    hint = typing.get_type_hints(type(section))[name]
+    return typing.get_args(hint) or (hint,)
+
+
+def _coerce(value: Any, types: tuple[type, ...], key: str) -> Any:
+    """A value from YAML or `--set` (text) -> the field's type, or a ConfigError naming the key."""
+    optional = type(None) in types
+    if isinstance(value, str):
+        text = value.strip()
+        if optional and text.lower() in ("", "none", "null", "~"):
+            return None
+        if str not in types:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ConfigError(f"{key}: cannot parse {text!r}") from None
+            if isinstance(value, str) and (float in types or int in types):
+                try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                    value = float(text)
+                except ValueError:
+                    pass
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: needs a value")
+    if bool in types:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) and str not in types:
+        raise ConfigError(f"{key}: expected {_type_words(types)}, got {value!r}")
+    if int in types and float not in types:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if float in types:
+        if not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if list in types:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, e.g. [1, 2], got {value!r}")
+        return list(value)
+    if str in types:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
     return value
+
+
+def _type_words(types: tuple[type, ...]) -> str:
+    words = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false"}
+    return " or ".join(words[t] for t in types if t in words) or "a value"
 
 
 def set_value(cfg: Config, dotted: str, value: Any) -> None:
@@ -216,7 +262,7 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     if not hasattr(section, parts[1]):
         known = ", ".join(f.name for f in fields(section))
         raise ConfigError(f"unknown config key {dotted!r} (the {parts[0]} section has: {known})")
-    setattr(section, parts[1], _coerce(value, getattr(section, parts[1]), dotted))
+    setattr(section, parts[1], _coerce(value, _field_types(section, parts[1]), dotted))
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:

@@ -168,7 +168,7 @@ def plot_correlation(
     panel = float(min(MAX_INCHES, max(5.0, 3.0 + 0.15 * n)))
     k = len(classifiers)
     width = min(3 * MAX_INCHES, panel * k + 1.0)
-    fig, axes = plt.subplots(1, k, figsize=(width, panel), squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(width, panel), squeeze=False, layout="constrained")
     im = None
     for ax, (title, _), sim in zip(axes[0], classifiers, sims):
         im = ax.imshow(
@@ -186,7 +186,7 @@ def plot_correlation(
         else:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.02, label="cosine similarity")
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.01, label="cosine similarity")
     _save(fig, path)
     return shown_ids
 
