@@ -154,9 +154,10 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         if cls_rows is not None:
             model.set_classifier(cls_rows)
     else:
+        # read the checkpoint first: a damaged or refused file is reported as such, not as missing --clip weights
+        sd = checkpoints.read_original(checkpoint) if checkpoint else None
         towers = load_towers(clip or DEFAULT_CLIP)
         if checkpoint:
-            sd = checkpoints.read_original(checkpoint)
             checkpoints.check_visual_fits(sd, towers.clip.visual.state_dict(), checkpoint, clip or DEFAULT_CLIP)
             kind = head_from_state_dict(sd)
             pos = sd.get("fusion_model.frame_position_embeddings.weight")

@@ -289,4 +289,63 @@ def cmd_classifier_inspect(args) -> int:
     return 0
 
 
-REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_synth]
+# ----------------------------------------------------------------------------- compare
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="one Markdown table from several training runs or eval folders",
+                       formatter_class=RAW,
+                       description="Collect the results of run folders (config.yaml + metrics.jsonl) and/or eval "
+                                   "folders (results.json) into one Markdown table: the paper's ablation tables.",
+                       epilog="example:\n  text4vis compare runs/abl-* eval/zero-shot --out ablation.md")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--out", help="write the table to this Markdown file too")
+    p.set_defaults(func=cmd_compare)
+
+
+def run_summary(folder: str) -> dict | None:
+    """Best val top-1/top-5 of a run folder, or the metrics of an eval folder."""
+    import yaml
+    res = os.path.join(folder, "results.json")
+    if os.path.isfile(res):
+        with open(res) as f:
+            r = json.load(f)
+        zs = r.get("half_classes", {}).get("top1_mean")
+        return {"name": os.path.basename(folder.rstrip("/")), "classifier": "(eval)", "mode": r.get("protocol", ""),
+                "shot": "", "head": "", "top1": r.get("top1"), "top5": r.get("top5"), "zero_shot_half": zs}
+    cfg_path, met_path = os.path.join(folder, "config.yaml"), os.path.join(folder, "metrics.jsonl")
+    if not (os.path.isfile(cfg_path) and os.path.isfile(met_path)):
+        return None
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    evals = []
+    with open(met_path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "val_top1" in rec:
+                evals.append(rec)
+    best = max(evals, key=lambda r: r["val_top1"]) if evals else {}
+    return {"name": os.path.basename(folder.rstrip("/")), "classifier": cfg["classifier"]["type"],
+            "mode": cfg["training"]["mode"], "shot": cfg["data"].get("shot") or "all", "head": cfg["model"]["head"],
+            "top1": best.get("val_top1"), "top5": best.get("val_top5"), "zero_shot_half": None}
+
+
+def cmd_compare(args) -> int:
+    from .cli import UsageError
+    rows = [r for r in (run_summary(f) for f in args.folders) if r]
+    if not rows:
+        raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
+    fmt = lambda x: "" if x is None else f"{100 * x:.2f}"  # noqa: E731
+    lines = ["| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['classifier']} | {r['mode']} | {r['head']} | {r['shot']} | "
+                     f"{fmt(r['top1'])} | {fmt(r['top5'])} | {fmt(r['zero_shot_half'])} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+    return 0
+
+
+REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_synth]

@@ -14,6 +14,7 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 
@@ -181,10 +182,16 @@ class TrainDataset(Dataset):
                 failed.append(str(exc))
                 index = int(rng.integers(0, len(self.samples)))  # replace by another sample
                 continue
-            gen = torch.Generator().manual_seed(int(rng.integers(0, 2 ** 62)))
-            clip = self.transform(transforms.to_tensor(frames), gen)
+            clip_seed = int(rng.integers(0, 2 ** 62))
+            gen = torch.Generator().manual_seed(clip_seed)
+            # RandAugment draws from the global generator: seed it per clip too, without touching
+            # the caller's state, so clips do not depend on the number of workers or on resuming
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(clip_seed)
+                clip = self.transform(transforms.to_tensor(frames), gen)
             return clip, sample.label, failed
-        raise RuntimeError(f"{self.max_retries} samples in a row failed to decode; last: {failed[-1]}")
+        raise DataError(f"{self.max_retries} videos in a row failed to decode (last: {failed[-1]}); "
+                        f"run `text4vis check-data` and fix the lists")
 
 
 def train_collate(batch):
@@ -194,22 +201,59 @@ def train_collate(batch):
     return clips, labels, failed
 
 
-class EpochSampler(Sampler):
-    """Wraps an index sampler so that each index reaches the dataset as (epoch, index)."""
+class TrainBatchSampler(Sampler):
+    """Training batches of (epoch, index) keys for one process of `world`.
 
-    def __init__(self, sampler: Sampler):
-        self.sampler, self.epoch = sampler, 0
+    Each epoch draws one permutation of the dataset from (seed, epoch), the same on every rank;
+    rank r takes every world-th index of it starting at r. So in an epoch the ranks see disjoint
+    samples that together cover the dataset exactly once: no padding with repeats, no drops.
+    Every rank yields the same number of batches (DistributedDataParallel needs that): when the
+    shares differ by one video and that would cost the shorter share a batch, its videos are spread
+    over the same number of (slightly smaller) batches. Only with batch_size 1 and a dataset size
+    not divisible by world does the shorter share repeat one of its videos.
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+    `start_batch` skips the first batches of the current epoch (resuming mid-epoch, same order).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, world: int = 1, rank: int = 0, seed: int = 0,
+                 shuffle: bool = True):
+        if num_samples < 1 or batch_size < 1 or not 0 <= rank < world:
+            raise ValueError(f"TrainBatchSampler: bad arguments ({num_samples} samples, batch {batch_size}, "
+                             f"rank {rank} of {world})")
+        self.num_samples, self.batch_size, self.world, self.rank = num_samples, batch_size, world, rank
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(math.ceil(self.num_samples / self.world) / self.batch_size)
+
+    def indices(self) -> list[int]:
+        """This rank's share of the epoch, in order."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_samples, generator=g).tolist()
+        else:
+            order = list(range(self.num_samples))
+        return order[self.rank::self.world]
+
+    def batches(self) -> list[list[int]]:
+        mine, n = self.indices(), self.batches_per_epoch
+        if len(mine) < n:  # batch_size 1, shorter share: repeat one video (the only repeat ever)
+            mine = mine + mine[:n - len(mine)]
+        if len(mine) > (n - 1) * self.batch_size:
+            return [mine[i:i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return [part.tolist() for part in np.array_split(np.asarray(mine), n)]
 
     def __iter__(self):
-        return ((self.epoch, i) for i in self.sampler)
+        for batch in self.batches()[self.start_batch:]:
+            yield [(self.epoch, i) for i in batch]
 
     def __len__(self) -> int:
-        return len(self.sampler)
+        return self.batches_per_epoch
 
 
 class TestDataset(Dataset):

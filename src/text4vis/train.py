@@ -19,12 +19,13 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoints, classifiers, engine, losses, metrics
 from .config import Config, ConfigError
-from .datasets import (EpochSampler, FrameReader, TestDataset, TrainDataset, few_shot, load_split, train_collate)
+from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
+                       train_collate)
 from .labels import load_labels
 from .model import VideoModel
 from .towers import load_towers
@@ -127,7 +128,8 @@ def load_pretrain(model: VideoModel, path: str) -> None:
 
 
 def lr_lambda(total_steps: int, warmup_steps: int):
-    """Linear warmup from 0, then cosine decay to 0, per optimiser step."""
+    """Learning-rate factor of optimiser step `step` (0-based): linear warmup (step + 1) / warmup_steps,
+    then 0.5 * (1 + cos(pi * (step - warmup_steps) / (total_steps - warmup_steps))), per iteration."""
     def f(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -177,16 +179,62 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def build_optimizer(trainee: Trainee, o, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with two groups: the image tower (and text tower) and logit_scale at lr * clip_ratio,
+    the rest (temporal head, projection, a learned classifier) at lr. Frozen parameters stay out."""
+    slow = [p for n, p in trainee.named_parameters() if p.requires_grad
+            and (n.startswith(("video.visual.", "text.")) or n == "video.logit_scale")]
+    slow_ids = {id(p) for p in slow}
+    fast = [p for p in trainee.parameters() if p.requires_grad and id(p) not in slow_ids]
+    groups = [g for g in ({"params": slow, "lr": o.lr * o.clip_ratio}, {"params": fast, "lr": o.lr}) if g["params"]]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay,
+                             fused=device.type == "cuda")
+
+
+def _data_error_line(exc: BaseException) -> str:
+    """The message of a DataError, also when a DataLoader worker wrapped it in its traceback text."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    prefix = f"{DataError.__module__}.{DataError.__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
+def _trim_metrics(path: str, global_step: int) -> None:
+    """Resuming: drop records a killed run wrote after its last checkpoint (and a torn last line)."""
+    if not os.path.isfile(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("step", 0) <= global_step:
+                keep.append(json.dumps(rec) + "\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(keep)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bool = True) -> dict:
+    own_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     rank, world, device = setup_distributed()
+    try:
+        return _train(cfg, output, notes, progress, rank, world, device)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
     for n in notes or []:
         log(f"note: {n}", rank)
     seed = cfg.training.seed
-    torch.manual_seed(seed + rank)
-    np.random.seed((seed + rank) % 2 ** 32)
-    random.seed(seed + rank)
+    torch.manual_seed(seed)          # the same model initialisation on every rank
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
 
     # --- data: samples and class names ---------------------------------------------------------------
     if not cfg.data.train_list:
@@ -199,6 +247,7 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     if expected is not None and expected != len(names):
         raise ConfigError(f"data.num_classes is {expected} but the label list has {len(names)} classes")
     val_samples = load_split(cfg.data.val_list, cfg.data.val_root, names)[0] if cfg.data.val_list else []
+    distinct_train = train_samples
     if cfg.data.shot:
         chosen = few_shot(train_samples, cfg.data.shot, seed, len(names))
         repeats = max(1, len(train_samples) // max(1, len(chosen)))  # keep about as many steps per epoch
@@ -206,8 +255,9 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
         if rank == 0:
             os.makedirs(output, exist_ok=True)
             with open(os.path.join(output, "fewshot_videos.txt"), "w") as f:
-                f.writelines(f"{s.path} {s.label}\n" for s in chosen)
-        train_samples = chosen * repeats
+                f.writelines(f"{s.path} {s.num_frames} {s.label}\n" if s.num_frames is not None
+                             else f"{s.path} {s.label}\n" for s in chosen)
+        distinct_train, train_samples = chosen, chosen * repeats
     reader = FrameReader(cfg.data.image_tmpl, cfg.data.index_bias)
 
     # --- towers, model, classifier -------------------------------------------------------------------
@@ -218,7 +268,7 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
         load_pretrain(model, cfg.model.pretrain)
     model.to(device)
     input_size = model_input_size(cfg, model)
-    cls = build_classifier(cfg, towers, names, model, train_samples, reader, device)
+    cls = build_classifier(cfg, towers, names, model, distinct_train, reader, device)
     model.set_classifier(cls.weight, learn=cfg.classifier.type == "linear" and not cfg.classifier.file)
     if cfg.model.freeze_visual:
         model.visual.requires_grad_(False)
@@ -237,32 +287,26 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     if world > 1:
         net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # --- loader ------------------------------------------------------------------------------------
+    # --- loader: each rank its own disjoint share of every epoch ---------------------------------------
     transform = TrainTransform(input_size, flip=cfg.data.flip, grayscale=cfg.data.grayscale,
                                randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None)
     dataset = TrainDataset(train_samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
                            cfg.data.random_shift, seed)
-    base_sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
-    sampler = EpochSampler(base_sampler)
-    loader_kwargs = dict(num_workers=cfg.data.workers, pin_memory=device.type == "cuda", collate_fn=train_collate,
-                         drop_last=False)
+    sampler = TrainBatchSampler(len(dataset), cfg.data.batch_size, world, rank, seed)
+    loader_kwargs = dict(num_workers=cfg.data.workers, pin_memory=device.type == "cuda", collate_fn=train_collate)
     if cfg.data.workers > 0:
         loader_kwargs.update(persistent_workers=True, prefetch_factor=4)
-    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=sampler, **loader_kwargs)
+    loader = DataLoader(dataset, batch_sampler=sampler, **loader_kwargs)
     accum = cfg.optim.grad_accumulation
-    steps_per_epoch = max(1, math.ceil(len(loader) / accum))
+    batches = sampler.batches_per_epoch                      # micro-batches per epoch (per rank)
+    steps_per_epoch = math.ceil(batches / accum)             # optimiser steps per epoch
     total_steps = steps_per_epoch * cfg.optim.epochs
 
     # --- optimiser: image tower and logit_scale at lr * clip_ratio, the rest at lr ---------------------
     o = cfg.optim
-    slow = [p for n, p in trainee.named_parameters() if p.requires_grad
-            and (n.startswith(("video.visual.", "text.")) or n == "video.logit_scale")]
-    slow_ids = {id(p) for p in slow}
-    fast = [p for p in trainee.parameters() if p.requires_grad and id(p) not in slow_ids]
-    groups = [g for g in ({"params": slow, "lr": o.lr * o.clip_ratio}, {"params": fast, "lr": o.lr}) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay,
-                                  fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, int(o.warmup_epochs * steps_per_epoch)))
+    optimizer = build_optimizer(trainee, o, device)
+    warmup_steps = int(o.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup_steps))
     precision = o.precision
     if device.type != "cuda":
         precision = "fp32"
@@ -282,8 +326,14 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
         resumed = restore(resume, trainee, optimizer, scheduler, scaler, device)
         state.update({k: resumed[k] for k in state if k in resumed})
         log(f"resumed from {resume}: epoch {state['epoch']}, step {state['global_step']}", rank)
+    metrics_path = os.path.join(output, "metrics.jsonl")
     if rank == 0:
         os.makedirs(output, exist_ok=True)
+        for name in os.listdir(output):  # temporary files of checkpoint writes a kill interrupted
+            if ".safetensors.tmp" in name:
+                os.remove(os.path.join(output, name))
+        if resume:
+            _trim_metrics(metrics_path, state["global_step"])
         with open(os.path.join(output, "config.yaml"), "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
         if notes:
@@ -292,8 +342,8 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(os.path.join(output, "tensorboard"))
-    metrics_file = open(os.path.join(output, "metrics.jsonl"), "a") if rank == 0 else None
+        writer = SummaryWriter(os.path.join(output, "tensorboard"), purge_step=state["global_step"] + 1 if resume else None)
+    metrics_file = open(metrics_path, "a") if rank == 0 else None
     settings = {"num_frames": cfg.data.num_frames, "input_size": input_size, "dense": cfg.data.dense,
                 "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
 
@@ -304,10 +354,13 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
         if with_train_state:
             train_state = dict(state, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                scaler=scaler.state_dict(), rng=rng_state())
-        checkpoints.save_checkpoint(path, model, towers,
-                                    labels=names, classifier_meta=cls.meta, settings=settings,
-                                    config=cfg.to_dict(), train_state=train_state,
-                                    include_text=cfg.training.checkpoint_text_tower)
+        try:
+            checkpoints.save_checkpoint(path, model, towers,
+                                        labels=names, classifier_meta=cls.meta, settings=settings,
+                                        config=cfg.to_dict(), train_state=train_state,
+                                        include_text=cfg.training.checkpoint_text_tower)
+        except OSError as exc:
+            raise TrainError(f"cannot write checkpoint {path} ({exc}); the previous one, if any, is intact") from None
 
     def write_metrics(record: dict) -> None:
         if metrics_file is not None:
@@ -318,88 +371,122 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, record["step"])
 
+    def sync(values: list[float]) -> list[float]:
+        """Sum small per-rank numbers over the ranks, so that every rank takes the same decisions."""
+        if world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def gather_messages(msgs: list[str]) -> list[str]:
+        if world == 1:
+            return msgs
+        parts: list = [None] * world
+        dist.all_gather_object(parts, msgs)
+        return [m for p in parts for m in p]
+
     log(f"training {len(train_samples)} videos, {len(names)} classes, {world} process(es) x batch "
         f"{cfg.data.batch_size} x accumulation {accum} = effective batch {cfg.data.batch_size * world * accum}; "
         f"{steps_per_epoch} steps/epoch, {cfg.optim.epochs} epochs, {precision} on {device}", rank)
 
     # --- the loop ----------------------------------------------------------------------------------
-    nonfinite = 0
+    nonfinite = 0                                   # optimiser steps skipped in a row (non-finite loss)
     bad_seen: set[str] = set(state["bad_videos"])
     stop = False
     result: dict = {}
     try:
         for epoch in range(state["epoch"], cfg.optim.epochs):
-            sampler.set_epoch(epoch)
-            skip_batches = state["step_in_epoch"] * accum if epoch == state["epoch"] else 0
+            skip = state["step_in_epoch"] * accum          # > 0 only when resuming mid-epoch
+            sampler.set_epoch(epoch, start_batch=skip)
             net.train()
-            bar = tqdm(total=steps_per_epoch, initial=skip_batches // accum, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+            bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
                        unit="step", disable=not progress or rank != 0, dynamic_ncols=True)
             t_log, videos_since = time.perf_counter(), 0
-            micro = 0
-            batches = iter(loader) if not skip_batches else _skip(loader, sampler, skip_batches, cfg.data.batch_size)
-            for b_idx, (frames, labels, failed) in enumerate(batches, start=skip_batches):
-                # 1. bad videos: log each once, count, stop when too many
-                for msg in failed:
-                    if msg not in bad_seen:
-                        bad_seen.add(msg)
-                        state["bad_videos"].append(msg)
-                        log(f"warning: skipped a video that does not decode: {msg}", rank)
-                state["samples_seen"] += len(labels)
+            group_losses: list[float] = []
+            group_bad = False
+            for b_idx, (frames, labels, failed) in enumerate(loader, start=skip):
+                group_start = b_idx - b_idx % accum
+                group_len = min(accum, batches - group_start)            # the last group may be shorter
+                last_micro = b_idx + 1 == group_start + group_len
+                # 1. forward and backward (gradients accumulate over the group's batches)
+                frames = frames.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                finite, loss_value = True, 0.0
+                no_sync = net.no_sync() if (world > 1 and not last_micro) else nullcontext()
+                with no_sync:
+                    if not group_bad:
+                        with engine.autocast(device, precision):
+                            loss, _ = net(frames, labels)
+                        loss_value = float(loss.detach())
+                        finite = math.isfinite(loss_value)
+                    # every rank learns whether a loss anywhere was non-finite, and about new bad videos
+                    new_bad = [m for m in dict.fromkeys(failed) if m not in bad_seen]
+                    flags = sync([0.0 if finite else 1.0, float(len(new_bad)), float(len(labels)),
+                                  loss_value if finite else 0.0])
+                    if not group_bad and flags[0] == 0:
+                        scaler.scale(loss / group_len).backward()
+                        group_losses.append(flags[3] / world)
+                    elif not group_bad:
+                        group_bad = True
+                        optimizer.zero_grad(set_to_none=True)
+                # 2. bad videos: log each once, count, stop when too many
+                if flags[1]:
+                    for msg in gather_messages(new_bad):
+                        if msg not in bad_seen:
+                            bad_seen.add(msg)
+                            state["bad_videos"].append(msg)
+                            log(f"warning: skipped a video that does not decode: {msg}", rank)
+                state["samples_seen"] += int(flags[2])
+                videos_since += int(flags[2])
                 n_bad = len(state["bad_videos"])
                 if n_bad and n_bad > cfg.data.max_bad_fraction * max(100, state["samples_seen"] + n_bad) \
                         and n_bad > cfg.data.max_bad_fraction * len(dataset):
                     raise TrainError(f"{n_bad} videos failed to decode (more than data.max_bad_fraction="
-                                     f"{cfg.data.max_bad_fraction}); run `text4vis check-data` and fix the lists")
-                # 2. forward and backward (gradients accumulate over `accum` batches)
-                frames = frames.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                last_micro = (micro + 1 == accum) or (b_idx + 1 == len(loader))
-                sync = net.no_sync() if (world > 1 and not last_micro) else nullcontext()
-                with sync, engine.autocast(device, precision):
-                    loss, _ = net(frames, labels)
-                if not torch.isfinite(loss):
-                    nonfinite += 1
-                    log(f"warning: non-finite loss at step {state['global_step']}; step skipped", rank)
-                    optimizer.zero_grad(set_to_none=True)
-                    micro = 0
-                    if nonfinite >= cfg.training.max_nonfinite:
-                        raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {state['global_step']}); "
-                                         f"stopped; the last good checkpoint is {last_path}. Lower optim.lr or use bf16/fp32")
-                    continue
-                nonfinite = 0
-                with sync:
-                    scaler.scale(loss / accum).backward()
-                micro += 1
-                videos_since += len(labels) * world
+                                     f"{cfg.data.max_bad_fraction}; listed in {os.path.join(output, 'bad_videos.txt')}); "
+                                     f"run `text4vis check-data` and fix the lists")
                 if not last_micro:
                     continue
-                # 3. optimiser step (unscale, clip, step, schedule)
-                micro = 0
-                if o.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainee.parameters(), o.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                state["global_step"] += 1
+                # 3. optimiser step (unscale, clip, step), or skip it when a loss was not finite
+                step = state["global_step"] + 1
+                lrs = [g["lr"] for g in optimizer.param_groups]          # the learning rates of this step
+                if group_bad:
+                    nonfinite += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    log(f"warning: non-finite loss at step {step}; step skipped", rank)
+                    if nonfinite >= cfg.training.max_nonfinite:
+                        raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {step}); stopped; "
+                                         f"the last good checkpoint is {last_path}. Lower optim.lr or use bf16/fp32")
+                else:
+                    nonfinite = 0
+                    if o.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(trainee.parameters(), o.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                scheduler.step()                                          # skipped steps keep the schedule's pace
+                state["global_step"] = step
                 state["step_in_epoch"] += 1
                 bar.update(1)
                 # 4. log
-                if state["global_step"] % cfg.training.print_freq == 0 or state["step_in_epoch"] == steps_per_epoch:
+                if not group_bad and (step % cfg.training.print_freq == 0 or state["step_in_epoch"] == steps_per_epoch):
                     now = time.perf_counter()
                     rate = videos_since / max(1e-9, now - t_log)
-                    rec = {"step": state["global_step"], "epoch": epoch + state["step_in_epoch"] / steps_per_epoch,
-                           "loss": float(loss.detach()), "lr": optimizer.param_groups[-1]["lr"],
-                           "logit_scale": float(model.logit_scale.detach().exp()), "videos_per_s": rate,
-                           "bad_videos": len(state["bad_videos"])}
+                    rec = {"step": step, "epoch": epoch + state["step_in_epoch"] / steps_per_epoch,
+                           "loss": sum(group_losses) / len(group_losses), "lr": lrs[-1]}
+                    if len(lrs) > 1:
+                        rec["lr_clip"] = lrs[0]
+                    rec.update(logit_scale=float(model.logit_scale.detach().exp()), videos_per_s=rate,
+                               bad_videos=len(state["bad_videos"]))
                     write_metrics(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", vid_s=f"{rate:.1f}")
                     t_log, videos_since = now, 0
+                group_losses, group_bad = [], False
                 # 5. mid-epoch checkpoint / step limit
-                if cfg.training.save_every_steps and state["global_step"] % cfg.training.save_every_steps == 0:
+                if cfg.training.save_every_steps and step % cfg.training.save_every_steps == 0:
                     save(last_path, True)
-                if cfg.training.max_steps and state["global_step"] >= cfg.training.max_steps:
+                if cfg.training.max_steps and step >= cfg.training.max_steps:
                     stop = True
                     break
             bar.close()
@@ -408,8 +495,8 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
                 break
             # end of epoch: evaluate, checkpoint
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-            if val_samples and cfg.training.eval_freq and ((epoch + 1) % cfg.training.eval_freq == 0
-                                                            or epoch + 1 == cfg.optim.epochs or stop):
+            evaluating = bool(val_samples) and cfg.training.eval_freq > 0
+            if evaluating and ((epoch + 1) % cfg.training.eval_freq == 0 or epoch + 1 == cfg.optim.epochs or stop):
                 result = evaluate(model, val_samples, cfg, input_size, reader, device, progress)
                 result.update(step=state["global_step"], epoch=epoch + 1)
                 write_metrics({k: v for k, v in result.items() if k != "failed"} | {"step": state["global_step"]})
@@ -418,7 +505,7 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
                 if result["val_top1"] > state["best_top1"]:
                     state["best_top1"] = result["val_top1"]
                     save(os.path.join(output, CHECKPOINT_BEST), False)
-            elif not val_samples and rank == 0:
+            elif not evaluating:  # nothing to choose by: `best` is the latest model
                 save(os.path.join(output, CHECKPOINT_BEST), False)
             save(last_path, True)
             if stop:
@@ -426,32 +513,22 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     except torch.cuda.OutOfMemoryError:
         raise TrainError(f"out of GPU memory at batch size {cfg.data.batch_size}: lower data.batch_size and raise "
                          f"optim.grad_accumulation to keep the effective batch, or use fewer data.num_frames") from None
+    except DataError as exc:  # e.g. many videos in a row that do not decode (raised in a loader worker)
+        raise TrainError(_data_error_line(exc)) from None
     finally:
         if metrics_file is not None:
             metrics_file.close()
         if writer is not None:
             writer.close()
-    if rank == 0 and state["bad_videos"]:
-        with open(os.path.join(output, "bad_videos.txt"), "w") as f:
-            f.writelines(m + "\n" for m in state["bad_videos"])
+        if rank == 0 and state["bad_videos"]:
+            with open(os.path.join(output, "bad_videos.txt"), "w") as f:
+                f.writelines(m + "\n" for m in state["bad_videos"])
     summary = {"output": output, "steps": state["global_step"], "epochs_done": state["epoch"],
                "best_top1": state["best_top1"], "bad_videos": len(state["bad_videos"]), **result}
     log(f"done: {state['global_step']} steps; best val top-1 "
         f"{'%.2f%%' % (100 * state['best_top1']) if state['best_top1'] >= 0 else 'n/a'}; "
         f"{len(state['bad_videos'])} bad videos; checkpoints in {output}", rank)
     return summary
-
-
-def _skip(loader, sampler: EpochSampler, skip_batches: int, batch_size: int):
-    """Resume mid-epoch: the same (seeded) order, without the batches already trained on."""
-    inner = sampler.sampler
-    order = list(iter(inner))[skip_batches * batch_size:]
-    saved = sampler.sampler
-    sampler.sampler = order  # a list is a valid sampler for one pass
-    try:
-        yield from loader
-    finally:
-        sampler.sampler = saved
 
 
 def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, device, progress: bool) -> dict:
@@ -477,11 +554,18 @@ def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -
     if "train" not in meta:
         raise TrainError(f"--resume {path}: this checkpoint has no training state (use a `last` checkpoint)")
     # in place: the optimiser keeps pointing at the same parameters
-    trainee.video.load_state_dict(checkpoints.split_prefix(tensors, "model."), strict=False)
+    missing, unexpected = trainee.video.load_state_dict(checkpoints.split_prefix(tensors, "model."), strict=False)
+    if missing or unexpected:
+        raise TrainError(f"--resume {path}: the checkpoint's model does not fit this config "
+                         f"({len(missing)} weights missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
+                         f"e.g. {unexpected[:1]}); resume with the config it was trained with")
     if trainee.text is not None and any(k.startswith("text.") for k in tensors):
         trainee.text.load_state_dict(checkpoints.split_prefix(tensors, "text."), strict=False)
     train_state = checkpoints.unpack(meta["train"], tensors)
-    optimizer.load_state_dict(train_state["optimizer"])
+    try:
+        optimizer.load_state_dict(train_state["optimizer"])
+    except ValueError as exc:
+        raise TrainError(f"--resume {path}: the optimiser state does not fit this config ({exc})") from None
     scheduler.load_state_dict(train_state["scheduler"])
     scaler.load_state_dict(train_state["scaler"])
     set_rng_state(train_state["rng"])
