@@ -10,6 +10,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from PIL import Image
 from tqdm import tqdm
 
 from .config import Config
@@ -31,6 +32,13 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
             n += 1
         if n == 0:
             return "broken", f"{sample.source}: {sample.path} has no {tmpl} frames (index_bias {bias})", 0
+        for i in sorted({0, n - 1}):  # the first and last frames must be readable images
+            name = os.path.join(sample.path, tmpl.format(i + bias))
+            try:
+                with Image.open(name) as im:
+                    im.load()
+            except Exception as exc:
+                return "broken", f"{sample.source}: {name} is not a readable image ({type(exc).__name__})", n
         if n != sample.num_frames:
             return "frames", f"{sample.source}: list says {sample.num_frames} frames, folder has {n}", n
         return "ok", None, n
@@ -48,12 +56,17 @@ def _read_any(path: str, root: str, labels: list[str] | None) -> list[Sample]:
 
 
 def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None = None) -> dict:
+    """Check every entry of the train and val lists; print one line per problem (stderr) and a
+    summary per split (stdout). With `clean_dir`, write each list without its broken entries
+    (frame counts that differ from the folder are corrected instead)."""
     labels = load_labels(cfg.data.labels) if cfg.data.labels else None
     report: dict = {"problems": 0, "splits": {}}
-    for split, path, root in (("train", cfg.data.train_list, cfg.data.train_root),
-                              ("val", cfg.data.val_list, cfg.data.val_root)):
-        if not path:
-            continue
+    splits = [(split, path, root) for split, path, root in (("train", cfg.data.train_list, cfg.data.train_root),
+                                                          ("val", cfg.data.val_list, cfg.data.val_root)) if path]
+    if not splits:
+        raise DataError("the config names no data.train_list or data.val_list")
+    basenames = [os.path.basename(path) for _, path, _ in splits]
+    for split, path, root in splits:
         if os.path.isdir(path):
             print(f"{split}: {path} is a class-folder tree; checking its videos", file=sys.stderr)
             from .datasets import read_class_folders
@@ -61,18 +74,25 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
         else:
             samples = _read_any(path, root, labels)
         jobs = [(s, cfg.data.image_tmpl, cfg.data.index_bias, len(labels) if labels else 0) for s in samples]
-        n_workers = workers or max(1, os.cpu_count() or 1)
+        n_workers = max(1, workers or os.cpu_count() or 1)
         counts = {"ok": 0, "missing": 0, "broken": 0, "frames": 0, "label": 0}
-        bad_lines = set()
-        with ProcessPoolExecutor(n_workers) as pool:
-            results = pool.map(check_sample, jobs, chunksize=4)
-            for s, (kind, msg, _) in tqdm(zip(samples, results), total=len(samples), desc=f"checking {split}",
-                                          unit="video"):
+        bad_lines: set[str] = set()
+        fixed_counts: dict[str, int] = {}
+        pool = ProcessPoolExecutor(n_workers) if n_workers > 1 else None
+        try:
+            results = pool.map(check_sample, jobs, chunksize=4) if pool else map(check_sample, jobs)
+            for s, (kind, msg, n) in tqdm(zip(samples, results), total=len(samples), desc=f"checking {split}",
+                                          unit="video", disable=len(samples) < 50):
                 counts[kind] += 1
                 if msg:
                     tqdm.write(f"{kind}: {msg}", file=sys.stderr)
-                    if kind != "frames":
-                        bad_lines.add(s.source)
+                if kind == "frames":
+                    fixed_counts[s.source] = n
+                elif kind != "ok":
+                    bad_lines.add(s.source)
+        finally:
+            if pool is not None:
+                pool.shutdown()
         problems = len(samples) - counts["ok"]
         report["problems"] += problems
         report["splits"][split] = dict(counts, total=len(samples))
@@ -81,12 +101,21 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
               f"{counts['label']} labels out of range")
         if clean_dir and not os.path.isdir(path):
             os.makedirs(clean_dir, exist_ok=True)
-            out = os.path.join(clean_dir, os.path.basename(path))
+            name = os.path.basename(path)
+            out = os.path.join(clean_dir, name if basenames.count(name) == 1 else f"{split}_{name}")
+            kept = 0
             with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
                 for lineno, line in enumerate(src, start=1):
-                    if f"{path}:{lineno}" not in bad_lines:
-                        dst.write(line)
-            print(f"{split}: cleaned list written to {out}")
-    if not report["splits"]:
-        raise DataError("the config names no data.train_list or data.val_list")
+                    where = f"{path}:{lineno}"
+                    if where in bad_lines:
+                        continue
+                    if where in fixed_counts:  # "dir num_frames label": the folder's true count
+                        parts = line.split()
+                        parts[-2] = str(fixed_counts[where])
+                        line = " ".join(parts) + "\n"
+                    dst.write(line)
+                    kept += line.strip() != ""
+            report["splits"][split]["clean_list"] = out
+            print(f"{split}: cleaned list ({kept} entries, {len(bad_lines)} removed, "
+                  f"{len(fixed_counts)} frame counts corrected) written to {out}")
     return report

@@ -348,4 +348,49 @@ def cmd_compare(args) -> int:
     return 0
 
 
-REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_synth]
+# ----------------------------------------------------------------------------- bench
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="measure speed against the reference computation (model or data loading)",
+                       formatter_class=RAW,
+                       description="Model: videos/s, TFLOP/s, percent of peak, peak memory for text4vis and a faithful "
+                                   "re-implementation of the reference's computation, same process, random weights. "
+                                   "--data: clips/s per CPU core of the loaders.",
+                       epilog="examples:\n"
+                              "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
+                              "  text4vis bench --model ViT-B/32 --mode train --compile\n"
+                              "  text4vis bench --data")
+    p.add_argument("--model", default="ViT-B/16", help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch", type=int, default=32, help="videos per batch")
+    p.add_argument("--mode", choices=["infer", "train"], default="infer")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="torch.compile the text4vis model (falls back to eager)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", action="store_true", help="benchmark the data loaders instead (per CPU core)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from .api import pick_device
+    from .bench import bench_data, bench_model
+    if args.data:
+        result = bench_data(frames=args.frames, iters=args.iters)
+        unit = "clips_per_s_per_core"
+    else:
+        result = bench_model(args.model, args.frames, args.batch, args.mode, pick_device(args.device),
+                             iters=args.iters, warmup=args.warmup, compile_model=args.compile)
+        unit = "videos_per_s"
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(" ".join(f"{k}={v}" for k, v in result.items() if k != "cases"))
+    for case, r in result["cases"].items():
+        extra = "".join(f"  {k}={v:.3g}" if isinstance(v, float) else f"  {k}={v}" for k, v in r.items() if k != unit)
+        print(f"  {case:<24} {r[unit]:10.2f} {unit}{extra}")
+    return 0
+
+
+REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_bench, add_synth]

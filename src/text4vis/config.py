@@ -64,7 +64,7 @@ class OptimCfg:
     lr: float = 5e-5                   # learning rate of the temporal head (and projection / linear classifier)
     clip_ratio: float = 0.1            # the image tower and logit_scale train at lr * clip_ratio
     weight_decay: float = 0.2          # AdamW weight decay
-    betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
+    betas: list = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas (the reference's)
     eps: float = 1e-8                  # AdamW eps
     epochs: int = 30                   # training epochs
     warmup_epochs: float = 5           # linear warmup, then cosine decay to 0; stepped per iteration
@@ -137,16 +137,25 @@ ORIGINAL_KEYS: dict[str, str | None] = {
     "seed": "training.seed", "pretrain": "model.pretrain", "resume": "training.resume",
 }
 WHY_IGNORED = {
-    "data.dataset": "a name only", "data.modality": "detected from the list lines",
-    "data.seg_length": "always 1 frame per segment", "data.num_classes": "taken from the label list (checked)",
-    "network.fix_text": "the classifier is always frozen in classifier mode",
+    "data.dataset": "a name only", "data.modality": "only RGB frames or videos",
+    "data.seg_length": "always 1 frame per segment",
+    "network.fix_text": "the classifier is always frozen in classifier mode (training.mode=contrastive trains the text tower)",
     "network.drop_out": "no dropout in text4vis towers", "network.emb_dropout": "no dropout in text4vis towers",
-    "network.tm": "no temporal shift modules", "network.init": "the towers always start from --clip",
+    "network.tm": "no temporal shift modules", "network.init": "the towers always start from the --clip weights",
     "network.type": "a name only", "network.joint_st": "not supported", "network.drop": "not supported",
     "solver.type": "always warmup + cosine", "solver.start_epoch": "use --resume",
-    "solver.epoch_offset": "use --resume", "solver.optim": "always AdamW", "solver.loss_type": "always cross-entropy",
+    "solver.epoch_offset": "use --resume", "solver.optim": "always AdamW",
+    "solver.loss_type": "always cross-entropy (training.mode=contrastive for InfoNCE)",
     "solver.evaluate": "use `text4vis eval`",
 }
+# values of ignored options that text4vis follows anyway (None and a missing key count as these too)
+SAME_AS_TEXT4VIS: dict[str, tuple] = {
+    "data.modality": ("rgb",), "data.seg_length": (1,), "network.fix_text": (True,), "network.drop_out": (0,),
+    "network.emb_dropout": (0,), "network.tm": (False,), "network.init": (True,), "network.joint_st": (False,),
+    "network.drop": (0,), "solver.type": ("cosine",), "solver.start_epoch": (0,), "solver.epoch_offset": (0,),
+    "solver.optim": ("adamw",), "solver.loss_type": ("ce",), "solver.evaluate": (False,),
+}
+NAME_ONLY = ("data.dataset", "network.type")
 
 
 def is_original(raw: dict) -> bool:
@@ -164,31 +173,68 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _same_as_text4vis(key: str, value: Any) -> bool:
+    if value is None or key in NAME_ONLY:
+        return True
+
+    def norm(v: Any) -> tuple:
+        if isinstance(v, str):
+            return ("text", v.strip().lower())
+        if isinstance(v, bool):
+            return ("bool", v)
+        if isinstance(v, (int, float)):
+            return ("number", float(v))
+        return ("other", repr(v))
+    return norm(value) in {norm(v) for v in SAME_AS_TEXT4VIS.get(key, ())}
+
+
+def map_original(key: str, value: Any, source: str) -> tuple[str, Any]:
+    """One original option -> (our dotted key, our value). Raises ConfigError for ignored ones."""
+    target = ORIGINAL_KEYS[key]
+    if target is None:
+        raise ConfigError(f"{source}: {key} is an original Text4Vis option with no effect here "
+                          f"({WHY_IGNORED.get(key, 'no meaning here')})")
+    if key == "network.sim_header":
+        value = {"transf": "transf", "none": "mean", "meanp": "mean"}.get(str(value).lower(), value)
+    if key == "data.randaug" and isinstance(value, dict):
+        value = [value.get("N", 2), value.get("M", 9)] if value.get("N") else None
+    return target, value
+
+
 def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
-    """Map an original Text4Vis config onto our sections; returns (dotted values, notes)."""
+    """Map an original Text4Vis config onto our sections; returns (dotted values, notes).
+
+    Every option text4vis does not use is reported, once: one note each for those whose value asks
+    for something text4vis does not do, and one note listing those whose value it follows anyway."""
     values: dict[str, Any] = {}
     notes: list[str] = []
+    same: list[str] = []
     for key, value in _flatten(raw).items():
         if key not in ORIGINAL_KEYS:
             notes.append(f"{source}: {key} is not a Text4Vis option text4vis knows; ignored")
             continue
-        target = ORIGINAL_KEYS[key]
-        if target is None:
-            if value not in (None, False, 0, 0.0, "", "None"):
-                notes.append(f"{source}: {key}: {value} ignored ({WHY_IGNORED.get(key, 'no meaning here')})")
-            continue
-        if key == "network.sim_header":
-            value = {"transf": "transf", "none": "mean", "meanp": "mean"}.get(str(value).lower(), value)
-        if key == "data.randaug" and isinstance(value, dict):
-            value = [value.get("N", 2), value.get("M", 9)] if value.get("N") else None
         if key == "data.seg_length" and value not in (None, 1):
             raise ConfigError(f"{source}: data.seg_length {value} is not supported (only 1)")
+        if key == "data.num_classes":  # checked against the label list when training starts
+            continue
+        if ORIGINAL_KEYS[key] is None:
+            if _same_as_text4vis(key, value):
+                same.append(f"{key}: {value}")
+            else:
+                notes.append(f"{source}: {key}: {value} ignored ({WHY_IGNORED.get(key, 'no meaning here')})")
+            continue
+        target, value = map_original(key, value, source)
         if value is None and target not in ("model.pretrain", "training.resume", "data.shot"):
             continue
         values[target] = value
-    num_classes = raw.get("data", {}).get("num_classes")
+    if same:
+        notes.append(f"{source}: ignored, as text4vis does the same anyway: {', '.join(same)}")
+    num_classes = (raw.get("data") or {}).get("num_classes")
     if num_classes is not None:
-        values["_num_classes"] = int(num_classes)
+        try:
+            values["_num_classes"] = int(num_classes)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: data.num_classes {num_classes!r} is not an integer") from None
     return values, notes
 
 
@@ -254,6 +300,11 @@ def _type_words(types: tuple[type, ...]) -> str:
     return " or ".join(words[t] for t in types if t in words) or "a value"
 
 
+def _is_our_key(dotted: str) -> bool:
+    parts = dotted.split(".")
+    return len(parts) == 2 and parts[0] in SECTIONS and parts[1] in {f.name for f in fields(_section_cls(parts[0]))}
+
+
 def set_value(cfg: Config, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     if len(parts) != 2 or parts[0] not in SECTIONS:
@@ -284,11 +335,16 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
             values, notes = from_original(raw, path)
             num_classes = values.pop("_num_classes", None)
             for k, v in values.items():
-                set_value(cfg, k, v)
+                try:
+                    set_value(cfg, k, v)
+                except ConfigError as exc:
+                    raise ConfigError(f"{path}: {exc}") from None
         else:
             for section, entries in raw.items():
                 if section not in SECTIONS:
                     raise ConfigError(f"{path}: unknown section {section!r} (sections: {', '.join(SECTIONS)})")
+                if entries is not None and not isinstance(entries, dict):
+                    raise ConfigError(f"{path}: section {section!r} must be a mapping of KEY: VALUE")
                 for k, v in (entries or {}).items():
                     try:
                         set_value(cfg, f"{section}.{k}", v)
@@ -297,8 +353,14 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
-        k, v = item.split("=", 1)
-        set_value(cfg, k.strip(), v)
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k in ORIGINAL_KEYS and not _is_our_key(k):  # an original Text4Vis key (solver.lr=...)
+            try:
+                parsed = yaml.safe_load(v) if v else None
+            except yaml.YAMLError:
+                parsed = v
+            k, v = map_original(k, parsed, "--set")
+        set_value(cfg, k, v)
     check(cfg)
     cfg._num_classes = num_classes  # type: ignore[attr-defined]  (checked against the label list later)
     return cfg, notes

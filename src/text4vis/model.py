@@ -46,7 +46,10 @@ class VideoModel(nn.Module):
         """Install a [C, Dc] classifier. Rows are L2-normalised. When Dc differs from the video
         embedding width, a learned linear projection D -> Dc is added (or kept, if it fits)."""
         rows = rows.detach().float()
-        rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        norms = rows.norm(dim=-1, keepdim=True)
+        if not torch.allclose(norms, torch.ones_like(norms), rtol=0, atol=1e-6):
+            # (rows that are already unit length are kept bit for bit, so a saved classifier reloads exactly)
+            rows = rows / norms.clamp_min(1e-12)
         width = rows.shape[1]
         if width != self.embed_dim:
             if self.proj is None or self.proj.out_features != width:
