@@ -256,6 +256,21 @@ def test_transf_head_equals_hand_computation():
             head(torch.randn(1, 78, d))
 
 
+def test_layer_norm_eps_1e12_in_float32():
+    ln = temporal.LayerNorm(128)
+    with torch.no_grad():
+        ln.weight.copy_(torch.linspace(0.5, 1.5, 128))
+        ln.bias.copy_(torch.linspace(-1, 1, 128))
+    x = torch.randn(4, 128, generator=torch.Generator().manual_seed(0)) * 1e-3  # variance 1e-6: eps matters
+    expected = hand_layer_norm(x.double(), ln.weight.double(), ln.bias.double())
+    torch.testing.assert_close(ln(x).double(), expected, rtol=1e-4, atol=1e-4)
+    assert ln.eps == 1e-12
+    half = ln(x.half())
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.double(), hand_layer_norm(x.half().double(), ln.weight.double(), ln.bias.double()),
+                               rtol=0, atol=2e-2)
+
+
 def test_mean_head():
     x = torch.randn(2, 5, 64)
     torch.testing.assert_close(temporal.build_head("mean", 64)(x), x.mean(1))

@@ -49,8 +49,7 @@ class Recognizer:
 
     @property
     def input_size(self) -> int:
-        if self.image_size:
-            return int(self.image_size)
+        pass
         return self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
 
     def set_classifier(self, cls: Classifier) -> None:
