@@ -587,3 +587,19 @@ def test_model_classifier_and_logits(loaded):
     assert m.proj is not None and m.proj.out_features == 32 and m.encode_video(frames).shape == (2, 32)
     m.set_classifier(torch.randn(3, 64), learn=True)
     assert m.proj is None and isinstance(m.classifier, torch.nn.Parameter)
+
+
+def test_recognizer_encode_video(tiny_dir):
+    rec = text4vis.load(checkpoint=str(tiny_dir / "text4vis_orig_transf.pt"), clip=str(tiny_dir / "openai_sd.pt"),
+                        labels=["a", "b"], frames=4)
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8, generator=g)
+    both = rec.encode_video(clips)
+    assert both.shape == (2, 64) and both.dtype == torch.float32
+    torch.testing.assert_close(both.norm(dim=-1), torch.ones(2))
+    one = rec.encode_video(clips[1])  # [T, 3, S, S] is one video
+    torch.testing.assert_close(one[0], both[1], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        f = rec.model.visual(transforms.normalize(clips.flatten(0, 1))).view(2, 4, -1)
+        expected = F.normalize(hand_transf(rec.model.fusion_model.state_dict(), f, heads=1), dim=-1)
+    torch.testing.assert_close(both.double(), expected, rtol=1e-4, atol=1e-5)

@@ -395,3 +395,48 @@ def test_truncated_faststart_mp4_resamples_on_frames_that_decode(tmp_path):
     assert 0 < n < packets < 40
     assert seen == [packets, n]
     assert [decode_index(f[:32]) for f in frames] == [0, n // 2, n - 1]
+
+
+def _two_stream_file(path: str, default: int | None) -> None:
+    """Matroska with two video streams: #0 is 10 frames 64x128 counting up, #1 is 6 frames 32x64 counting
+    down; `default` says which one carries the "default" flag (None: neither)."""
+    with av.open(path, "w") as out:
+        streams = []
+        for w, h in ((128, 64), (64, 32)):
+            s = out.add_stream("ffv1", rate=25)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            streams.append(s)
+        for i, s in enumerate(streams):
+            s.disposition = av.stream.Disposition.default if i == default else 0
+        a, b = index_frames(10), index_frames(6, 32, 64)[::-1].copy()
+        for i in range(10):
+            for p in streams[0].encode(av.VideoFrame.from_ndarray(a[i], format="rgb24")):
+                out.mux(p)
+            if i < 6:
+                for p in streams[1].encode(av.VideoFrame.from_ndarray(b[i], format="rgb24")):
+                    out.mux(p)
+        for s in streams:
+            for p in s.encode():
+                out.mux(p)
+
+
+def test_default_flag_picks_the_video_stream(tmp_path):
+    path = str(tmp_path / "second_default.mkv")
+    _two_stream_file(path, default=1)
+    with av.open(path) as c:
+        assert [bool(int(s.disposition) & int(av.stream.Disposition.default)) for s in c.streams.video] == [False, True]
+    frames, n = read_frames(path, lambda n: range(n))
+    assert n == 6 and frames.shape == (6, 32, 64, 3)
+    assert [decode_index(f) for f in frames] == [5, 4, 3, 2, 1, 0]
+    assert count_frames(path) == 6
+
+
+def test_no_default_flag_takes_the_first_video_stream(tmp_path):
+    path = str(tmp_path / "no_default.mkv")
+    _two_stream_file(path, default=None)
+    with av.open(path) as c:
+        flags = [int(s.disposition) & int(av.stream.Disposition.default) for s in c.streams.video]
+    if any(flags):
+        pytest.skip("this Matroska muxer flags a default stream by itself")
+    frames, n = read_frames(path, lambda n: range(n))
+    assert n == 10 and [decode_index(f) for f in frames] == list(range(10))

@@ -49,7 +49,8 @@ class Recognizer:
 
     @property
     def input_size(self) -> int:
-        pass
+        if self.image_size:
+            return int(self.image_size)
         return self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
 
     def set_classifier(self, cls: Classifier) -> None:

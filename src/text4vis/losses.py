@@ -18,12 +18,25 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate x from every rank; gradients flow into this rank's part."""
+    """Concatenate x (along dim 0) from every rank, in rank order; gradients flow into this rank's part.
+
+    The ranks' batches may differ in size (the last batches of an epoch): sizes are exchanged
+    first and shorter parts padded for the collective, then trimmed."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[dist.get_rank()] = x
+    world, rank = dist.get_world_size(), dist.get_rank()
+    size = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    sizes = [int(s) for s in sizes]
+    longest = max(sizes)
+    local = x.detach()
+    if local.shape[0] < longest:
+        local = torch.cat([local, local.new_zeros((longest - local.shape[0], *local.shape[1:]))])
+    parts = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(parts, local.contiguous())
+    parts = [p[:n] for p, n in zip(parts, sizes)]
+    parts[rank] = x
     return torch.cat(parts)
 
 

@@ -124,7 +124,7 @@ class TrainTransform:
 
 def normalize(frames: torch.Tensor, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
     """uint8 [..., 3, H, W] in 0..255 -> float normalised with CLIP mean/std (on the tensor's device)."""
-    x = frames.float().div_(255.0)
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    return (x - m) / s
+    x = frames.float()
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(3, 1, 1) * 255.0
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(3, 1, 1) * 255.0
+    return x.sub_(m).div_(s)  # (x / 255 - mean) / std, in two in-place passes

@@ -1,0 +1,123 @@
+"""`text4vis prepare`: convert a dataset to packed, resized frames for fast training loaders.
+
+Each video becomes one `<name>.frames.zip`: an uncompressed ZIP of JPEG frames already resized to a
+short side of 256 (`000000.jpg`, `000001.jpg`, ...) plus `meta.json` (frame count, fps, source).
+Reading a clip then decodes only the T sampled JPEGs, instead of the whole video stream: a frame
+folder in one file (no millions of small files), readable with any ZIP tool. The prepared list file
+has the same "path label" format and points at the .frames.zip files, so it is a drop-in
+`data.train_list`.
+
+Conversion runs in parallel processes with a progress bar and is resumable: a finished output is
+written under a temporary name and renamed, so existing outputs are skipped on the next run.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
+from tqdm import tqdm
+
+from .video import VideoError, read_all_frames
+
+SUFFIX = ".frames.zip"
+
+
+def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) -> dict:
+    """One video -> one .frames.zip (skipped when dst exists). Returns {frames, bytes, seconds}."""
+    if os.path.isfile(dst):
+        with zipfile.ZipFile(dst) as z:
+            meta = json.loads(z.read("meta.json"))
+        return {"frames": meta["num_frames"], "bytes": os.path.getsize(dst), "seconds": meta.get("seconds", 0.0),
+                "skipped": True}
+    import av
+    with av.open(src) as c:
+        s = c.streams.video[0]
+        fps = float(s.average_rate) if s.average_rate else 25.0
+    frames = read_all_frames(src)
+    n, h, w = frames.shape[:3]
+    scale = short_side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = f"{dst}.tmp{os.getpid()}"
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+        for i, f in enumerate(frames):
+            buf = io.BytesIO()
+            img = Image.fromarray(f)
+            if scale != 1:
+                img = img.resize(size, Image.BILINEAR, reducing_gap=None)
+            img.save(buf, format="JPEG", quality=quality)
+            z.writestr(f"{i:06d}.jpg", buf.getvalue())
+        meta = {"num_frames": int(n), "fps": fps, "seconds": n / fps, "source": os.path.basename(src),
+                "short_side": short_side}
+        z.writestr("meta.json", json.dumps(meta))
+    os.replace(tmp, dst)
+    return {"frames": int(n), "bytes": os.path.getsize(dst), "seconds": n / fps, "skipped": False}
+
+
+def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
+    """The chosen frames of a .frames.zip (indices in 0..N-1, N from meta.json)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            n = int(json.loads(z.read("meta.json"))["num_frames"])
+            indices = [int(i) for i in choose(n)]
+            cache: dict[int, np.ndarray] = {}
+            for i in indices:
+                if i not in cache:  # libjpeg-turbo through torchvision: faster than PIL here
+                    data = torch.frombuffer(bytearray(z.read(f"{i:06d}.jpg")), dtype=torch.uint8)
+                    cache[i] = decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
+        raise VideoError(f"{path}: damaged prepared frames file ({str(exc).splitlines()[0][:100]})") from None
+    return np.stack([cache[i] for i in indices]), n
+
+
+def _job(args):
+    src, dst, short_side, quality = args
+    try:
+        return src, convert_video(src, dst, short_side, quality), None
+    except VideoError as exc:
+        return src, None, str(exc)
+    except Exception as exc:
+        return src, None, f"{src}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256, quality: int = 90,
+                 workers: int | None = None) -> dict:
+    """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs."""
+    from .datasets import read_list
+    samples = read_list(list_file, root)
+    jobs, lines = [], []
+    for s in samples:
+        if s.num_frames is not None:
+            raise VideoError(f"{s.source}: frame-folder lists are already frames; prepare converts video lists")
+        rel = os.path.relpath(s.path, root) if root else s.path.lstrip("/")
+        dst = os.path.join(out_dir, rel + SUFFIX)
+        jobs.append((s.path, dst, short_side, quality))
+        lines.append((rel + SUFFIX, s.label, s.path))
+    totals = {"videos": len(jobs), "converted": 0, "skipped": 0, "failed": 0, "bytes": 0, "seconds": 0.0}
+    ok = set()
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for src, info, err in tqdm(pool.map(_job, jobs, chunksize=2), total=len(jobs), desc="prepare", unit="video"):
+            if err:
+                totals["failed"] += 1
+                tqdm.write(f"failed: {err}", file=sys.stderr)
+                continue
+            ok.add(src)
+            totals["skipped" if info["skipped"] else "converted"] += 1
+            totals["bytes"] += info["bytes"]
+            totals["seconds"] += info["seconds"]
+    os.makedirs(out_dir, exist_ok=True)
+    out_list = os.path.join(out_dir, os.path.basename(list_file))
+    with open(out_list, "w") as f:
+        f.writelines(f"{rel} {label}\n" for rel, label, src in lines if src in ok)
+    hours = totals["seconds"] / 3600
+    totals["gb_per_hour"] = (totals["bytes"] / 1e9 / hours) if hours else None
+    totals["list"] = out_list
+    return totals
