@@ -102,7 +102,12 @@ def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "libx
         if options:
             stream.options = options
         if rotation is not None:
-            stream.metadata["rotate"] = str(rotation)
+            # `rotation` is the old "rotate" tag: clockwise degrees for display. Current FFmpeg ignores
+            # that tag when muxing, so write the display matrix (counter-clockwise degrees) instead.
+            if hasattr(stream, "set_display_rotation"):
+                stream.set_display_rotation(-rotation)
+            else:
+                stream.metadata["rotate"] = str(rotation)
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 out.mux(packet)

@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -120,34 +119,60 @@ def test_contrastive_loss_gradients_match_reference():
 
 # ----------------------------------------------------------------------------- gather_with_grad (2 gloo processes)
 
-def _gather_worker(rank: int, world: int, init: str, out: str, sizes: list[int]) -> None:
-    import torch.distributed as dist
+# The spawned processes import only torch and text4vis/losses.py (loaded from its file), not the
+# package (whose open_clip import would cost each process seconds).
+GATHER_WORKER = """
+import importlib.util, os, torch, torch.distributed as dist
+
+def worker(rank, world, init, out, losses_path, cases):
+    spec = importlib.util.spec_from_file_location("text4vis_losses_under_test", losses_path)
+    losses = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(losses)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        xs = [torch.arange(n * 3, dtype=torch.float32).view(n, 3) + 100 * r for r, n in enumerate(sizes)]
-        x = xs[rank].clone().requires_grad_(True)
-        y = losses.gather_with_grad(x)
-        weights = torch.arange(y.numel(), dtype=torch.float32).view_as(y) + 1.0
-        (y * weights).sum().backward()
-        labels = losses.gather_with_grad(torch.tensor([10 * rank + i for i in range(sizes[rank])]))
-        torch.save({"y": y.detach(), "expected": torch.cat(xs), "grad": x.grad, "weights": weights,
-                    "labels": labels, "requires_grad": y.requires_grad}, os.path.join(out, f"rank{rank}.pt"))
+        for name, sizes in cases:
+            xs = [torch.arange(n * 3, dtype=torch.float32).view(n, 3) + 100 * r for r, n in enumerate(sizes)]
+            x = xs[rank].clone().requires_grad_(True)
+            y = losses.gather_with_grad(x)
+            weights = torch.arange(y.numel(), dtype=torch.float32).view_as(y) + 1.0
+            (y * weights).sum().backward()
+            labels = losses.gather_with_grad(torch.tensor([10 * rank + i for i in range(sizes[rank])]))
+            torch.save({"y": y.detach(), "expected": torch.cat(xs), "grad": x.grad, "weights": weights,
+                        "labels": labels, "requires_grad": y.requires_grad},
+                       os.path.join(out, f"{name}_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+"""
+
+GATHER_CASES = [("even", [3, 3]), ("uneven", [3, 2]), ("uneven_other_way", [1, 4])]
 
 
-@pytest.mark.parametrize("sizes", [[3, 3], [3, 2]], ids=["even", "uneven"])
-def test_gather_with_grad_two_gloo_processes(tmp_path, sizes):
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory):
+    """Run every case in one pair of spawned gloo processes (file:// rendezvous)."""
+    import importlib
+    import torch.multiprocessing as mp
+    d = tmp_path_factory.mktemp("gather")
+    (d / "gather_worker_mod.py").write_text(GATHER_WORKER)
+    sys.path.insert(0, str(d))
+    try:
+        mod = importlib.import_module("gather_worker_mod")
+        mp.spawn(mod.worker, args=(2, f"file://{d / 'rendezvous'}", str(d), losses.__file__, GATHER_CASES),
+                 nprocs=2, join=True)
+    finally:
+        sys.path.remove(str(d))
+    return d
+
+
+@pytest.mark.parametrize("name,sizes", GATHER_CASES, ids=[c[0] for c in GATHER_CASES])
+def test_gather_with_grad_two_gloo_processes(gathered, name, sizes):
     """Every rank gets the concatenation in rank order; gradients reach the local part only.
     Uneven batches happen (TrainBatchSampler spreads a shorter share over the same number of
     batches), so the gather must also work when the ranks' batch sizes differ."""
-    import torch.multiprocessing as mp
-    init = f"file://{tmp_path / 'rendezvous'}"
-    mp.spawn(_gather_worker, args=(2, init, str(tmp_path), sizes), nprocs=2, join=True)
     offsets = np.cumsum([0] + sizes)
     for rank in range(2):
-        r = torch.load(tmp_path / f"rank{rank}.pt")
+        r = torch.load(gathered / f"{name}_rank{rank}.pt")
         assert r["requires_grad"]
         assert torch.equal(r["y"], r["expected"]), rank
         lo, hi = offsets[rank], offsets[rank + 1]

@@ -440,3 +440,16 @@ def test_no_default_flag_takes_the_first_video_stream(tmp_path):
         pytest.skip("this Matroska muxer flags a default stream by itself")
     frames, n = read_frames(path, lambda n: range(n))
     assert n == 10 and [decode_index(f) for f in frames] == list(range(10))
+
+
+def test_write_video_rotation_helper(tmp_path):
+    """conftest.write_video(rotation=90) means the old "rotate" tag: display turned 90 degrees clockwise."""
+    base = np.zeros((2, 64, 128, 3), np.uint8)
+    base[:, :16, :16] = 255
+    path = str(tmp_path / "rotate_tag90.mp4")
+    write_video(path, base, rotation=90)
+    raw, rotation = raw_first_frame(path)
+    assert rotation == -90 and raw.shape == (64, 128, 3)
+    frames, _ = read_frames(path, lambda n: [0, 1])
+    assert frames.shape == (2, 128, 64, 3)
+    assert frames[:, :8, -8:].mean() > 200 and frames[:, :8, :8].mean() < 50  # top-left went top-right

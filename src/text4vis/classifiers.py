@@ -196,7 +196,7 @@ def orthogonal_classifier(labels: list[str], dim: int, seed: int = 0) -> Classif
 def save_classifier(cls: Classifier, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     meta = dict(cls.meta, labels=cls.labels)
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp{os.getpid()}"  # per process: torchrun ranks may write the same cache entry at once
     save_file({"weight": cls.weight.contiguous().float()}, tmp, metadata={"text4vis_classifier": json.dumps(meta)})
     os.replace(tmp, path)
 

@@ -134,30 +134,59 @@ def eval_from_config(cfg, args) -> dict:
     if names is None:
         from .config import ConfigError
         raise ConfigError("data.labels is not set (a label set name or file)")
-    engine_setup()
-    rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if args.checkpoint else cfg.model.clip),
-               labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
-               frames=args.frames or (None if args.checkpoint else cfg.data.num_frames), device=args.device,
-               head=None)
+    views = args.views or cfg.evaluation.views
+    try:
+        parse_views(views)
+    except ValueError as exc:
+        from .cli import UsageError
+        raise UsageError(str(exc)) from None
     splits = []
     for path in args.splits or []:
-        splits.append((os.path.basename(path), load_labels(path)))
-    if args.zero_shot and not splits and list(names) == load_labels("k600"):
-        splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
-    info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,
-            "val_list": val_list}
-    return run_eval(rec, samples, names, views=args.views or cfg.evaluation.views, dense=cfg.data.dense,
-                    reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
-                    batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
-                    zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out, info=info,
-                    progress=not args.quiet)
+        split_names = load_labels(path)
+        missing = [n for n in split_names if n not in names]
+        if missing:
+            from .labels import LabelsError
+            raise LabelsError(f"--splits {path}: class {missing[0]!r} is not in the label list")
+        splits.append((os.path.basename(path), split_names))
+    if args.classifier:  # its rows must be the dataset's classes, in the dataset's order
+        from .classifiers import check_same_labels, load_classifier
+        check_same_labels(load_classifier(args.classifier), names, args.classifier)
+    # a text4vis checkpoint carries its own towers and frames; an original Text4Vis checkpoint does
+    # not: the config's model.clip and data.num_frames describe it (as in the reference's test.py)
+    from .checkpoints import is_text4vis_checkpoint
+    self_contained = bool(args.checkpoint) and is_text4vis_checkpoint(args.checkpoint)
+    own_group = engine_setup()
+    try:
+        rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
+                   labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
+                   frames=args.frames or (None if self_contained else cfg.data.num_frames), device=args.device,
+                   head=None)
+        if args.zero_shot and not splits and list(names) == load_labels("k600"):
+            splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
+        info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,
+                "val_list": val_list}
+        return run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
+                        reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                        batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
+                        zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
+                        info=info, progress=not args.quiet)
+    finally:
+        if own_group:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
 
-def engine_setup() -> None:
-    """Join the torchrun process group if launched under torchrun (gloo on CPU, NCCL on GPUs)."""
+def engine_setup() -> bool:
+    """Join the torchrun process group if launched under torchrun (gloo on CPU, NCCL on GPUs).
+    True when this call created the group (the caller then destroys it)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        created = not dist.is_initialized()
         from .train import setup_distributed
         setup_distributed()
+        return created
+    return False
 
 
 def print_err(msg: str) -> None:

@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
@@ -161,6 +162,14 @@ class Trainee(nn.Module):
             class_text = self.video.classifier[classes]
         loss = losses.contrastive_loss(emb, labels, class_text, classes, self.video.logit_scale.exp())
         return loss, logits
+
+    @torch.no_grad()
+    def sync_classifier(self) -> None:
+        """Online text tower: set the video model's classifier rows to the text tower's current class
+        embeddings, so that evaluation and checkpoints use the trained tower (not its initial rows)."""
+        if self.contrastive and self.text is not None:
+            rows = self.text.encode_text(self.tokens).float()
+            self.video.classifier.copy_(rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def rng_state() -> dict:
@@ -348,6 +357,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
                 "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
 
     def save(path: str, with_train_state: bool) -> None:
+        trainee.sync_classifier()  # contrastive, online text tower: classifier rows from the trained tower
         if rank != 0:
             return
         train_state = None
@@ -465,7 +475,9 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
                     scaler.step(optimizer)
                     scaler.update()
                     optimizer.zero_grad(set_to_none=True)
-                scheduler.step()                                          # skipped steps keep the schedule's pace
+                with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+                    warnings.simplefilter("ignore", UserWarning)
+                    scheduler.step()                                      # skipped steps keep the schedule's pace
                 state["global_step"] = step
                 state["step_in_epoch"] += 1
                 bar.update(1)
@@ -497,6 +509,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
             evaluating = bool(val_samples) and cfg.training.eval_freq > 0
             if evaluating and ((epoch + 1) % cfg.training.eval_freq == 0 or epoch + 1 == cfg.optim.epochs or stop):
+                trainee.sync_classifier()
                 result = evaluate(model, val_samples, cfg, input_size, reader, device, progress)
                 result.update(step=state["global_step"], epoch=epoch + 1)
                 write_metrics({k: v for k, v in result.items() if k != "failed"} | {"step": state["global_step"]})
