@@ -303,7 +303,7 @@ def manual_embedding(rec, path: str, views: str = "1x1") -> torch.Tensor:
     """The prediction path written out: decode by the test rule, views, model, mean over views."""
     clips, crops = sampling.parse_views(views)
     t = rec.num_frames
-    frames, _ = read_frames(path, lambda n: [i for v in sampling.test_view_indices(n, t, clips) for i in v])
+    frames, _ = read_frames(path, lambda n: [i for v in sampling.view_indices(n, t, clips) for i in v])
     clip = transforms.to_tensor(frames)
     vs = []
     for k in range(clips):

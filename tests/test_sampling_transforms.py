@@ -30,7 +30,7 @@ def test_test_view_indices_rule():
     for n in NS:
         for t in TS:
             for c in CS:
-                got = sampling.test_view_indices(n, t, c)
+                got = sampling.view_indices(n, t, c)
                 assert got == reference_test_views(n, t, c), (n, t, c)
                 assert len(got) == c and all(len(v) == t for v in got)
                 assert all(0 <= i < n for v in got for i in v)
@@ -38,14 +38,14 @@ def test_test_view_indices_rule():
 
 def test_test_view_indices_hand_values():
     # N=50, T=8: tick 6.25; C=4 starts linspace(0, 5.25, 4) = 0, 1.75, 3.5, 5.25 -> 0, 1, 3, 5
-    assert sampling.test_view_indices(50, 8, 4) == [
+    assert sampling.view_indices(50, 8, 4) == [
         [0, 6, 12, 18, 25, 31, 37, 43],
         [1, 7, 13, 19, 26, 32, 38, 44],
         [3, 9, 15, 21, 28, 34, 40, 46],
         [5, 11, 17, 23, 30, 36, 42, 48],
     ]
     # N < T: frames repeat, in order
-    assert sampling.test_view_indices(3, 8, 1) == [[0, 0, 0, 1, 1, 1, 2, 2]]
+    assert sampling.view_indices(3, 8, 1) == [[0, 0, 0, 1, 1, 1, 2, 2]]
 
 
 def test_segment_indices_one_per_segment():
@@ -90,8 +90,8 @@ def test_dense_indices_stride():
     assert min(starts) == 0 and max(starts) > 150  # spread over 0..171
 
 
-def test_dense_test_view_indices_stride_and_spread():
-    views = sampling.dense_test_view_indices(300, 8, 4)
+def test_dense_view_indices_stride_and_spread():
+    views = sampling.dense_view_indices(300, 8, 4)
     assert len(views) == 4
     for v in views:
         assert [(b - a) % 300 for a, b in zip(v, v[1:])] == [16] * 7

@@ -322,7 +322,7 @@ def make_test_clip(folder: str, seconds: float = 10.0, fps: int = 25, width: int
     return {"video": video, "frames": frames_dir, "num_frames": n}
 
 
-def bench_data(frames: int = 8, iters: int = 20, input_size: int = 224) -> dict:
+def bench_data(frames: int = 8, iters: int = 10, input_size: int = 224, rounds: int = 3) -> dict:
     """Clips/s on ONE core: reference frame-folder loader vs text4vis on the video file vs a full decode."""
     import av
     from PIL import Image
@@ -347,7 +347,7 @@ def bench_data(frames: int = 8, iters: int = 20, input_size: int = 224) -> dict:
         gen = torch.Generator().manual_seed(0)
 
         def ours_video():
-            arr = read_frames(clip["video"], lambda m: sampling.segment_indices(m, frames, rng))[0]
+            arr = read_frames(clip["video"], lambda m: sampling.segment_indices(m, frames, rng), threads=1)[0]
             return transforms.normalize(train_tf(transforms.to_tensor(arr), gen))
 
         from .prepare import convert_video, read_frame_zip
@@ -358,18 +358,23 @@ def bench_data(frames: int = 8, iters: int = 20, input_size: int = 224) -> dict:
             arr = read_frame_zip(prepared, lambda m: sampling.segment_indices(m, frames, rng))[0]
             return transforms.normalize(train_tf(transforms.to_tensor(arr), gen))
 
-        def full_decode():
+        def full_decode():  # one thread, like the loaders (per-core figures)
             with av.open(clip["video"]) as c:
+                c.streams.video[0].codec_context.thread_count = 1
                 for _ in c.decode(video=0):
                     pass
 
         result = {"frames": frames, "clip": "10 s, 25 fps, 426x320 H.264", "cases": {},
                   "prepared_mb_per_hour": os.path.getsize(prepared) / 1e6 * 360,
                   "video_mb_per_hour": os.path.getsize(clip["video"]) / 1e6 * 360}
-        for case, fn in (("reference_jpeg_folder", reference), ("text4vis_video", ours_video),
-                         ("text4vis_prepared_frames", ours_prepared), ("pyav_full_decode", full_decode)):
-            sec = time_it(fn, torch.device("cpu"), iters, 2)
-            result["cases"][case] = {"clips_per_s_per_core": 1.0 / sec}
+        cases = (("reference_jpeg_folder", reference), ("text4vis_video", ours_video),
+                 ("text4vis_prepared_frames", ours_prepared), ("pyav_full_decode", full_decode))
+        best = {case: float("inf") for case, _ in cases}
+        for _ in range(rounds):  # interleaved rounds, best of each: robust to a busy machine
+            for case, fn in cases:
+                best[case] = min(best[case], time_it(fn, torch.device("cpu"), iters, 1))
+        for case, _ in cases:
+            result["cases"][case] = {"clips_per_s_per_core": 1.0 / best[case]}
         base = result["cases"]["reference_jpeg_folder"]["clips_per_s_per_core"]
         for c in result["cases"].values():
             c["ratio_vs_reference"] = c["clips_per_s_per_core"] / base

@@ -393,4 +393,33 @@ def cmd_bench(args) -> int:
     return 0
 
 
-REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_bench, add_synth]
+# ----------------------------------------------------------------------------- prepare
+
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="convert a video list to packed resized frames for fast training",
+                       formatter_class=RAW,
+                       description="Each video of a 'path label' list becomes one <path>.frames.zip (JPEG frames "
+                                   "at short side 256, uncompressed ZIP); a new list file points at them. Parallel, "
+                                   "with a progress bar, resumable (finished files are skipped).",
+                       epilog="example:\n  text4vis prepare --list lists/k400/train.txt --root /data/k400/train "
+                              "--out /fast/k400-prepared\n  then: --set data.train_list=/fast/k400-prepared/train.txt "
+                              "--set data.train_root=/fast/k400-prepared")
+    p.add_argument("--list", required=True, help="video list file ('relative/path.mp4 label')")
+    p.add_argument("--root", default="", help="folder the list's paths are relative to")
+    p.add_argument("--out", required=True, help="output folder (mirrors the list's relative paths)")
+    p.add_argument("--short-side", type=int, default=256)
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args) -> int:
+    from .prepare import prepare_list
+    t = prepare_list(args.list, args.root, args.out, args.short_side, args.quality, args.workers)
+    per_hour = f"{t['gb_per_hour']:.2f} GB per hour of video" if t["gb_per_hour"] else "n/a"
+    print(f"{t['videos']} videos: {t['converted']} converted, {t['skipped']} already done, {t['failed']} failed; "
+          f"{t['bytes'] / 1e9:.2f} GB ({per_hour}); list: {t['list']}")
+    return 1 if t["failed"] else 0
+
+
+REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_bench, add_prepare, add_synth]

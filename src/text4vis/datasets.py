@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from . import sampling, transforms
 from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames
@@ -145,7 +145,9 @@ class FrameReader:
         if sample.num_frames is not None:
             frames, _ = read_frame_folder(sample.path, choose, sample.num_frames, self.image_tmpl, self.index_bias)
         else:
-            frames, _ = read_frames(sample.path, choose)
+            # one decoding thread per DataLoader worker (workers are the parallelism); FFmpeg's own
+            # threads when decoding in the main process
+            frames, _ = read_frames(sample.path, choose, threads=1 if get_worker_info() else 0)
         return frames
 
 
@@ -259,6 +261,8 @@ class TrainBatchSampler(Sampler):
 class TestDataset(Dataset):
     """Test-time views of each sample: uint8 [clips * crops, T, 3, S, S], or an error line."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, samples: list[Sample], num_frames: int, input_size: int, clips: int = 1, crops: int = 1,
                  reader: FrameReader | None = None, dense: bool = False):
         self.samples, self.num_frames, self.input_size = samples, num_frames, input_size
@@ -271,7 +275,7 @@ class TestDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         t, c = self.num_frames, self.clips
-        view_fn = sampling.dense_test_view_indices if self.dense else sampling.test_view_indices
+        view_fn = sampling.dense_view_indices if self.dense else sampling.view_indices
         try:
             frames = self.reader(sample, lambda n: [i for clip in view_fn(n, t, c) for i in clip])
         except VideoError as exc:

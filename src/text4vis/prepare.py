@@ -20,9 +20,7 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_jpeg
 from tqdm import tqdm
 
 from .video import VideoError, read_all_frames
@@ -70,9 +68,10 @@ def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
             indices = [int(i) for i in choose(n)]
             cache: dict[int, np.ndarray] = {}
             for i in indices:
-                if i not in cache:  # libjpeg-turbo through torchvision: faster than PIL here
-                    data = torch.frombuffer(bytearray(z.read(f"{i:06d}.jpg")), dtype=torch.uint8)
-                    cache[i] = decode_jpeg(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+                if i not in cache:
+                    with Image.open(io.BytesIO(z.read(f"{i:06d}.jpg"))) as im:
+                        im.draft("RGB", im.size)  # decode straight to RGB in libjpeg
+                        cache[i] = np.asarray(im.convert("RGB"))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
         raise VideoError(f"{path}: damaged prepared frames file ({str(exc).splitlines()[0][:100]})") from None
     return np.stack([cache[i] for i in indices]), n

@@ -36,7 +36,7 @@ def dense_indices(n: int, t: int, rng: np.random.Generator) -> list[int]:
     return [int((start + i * stride) % n) for i in range(t)]
 
 
-def test_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
+def view_indices(n: int, t: int, clips: int) -> list[list[int]]:
     """Test time, C temporal clips: tick = N / T, clip starts linspace(0, tick - 1, C) (as ints),
     frame i of clip s = int(s + tick * i) % N."""
     tick = n / float(t)
@@ -44,7 +44,7 @@ def test_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
     return [[int(s + tick * i) % n for i in range(t)] for s in starts.tolist()]
 
 
-def dense_test_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
+def dense_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
     """Test time with dense sampling: C clips of every (128 // T)-th frame, starts evenly spread."""
     positions = max(0, n - DENSE_RANGE)
     stride = DENSE_RANGE // t

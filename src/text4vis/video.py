@@ -64,21 +64,24 @@ def count_frames(path: str) -> int:
     """Number of frames in the default video stream, by demuxing (no decoding)."""
     container = _open(path)
     try:
-        return _count_packets(container, _default_stream(container), path)
+        return _scan_packets(container, _default_stream(container), path)[0]
     finally:
         container.close()
 
 
-def _count_packets(container, stream, path: str) -> int:
-    n = 0
+def _scan_packets(container, stream, path: str) -> tuple[int, list | None]:
+    """(number of packets with data, their pts in decode order or None when some pts are missing)."""
+    n, pts = 0, []
     try:
         for packet in container.demux(stream):
             if packet.size:
                 n += 1
+                pts.append(packet.pts)
     except Exception as exc:
         if n == 0:
             raise VideoError(f"{path}: cannot read video packets ({_short(exc)})") from None
-    return n
+    usable = all(p is not None for p in pts) and len(set(pts)) == len(pts)
+    return n, (pts if usable else None)
 
 
 def _to_rgb(frame) -> np.ndarray:
@@ -111,29 +114,67 @@ def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tup
     return kept, n
 
 
-def read_frames(path: str, choose: Callable[[int], Sequence[int]]) -> tuple[np.ndarray, int]:
+def _decode_skipping(container, stream, wanted: Sequence[int], pts: list) -> dict[int, np.ndarray]:
+    """Fast path: frame i is the packet with the i-th smallest pts; packets of unwanted frames are
+    decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
+    Returns the wanted frames it got (the caller falls back to a full decode for any missing)."""
+    order = {p: i for i, p in enumerate(sorted(pts))}
+    wanted_set = set(int(i) for i in wanted)
+    ctx = stream.codec_context
+    kept: dict[int, np.ndarray] = {}
+    container.seek(0)
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted_set else "NONREF"
+            for frame in packet.decode():
+                i = order.get(frame.pts)
+                if i in wanted_set and i not in kept:
+                    kept[i] = _to_rgb(frame)
+            if len(kept) == len(wanted_set):
+                break  # everything asked for is here: the rest of the stream is not needed
+    except Exception:
+        pass
+    finally:
+        ctx.skip_frame = "DEFAULT"
+    return kept
+
+
+def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int = 0) -> tuple[np.ndarray, int]:
     """Decode the frames of `path` that `choose(num_frames)` asks for.
 
     `choose` receives N, the true number of frames, and returns indices in 0..N-1 (repeats allowed,
     any order). Returns (frames uint8 [len(indices), H, W, 3] in the order asked, N).
+    `threads`: 0 lets FFmpeg use frame and slice threads (fastest for one video); 1 decodes in this
+    thread only (best inside DataLoader workers, and it enables skipping unneeded frames).
     """
+    if path.endswith(".frames.zip"):  # `text4vis prepare` output: packed, resized JPEG frames
+        from .prepare import read_frame_zip
+        return read_frame_zip(path, choose)
     container = _open(path)
     try:
         stream = _default_stream(container)
-        stream.thread_type = "AUTO"
-        n = _count_packets(container, stream, path)
+        n, pts = _scan_packets(container, stream, path)
         if n == 0:
             raise VideoError(f"{path}: video stream has no frames")
         indices = [int(i) for i in choose(n)]
-        kept, decoded = _decode_selected(container, stream, indices, path)
-        if decoded == 0:
-            raise VideoError(f"{path}: video stream has no decodable frames")
-        if decoded != n:
-            # Packets and frames disagree (truncated or damaged stream): sample again on what decoded.
-            n = decoded
-            indices = [int(i) for i in choose(n)]
-            if not all(i in kept for i in indices):
-                kept, _ = _decode_selected(container, stream, indices, path)
+        kept: dict[int, np.ndarray] = {}
+        if threads == 1:
+            stream.codec_context.thread_count = 1
+            if pts is not None:
+                kept = _decode_skipping(container, stream, indices, pts)
+        else:
+            stream.thread_type = "AUTO"
+        if not all(i in kept for i in indices):
+            kept, decoded = _decode_selected(container, stream, indices, path)
+            if decoded == 0:
+                raise VideoError(f"{path}: video stream has no decodable frames")
+            if decoded != n:
+                # Packets and frames disagree (truncated or damaged stream): sample again on what decoded.
+                n = decoded
+                indices = [int(i) for i in choose(n)]
+                if not all(i in kept for i in indices):
+                    kept, _ = _decode_selected(container, stream, indices, path)
         missing = [i for i in indices if i not in kept]
         if missing:
             raise VideoError(f"{path}: frame {missing[0]} of {n} did not decode")
