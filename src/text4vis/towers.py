@@ -15,6 +15,7 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import pickle
@@ -192,6 +193,42 @@ class Towers:
         return emb / emb.norm(dim=-1, keepdim=True)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hugging Face hub be reached at all? (Bounded: DNS and connect in a thread.)"""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    ok: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 1.0)
+    return bool(ok and ok[0])
+
+
+@contextlib.contextmanager
+def hub_access():
+    """Use the hub when it answers; otherwise only its local cache, so a missing file fails at once
+    instead of after minutes of retries."""
+    import huggingface_hub.constants as hub
+    if hub.HF_HUB_OFFLINE or _hub_reachable():
+        yield
+        return
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = False
+
+
 def _hub_error(what: str, exc: BaseException) -> WeightsError:
     return WeightsError(
         f"{what}: weights are not on this machine and could not be downloaded "
@@ -233,7 +270,8 @@ def _named(name: str, tag: str, source: str) -> Towers:
                            f"(known: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})")
     else:
         try:
-            path = open_clip.download_pretrained(pre)
+            with hub_access():
+                path = open_clip.download_pretrained(pre)
         except Exception as exc:
             raise _hub_error(f"--clip {source}", exc) from None
         if not path:
@@ -257,12 +295,13 @@ def _named(name: str, tag: str, source: str) -> Towers:
 def _hf_hub(model_id: str, source: str) -> Towers:
     try:
         from open_clip.factory import _get_hf_config
-        hf_cfg = _get_hf_config(model_id)
         from huggingface_hub import hf_hub_download
-        try:
-            path = hf_hub_download(model_id, "open_clip_model.safetensors")
-        except Exception:
-            path = hf_hub_download(model_id, "open_clip_pytorch_model.bin")
+        with hub_access():
+            hf_cfg = _get_hf_config(model_id)
+            try:
+                path = hf_hub_download(model_id, "open_clip_model.safetensors")
+            except Exception:
+                path = hf_hub_download(model_id, "open_clip_pytorch_model.bin")
     except Exception as exc:
         raise _hub_error(f"--clip {source}", exc) from None
     cfg = hf_cfg["model_cfg"]
