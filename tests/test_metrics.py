@@ -200,3 +200,18 @@ def test_summarize():
     assert s["mean_class_accuracy"] == pytest.approx((1 + 0.5) / 2)
     exp_map = np.mean([average_precision_score(labels == c, scores[:, c]) for c in range(2)])
     assert s["mAP"] == pytest.approx(exp_map)
+
+
+def test_protocol_skips_splits_without_videos():
+    """A split whose kept classes have no video (partial val list) is reported but not averaged."""
+    from text4vis.metrics import split_protocol
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(6, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    cls = rng.normal(size=(4, 8))
+    cls /= np.linalg.norm(cls, axis=1, keepdims=True)
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    out = split_protocol(emb, labels, cls, [np.array([0, 1]), np.array([2, 3])])
+    assert out["splits"][1]["num_videos"] == 0 and np.isnan(out["splits"][1]["top1"])
+    assert out["splits_scored"] == 1
+    assert out["top1_mean"] == out["splits"][0]["top1"] and out["top1_std"] == 0.0

@@ -235,6 +235,8 @@ def _subset_result(
     remap = np.full(classifier.shape[0], -1, dtype=np.int64)
     remap[kept] = np.arange(kept.size)
     sub_labels = remap[labels[sel]]
+    if not sel.any():
+        return {"classes": kept.tolist(), "num_videos": 0, "top1": float("nan"), "top5": float("nan")}
     probs = softmax(scale * embeddings[sel] @ classifier[kept].T, axis=-1)
     acc = topk_accuracy(probs, sub_labels, ks=(1, 5))
     return {
@@ -246,14 +248,19 @@ def _subset_result(
 
 
 def _aggregate(splits: list[dict]) -> dict:
-    top1 = np.array([s["top1"] for s in splits], dtype=np.float64)
-    top5 = np.array([s["top5"] for s in splits], dtype=np.float64)
+    """Mean and population std over the splits that hold videos (a split of classes without any
+    video, possible on a partial val list, has no accuracy and is left out)."""
+    scored = [s for s in splits if s["num_videos"] > 0]
+    top1 = np.array([s["top1"] for s in scored], dtype=np.float64)
+    top5 = np.array([s["top5"] for s in scored], dtype=np.float64)
+    nan = float("nan")
     return {
         "splits": splits,
-        "top1_mean": float(np.mean(top1)),
-        "top1_std": float(np.std(top1)),
-        "top5_mean": float(np.mean(top5)),
-        "top5_std": float(np.std(top5)),
+        "splits_scored": len(scored),
+        "top1_mean": float(np.mean(top1)) if len(scored) else nan,
+        "top1_std": float(np.std(top1)) if len(scored) else nan,
+        "top5_mean": float(np.mean(top5)) if len(scored) else nan,
+        "top5_std": float(np.std(top5)) if len(scored) else nan,
     }
 
 
