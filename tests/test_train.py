@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from text4vis.labels import load_labels
 from text4vis.model import VideoModel
 from text4vis.synthetic import make_benchmark
 from text4vis.towers import load_towers
-from text4vis.train import TrainError, Trainee, build_optimizer, lr_lambda, train
+from text4vis.train import Trainee, build_optimizer, lr_lambda, train
 from text4vis.video import read_all_frames
 
 SHAPES, MOTIONS = ["circle", "square"], ["moving left", "moving right"]
@@ -355,6 +354,22 @@ def test_batch_sampler_ranks_are_disjoint_and_cover(n, batch):
     assert list(a) == list(b)[2:]
 
 
+def test_training_clips_depend_only_on_seed_epoch_and_index(bench):
+    """RandAugment included: the same clip whatever the global RNG state (workers, resume), which it keeps."""
+    from text4vis.transforms import TrainTransform
+    samples = read_list(str(bench["train_list"]), str(bench["root"]))
+    ds = datasets.TrainDataset(samples, 4, TrainTransform(32, randaug=(2, 9)), seed=3)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a = ds[(1, 5)]
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)
+    b = ds[(1, 5)]
+    assert torch.equal(a[0], b[0]) and a[1] == b[1] == samples[5].label and a[2] == b[2] == []
+    assert a[0].shape == (4, 3, 32, 32) and a[0].dtype == torch.uint8
+    assert not torch.equal(a[0], ds[(2, 5)][0])      # another epoch, another draw
+
+
 def _torchrun() -> list[str]:
     exe = os.path.join(os.path.dirname(sys.executable), "torchrun")
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "torch.distributed.run"]
@@ -369,11 +384,11 @@ def test_torchrun_two_processes_gloo(bench, clip, warm, tmp_path):
     (tmp_path / "broken.mp4").write_text("not a video")
     train_list = tmp_path / "train.txt"
     train_list.write_text(open(bench["train_list"]).read() + f"{tmp_path / 'broken.mp4'} 1\n")
+    val_list = tmp_path / "val.txt"  # 3 validation videos: not divisible by 2 processes
+    val_list.write_text("".join(open(bench["val_list"]).readlines()[:3]))
     out = tmp_path / "run"
-    # no val list: evaluation under 2 processes waits for the engine.embed_dataset fix (see the xfail below);
-    # then add data.val_list with 3 videos here and check val_videos == 3
-    items = sets(clip, {"data.train_list": train_list, "data.train_root": bench["root"],
-                        "data.labels": bench["labels_csv"]},
+    items = sets(clip, {"data.train_list": train_list, "data.train_root": bench["root"], "data.val_list": val_list,
+                        "data.val_root": bench["root"], "data.labels": bench["labels_csv"]},
                  data__batch_size=2, data__max_bad_fraction=0.5)
     cmd = _torchrun() + ["--standalone", "--nproc_per_node", "2", "-m", "text4vis", "train", "--output", str(out),
                          "--quiet"]
@@ -387,6 +402,8 @@ def test_torchrun_two_processes_gloo(bench, clip, warm, tmp_path):
     # samples counted over both ranks: 13 per epoch (7 + 6, every one once), the broken one included
     assert state["samples_seen"] == 26
     assert [r["step"] for r in train_records(out)] == list(range(1, 9))
+    evals = [r for r in metrics(out) if "val_top1" in r]     # every validation video counted once
+    assert [e["val_videos"] for e in evals] == [3, 3] and all(e["val_failed"] == 0 for e in evals)
     # the broken video is reported once, whichever rank met it, and listed once
     listed = open(out / "bad_videos.txt").read().splitlines()
     assert len(listed) == 1 and "broken.mp4" in listed[0]
@@ -424,9 +441,6 @@ def _embed_worker(rank: int, world: int, init_file: str, model: VideoModel, samp
         dist.destroy_process_group()
 
 
-@pytest.mark.xfail(strict=True, raises=torch.multiprocessing.ProcessRaisedException,
-                   reason="engine.embed_dataset maps the dataset indices that TestDataset returns through the "
-                          "rank's shard a second time (mine[i]); IndexError or wrong rows under 2+ processes")
 def test_embed_dataset_two_processes_counts_each_video_once(bench, clip, tmp_path):
     samples = _eval_samples(bench, tmp_path)
     model = _tiny_video_model(clip)

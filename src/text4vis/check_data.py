@@ -44,8 +44,8 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
         return "ok", None, n
     try:
         _, n = read_frames(sample.path, lambda n: [0, n - 1])
-    except VideoError as exc:
-        return "broken", f"{sample.source}: {exc}", None
+    except VideoError as exc:  # its message starts with the path
+        return "broken", str(exc) if sample.source == sample.path else f"{sample.source}: {exc}", None
     return "ok", None, n
 
 
@@ -103,7 +103,6 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
             os.makedirs(clean_dir, exist_ok=True)
             name = os.path.basename(path)
             out = os.path.join(clean_dir, name if basenames.count(name) == 1 else f"{split}_{name}")
-            kept = 0
             with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
                 for lineno, line in enumerate(src, start=1):
                     where = f"{path}:{lineno}"
@@ -114,8 +113,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
                         parts[-2] = str(fixed_counts[where])
                         line = " ".join(parts) + "\n"
                     dst.write(line)
-                    kept += line.strip() != ""
             report["splits"][split]["clean_list"] = out
-            print(f"{split}: cleaned list ({kept} entries, {len(bad_lines)} removed, "
+            print(f"{split}: cleaned list ({len(samples) - len(bad_lines)} entries, {len(bad_lines)} removed, "
                   f"{len(fixed_counts)} frame counts corrected) written to {out}")
     return report

@@ -354,7 +354,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
         k, v = (x.strip() for x in item.split("=", 1))
-        if k in ORIGINAL_KEYS and not _is_our_key(k):  # an original Text4Vis key (solver.lr=...)
+        if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
             try:
                 parsed = yaml.safe_load(v) if v else None
             except yaml.YAMLError:
@@ -379,6 +379,23 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"optim.precision {cfg.optim.precision!r}: choose auto, bf16, fp16 or fp32")
     if cfg.data.num_frames < 1 or cfg.data.batch_size < 1 or cfg.optim.grad_accumulation < 1:
         raise ConfigError("data.num_frames, data.batch_size and optim.grad_accumulation must be at least 1")
+    at_least = {"optim.epochs": (cfg.optim.epochs, 1), "training.print_freq": (cfg.training.print_freq, 1),
+                "training.max_nonfinite": (cfg.training.max_nonfinite, 1),
+                "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
+                "training.eval_freq": (cfg.training.eval_freq, 0),
+                "training.save_every_steps": (cfg.training.save_every_steps, 0),
+                "optim.warmup_epochs": (cfg.optim.warmup_epochs, 0), "optim.lr": (cfg.optim.lr, 0),
+                "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1)}
+    for key, (value, low) in at_least.items():
+        if value is not None and value < low:
+            raise ConfigError(f"{key} is {value}: it must be at least {low}")
+    if not 0 <= cfg.data.max_bad_fraction <= 1:
+        raise ConfigError(f"data.max_bad_fraction is {cfg.data.max_bad_fraction}: a fraction between 0 and 1")
+    if len(cfg.optim.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas {cfg.optim.betas}: two numbers in [0, 1), e.g. [0.9, 0.98]")
+    if cfg.data.randaug is not None and (len(cfg.data.randaug) != 2
+                                         or not all(isinstance(v, int) for v in cfg.data.randaug)):
+        raise ConfigError(f"data.randaug {cfg.data.randaug}: [N, M], two integers, e.g. [2, 9]")
 
 
 def describe() -> str:

@@ -152,7 +152,7 @@ class FrameReader:
 
 
 class TrainDataset(Dataset):
-    """Training clips: uint8 [T, 3, S, S], label. Index with (epoch, i) tuples (see EpochSampler)."""
+    """Training clips: uint8 [T, 3, S, S], label. Index with (epoch, i) tuples (see TrainBatchSampler)."""
 
     def __init__(self, samples: list[Sample], num_frames: int, transform: transforms.TrainTransform,
                  reader: FrameReader | None = None, dense: bool = False, random_shift: bool = True,
