@@ -20,6 +20,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Tiny models on a 2-core machine: one thread avoids oversubscription (ops get 10x+ slower otherwise)
+torch.set_num_threads(1)
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))

@@ -93,7 +93,7 @@ def test_describe_lists_every_field():
         assert f"{section}:" in text
         for key in obj:
             assert f"  {key} " in text, f"{section}.{key}"
-    assert "0.98" in text  # AdamW betas: the reference's (0.9, 0.98)
+    assert "[0.9, 0.999]" in text and "0.98" in text  # our default, and what original configs get
 
 
 # ----------------------------------------------------------------------------- original Text4Vis configs
@@ -124,6 +124,8 @@ def test_original_keys_map(tmp_path):
     assert (m.clip, m.head, m.freeze_visual, m.pretrain) == ("ViT-L/14", "mean", True, None)  # sim_header None: mean
     assert (o.epochs, o.lr, o.warmup_epochs, o.weight_decay, o.clip_ratio, o.grad_accumulation) == \
         (30, 5e-5, 5.0, 0.2, 0.1, 2)
+    assert o.betas == [0.9, 0.98]          # the reference code's AdamW betas, for its own configs
+    assert load_config(None)[0].optim.betas == [0.9, 0.999]                     # ours otherwise
     assert (t.seed, t.print_freq, t.eval_freq, t.resume) == (7, 10, 5, None)
     assert cfg._num_classes == 101
     # every ignored option present is in exactly one note; here all follow text4vis anyway: one note

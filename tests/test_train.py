@@ -686,7 +686,8 @@ def test_param_groups_and_adamw_settings(bench, clip, warm, tmp_path):
     fast = {id(p) for p in model.fusion_model.parameters()}
     assert {id(p) for p in opt.param_groups[0]["params"]} == slow
     assert {id(p) for p in opt.param_groups[1]["params"]} == fast
-    assert tuple(opt.defaults["betas"]) == (0.9, 0.98)                 # the reference's AdamW betas
+    assert tuple(opt.defaults["betas"]) == (0.9, 0.999)                # AdamW (0.9, 0.999), eps 1e-8, wd 0.2
+    assert opt.defaults["eps"] == 1e-8 and opt.defaults["weight_decay"] == 0.2
     assert len(groups[0]["params"]) == len(slow) and len(groups[1]["params"]) == len(fast)
 
 

@@ -70,10 +70,15 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
-    save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):  # the previous checkpoint at `path` is untouched
+            os.remove(tmp)
+        raise
     try:  # make the rename itself durable
         fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
         os.fsync(fd)

@@ -292,6 +292,10 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     elif contrastive and cls.meta.get("type") != "text":
         raise ConfigError("training.text_tower=frozen contrasts against the CLIP text rows: set classifier.type=text")
     trainee = Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather).to(device)
+    # the model is initialised identically on every rank (above); from here on each rank draws its own
+    torch.manual_seed(seed + rank)
+    np.random.seed((seed + rank) % 2 ** 32)
+    random.seed(seed + rank)
     net = trainee
     if world > 1:
         net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
