@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -21,7 +20,11 @@ VIDEO_EXTENSIONS = {
     ".3gp", ".ts", ".mts", ".ogv",
 }
 
-av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter would bypass our one-line errors
+try:
+    import av
+    av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter would bypass our one-line errors
+except ImportError:  # decoding needs PyAV; the rest of text4vis (e.g. `bench` on a bare GPU box) does not
+    av = None
 
 
 class VideoError(Exception):
@@ -34,6 +37,8 @@ def _short(exc: BaseException) -> str:
 
 
 def _open(path: str):
+    if av is None:
+        raise VideoError(f"{path}: cannot decode videos: PyAV is not installed (pip install av)")
     if not os.path.exists(path):
         raise VideoError(f"{path}: no such file")
     if os.path.isdir(path):
