@@ -35,6 +35,7 @@ class DataCfg:
     flip: bool = True                  # random horizontal flip (turn off when classes depend on left/right)
     grayscale: float = 0.2             # probability of random grayscale
     randaug: list | None = None        # [N, M] RandAugment, or None
+    crop_scale: float = 0.08           # random resized crop: smallest area kept, as a fraction of the frame (1.0: whole frame)
     batch_size: int = 32               # videos per GPU (per process); effective batch = batch_size x processes x grad_accumulation
     workers: int = 4                   # decoding processes per GPU
     shot: int | None = None            # few-shot: keep K random videos per class (seeded, same on every rank)
@@ -389,6 +390,8 @@ def check(cfg: Config) -> None:
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise ConfigError(f"{key} is {value}: it must be at least {low}")
+    if not 0 < cfg.data.crop_scale <= 1:
+        raise ConfigError(f"data.crop_scale is {cfg.data.crop_scale}: a fraction in (0, 1]")
     if not 0 <= cfg.data.max_bad_fraction <= 1:
         raise ConfigError(f"data.max_bad_fraction is {cfg.data.max_bad_fraction}: a fraction between 0 and 1")
     if len(cfg.optim.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.optim.betas):

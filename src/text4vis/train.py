@@ -301,7 +301,8 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
         net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
 
     # --- loader: each rank its own disjoint share of every epoch ---------------------------------------
-    transform = TrainTransform(input_size, flip=cfg.data.flip, grayscale=cfg.data.grayscale,
+    transform = TrainTransform(input_size, scale=(cfg.data.crop_scale, 1.0), flip=cfg.data.flip,
+                               grayscale=cfg.data.grayscale,
                                randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None)
     dataset = TrainDataset(train_samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
                            cfg.data.random_shift, seed)
