@@ -100,7 +100,8 @@ class Arm:
 
     @property
     def short(self) -> str:
-        return f"({self.key}) {self.head} + {self.classifier.replace('lm', 'MiniLM')}"
+        words = {"lm": "MiniLM", "linear": "linear", "orthogonal": "orthogonal"}[self.classifier]
+        return f"({self.key}) {words}" + (", mean" if self.head == "mean" else "")
 
 
 ARMS = (
@@ -293,8 +294,9 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
         taken = [str(p) for p in (data_dir, work) if p.exists()]
         if taken:
             from .cli import UsageError
-            raise UsageError(f"{' and '.join(taken)} already exist(s) and were not written by `text4vis demo`; "
-                             f"choose another --out")
+            raise UsageError(f"{' and '.join(taken)} {'exists' if len(taken) == 1 else 'exist'} but "
+                             f"{'was' if len(taken) == 1 else 'were'} not written by `text4vis demo`; choose "
+                             f"another --out")
     for p in (data_dir, work):                             # a fresh run: train() appends to metrics.jsonl
         if p.exists():
             shutil.rmtree(p)
@@ -459,6 +461,9 @@ def _figures(out: Path, s: DemoSettings, seen, held, arms, best_key, info, seed,
     figs: dict[str, str] = {}
     # training curves: val top-1 per epoch, train loss per step (x in epochs)
     series = {ARMS_BY_KEY[k].label: [(e, 100 * v) for e, v in r["val_curve"]] for k, r in arms.items()}
+    epochs = [e for r in arms.values() for e, _ in r["val_curve"]]
+    if epochs:
+        series[f"chance ({100 / len(seen):.1f}%)"] = [(min(epochs), 100 / len(seen)), (max(epochs), 100 / len(seen))]
     plots.plot_curves(series, out / "curves_val_top1.png", "epoch", "val top-1 (%)",
                       f"Val top-1 on the {len(seen)} seen classes (chance {100 / len(seen):.1f}%)")
     figs["curves_val_top1"] = "curves_val_top1.png"
@@ -466,12 +471,6 @@ def _figures(out: Path, s: DemoSettings, seen, held, arms, best_key, info, seed,
     plots.plot_curves(series, out / "curves_train_loss.png", "epoch", "training loss (cross-entropy)",
                       "Training loss (mean of the logged batches of each epoch)")
     figs["curves_train_loss"] = "curves_train_loss.png"
-    series = {ARMS_BY_KEY[k].label + f", {s.shot}-shot": [(e, 100 * v) for e, v in r["fewshot_curve"]]
-              for k, r in arms.items()}
-    plots.plot_curves(series, out / "curves_fewshot_top1.png", "epoch", "val top-1 (%)",
-                      f"{s.shot}-shot training: val top-1 on all {len(seen)} seen classes")
-    figs["curves_fewshot_top1"] = "curves_fewshot_top1.png"
-
     # classifier correlation maps: MiniLM rows, learned linear rows (arm b), orthogonal rows
     panels = []
     if "a" in arms:
@@ -480,7 +479,9 @@ def _figures(out: Path, s: DemoSettings, seen, held, arms, best_key, info, seed,
         panels.append(("linear classifier learned in arm (b)", arms["b"]["classifier_rows"]))
     if "c" in arms:
         panels.append(("random orthogonal classifier (frozen)", arms["c"]["classifier_rows"]))
-    plots.plot_correlation(panels, seen, out / "classifier_correlation.png", classes=None, seed=seed)
+    # (a leading blank title line: plot_correlation's fixed-height figure clips the top of one-line titles)
+    plots.plot_correlation([("\n" + t, w) for t, w in panels], seen, out / "classifier_correlation.png",
+                           classes=None, seed=seed)
     figs["classifier_correlation"] = "classifier_correlation.png"
 
     # confusion of the best arm on val
@@ -669,10 +670,6 @@ def report_markdown(results: dict, table: str) -> str:
         "",
         f"![training loss]({f['curves_train_loss']})",
         "",
-        f"The {s['shot']}-shot runs:",
-        "",
-        f"![{s['shot']}-shot val top-1]({f['curves_fewshot_top1']})",
-        "",
     ]
     if "zeroshot_top1" in f:
         lines += ["Zero-shot top-1 on the held-out classes:", "", f"![zero-shot top-1]({f['zeroshot_top1']})", ""]
@@ -747,8 +744,9 @@ def _interpretation(results: dict) -> list[str]:
                      "construction (any distance from chance there is sampling noise). Only a classifier made "
                      "from language can name classes it was not trained on.")
         if mean:
+            vm = _versus_chance(mean["zeroshot_top1"], chance, n_zs)
             text += (f" With the mean head the MiniLM classifier reached {pct(mean['zeroshot_top1'])} "
-                     f"({SHORT[_versus_chance(mean['zeroshot_top1'], chance, n_zs)]} against chance).")
+                     f"({'no clear difference from' if vm == 'same' else SHORT[vm] + ' than'} chance).")
         out.append(text)
     if lm and lin:
         v = _compare(lm["fewshot_top1"], lin["fewshot_top1"], n_val)
