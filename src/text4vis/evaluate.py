@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -187,7 +186,3 @@ def engine_setup() -> bool:
         setup_distributed()
         return created
     return False
-
-
-def print_err(msg: str) -> None:
-    print(msg, file=sys.stderr)

@@ -69,11 +69,3 @@ def check_labels(names: list[str], source: str) -> None:
         if n in seen:
             raise LabelsError(f"{source}: class name {n!r} appears twice (ids {seen[n]} and {i})")
         seen[n] = i
-
-
-def write_labels_csv(names: list[str], path: str) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", "name"])
-        for i, n in enumerate(names):
-            w.writerow([i, n])
