@@ -165,8 +165,7 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
                 raise WeightsError(f"checkpoint {checkpoint} has embedding width {pos.shape[1]} but --clip "
                                    f"{clip or DEFAULT_CLIP} has {towers.embed_dim}")
             model = VideoModel(towers.clip.visual, towers.embed_dim, kind, mean=towers.mean, std=towers.std)
-            state = {k: v.float() for k, v in sd.items() if k.startswith(("visual.", "fusion_model.", "logit_scale"))}
-            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing, unexpected = model.load_state_dict(checkpoints.video_weights(sd), strict=False)
             missing = [k for k in missing if k.startswith(("visual.", "fusion_model."))]
             if missing or unexpected:
                 raise WeightsError(f"{checkpoint}: weights do not fit ({len(missing)} missing, e.g. {missing[:1]}; "

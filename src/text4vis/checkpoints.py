@@ -148,6 +148,14 @@ def read_original(path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
+VIDEO_KEYS = ("visual.", "fusion_model.", "logit_scale")
+
+
+def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The image tower, temporal head and logit_scale of a model state, in fp32 (what a video model loads)."""
+    return {k: v.float() for k, v in sd.items() if k.startswith(VIDEO_KEYS)}
+
+
 def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str) -> None:
     """Clear error when a checkpoint's image tower does not match the --clip architecture."""
     ck = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}

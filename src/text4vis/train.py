@@ -121,7 +121,7 @@ def load_pretrain(model: VideoModel, path: str) -> None:
         state = checkpoints.split_prefix(tensors, "model.")
     else:
         state = checkpoints.read_original(path)
-    state = {k: v.float() for k, v in state.items() if k.startswith(("visual.", "fusion_model.", "logit_scale"))}
+    state = checkpoints.video_weights(state)
     checkpoints.check_visual_fits(state, model.visual.state_dict(), path, "model.clip")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
