@@ -30,7 +30,10 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     """cli.main in this process, with its stdout and stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main(argv)
+        try:
+            rc = cli_main(argv)
+        except SystemExit as exc:                  # argparse's own usage errors
+            rc = exc.code
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -91,6 +94,7 @@ def test_results_json_fields(ev, main_run):
     assert r["views"] == "2x3" and r["frames"] == FRAMES   # frames: the config's, for an original checkpoint
     assert r["num_videos"] == 12 and r["num_failed"] == 0 and r["failed"] == []
     assert r["num_classes"] == 12 and r["protocol"] == "standard"
+    assert r["precision"] == "fp32"                        # the CPU computes in fp32 whatever is asked
     for key in ("top1", "top5", "mean_class_accuracy", "mAP"):
         assert 0.0 <= r[key] <= 1.0
     assert r["top5"] >= r["top1"]
@@ -344,3 +348,10 @@ def test_checkpoint_width_mismatch_exits_2(ev, tmp_path):
 def test_bad_views_is_a_usage_error(ev, tmp_path):
     rc, _, stderr = run_cli(eval_args(ev, tmp_path / "o", "--views", "2x2"))
     assert rc == 2 and "--views" in stderr and "Traceback" not in stderr
+
+
+def test_bad_precision_is_a_usage_error(ev, tmp_path):
+    rc, _, stderr = run_cli(eval_args(ev, tmp_path / "o", "--precision", "fp64"))
+    assert rc == 2 and "--precision" in stderr and "Traceback" not in stderr
+    rc, _, stderr = run_cli(eval_args(ev, tmp_path / "o", "--set", "evaluation.precision=half"))
+    assert rc == 2 and "evaluation.precision" in stderr and "Traceback" not in stderr

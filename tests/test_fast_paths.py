@@ -113,6 +113,19 @@ def test_bf16_autocast_within_tolerance_of_fp32(tiny_pair):
     assert F.cosine_similarity(fast, exact).min() > 0.999
 
 
+def test_precision_names(monkeypatch):
+    from text4vis import engine
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [engine.precision_name(cpu, p) for p in engine.PRECISIONS] == ["fp32"] * 4
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert [engine.precision_name(gpu, p) for p in engine.PRECISIONS] == ["bf16", "bf16", "fp16", "fp32"]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert engine.precision_name(gpu, "auto") == "fp16"           # older GPUs: fp16 autocast
+    with pytest.raises(ValueError):
+        engine.precision_name(cpu, "fp64")
+    assert isinstance(engine.autocast(cpu, "bf16"), type(engine.autocast(cpu)))  # CPU: no autocast at all
+
+
 def test_compiled_path_falls_back_cleanly(monkeypatch, tiny_pair):
     ours, _, x = tiny_pair
 

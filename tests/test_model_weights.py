@@ -603,3 +603,45 @@ def test_recognizer_encode_video(tiny_dir):
         f = rec.model.visual(transforms.normalize(clips.flatten(0, 1))).view(2, 4, -1)
         expected = F.normalize(hand_transf(rec.model.fusion_model.state_dict(), f, heads=1), dim=-1)
     torch.testing.assert_close(both.double(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_transf_heads_follow_the_text_tower_width(tmp_path):
+    """The reference builds its head with text width // 64 heads (RN50: 8, not embed 1024 // 64 = 16).
+    Here: embedding 128 (2 heads by D // 64), text width 64 -> 1 head, in every path that builds a head."""
+    cfg = tiny_config(64)
+    cfg["embed_dim"] = 128
+    sd = tiny_state_dict_of(cfg)
+    clip_file = tmp_path / "clip.pt"
+    torch.save(sd, clip_file)
+    torch.manual_seed(1)
+    head = temporal.build_head("transf", 128, heads=1)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    state = {f"module.{k}": v for k, v in sd.items() if k.startswith("visual.")}
+    state.update({f"module.fusion_model.{k}": v for k, v in head.state_dict().items()})
+    ckpt = tmp_path / "orig.pt"
+    torch.save({"epoch": 1, "model_state_dict": state}, ckpt)
+
+    rec = text4vis.load(checkpoint=str(ckpt), clip=str(clip_file), labels=["a", "b"], device="cpu")
+    assert rec.towers.head_heads == 1
+    assert all(b.attn.heads == 1 for b in rec.model.fusion_model.transformer.resblocks)
+    x = torch.randn(2, 4, 128)
+    with torch.no_grad():
+        got = rec.model.fusion_model(x)
+    torch.testing.assert_close(got.double(), hand_transf(head.state_dict(), x, heads=1), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got.double(), hand_transf(head.state_dict(), x, heads=2), rtol=1e-3, atol=1e-3)
+
+    # the text4vis format records the head count, and a file without it (older) keeps D // 64
+    out = tmp_path / "ours.safetensors"
+    checkpoints.save_checkpoint(str(out), rec.model, rec.towers, labels=rec.labels, classifier_meta={},
+                                settings={"num_frames": 4})
+    meta, tensors = checkpoints.read_text4vis(str(out))
+    assert meta["head_heads"] == 1
+    again = text4vis.load(checkpoint=str(out), device="cpu")
+    assert again.model.fusion_model.heads == 1
+    with torch.no_grad():
+        torch.testing.assert_close(again.model.fusion_model(x), got)
+    del meta["head_heads"]
+    checkpoints.atomic_save(tensors, meta, str(out))
+    assert text4vis.load(checkpoint=str(out), device="cpu").model.fusion_model.heads == 2

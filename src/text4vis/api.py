@@ -46,6 +46,7 @@ class Recognizer:
     source: str = ""
     device: torch.device = torch.device("cpu")
     image_size: int = 0                        # crop size the model was trained at (0: the towers' own)
+    precision: str = "auto"                    # GPU autocast: auto (bf16 where supported), bf16, fp16, fp32
 
     @property
     def input_size(self) -> int:
@@ -75,7 +76,7 @@ class Recognizer:
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
         self.model.eval()
-        with engine.autocast(self.device):
+        with engine.autocast(self.device, self.precision):
             return self.model.encode_video(frames.to(self.device)).float()
 
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
@@ -87,7 +88,7 @@ class Recognizer:
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames,
                          self.input_size, clips, crops)
         result = engine.embed_dataset(self.model, ds, self.device, batch_size=batch_size, workers=workers,
-                                      progress=progress)
+                                      progress=progress, precision=self.precision)
         scores = engine.scores_from_embeddings(result.embeddings, self.model.classifier)
         records: list[dict] = []
         row = {idx: r for r, idx in enumerate(result.indices)}
@@ -109,7 +110,7 @@ class Recognizer:
 
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
          prompts=None, classifier: str | None = None, head: str | None = None, frames: int | None = None,
-         device: str = "auto") -> Recognizer:
+         device: str = "auto", precision: str = "auto") -> Recognizer:
     """Build a Recognizer.
 
     checkpoint  a text4vis checkpoint (self-contained), an original Text4Vis checkpoint (needs
@@ -120,6 +121,8 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     classifier  a stored classifier file (overrides labels/prompts).
     head        temporal head for zero-shot CLIP (default mean); checkpoints say their own.
     frames      frames per clip T (default: the checkpoint's, else 8).
+    precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
+                precision); the CPU computes in fp32.
     """
     dev = pick_device(device)
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
@@ -142,7 +145,8 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
                                    f"has {other.embed_dim}")
             other.clip.visual = towers.clip.visual
             towers = other
-        model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std)
+        model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
+                           head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
         model_state = checkpoints.split_prefix(tensors, "model.")
         cls_rows = model_state.pop("classifier", None)
         if "proj.weight" in model_state:
@@ -164,19 +168,22 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
             if pos is not None and pos.shape[1] != towers.embed_dim:
                 raise WeightsError(f"checkpoint {checkpoint} has embedding width {pos.shape[1]} but --clip "
                                    f"{clip or DEFAULT_CLIP} has {towers.embed_dim}")
-            model = VideoModel(towers.clip.visual, towers.embed_dim, kind, mean=towers.mean, std=towers.std)
+            model = VideoModel(towers.clip.visual, towers.embed_dim, kind, mean=towers.mean, std=towers.std,
+                               head_heads=towers.head_heads)
             missing, unexpected = model.load_state_dict(checkpoints.video_weights(sd), strict=False)
             missing = [k for k in missing if k.startswith(("visual.", "fusion_model."))]
             if missing or unexpected:
                 raise WeightsError(f"{checkpoint}: weights do not fit ({len(missing)} missing, e.g. {missing[:1]}; "
                                    f"{len(unexpected)} unexpected, e.g. {unexpected[:1]})")
         else:
-            model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean",
+            model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
                                logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
         rec = Recognizer(model, [], towers, frames or 8, {}, checkpoint or (clip or DEFAULT_CLIP), dev)
         if names is None and classifier is None:
             names = load_labels(DEFAULT_LABELS)
 
+    engine.precision_name(dev, precision)  # an unknown value is a ValueError before any work
+    rec.precision = precision
     limit = getattr(getattr(model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
     if limit is not None and rec.num_frames > limit:
         raise WeightsError(f"{rec.source}: its transf head takes at most {limit} frames per clip, "

@@ -115,7 +115,8 @@ class RefVideoModel(nn.Module):
         self.blocks = nn.ModuleList(RefBlock(w, w // 64) for _ in range(v["layers"]))
         self.proj = nn.Parameter(torch.zeros(w, d))
         self.frame_position_embeddings = nn.Embedding(77, d)
-        self.head = nn.ModuleList(RefBlock(d, d // 64, RefTFLayerNorm) for _ in range(6))
+        heads = cfg["text_cfg"]["width"] // 64  # the reference: text width // 64
+        self.head = nn.ModuleList(RefBlock(d, heads, RefTFLayerNorm) for _ in range(6))
 
     def _run(self, blocks, x):
         for blk in blocks:
@@ -185,7 +186,7 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
     cfg = cfg or model_config(name)
     torch.manual_seed(0)
     clip = build_clip(cfg)
-    ours = VideoModel(clip.visual, cfg["embed_dim"], "transf").to(device)
+    ours = VideoModel(clip.visual, cfg["embed_dim"], "transf", head_heads=cfg["text_cfg"]["width"] // 64).to(device)
     ref = RefVideoModel(cfg).load_from(ours).to(device)
     size = cfg["vision_cfg"]["image_size"]
     x = torch.randn(batch, frames, 3, size, size, device=device)

@@ -102,6 +102,7 @@ def save_checkpoint(path: str, model, towers, *, labels: list[str], classifier_m
         "clip": {"config": towers.config, "source": towers.source, "tokenizer": towers.tokenizer_name,
                  "mean": list(towers.mean), "std": list(towers.std)},
         "head": model.head_type,
+        "head_heads": model.head_heads,
         "embed_dim": model.embed_dim,
         "learn_classifier": bool(model.learn_classifier),
         "labels": list(labels),

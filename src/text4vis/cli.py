@@ -44,6 +44,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier", help="a stored classifier file (from `text4vis classifier build`)")
     g.add_argument("--frames", type=int, help="frames per clip T (default: the checkpoint's, else 8)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
+    g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default=None,
+                   help="GPU compute precision: auto = bf16 autocast where supported (fastest); fp32 = the "
+                        "reference test scripts' precision, to reproduce published numbers most closely "
+                        "(default: auto; eval: evaluation.precision). The CPU always computes in fp32")
 
 
 # ----------------------------------------------------------------------------- predict
@@ -64,7 +68,7 @@ def cmd_predict(args) -> int:
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
-               classifier=args.classifier, frames=args.frames, device=args.device)
+               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
     records = rec.predict(files, topk=args.topk, views=args.views, batch_size=args.batch_size,
                           workers=args.workers, progress=len(files) > 3 and not args.quiet,
                           with_embedding=args.embedding)

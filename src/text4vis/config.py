@@ -94,6 +94,7 @@ class EvaluationCfg:
     views: str = "1x1"                 # CxK views for `text4vis eval` (training evaluates 1x1)
     batch_size: int = 8                # videos per forward pass at evaluation
     zero_shot: bool = False            # also report the half-classes zero-shot protocol
+    precision: str = "auto"            # GPU autocast at evaluation: auto (bf16 where supported), bf16, fp16, fp32 (the reference's)
 
 
 @dataclass
@@ -378,6 +379,8 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"training.text_tower {cfg.training.text_tower!r}: choose online or frozen")
     if cfg.optim.precision not in ("auto", "bf16", "fp16", "fp32"):
         raise ConfigError(f"optim.precision {cfg.optim.precision!r}: choose auto, bf16, fp16 or fp32")
+    if cfg.evaluation.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise ConfigError(f"evaluation.precision {cfg.evaluation.precision!r}: choose auto, bf16, fp16 or fp32")
     if cfg.data.num_frames < 1 or cfg.data.batch_size < 1 or cfg.optim.grad_accumulation < 1:
         raise ConfigError("data.num_frames, data.batch_size and optim.grad_accumulation must be at least 1")
     at_least = {"optim.epochs": (cfg.optim.epochs, 1), "training.print_freq": (cfg.training.print_freq, 1),

@@ -20,13 +20,26 @@ from .datasets import test_collate
 TEST_SCALE = 100.0  # the reference's test rule: softmax(100 x cosine)
 
 
-def autocast(device: torch.device, dtype: str = "auto"):
-    """bf16 autocast on GPUs that have it (fp16 otherwise); fp32 on the CPU."""
-    if device.type != "cuda" or dtype == "fp32":
-        return contextlib.nullcontext()
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def precision_name(device: torch.device, dtype: str = "auto") -> str:
+    """What `autocast(device, dtype)` computes in: fp32 on the CPU; auto = bf16 where supported, else fp16."""
+    if dtype not in PRECISIONS:
+        raise ValueError(f"precision {dtype!r}: choose one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        return "fp32"
     if dtype == "auto":
-        dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return torch.autocast("cuda", dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return dtype
+
+
+def autocast(device: torch.device, dtype: str = "auto"):
+    """bf16 autocast on GPUs that have it (fp16 otherwise), or the dtype asked for; fp32 on the CPU."""
+    name = precision_name(device, dtype)
+    if name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
 
 
 def default_workers(n_items: int) -> int:
@@ -56,7 +69,7 @@ class Embedded:
 
 @torch.no_grad()
 def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,
-                  progress: bool = False, desc: str = "videos") -> Embedded:
+                  progress: bool = False, desc: str = "videos", precision: str = "auto") -> Embedded:
     """Embed every sample of a TestDataset: mean of raw embeddings over its views, L2-normalised.
 
     Under torch.distributed each rank takes indices rank, rank + world, ... (no padding, no drops)
@@ -80,7 +93,7 @@ def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, wor
         if views is not None:
             t1 = time.perf_counter()
             b, v = views.shape[:2]
-            with autocast(device):
+            with autocast(device, precision):
                 emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
             emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1)            # mean over views
             emb_out.append(emb.cpu())

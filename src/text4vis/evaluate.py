@@ -40,7 +40,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     ds = TestDataset(samples, rec.num_frames, rec.input_size, clips, crops, reader, dense)
     t0 = time.perf_counter()
     emb = engine.embed_dataset(rec.model, ds, rec.device, batch_size=batch_size, workers=workers,
-                               progress=progress, desc="eval")
+                               progress=progress, desc="eval", precision=rec.precision)
     wall = time.perf_counter() - t0
     classifier = rec.model.classifier.detach().float().cpu()
     scores = engine.scores_from_embeddings(emb.embeddings, classifier).numpy()
@@ -49,7 +49,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     results: dict = dict(info or {})
     results.update({
         "protocol": "zero-shot" if zero_shot else "standard",
-        "views": views, "frames": rec.num_frames, "input_size": rec.input_size, "dense": dense,
+        "views": views, "frames": rec.num_frames, "precision": engine.precision_name(rec.device, rec.precision), "input_size": rec.input_size, "dense": dense,
         "num_classes": len(names), "num_videos": int(len(labels)), "num_failed": len(emb.errors),
         "failed": [{"video": samples[i].path, "error": msg} for i, msg in emb.errors],
     })
@@ -159,7 +159,7 @@ def eval_from_config(cfg, args) -> dict:
         rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
                    labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
                    frames=args.frames or (None if self_contained else cfg.data.num_frames), device=args.device,
-                   head=None)
+                   head=None, precision=args.precision or cfg.evaluation.precision)
         if args.zero_shot and not splits and list(names) == load_labels("k600"):
             splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
         info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,

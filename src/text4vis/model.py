@@ -26,12 +26,14 @@ from .transforms import OPENAI_MEAN, OPENAI_STD
 class VideoModel(nn.Module):
     def __init__(self, visual: nn.Module, embed_dim: int, head: str = "transf",
                  classifier: torch.Tensor | None = None, learn_classifier: bool = False,
-                 logit_scale: float = math.log(100.0), mean=OPENAI_MEAN, std=OPENAI_STD):
+                 logit_scale: float = math.log(100.0), mean=OPENAI_MEAN, std=OPENAI_STD,
+                 head_heads: int | None = None):
         super().__init__()
         self.visual = visual
         self.head_type = head
         self.embed_dim = embed_dim
-        self.fusion_model = build_head(head, embed_dim)
+        self.fusion_model = build_head(head, embed_dim, head_heads)
+        self.head_heads = getattr(self.fusion_model, "heads", None)
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)

@@ -2,7 +2,8 @@
 
 `mean`   average over time.
 `transf` the paper's head ("Transf"): learned frame position embeddings (77 x D) added to the
-         frames, a 6-layer residual Transformer of width D (heads D // 64; blocks
+         frames, a 6-layer residual Transformer of width D (heads: the CLIP text tower's width // 64, as the
+         reference builds it; that is D // 64 for every ViT CLIP, 8 instead of 16 for RN50; blocks
          x + attn(ln_1(x)), x + mlp(ln_2(x)); MLP D -> 4D -> D with QuickGELU; LayerNorm eps 1e-12
          in float32), added back to its input, then averaged over time.
 
@@ -87,10 +88,13 @@ class MeanHead(nn.Module):
 
 
 class TransfHead(nn.Module):
-    def __init__(self, width: int, layers: int = 6, max_frames: int = 77):
+    def __init__(self, width: int, layers: int = 6, max_frames: int = 77, heads: int | None = None):
         super().__init__()
+        self.heads = heads or max(1, width // 64)
+        if width % self.heads:
+            raise ValueError(f"transf head: width {width} is not divisible by {self.heads} attention heads")
         self.frame_position_embeddings = nn.Embedding(max_frames, width)
-        self.transformer = Transformer(width, layers, heads=max(1, width // 64))
+        self.transformer = Transformer(width, layers, heads=self.heads)
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:   # (b, t, d) -> (b, d)
@@ -114,11 +118,12 @@ def _init_weights(module: nn.Module) -> None:
         module.bias.data.zero_()
 
 
-def build_head(kind: str, width: int) -> nn.Module:
+def build_head(kind: str, width: int, heads: int | None = None) -> nn.Module:
+    """`heads` (transf only): attention heads; default width // 64."""
     if kind == "mean":
         return MeanHead()
     if kind == "transf":
-        return TransfHead(width)
+        return TransfHead(width, heads=heads)
     raise ValueError(f"unknown temporal head {kind!r}: choose one of {', '.join(HEADS)}")
 
 

@@ -169,6 +169,13 @@ class Towers:
         return int(size[0] if isinstance(size, (list, tuple)) else size)
 
     @property
+    def head_heads(self) -> int:
+        """Attention heads of the `transf` head: the reference uses the text tower's width // 64
+        (D // 64 for ViT CLIPs; 8, not 16, for RN50)."""
+        width = self.config.get("text_cfg", {}).get("width")
+        return max(1, int(width or self.embed_dim) // 64)
+
+    @property
     def context_length(self) -> int:
         return int(self.config["text_cfg"].get("context_length", 77))
 

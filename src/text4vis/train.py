@@ -100,7 +100,7 @@ def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader, devic
         chosen.extend(items[i] for i in rng.permutation(len(items))[:k])
     ds = TestDataset(chosen, cfg.data.num_frames, model_input_size(cfg, model), 1, 1, reader, cfg.data.dense)
     emb = engine.embed_dataset(model, ds, device, batch_size=cfg.evaluation.batch_size, workers=cfg.data.workers,
-                               progress=True, desc="lda embeddings")
+                               progress=True, desc="lda embeddings", precision=cfg.evaluation.precision)
     targets = np.array([chosen[i].label for i in emb.indices])
     cls = classifiers.lda_classifier(emb.embeddings.numpy(), targets, names)
     cls.meta["fraction"] = cfg.classifier.lda_fraction
@@ -271,7 +271,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
 
     # --- towers, model, classifier -------------------------------------------------------------------
     towers = load_towers(cfg.model.clip)
-    model = VideoModel(towers.clip.visual, towers.embed_dim, cfg.model.head,
+    model = VideoModel(towers.clip.visual, towers.embed_dim, cfg.model.head, head_heads=towers.head_heads,
                        logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
     if cfg.model.pretrain:
         load_pretrain(model, cfg.model.pretrain)
@@ -553,7 +553,7 @@ def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, d
     """Single-view top-1/top-5 on the val list (every video exactly once, also under DDP)."""
     ds = TestDataset(samples, cfg.data.num_frames, input_size, 1, 1, reader, cfg.data.dense)
     emb = engine.embed_dataset(model, ds, device, batch_size=cfg.evaluation.batch_size, workers=cfg.data.workers,
-                               progress=progress, desc="val")
+                               progress=progress, desc="val", precision=cfg.evaluation.precision)
     model.train()
     if not emb.indices:
         return {"val_top1": 0.0, "val_top5": 0.0, "val_videos": 0, "val_failed": len(emb.errors)}
