@@ -137,6 +137,16 @@ def test_original_keys_map(tmp_path):
         assert f"{key}:" in notes[0]
 
 
+def test_original_something_something_config_does_not_flip(tmp_path):
+    """The reference flips SSv2 clips while swapping left/right labels; without the swap, no flip."""
+    assert load_config(write(tmp_path, ORIGINAL))[0].data.flip is True
+    raw = yaml.safe_load(yaml.safe_dump(ORIGINAL))
+    raw["data"]["dataset"] = "somethingv2"
+    cfg, notes = load_config(write(tmp_path, raw))
+    assert cfg.data.flip is False
+    assert any("data.dataset somethingv2: horizontal flip turned off" in n for n in notes)
+
+
 def test_original_options_with_other_meanings_get_a_note_each(tmp_path):
     raw = yaml.safe_load(yaml.safe_dump(ORIGINAL))
     raw["network"].update(tm="tsm", fix_text=False, joint_st=True, init=False)

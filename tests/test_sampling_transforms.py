@@ -230,13 +230,19 @@ def test_test_views_resize_short_side():
     assert [tuple(v.shape) for v in views] == [(1, 3, 32, 32)] * 3
 
 
-def test_resize_matches_torchvision_resize():
-    g = torch.Generator().manual_seed(0)
-    clip = torch.randint(0, 256, (2, 3, 90, 160), dtype=torch.uint8, generator=g)
+def test_resize_is_the_reference_pil_bicubic():
+    from PIL import Image
+    yy, xx = np.mgrid[0:90, 0:160]
+    smooth = np.stack([127 + 100 * np.sin(xx / 7 + c) * np.cos(yy / 5) for c in range(3)], -1).astype(np.uint8)
+    clip = torch.from_numpy(np.stack([smooth, smooth[::-1].copy()])).permute(0, 3, 1, 2).contiguous()
     ours = transforms.resize_short(clip, 64)
-    ref = TF.resize(clip, 64, antialias=True)
-    assert ours.shape == ref.shape == (2, 3, 64, 113)
-    assert torch.equal(ours, ref)
+    assert ours.shape == (2, 3, 64, 113)
+    assert torch.equal(ours, TF.resize(clip, 64, interpolation=TF.InterpolationMode.BICUBIC, antialias=True))
+    pil = np.asarray(Image.fromarray(smooth).resize((113, 64), Image.BICUBIC))   # the reference's GroupScale
+    diff = np.abs(ours[0].permute(1, 2, 0).numpy().astype(int) - pil.astype(int))
+    assert diff.mean() < 1.0 and diff.max() <= 3, (diff.mean(), diff.max())
+    bilinear = np.asarray(Image.fromarray(smooth).resize((113, 64), Image.BILINEAR)).astype(int)
+    assert np.abs(bilinear - pil.astype(int)).mean() > diff.mean()       # the check tells the two apart
 
 
 def test_normalize_uses_clip_mean_std():
@@ -310,8 +316,22 @@ def test_train_crop_box_within_frame_and_scaled():
             top, left, ch, cw = tr.crop_box(h, w, torch.Generator().manual_seed(s))
             assert 0 <= top and 0 <= left and ch >= 1 and cw >= 1
             assert top + ch <= h + 1 and left + cw <= w + 1, (s, h, w, top, left, ch, cw)
-            # area between 8% and 100% of the frame (Inception scale), up to rounding; the extreme
-            # 4000x16 frame falls back to a centre crop at the widest allowed ratio
+            # area between 8% and 100% of the frame (Inception scale), up to rounding
             assert ch * cw <= h * w * 1.05
             if w < 1000:
                 assert ch * cw >= 0.07 * h * w and 0.7 <= cw / ch <= 1.4, (s, h, w, ch, cw)
+
+
+def test_train_crop_box_reference_rule():
+    """Both orientations occur (the reference swaps width and height with p=0.5), and a crop that
+    cannot fit in 10 tries becomes a square of the short side at a random position."""
+    tr = transforms.TrainTransform(224)
+    shapes = [tr.crop_box(256, 256, torch.Generator().manual_seed(s))[2:] for s in range(200)]
+    tall = sum(ch > cw for ch, cw in shapes)
+    wide = sum(cw > ch for ch, cw in shapes)
+    assert 60 < tall < 140 and 60 < wide < 140, (tall, wide)
+    whole = transforms.TrainTransform(224, scale=(0.99, 1.0))   # ~all of a 4:3 frame: almost never fits
+    boxes = [whole.crop_box(240, 320, torch.Generator().manual_seed(s)) for s in range(40)]
+    squares = [b for b in boxes if b[2] == b[3] == 240]
+    assert len(squares) >= 30 and len({b[1] for b in squares}) > 5       # random horizontal offsets
+    assert all(b[0] == 0 and 0 <= b[1] <= 80 for b in squares)

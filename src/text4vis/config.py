@@ -231,6 +231,12 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
         values[target] = value
     if same:
         notes.append(f"{source}: ignored, as text4vis does the same anyway: {', '.join(same)}")
+    dataset = str((raw.get("data") or {}).get("dataset") or "")
+    if "something" in dataset.lower():
+        # the reference flips Something-Something clips while swapping the labels of left/right
+        # classes; text4vis does not swap labels, so it does not flip them at all
+        values["data.flip"] = False
+        notes.append(f"{source}: data.dataset {dataset}: horizontal flip turned off (left/right classes)")
     num_classes = (raw.get("data") or {}).get("num_classes")
     if num_classes is not None:
         try:

@@ -28,7 +28,8 @@ def resize_size(input_size: int) -> int:
 
 
 def resize_short(clip: torch.Tensor, short: int) -> torch.Tensor:
-    """Resize so the short side is `short` (long side = int(long * short / short_in), as torchvision)."""
+    """Resize so the short side is `short` (long side = int(long * short / short_in), as torchvision),
+    bicubic with antialiasing: the reference's test-time GroupScale uses PIL's bicubic."""
     h, w = clip.shape[-2:]
     if min(h, w) == short:
         return clip
@@ -36,7 +37,7 @@ def resize_short(clip: torch.Tensor, short: int) -> torch.Tensor:
         size = [short, max(1, int(w * short / h))]
     else:
         size = [max(1, int(h * short / w)), short]
-    return F.resize(clip, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+    return F.resize(clip, size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
 
 
 def _pad_to(clip: torch.Tensor, crop: int) -> torch.Tensor:
@@ -69,8 +70,9 @@ def test_views(clip: torch.Tensor, input_size: int, crops: int) -> list[torch.Te
 
 
 class TrainTransform:
-    """Training augmentation, one draw per clip: random resized crop (Inception scale and ratio,
-    measured on the short-side-resized frame), horizontal flip, grayscale p=0.2, optional RandAugment."""
+    """Training augmentation, one draw per clip: random resized crop (the reference's Inception-style
+    rule, measured on the short-side-resized frame), horizontal flip, grayscale p=0.2, optional
+    RandAugment (torchvision's; one op sequence for the whole clip, see README "Choices")."""
 
     def __init__(self, input_size: int = 224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
                  grayscale: float = 0.2, randaug: tuple[int, int] | None = None):
@@ -82,30 +84,32 @@ class TrainTransform:
     def crop_box(self, h: int, w: int, gen: torch.Generator) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the random resized crop, in input-frame coordinates.
 
-        Drawn on the frame as if resized to short side 256 (the reference resizes first), then mapped
-        back, so each frame is resized only once."""
+        The reference's rule (its GroupRandomSizedCrop), drawn on the frame as if resized to short
+        side 256 (the reference resizes first) and mapped back, so each frame is resized only once:
+        up to 10 tries of area ~ U(scale) x frame area, aspect ~ U(ratio), width and height swapped
+        with p=0.5, kept when it fits; otherwise a square of the short side at a random position."""
         s = resize_size(self.input_size) / min(h, w)
         rh, rw = h * s, w * s
         area = rh * rw
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+
+        def uniform(lo, hi):
+            return float(torch.empty(1).uniform_(lo, hi, generator=gen))
+
+        def randint(hi):  # 0..hi inclusive
+            return int(torch.randint(0, int(hi) + 1, (1,), generator=gen))
+
         for _ in range(10):
-            target = area * float(torch.empty(1).uniform_(*self.scale, generator=gen))
-            aspect = math.exp(float(torch.empty(1).uniform_(*log_ratio, generator=gen)))
-            cw = int(round(math.sqrt(target * aspect)))
-            ch = int(round(math.sqrt(target / aspect)))
+            target, aspect = area * uniform(*self.scale), uniform(*self.ratio)
+            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if uniform(0.0, 1.0) < 0.5:
+                cw, ch = ch, cw
             if 0 < cw <= rw and 0 < ch <= rh:
-                top = int(torch.randint(0, int(rh - ch) + 1, (1,), generator=gen))
-                left = int(torch.randint(0, int(rw - cw) + 1, (1,), generator=gen))
+                top, left = randint(rh - ch), randint(rw - cw)
                 break
-        else:  # fallback: centre crop of the whole frame at a clamped ratio (as torchvision)
-            in_ratio = rw / rh
-            if in_ratio < self.ratio[0]:
-                cw, ch = rw, rw / self.ratio[0]
-            elif in_ratio > self.ratio[1]:
-                ch, cw = rh, rh * self.ratio[1]
-            else:
-                cw, ch = rw, rh
-            top, left = (rh - ch) / 2, (rw - cw) / 2
+        else:
+            side = min(rh, rw)
+            ch = cw = side
+            top, left = randint(rh - side), randint(rw - side)
         return (int(top / s), int(left / s), max(1, int(round(ch / s))), max(1, int(round(cw / s))))
 
     def __call__(self, clip: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
