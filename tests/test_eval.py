@@ -263,7 +263,7 @@ def test_two_process_eval_equals_single_process(ev):
            *eval_args(ev, dist_out, "--val-list", val7, "--val-root", ev["root"], "--views", "2x1", "--zero-shot")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-3000:]                  # 1: a video failed (on some rank)
-    assert proc.stdout.count("6 videos, 12 classes") == 1           # rank 0 reports, once
+    assert proc.stdout.count("6 videos, 12 classes") == 1, proc.stderr[-3000:]   # rank 0 reports, once
     assert "1 failed to decode" in proc.stdout
     a, b = np.load(single / "predictions.npz"), np.load(dist_out / "predictions.npz")
     assert list(b["videos"]) == list(a["videos"]) and len(a["videos"]) == 6

@@ -164,11 +164,17 @@ def eval_from_config(cfg, args) -> dict:
             splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
         info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,
                 "val_list": val_list}
-        return run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
-                        reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
-                        batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
-                        zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
-                        info=info, progress=not args.quiet)
+        results = run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
+                           reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                           batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
+                           zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
+                           info=info, progress=not args.quiet)
+        if engine.is_dist():
+            # every rank exits with the same code; wait until rank 0 has written the report, or
+            # torchrun stops it when another rank exits first with 1 (some video failed)
+            import torch.distributed as dist
+            dist.barrier()
+        return results
     finally:
         if own_group:
             import torch.distributed as dist
