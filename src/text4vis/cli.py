@@ -28,7 +28,8 @@ def _known_errors():
     from .labels import LabelsError
     from .towers import WeightsError
     from .config import ConfigError
-    return (UsageError, WeightsError, LabelsError, ClassifierError, DataError, ConfigError)
+    from .video import VideoError
+    return (UsageError, WeightsError, LabelsError, ClassifierError, DataError, ConfigError, VideoError)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -140,6 +141,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as exc:  # a path that cannot be read or written (permissions, a folder, a full disk, ...)
+        if exc.filename is None:
+            raise
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
+        print(f"text4vis {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("text4vis: interrupted", file=sys.stderr)
         return 130
