@@ -18,14 +18,14 @@ def write(tmp_path, obj, name="cfg.yaml") -> str:
 
 def test_overrides_take_the_field_types():
     cfg, notes = load_config(None, ["optim.lr=1e-3", "optim.eps=1e-6", "optim.warmup_epochs=2", "data.batch_size=16",
-                                    "data.input_size=4.0", "data.flip=false", "optim.betas=[0.8, 0.9]",
+                                    "data.input_size=40.0", "data.flip=false", "optim.betas=[0.8, 0.9]",
                                     "data.randaug=[2, 9]", "training.max_steps=null", "data.val_list=",
                                     "data.train_root=2024", "classifier.prompts=['a {}.', 'the {}.']",
                                     "optim.grad_clip=1", "model.pretrain=None"])
     assert notes == []
     assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)          # YAML 1.1 would read "1e-3" as text
     assert cfg.optim.eps == 1e-6 and cfg.optim.warmup_epochs == 2.0 and isinstance(cfg.optim.warmup_epochs, float)
-    assert cfg.data.batch_size == 16 and cfg.data.input_size == 4 and isinstance(cfg.data.input_size, int)
+    assert cfg.data.batch_size == 16 and cfg.data.input_size == 40 and isinstance(cfg.data.input_size, int)
     assert cfg.data.flip is False and cfg.optim.betas == [0.8, 0.9] and cfg.data.randaug == [2, 9]
     assert cfg.training.max_steps is None and cfg.data.val_list is None and cfg.model.pretrain is None
     assert cfg.data.train_root == "2024" and cfg.classifier.prompts == ["a {}.", "the {}."]
@@ -190,3 +190,33 @@ def test_original_config_errors_and_overrides(tmp_path):
     raw["solver"]["lr"] = "fast"
     with pytest.raises(ConfigError, match=r"cfg.yaml: optim.lr: expected a number, got 'fast'"):
         load_config(write(tmp_path, raw))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=nan", "optim.lr"), ("optim.lr=inf", "optim.lr"), ("optim.clip_ratio=-1", "optim.clip_ratio"),
+    ("optim.weight_decay=-1", "optim.weight_decay"), ("optim.eps=0", "optim.eps"),
+    ("optim.grad_clip=-1", "optim.grad_clip"), ("data.grayscale=5", "data.grayscale"),
+    ("training.seed=-1", "training.seed"), ("data.input_size=-8", "data.input_size"),
+    ("data.num_frames=100", "data.num_frames"), ("classifier.prompts=[1, 2]", "classifier.prompts"),
+    ("classifier.prompts=['no placeholder']", "classifier.prompts"), ("data.randaug=[2, 100]", "data.randaug"),
+])
+def test_values_that_would_fail_or_mislead_later_are_refused(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+    assert load_config(None, [override, "model.head=mean"] if key == "data.num_frames" else [])  # mean: any T
+
+
+def test_mixed_formats_and_undecodable_configs_are_refused(tmp_path):
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("model:\n  clip: ViT-B/32\noptim:\n  epochs: 2\nsolver:\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match=r"mixed\.yaml: mixes original Text4Vis sections \(solver\) with text4vis "
+                                          r"sections \(model, optim\)"):
+        load_config(str(mixed))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="binary.yaml: not a text file"):
+        load_config(str(binary))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data:\n  num_frames: 8\n  randaug: [2, 9\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML at line"):
+        load_config(str(broken))

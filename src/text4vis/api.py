@@ -28,12 +28,30 @@ DEFAULT_CLIP = "ViT-B/16"
 DEFAULT_LABELS = "k400"
 
 
+class DeviceError(ValueError):
+    """A --device that is not a device name or is not on this machine."""
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device in (None, "auto"):
         if not torch.cuda.is_available():
             return torch.device("cpu")
         return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")  # torchrun: one GPU per process
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {device}: not a device name (cpu, cuda, cuda:1, ... or auto)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"--device {device}: no CUDA GPU is usable on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"--device {device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"--device {device}: Apple MPS is not available on this machine (use --device cpu)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {device}: text4vis runs on cpu, cuda or mps")
+    return dev
 
 
 @dataclass

@@ -29,7 +29,8 @@ def _known_errors():
     from .towers import WeightsError
     from .config import ConfigError
     from .video import VideoError
-    return (UsageError, WeightsError, LabelsError, ClassifierError, DataError, ConfigError, VideoError)
+    from .api import DeviceError
+    return (UsageError, WeightsError, LabelsError, ClassifierError, DataError, ConfigError, VideoError, DeviceError)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ carries its meaning in a comment; `text4vis train --help-config` prints them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields
@@ -161,7 +162,15 @@ NAME_ONLY = ("data.dataset", "network.type")
 
 
 def is_original(raw: dict) -> bool:
-    return "network" in raw or "solver" in raw
+    """An original Text4Vis config has `network` / `solver` sections; mixing them with text4vis-only
+    sections is refused (one format or the other, so that no key is silently reinterpreted)."""
+    original = "network" in raw or "solver" in raw
+    ours_only = [s for s in raw if s in SECTIONS and s != "data"]
+    if original and ours_only:
+        found = [s for s in ("network", "solver") if s in raw]
+        raise ConfigError(f"mixes original Text4Vis sections ({', '.join(found)}) with text4vis sections "
+                          f"({', '.join(ours_only)}); write one format (see `text4vis train --help-config`)")
+    return original
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -335,11 +344,20 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
         with open(path, encoding="utf-8") as f:
             try:
                 raw = yaml.safe_load(f) or {}
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
             except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a mapping of sections")
-        if is_original(raw):
+        try:
+            original = is_original(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if original:
             values, notes = from_original(raw, path)
             num_classes = values.pop("_num_classes", None)
             for k, v in values.items():
@@ -394,11 +412,28 @@ def check(cfg: Config) -> None:
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
                 "training.save_every_steps": (cfg.training.save_every_steps, 0),
-                "optim.warmup_epochs": (cfg.optim.warmup_epochs, 0), "optim.lr": (cfg.optim.lr, 0),
                 "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1)}
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise ConfigError(f"{key} is {value}: it must be at least {low}")
+    for key, value in (("optim.lr", cfg.optim.lr), ("optim.clip_ratio", cfg.optim.clip_ratio),
+                       ("optim.weight_decay", cfg.optim.weight_decay), ("optim.warmup_epochs", cfg.optim.warmup_epochs)):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{key} is {value}: a finite number, at least 0")
+    if not (math.isfinite(cfg.optim.eps) and cfg.optim.eps > 0):
+        raise ConfigError(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
+    if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
+        raise ConfigError(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
+    if not 0 <= cfg.data.grayscale <= 1:
+        raise ConfigError(f"data.grayscale is {cfg.data.grayscale}: a probability between 0 and 1")
+    if cfg.training.seed < 0:
+        raise ConfigError(f"training.seed is {cfg.training.seed}: a non-negative integer")
+    if cfg.data.input_size is not None and cfg.data.input_size < 8:
+        raise ConfigError(f"data.input_size is {cfg.data.input_size}: at least 8 pixels (or null: the tower's own)")
+    if cfg.model.head == "transf" and cfg.data.num_frames > 77:
+        raise ConfigError(f"data.num_frames is {cfg.data.num_frames}: the transf head takes at most 77 frames")
+    if not cfg.classifier.prompts or not all(isinstance(p, str) and "{}" in p for p in cfg.classifier.prompts):
+        raise ConfigError(f"classifier.prompts {cfg.classifier.prompts}: a list of texts, each with {{}} for the class name")
     if not 0 < cfg.data.crop_scale <= 1:
         raise ConfigError(f"data.crop_scale is {cfg.data.crop_scale}: a fraction in (0, 1]")
     if not 0 <= cfg.data.max_bad_fraction <= 1:
@@ -406,8 +441,10 @@ def check(cfg: Config) -> None:
     if len(cfg.optim.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.optim.betas):
         raise ConfigError(f"optim.betas {cfg.optim.betas}: two numbers in [0, 1), e.g. [0.9, 0.98]")
     if cfg.data.randaug is not None and (len(cfg.data.randaug) != 2
-                                         or not all(isinstance(v, int) for v in cfg.data.randaug)):
-        raise ConfigError(f"data.randaug {cfg.data.randaug}: [N, M], two integers, e.g. [2, 9]")
+                                         or not all(isinstance(v, int) for v in cfg.data.randaug)
+                                         or not (0 <= cfg.data.randaug[0] <= 16 and 0 <= cfg.data.randaug[1] <= 30)):
+        raise ConfigError(f"data.randaug {cfg.data.randaug}: [N, M], N operations (0..16) of magnitude M (0..30), "
+                          f"e.g. [2, 9]")
 
 
 def describe() -> str:
@@ -422,7 +459,8 @@ def describe() -> str:
             line = line.strip()
             if ":" in line and "#" in line and not line.startswith(("#", '"')):
                 key = line.split(":")[0]
-                default = line.split("=", 1)[1].split("#")[0].strip() if "=" in line else ""
+                default = yaml.safe_dump(getattr(cls(), key), default_flow_style=True).strip()
+                default = default[:-4].strip() if default.endswith("...") else default  # scalars end with "..."
                 comment = line.split("#", 1)[1].strip()
                 lines.append(f"  {key:<22} {default:<28} {comment}")
     return "\n".join(lines)

@@ -30,8 +30,12 @@ def load_labels(spec: str) -> list[str]:
         return parse_labels(text, spec)
     if not os.path.isfile(spec):
         raise LabelsError(f"--labels {spec}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
-    with open(spec, encoding="utf-8-sig") as f:
-        return parse_labels(f.read(), spec)
+    try:
+        with open(spec, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"{spec}: not a text file (not UTF-8 at byte {exc.start})") from None
+    return parse_labels(text, spec)
 
 
 def parse_labels(text: str, source: str) -> list[str]:
