@@ -2,6 +2,7 @@
 Text4Vis and text4vis checkpoints, safe loading, and the frozen text classifier."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
@@ -443,6 +444,55 @@ def test_damaged_own_checkpoint(saved, tmp_path):
         with pytest.raises(WeightsError) as e:
             text4vis.load(checkpoint=str(cut), clip=clip)
         assert str(cut) in str(e.value) and "\n" not in str(e.value)
+
+
+def _rewrite(src: str, dst, edit) -> str:
+    """A copy of a text4vis checkpoint with its (metadata, tensors) changed by `edit`."""
+    meta, tensors = checkpoints.read_text4vis(src)
+    meta, tensors = edit(meta, dict(tensors))
+    from safetensors.torch import save_file
+    save_file(tensors, str(dst), metadata={checkpoints.META_KEY: json.dumps(meta)})
+    return str(dst)
+
+
+def test_incomplete_or_inconsistent_own_checkpoints_are_refused(saved, tmp_path):
+    """Every weight a model needs must be in the file, in its shape, with metadata that describes it:
+    a damaged file never predicts with random weights."""
+    _, paths = saved
+    src = paths[True]
+    no_visual = lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("model.visual.transformer.")})
+    no_head = lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("model.fusion_model.")})
+    no_text = lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("text.transformer.")})
+    wrong_shape = lambda m, t: (m, {**t, "model.fusion_model.frame_position_embeddings.weight": torch.zeros(77, 3)})
+    few_labels = lambda m, t: ({**m, "labels": m["labels"][:2]}, t)
+    bad_head = lambda m, t: ({**m, "head": "lstm"}, t)
+    no_meta = lambda m, t: ({}, t)
+    cases = {"no_visual": (no_visual, "tower weights missing"), "no_head": (no_head, "missing"),
+             "no_text": (no_text, "tower weights missing"), "wrong_shape": (wrong_shape, "of another shape"),
+             "few_labels": (few_labels, "4 classifier rows but 2 label names"),
+             "bad_head": (bad_head, "unknown temporal head 'lstm'"), "no_meta": (no_meta, "lacks 'clip'")}
+    for name, (edit, expected) in cases.items():
+        path = _rewrite(src, tmp_path / f"{name}.safetensors", edit)
+        with pytest.raises(WeightsError) as e:
+            text4vis.load(checkpoint=path)
+        assert path in str(e.value) and expected in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
+    assert text4vis.load(checkpoint=src).labels == saved[0].labels             # the intact file still loads
+    # without a text tower (saved so on purpose) the file is complete: it loads
+    assert text4vis.load(checkpoint=paths[False]).towers is None
+
+
+def test_files_that_are_not_checkpoints(tmp_path, tiny_dir):
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n")
+    listed = tmp_path / "list.pt"
+    torch.save([1, 2, 3], listed)
+    for path, expected in ((text, "not a PyTorch checkpoint"), (listed, "holds a list, not a dictionary of weights"),
+                           (tmp_path, "a folder, not a weights file")):
+        for kwargs in ({"checkpoint": str(path), "clip": str(tiny_dir / "openai_sd.pt")}, {"clip": str(path)}):
+            if kwargs.get("clip") == str(tmp_path):
+                continue  # a folder as --clip is neither a file nor a model name: said so by towers.py
+            with pytest.raises(WeightsError, match=expected):
+                text4vis.load(labels=["a", "b"], **kwargs)
 
 
 # ----------------------------------------------------------------------------- malicious pickles

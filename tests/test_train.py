@@ -764,3 +764,29 @@ def test_gradient_accumulation_matches_one_big_batch(bench, clip, warm, tmp_path
 def _tiny_start(clip) -> dict[str, torch.Tensor]:
     towers = load_towers(clip)
     return {"model.visual." + k: v for k, v in towers.clip.visual.state_dict().items()}
+
+
+def test_output_and_resume_problems_are_setup_errors(run_a, tiny_dir, tmp_path, capsys):
+    """Exit 2, one line, nothing trained or overwritten: a run folder that already holds a run, an
+    output path that is a file, and --resume files that cannot continue this run."""
+    before = (run_a["out"] / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    assert cli_train(run_a["items"], run_a["out"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (last.safetensors); continue it with --resume auto" in err and "Traceback" not in err
+    assert (run_a["out"] / "last.safetensors").read_bytes() == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli_train(run_a["items"], afile) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    meta, tensors = checkpoints.read_text4vis(str(run_a["out"] / "last.safetensors"))
+    del meta["train"]
+    weights_only = tmp_path / "weights_only.safetensors"
+    checkpoints.atomic_save({k: v for k, v in tensors.items() if not k.startswith("train.")}, meta, str(weights_only))
+    cases = [(tmp_path / "nothing.safetensors", "no such checkpoint"),
+             (tiny_dir / "text4vis_orig_transf.pt", "not a text4vis checkpoint (an original Text4Vis checkpoint can start"),
+             (weights_only, "has no training state")]
+    for path, expected in cases:
+        assert cli_train(run_a["items"], tmp_path / "r", "--resume", str(path)) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -152,9 +152,11 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         meta, tensors = checkpoints.read_text4vis(checkpoint)
         cfg = meta["clip"]
         image_size = int(meta.get("settings", {}).get("input_size") or 0)
+        with_text = bool(meta.get("has_text_tower", True))
         towers = towers_from_config(cfg["config"], {**checkpoints.split_prefix(tensors, "text."),
                                                     **{"visual." + k: v for k, v in checkpoints.split_prefix(tensors, "model.visual.").items()}},
-                                    cfg["source"], cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"])
+                                    checkpoint, cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text)
+        towers.source = cfg["source"]
         image_size = image_size or towers.input_size  # the checkpoint's image tower, whatever --clip says
         if clip:  # an explicit --clip replaces the stored text tower (for new label sets)
             other = load_towers(clip)
@@ -169,7 +171,10 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         cls_rows = model_state.pop("classifier", None)
         if "proj.weight" in model_state:
             model.set_classifier(torch.zeros(1, model_state["proj.weight"].shape[0]))
-        model.load_state_dict(model_state, strict=False)
+        checkpoints.load_video_weights(model, model_state, checkpoint)
+        if cls_rows is not None and cls_rows.shape[0] != len(meta["labels"]):
+            raise WeightsError(f"{checkpoint}: damaged text4vis checkpoint ({cls_rows.shape[0]} classifier rows "
+                               f"but {len(meta['labels'])} label names)")
         rec = Recognizer(model, list(meta["labels"]), towers if meta.get("has_text_tower", True) or clip else None,
                          frames or int(meta["settings"].get("num_frames", 8)), meta.get("classifier", {}),
                          checkpoint, dev, image_size)
@@ -188,11 +193,7 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
                                    f"{clip or DEFAULT_CLIP} has {towers.embed_dim}")
             model = VideoModel(towers.clip.visual, towers.embed_dim, kind, mean=towers.mean, std=towers.std,
                                head_heads=towers.head_heads)
-            missing, unexpected = model.load_state_dict(checkpoints.video_weights(sd), strict=False)
-            missing = [k for k in missing if k.startswith(("visual.", "fusion_model."))]
-            if missing or unexpected:
-                raise WeightsError(f"{checkpoint}: weights do not fit ({len(missing)} missing, e.g. {missing[:1]}; "
-                                   f"{len(unexpected)} unexpected, e.g. {unexpected[:1]})")
+            checkpoints.load_video_weights(model, checkpoints.video_weights(sd), checkpoint)
         else:
             model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
                                logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)

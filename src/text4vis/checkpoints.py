@@ -23,6 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .temporal import HEADS
 from .towers import WeightsError, safe_load, unwrap_state_dict
 
 FORMAT_VERSION = 1
@@ -127,14 +128,48 @@ def is_text4vis_checkpoint(path: str) -> bool:
 
 
 def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(metadata, tensors) of a text4vis checkpoint."""
+    """(metadata, tensors) of a text4vis checkpoint; the metadata a model needs is checked."""
     try:
         with safe_open(path, "pt") as f:
             meta = json.loads(f.metadata()[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise WeightsError(f"{path}: damaged text4vis checkpoint ({str(exc).splitlines()[0][:120]})") from None
+    problem = None
+    if not isinstance(meta, dict):
+        problem = "its metadata is not a mapping"
+    elif missing := [k for k in ("clip", "head", "embed_dim", "labels", "settings") if k not in meta]:
+        problem = f"its metadata lacks {missing[0]!r}"
+    elif not isinstance(meta["clip"], dict) or "config" not in meta["clip"]:
+        problem = "its metadata lacks the towers' configuration"
+    elif meta["head"] not in HEADS:
+        problem = f"unknown temporal head {meta['head']!r}"
+    if problem:
+        raise WeightsError(f"{path}: damaged text4vis checkpoint ({problem})")
     return meta, tensors
+
+
+def load_video_weights(model, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a video model's weights (image tower, temporal head, logit_scale, projection): every one
+    must be there, in its shape, or the checkpoint is reported as not fitting."""
+    missing, unexpected = load_state_or_explain(model, state, source)
+    missing = [k for k in missing if k.startswith(("visual.", "fusion_model.")) or k == "proj.weight"]
+    unexpected = [k for k in unexpected if k.startswith(VIDEO_KEYS)]
+    if missing or unexpected:
+        raise WeightsError(f"{source}: weights do not fit ({len(missing)} missing, e.g. {missing[:1]}; "
+                           f"{len(unexpected)} unexpected, e.g. {unexpected[:1]})")
+
+
+def load_state_or_explain(module, state: dict[str, torch.Tensor], source: str):
+    """module.load_state_dict(state, strict=False) -> (missing, unexpected); tensors of another shape
+    are a one-line WeightsError naming the first of them (not torch's line per tensor)."""
+    try:
+        return module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        first = lines[0] if lines else (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsError(f"{source}: weights do not fit this model ({len(lines) or 'some'} of another shape, "
+                           f"e.g. {first})") from None
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -61,6 +61,8 @@ def safe_load(path: str) -> dict[str, Any]:
     only their state dict is kept; anything else through torch.load(weights_only=True), which
     refuses pickles that need arbitrary globals.
     """
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: a folder, not a weights file")
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -79,11 +81,13 @@ def safe_load(path: str) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: not a refusal
+            raise WeightsError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
         raise WeightsError(
             f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
             f"and text4vis never runs code from a checkpoint ({_first_line(exc)})") from None
     except Exception as exc:
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _is_torchscript(path: str) -> bool:
@@ -94,8 +98,10 @@ def _is_torchscript(path: str) -> bool:
     return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-def unwrap_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Find the tensors in the usual checkpoint wrappers and drop DDP's `module.` prefix."""
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{source}: holds a {type(obj).__name__}, not a dictionary of weights")
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -283,7 +289,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
             raise _hub_error(f"--clip {source}", exc) from None
         if not path:
             raise WeightsError(f"--clip {source}: open_clip could not resolve a download for this tag")
-    sd = unwrap_state_dict(safe_load(path))
+    sd = unwrap_state_dict(safe_load(path), path)
     if is_openai_layout(sd) and "hf_model_name" not in cfg.get("text_cfg", {}):
         towers = _from_state_dict(sd, source, quick_gelu=bool(cfg.get("quick_gelu")))
     else:
@@ -323,11 +329,11 @@ def _hf_hub(model_id: str, source: str) -> Towers:
 def load_towers(spec: str) -> Towers:
     """Resolve a --clip value (see the module docstring) into CLIP towers on the CPU, fp32."""
     if os.path.isfile(spec):
-        return _from_state_dict(unwrap_state_dict(safe_load(spec)), spec)
+        return _from_state_dict(unwrap_state_dict(safe_load(spec), spec), spec)
     if spec in OPENAI_NAMES:
         local = os.path.join(OPENAI_CACHE, spec.replace("/", "-") + ".pt")
         if os.path.isfile(local):
-            return _from_state_dict(unwrap_state_dict(safe_load(local)), spec)
+            return _from_state_dict(unwrap_state_dict(safe_load(local), local), spec)
         return _named(OPENAI_NAMES[spec], "openai", spec)
     if spec.startswith("hf-hub:"):
         return _hf_hub(spec[len("hf-hub:"):], spec)
@@ -341,10 +347,19 @@ def load_towers(spec: str) -> Towers:
 
 
 def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: str,
-                       tokenizer_name: str = "openai", mean=OPENAI_MEAN, std=OPENAI_STD) -> Towers:
-    """Rebuild towers stored inside a text4vis checkpoint (no download, no other file)."""
-    clip = build_clip(cfg)
-    clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+                       tokenizer_name: str = "openai", mean=OPENAI_MEAN, std=OPENAI_STD,
+                       with_text: bool = True) -> Towers:
+    """Rebuild towers stored inside a text4vis checkpoint (no download, no other file). Every
+    image-tower weight (and text-tower weight, `with_text`) must be there, in its shape."""
+    try:
+        clip = build_clip(cfg)
+        missing, _ = clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    except Exception as exc:  # a config that builds nothing, or a tensor of another shape
+        raise WeightsError(f"{source}: damaged text4vis checkpoint ({_first_line(exc)})") from None
+    missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias"))]
+    if missing:
+        raise WeightsError(f"{source}: damaged text4vis checkpoint ({len(missing)} tower weights missing, "
+                           f"e.g. {missing[0]})")
     return Towers(clip=clip, config=cfg, source=source, tokenizer_name=tokenizer_name,
                   mean=tuple(mean), std=tuple(std))
 

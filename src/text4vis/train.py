@@ -29,7 +29,7 @@ from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, T
                        train_collate)
 from .labels import load_labels
 from .model import VideoModel
-from .towers import load_towers
+from .towers import WeightsError, load_towers
 from .transforms import TrainTransform
 
 CHECKPOINT_LAST = "last.safetensors"
@@ -123,7 +123,7 @@ def load_pretrain(model: VideoModel, path: str) -> None:
         state = checkpoints.read_original(path)
     state = checkpoints.video_weights(state)
     checkpoints.check_visual_fits(state, model.visual.state_dict(), path, "model.clip")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = checkpoints.load_state_or_explain(model, state, f"model.pretrain {path}")
     if unexpected:
         raise TrainError(f"{path}: weights that do not fit this model, e.g. {unexpected[0]} (head type differs?)")
 
@@ -237,9 +237,34 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
             dist.destroy_process_group()
 
 
+def check_output(output: str, resume: str | None) -> None:
+    """The run folder can be written, and starting afresh does not overwrite another run in it."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ConfigError(f"--output {output}: exists and is not a folder")
+    if not resume and os.path.isfile(os.path.join(output, CHECKPOINT_LAST)):
+        raise ConfigError(f"--output {output}: already holds a run ({CHECKPOINT_LAST}); continue it with "
+                          f"--resume auto, or choose another --output")
+    os.makedirs(output, exist_ok=True)                       # unwritable: a one-line error, before any work
+    if not os.access(output, os.W_OK):
+        raise ConfigError(f"--output {output}: this folder is not writable")
+
+
 def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
     for n in notes or []:
         log(f"note: {n}", rank)
+    problem = None
+    if rank == 0:
+        try:
+            check_output(output, cfg.training.resume)
+        except (ConfigError, OSError) as exc:
+            problem = exc
+    if world > 1:  # every rank stops, not only rank 0 (the others would wait for it forever)
+        box = [str(problem) if problem else None]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] and problem is None:
+            raise ConfigError(box[0])
+    if problem:
+        raise problem
     seed = cfg.training.seed
     torch.manual_seed(seed)          # the same model initialisation on every rank
     np.random.seed(seed % 2 ** 32)
@@ -566,15 +591,20 @@ def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, d
 
 def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -> dict:
     """Load a `last` checkpoint: model, optimiser, scheduler, scaler, RNG states, counters."""
+    # problems of the file given are setup errors (exit 2), as for any other input file
     if not os.path.isfile(path):
-        raise TrainError(f"--resume {path}: no such checkpoint")
+        raise WeightsError(f"--resume {path}: no such checkpoint")
+    if not checkpoints.is_text4vis_checkpoint(path):
+        raise WeightsError(f"--resume {path}: not a text4vis checkpoint (an original Text4Vis checkpoint can start "
+                           f"a run as model.pretrain, not resume one)")
     meta, tensors = checkpoints.read_text4vis(path)
     if "train" not in meta:
-        raise TrainError(f"--resume {path}: this checkpoint has no training state (use a `last` checkpoint)")
+        raise WeightsError(f"--resume {path}: this checkpoint has no training state (use a `last` checkpoint)")
     # in place: the optimiser keeps pointing at the same parameters
-    missing, unexpected = trainee.video.load_state_dict(checkpoints.split_prefix(tensors, "model."), strict=False)
+    missing, unexpected = checkpoints.load_state_or_explain(trainee.video, checkpoints.split_prefix(tensors, "model."),
+                                                            f"--resume {path}")
     if missing or unexpected:
-        raise TrainError(f"--resume {path}: the checkpoint's model does not fit this config "
+        raise WeightsError(f"--resume {path}: the checkpoint's model does not fit this config "
                          f"({len(missing)} weights missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
                          f"e.g. {unexpected[:1]}); resume with the config it was trained with")
     if trainee.text is not None and any(k.startswith("text.") for k in tensors):
@@ -583,7 +613,7 @@ def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -
     try:
         optimizer.load_state_dict(train_state["optimizer"])
     except ValueError as exc:
-        raise TrainError(f"--resume {path}: the optimiser state does not fit this config ({exc})") from None
+        raise WeightsError(f"--resume {path}: the optimiser state does not fit this config ({exc})") from None
     scheduler.load_state_dict(train_state["scheduler"])
     scaler.load_state_dict(train_state["scaler"])
     set_rng_state(train_state["rng"])
