@@ -355,3 +355,42 @@ def test_bad_precision_is_a_usage_error(ev, tmp_path):
     assert rc == 2 and "--precision" in stderr and "Traceback" not in stderr
     rc, _, stderr = run_cli(eval_args(ev, tmp_path / "o", "--set", "evaluation.precision=half"))
     assert rc == 2 and "evaluation.precision" in stderr and "Traceback" not in stderr
+
+
+def test_nothing_scored_is_null_in_strict_json(ev):
+    broken = ev["dir"] / "broken_all.mp4"
+    broken.write_bytes(b"")
+    val = write_list(ev, "val_all_broken.txt", [f"{broken} 0", f"{broken} 1"])
+    out = ev["dir"] / "all_broken_out"
+    rc, stdout, _ = run_cli(eval_args(ev, out, "--val-list", val, "--val-root", ev["root"]))
+    assert rc == 1
+    text = (out / "results.json").read_text()
+    r = json.loads(text, parse_constant=lambda c: pytest.fail(f"results.json holds {c}, not strict JSON"))
+    assert r["num_videos"] == 0 and r["num_failed"] == 2
+    assert r["top1"] is None and r["top5"] is None and r["mAP"] is None     # not measured, not 0%
+    assert "0 videos" in stdout and "2 failed to decode" in stdout
+
+
+def test_json_safe_turns_undefined_values_into_null():
+    from text4vis.evaluate import json_safe
+    got = json_safe({"a": float("nan"), "b": [np.float32(0.5), np.int64(3), float("inf")], "c": {"d": np.bool_(True)}})
+    assert got == {"a": None, "b": [0.5, 3, None], "c": {"d": True}}
+    json.dumps(got, allow_nan=False)
+
+
+def test_output_and_option_problems_stop_before_evaluating(ev, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for extra, expected in (([], "exists and is not a folder"), (["--batch-size", "0"], "--batch-size must be at least 1"),
+                            (["--workers", "-2"], "--workers must be at least 0"), (["--frames", "0"], "--frames must be at least 1")):
+        out = afile if not extra else tmp_path / "o"
+        rc, stdout, stderr = run_cli(eval_args(ev, out, *extra))
+        assert rc == 2 and expected in stderr and "Traceback" not in stderr and stdout == "", (extra, stderr)
+    labels = tmp_path / "one.txt"
+    labels.write_text("only class\n")
+    val = write_list(ev, "val_one.txt", ev["lines"][:1])
+    line = ev["lines"][0].split()
+    write_list(ev, "val_one.txt", [f"{line[0]} 0"])
+    rc, _, stderr = run_cli(eval_args(ev, tmp_path / "o1", "--val-list", val, "--val-root", ev["root"],
+                                      "--labels", str(labels), "--zero-shot"))
+    assert rc == 2 and "needs at least 2 classes" in stderr

@@ -5,6 +5,7 @@ The training loop lives in train.py; both use these.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ def autocast(device: torch.device, dtype: str = "auto"):
     if name == "fp32":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
+
+
+def check_folder(path: str) -> None:
+    """Before any work: the output folder `path` exists and can be written, or can be created (its
+    nearest existing parent is a writable folder); otherwise an OSError naming it (one CLI line)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "this folder is not writable", probe)
 
 
 def default_workers(n_items: int) -> int:

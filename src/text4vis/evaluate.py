@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 
@@ -56,7 +57,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     if len(labels):
         results.update(metrics.summarize(scores, labels))
     else:
-        results.update(top1=0.0, top5=0.0, mean_class_accuracy=0.0, mAP=float("nan"), num_videos=0)
+        results.update(top1=None, top5=None, mean_class_accuracy=None, mAP=None, num_videos=0)  # nothing scored
     e = emb.embeddings.numpy()
     c = classifier.numpy()
     if zero_shot and len(labels):
@@ -88,7 +89,7 @@ def write_outputs(out, results, videos, labels, scores, embeddings, classifier, 
                         scores=scores.astype(np.float32), embeddings=embeddings.astype(np.float32),
                         classifier=classifier.astype(np.float32))
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, default=float)
+        json.dump(json_safe(results), f, indent=1, allow_nan=False)
     if not len(labels):
         return
     with open(os.path.join(out, "per_class.csv"), "w", newline="") as f:
@@ -103,8 +104,22 @@ def write_outputs(out, results, videos, labels, scores, embeddings, classifier, 
         w.writerows(metrics.most_confused_pairs(conf, names, top=100))
 
 
+def json_safe(value):
+    """Plain JSON: numpy scalars as numbers, undefined values (NaN: e.g. the mAP of a split whose
+    classes have no videos) as null, which strict JSON readers accept."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def summary_text(r: dict, names: list[str]) -> str:
-    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    pct = lambda x: "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"  # noqa: E731
     lines = [f"{r['num_videos']} videos, {r['num_classes']} classes, views {r['views']}, {r['frames']} frames"
              + (f", {r['num_failed']} failed to decode (excluded)" if r["num_failed"] else "")]
     if r["num_videos"]:
@@ -134,11 +149,19 @@ def eval_from_config(cfg, args) -> dict:
         from .config import ConfigError
         raise ConfigError("data.labels is not set (a label set name or file)")
     views = args.views or cfg.evaluation.views
+    from .cli import UsageError
     try:
         parse_views(views)
     except ValueError as exc:
-        from .cli import UsageError
         raise UsageError(str(exc)) from None
+    for name, value, least in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
+                               ("--frames", args.frames, 1)):
+        if value is not None and value < least:
+            raise UsageError(f"{name} must be at least {least} (got {value})")
+    if (args.zero_shot or cfg.evaluation.zero_shot) and len(names) < 2:
+        raise UsageError(f"--zero-shot: the half-classes protocol needs at least 2 classes ({len(names)} given)")
+    if args.out and engine.rank_world()[0] == 0:
+        engine.check_folder(args.out)       # before the evaluation, not after it
     splits = []
     for path in args.splits or []:
         split_names = load_labels(path)
@@ -166,7 +189,7 @@ def eval_from_config(cfg, args) -> dict:
                 "val_list": val_list}
         results = run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
                            reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
-                           batch_size=args.batch_size or cfg.evaluation.batch_size, workers=args.workers,
+                           batch_size=args.batch_size if args.batch_size is not None else cfg.evaluation.batch_size, workers=args.workers,
                            zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
                            info=info, progress=not args.quiet)
         if engine.is_dist():

@@ -239,14 +239,10 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
 
 def check_output(output: str, resume: str | None) -> None:
     """The run folder can be written, and starting afresh does not overwrite another run in it."""
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise ConfigError(f"--output {output}: exists and is not a folder")
     if not resume and os.path.isfile(os.path.join(output, CHECKPOINT_LAST)):
         raise ConfigError(f"--output {output}: already holds a run ({CHECKPOINT_LAST}); continue it with "
                           f"--resume auto, or choose another --output")
-    os.makedirs(output, exist_ok=True)                       # unwritable: a one-line error, before any work
-    if not os.access(output, os.W_OK):
-        raise ConfigError(f"--output {output}: this folder is not writable")
+    engine.check_folder(output)
 
 
 def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
