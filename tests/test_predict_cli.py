@@ -219,6 +219,30 @@ def test_usage_folder_without_videos(capsys, clip_file, tmp_path):
     assert str(tmp_path) in line and "no videos" in line
 
 
+def test_empty_folder_among_inputs_is_a_failed_input(capsys, clip_file, tmp_path, index_video):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, out, err = run(capsys, index_video, empty, "--clip", clip_file, "--labels", "ucf101", "--json")
+    recs = json_lines(out)
+    assert rc == 1 and "1 of 2 inputs failed" in err
+    assert {"video": str(empty), "error": "a folder without video files"} in recs
+    assert any(r.get("video") == str(index_video) and "top" in r for r in recs)
+
+
+@pytest.mark.parametrize("extra,words", [(["--embedding"], "--embedding"), (["--views", "100000x1"], "at most 64")])
+def test_usage_embedding_without_json_and_too_many_views(capsys, clip_file, index_video, extra, words):
+    line = usage_error(capsys, index_video, "--clip", clip_file, "--labels", "ucf101", *extra)
+    assert words in line
+
+
+def test_usage_bad_device(capsys, clip_file, index_video):
+    line = usage_error(capsys, index_video, "--clip", clip_file, "--labels", "ucf101", "--device", "gpu")
+    assert "--device gpu: not a device name" in line
+    if not torch.cuda.is_available():
+        line = usage_error(capsys, index_video, "--clip", clip_file, "--labels", "ucf101", "--device", "cuda")
+        assert "no CUDA GPU is usable" in line
+
+
 def test_usage_checkpoint_clip_width_mismatch(capsys, tiny_dir, wide_clip, index_video):
     ckpt = str(tiny_dir / "text4vis_orig_transf.pt")
     line = usage_error(capsys, index_video, "--checkpoint", ckpt, "--clip", wide_clip, "--labels", "ucf101")

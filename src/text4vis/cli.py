@@ -66,15 +66,23 @@ def cmd_predict(args) -> int:
                                ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0)):
         if value is not None and value < least:
             raise UsageError(f"{name} must be at least {least} (got {value})")
+    if args.embedding and not args.json:
+        raise UsageError("--embedding adds the embedding to --json output: use both")
     files = find_videos(args.inputs)
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
+    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
     records = rec.predict(files, topk=args.topk, views=args.views, batch_size=args.batch_size,
                           workers=args.workers, progress=len(files) > 3 and not args.quiet,
                           with_embedding=args.embedding)
-    failed = 0
+    failed = len(empty)
+    for folder in empty:  # a folder given on purpose that holds no video is an input that failed
+        if args.json:
+            print(json.dumps({"video": folder, "error": "a folder without video files"}), flush=True)
+        else:
+            print(f"{folder}\n   error: a folder without video files")
     for r in records:
         if "error" in r:
             failed += 1
@@ -88,7 +96,7 @@ def cmd_predict(args) -> int:
             for k, t in enumerate(r["top"], start=1):
                 print(f"  {k:>2}. {t['label']:<{width}}  {100 * t['score']:6.2f}%")
     if failed:
-        print(f"text4vis: {failed} of {len(records)} inputs failed", file=sys.stderr)
+        print(f"text4vis: {failed} of {len(records) + len(empty)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
 
 
