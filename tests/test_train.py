@@ -578,6 +578,18 @@ def test_bad_videos_are_skipped_logged_once_and_listed(broken_list, bench, clip,
     assert train_records(out)[-1]["bad_videos"] == 2
 
 
+def test_val_videos_that_fail_are_named_once(broken_list, bench, clip, warm, tmp_path, capsys):
+    out = tmp_path / "run"
+    data = {**video_data(bench, val=True), "data.val_list": broken_list, "data.val_root": bench["root"]}
+    items = sets(clip, data, data__max_bad_fraction=0.5, training__max_steps=4)
+    assert cli_train(items, out) == 0
+    err = capsys.readouterr().err
+    named = [line for line in err.splitlines() if "a val video does not decode" in line]
+    assert len(named) == 2, err                                  # evaluated twice, each failure named once
+    assert sum("zero.mp4" in w for w in named) == 1 and sum("text.mp4" in w for w in named) == 1
+    assert "12 videos, 2 failed" in err
+
+
 def test_too_many_bad_videos_stop_the_run(broken_list, bench, clip, tmp_path, capsys):
     out = tmp_path / "run"
     items = sets(clip, {**video_data(bench), "data.train_list": broken_list}, data__max_bad_fraction=0.001)

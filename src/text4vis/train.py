@@ -429,6 +429,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     # --- the loop ----------------------------------------------------------------------------------
     nonfinite = 0                                   # optimiser steps skipped in a row (non-finite loss)
     bad_seen: set[str] = set(state["bad_videos"])
+    val_warned: set[str] = set()
     stop = False
     result: dict = {}
     try:
@@ -539,6 +540,10 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
                 result = evaluate(model, val_samples, cfg, input_size, reader, device, progress)
                 result.update(step=state["global_step"], epoch=epoch + 1)
                 write_metrics({k: v for k, v in result.items() if k != "failed"} | {"step": state["global_step"]})
+                for msg in result["failed"]:                              # named once per run
+                    if msg not in val_warned:
+                        val_warned.add(msg)
+                        log(f"warning: a val video does not decode (not counted): {msg}", rank)
                 log(f"epoch {epoch + 1}: val top-1 {100 * result['val_top1']:.2f}%  top-5 {100 * result['val_top5']:.2f}%"
                     f"  ({result['val_videos']} videos, {result['val_failed']} failed)", rank)
                 if result["val_top1"] > state["best_top1"]:
@@ -577,12 +582,13 @@ def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, d
                                progress=progress, desc="val", precision=cfg.evaluation.precision)
     model.train()
     if not emb.indices:
-        return {"val_top1": 0.0, "val_top5": 0.0, "val_videos": 0, "val_failed": len(emb.errors)}
+        return {"val_top1": 0.0, "val_top5": 0.0, "val_videos": 0, "val_failed": len(emb.errors),
+                "failed": [msg for _, msg in emb.errors]}
     scores = engine.scores_from_embeddings(emb.embeddings, model.classifier).numpy()
     labels = np.array([samples[i].label for i in emb.indices])
     acc = metrics.topk_accuracy(scores, labels, (1, 5))
     return {"val_top1": acc["top1"], "val_top5": acc["top5"], "val_videos": len(emb.indices),
-            "val_failed": len(emb.errors)}
+            "val_failed": len(emb.errors), "failed": [msg for _, msg in emb.errors]}
 
 
 def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -> dict:
