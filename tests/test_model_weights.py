@@ -695,3 +695,10 @@ def test_transf_heads_follow_the_text_tower_width(tmp_path):
     del meta["head_heads"]
     checkpoints.atomic_save(tensors, meta, str(out))
     assert text4vis.load(checkpoint=str(out), device="cpu").model.fusion_model.heads == 2
+
+
+def test_video_checkpoints_given_as_clip_say_so(saved, tiny_dir):
+    _, paths = saved
+    for path in (paths[True], str(tiny_dir / "text4vis_orig_transf.pt")):
+        with pytest.raises(WeightsError, match="a video model checkpoint, not CLIP towers: pass it as --checkpoint"):
+            text4vis.load(clip=path, labels=["a", "b"])

@@ -164,7 +164,7 @@ def eval_from_config(cfg, args) -> dict:
         engine.check_folder(args.out)       # before the evaluation, not after it
     splits = []
     for path in args.splits or []:
-        split_names = load_labels(path)
+        split_names = load_labels(path, "--splits")
         missing = [n for n in split_names if n not in names]
         if missing:
             from .labels import LabelsError

@@ -23,13 +23,13 @@ class LabelsError(Exception):
     """A label list that cannot be used; the message names the file and line."""
 
 
-def load_labels(spec: str) -> list[str]:
-    """Class names, index = class id, from a built-in name or a file."""
+def load_labels(spec: str, option: str = "--labels") -> list[str]:
+    """Class names, index = class id, from a built-in name or a file (`option`: how errors name it)."""
     if spec in BUILTIN:
         text = resources.files("text4vis").joinpath("labels", BUILTIN[spec]).read_text(encoding="utf-8")
         return parse_labels(text, spec)
     if not os.path.isfile(spec):
-        raise LabelsError(f"--labels {spec}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
+        raise LabelsError(f"{option} {spec}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
     try:
         with open(spec, encoding="utf-8-sig") as f:
             text = f.read()

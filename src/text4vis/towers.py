@@ -250,6 +250,9 @@ def _hub_error(what: str, exc: BaseException) -> WeightsError:
 
 
 def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool = True) -> Towers:
+    if any(k.startswith("model.visual.") for k in sd) or (any(k.startswith("visual.") for k in sd)
+                                                           and not any(k.startswith("transformer.") for k in sd)):
+        raise WeightsError(f"{source}: a video model checkpoint, not CLIP towers: pass it as --checkpoint")
     if not is_openai_layout(sd):
         raise WeightsError(
             f"{source}: not an OpenAI-layout CLIP checkpoint (no visual.proj/text_projection); "

@@ -114,7 +114,7 @@ def model_input_size(cfg: Config, model: VideoModel) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def load_pretrain(model: VideoModel, path: str) -> None:
+def load_pretrain(model: VideoModel, path: str, clip: str = "") -> None:
     """Initialise the image tower, head and logit_scale from a text4vis or original checkpoint."""
     if checkpoints.is_text4vis_checkpoint(path):
         _, tensors = checkpoints.read_text4vis(path)
@@ -122,7 +122,7 @@ def load_pretrain(model: VideoModel, path: str) -> None:
     else:
         state = checkpoints.read_original(path)
     state = checkpoints.video_weights(state)
-    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, "model.clip")
+    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, clip or "model.clip")
     missing, unexpected = checkpoints.load_state_or_explain(model, state, f"model.pretrain {path}")
     if unexpected:
         raise TrainError(f"{path}: weights that do not fit this model, e.g. {unexpected[0]} (head type differs?)")
@@ -295,7 +295,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     model = VideoModel(towers.clip.visual, towers.embed_dim, cfg.model.head, head_heads=towers.head_heads,
                        logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
     if cfg.model.pretrain:
-        load_pretrain(model, cfg.model.pretrain)
+        load_pretrain(model, cfg.model.pretrain, cfg.model.clip)
     model.to(device)
     input_size = model_input_size(cfg, model)
     cls = build_classifier(cfg, towers, names, model, distinct_train, reader, device)
