@@ -34,12 +34,21 @@ from .towers import OPENAI_NAMES, build_clip
 PEAK_TFLOPS = {"H200": 790.0, "H100": 790.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
 
 
+BENCH_MODELS = [n for n in OPENAI_NAMES if n.startswith("ViT")]  # ResNet towers (RN50) are not benchmarked
+
+
 def model_config(name: str) -> dict:
     """open_clip config of an OpenAI name (ViT-B/16, ...) or open_clip name, with QuickGELU."""
     import open_clip
     cfg = open_clip.get_model_config(OPENAI_NAMES.get(name, name))
+    supported = ", ".join(BENCH_MODELS)
     if cfg is None:
-        raise ValueError(f"--model {name}: unknown architecture (use {', '.join(OPENAI_NAMES)})")
+        raise ValueError(f"--model {name}: unknown architecture (bench supports {supported}, "
+                         f"or an open_clip ViT name such as ViT-B-16)")
+    if not isinstance(cfg.get("vision_cfg", {}).get("patch_size"), int) or isinstance(
+            cfg["vision_cfg"].get("layers"), (list, tuple)):
+        raise ValueError(f"--model {name}: bench measures ViT image towers only (the reference computation it "
+                         f"compares with is a ViT); use {supported}, or an open_clip ViT name")
     cfg = copy.deepcopy(cfg)
     cfg["quick_gelu"] = True
     return cfg

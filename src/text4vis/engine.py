@@ -5,7 +5,6 @@ The training loop lives in train.py; both use these.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,16 +42,30 @@ def autocast(device: torch.device, dtype: str = "auto"):
     return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
 
 
-def check_folder(path: str) -> None:
-    """Before any work: the output folder `path` exists and can be written, or can be created (its
-    nearest existing parent is a writable folder); otherwise an OSError naming it (one CLI line)."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", probe)
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, "this folder is not writable", probe)
+def check_output(path: str, option: str, folder: bool = False) -> None:
+    """Before any work: `path` (a file; with folder=True a folder) can be written or created. UsageError naming
+    `option` and the path otherwise: an existing folder where a file is expected (or a file where a folder is),
+    a parent that is a file, a location without write permission."""
+    from .cli import UsageError
+    what = f"{option} {path}"
+    if os.path.isdir(path):
+        if not folder:
+            raise UsageError(f"{what}: is a folder; give a file name")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{what}: folder is not writable (permission denied)")
+        return
+    if os.path.lexists(path):
+        if folder:
+            raise UsageError(f"{what}: exists and is not a folder")
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise UsageError(f"{what}: file is not writable (permission denied)")
+    ancestor = os.path.dirname(os.path.abspath(path))  # the nearest existing folder above it must be writable
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise UsageError(f"{what}: cannot create it, {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{what}: cannot write in {ancestor} (permission denied)")
 
 
 def default_workers(n_items: int) -> int:

@@ -161,7 +161,7 @@ def eval_from_config(cfg, args) -> dict:
     if (args.zero_shot or cfg.evaluation.zero_shot) and len(names) < 2:
         raise UsageError(f"--zero-shot: the half-classes protocol needs at least 2 classes ({len(names)} given)")
     if args.out and engine.rank_world()[0] == 0:
-        engine.check_folder(args.out)       # before the evaluation, not after it
+        engine.check_output(args.out, "--out", folder=True)       # before the evaluation, not after it
     splits = []
     for path in args.splits or []:
         split_names = load_labels(path, "--splits")

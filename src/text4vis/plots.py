@@ -153,10 +153,14 @@ def plot_correlation(
     if classes is None:
         ids = np.arange(c)
     elif isinstance(classes, (int, np.integer)):
+        if classes < 1:
+            raise ValueError(f"need at least 1 class to plot (got {classes})")
         n = min(int(classes), c)
         ids = np.sort(np.random.default_rng(seed).choice(c, size=n, replace=False))
     else:
         ids = np.asarray(list(classes), dtype=np.int64)
+        if ids.size == 0:
+            raise ValueError("need at least 1 class to plot (got an empty list)")
     sims = []
     for _, w in classifiers:
         wn = _normalize_rows(np.asarray(w)[ids])
@@ -199,6 +203,8 @@ def nearest_classes(
     Neighbours are the ``k`` other classes (itself excluded) with the highest
     cosine similarity of L2-normalised rows, best first, ties by lower id.
     """
+    if int(k) < 1:
+        raise ValueError(f"k must be at least 1 (got {k})")
     w = _normalize_rows(classifier)
     c = w.shape[0]
     sim = w @ w.T

@@ -503,6 +503,13 @@ def make_benchmark(
     ``labels_csv``, ``zeroshot_labels_csv`` (paths are :class:`pathlib.Path`)
     and ``num_train``, ``num_val``, ``num_zeroshot``.
     """
+    # argument checks first: nothing is written and no progress bar starts for values that cannot work
+    if num_frames < 1 or size < 8:
+        raise ValueError(f"need num_frames >= 1 and size >= 8 (got num_frames={num_frames}, size={size})")
+    for what, n in (("train_per_class", train_per_class), ("val_per_class", val_per_class),
+                    ("zeroshot_per_class", zeroshot_per_class)):
+        if n is not None and n < 0:
+            raise ValueError(f"{what} must be at least 0 (got {n})")
     shapes = list(DEFAULT_SHAPES if shapes is None else shapes)
     motions = list(DEFAULT_MOTIONS if motions is None else motions)
     grid = class_names(shapes, motions)

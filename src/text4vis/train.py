@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoints, classifiers, engine, losses, metrics
+from .cli import UsageError
 from .config import Config, ConfigError
 from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
                        train_collate)
@@ -83,12 +84,17 @@ def build_classifier(cfg: Config, towers, names: list[str], model: VideoModel | 
         cls.meta["type"] = "linear"
         return cls
     if c.type == "lda":
-        return lda_from_model(model, samples, names, cfg, reader, device)
+        cls, failed = lda_from_model(model, samples, names, cfg, reader, device)
+        for msg in failed:
+            log(f"warning: a video for the LDA classifier does not decode (left out): {msg}", engine.rank_world()[0])
+        return cls
     raise ConfigError(f"classifier.type {c.type!r} unknown")
 
 
-def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader, device) -> classifiers.Classifier:
-    """LDA on frozen video embeddings of a seeded fraction of the training set."""
+def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader,
+                   device) -> tuple[classifiers.Classifier, list[str]]:
+    """LDA on frozen video embeddings of a seeded fraction of the training set; also the errors of
+    the chosen videos that failed to decode (left out)."""
     rng = np.random.default_rng(cfg.classifier.seed)
     per_class: dict[int, list] = {}
     for s in samples:
@@ -102,9 +108,16 @@ def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader, devic
     emb = engine.embed_dataset(model, ds, device, batch_size=cfg.evaluation.batch_size, workers=cfg.data.workers,
                                progress=True, desc="lda embeddings", precision=cfg.evaluation.precision)
     targets = np.array([chosen[i].label for i in emb.indices])
+    errors = dict(emb.errors)                                  # chosen index -> message
+    lost = sorted({chosen[i].label for i in errors} - set(targets.tolist()))
+    if lost:
+        example = next(msg for i, msg in errors.items() if chosen[i].label == lost[0])
+        raise classifiers.ClassifierError(f"lda: every chosen video of {len(lost)} class(es) failed to decode, "
+                                          f"e.g. of {names[lost[0]]!r}: {example}")
+    failed = list(errors.values())
     cls = classifiers.lda_classifier(emb.embeddings.numpy(), targets, names)
     cls.meta["fraction"] = cfg.classifier.lda_fraction
-    return cls
+    return cls, failed
 
 
 def model_input_size(cfg: Config, model: VideoModel) -> int:
@@ -242,7 +255,7 @@ def check_output(output: str, resume: str | None) -> None:
     if not resume and os.path.isfile(os.path.join(output, CHECKPOINT_LAST)):
         raise ConfigError(f"--output {output}: already holds a run ({CHECKPOINT_LAST}); continue it with "
                           f"--resume auto, or choose another --output")
-    engine.check_folder(output)
+    engine.check_output(output, "--output", folder=True)
 
 
 def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
@@ -252,7 +265,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     if rank == 0:
         try:
             check_output(output, cfg.training.resume)
-        except (ConfigError, OSError) as exc:
+        except (ConfigError, OSError, UsageError) as exc:
             problem = exc
     if world > 1:  # every rank stops, not only rank 0 (the others would wait for it forever)
         box = [str(problem) if problem else None]
