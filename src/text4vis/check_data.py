@@ -3,6 +3,10 @@
 Every entry is opened and fully decoded in parallel: missing files, videos that do not decode,
 frame counts that differ from the list line, and label ids outside the label list are reported;
 cleaned list files (broken entries removed) can be written.
+
+A video counts as broken when fewer than MIN_DECODED (90 %) of its stored frames (packets) decode:
+`read_frames` would silently sample from the part that decodes, so training would see a fraction
+of the video. (Healthy files decode every packet; a truncated last packet costs one frame.)
 """
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import Config
-from .datasets import DataError, Sample, read_csv, read_list
+from .datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file
 from .labels import load_labels
-from .video import VideoError, read_frames
+from .video import VideoError, count_frames, read_frames
+
+MIN_DECODED = 0.9  # a video is broken when fewer than this fraction of its packets decode to frames
 
 
 def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, int | None]:
@@ -27,8 +33,14 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
     if not os.path.exists(sample.path):
         return "missing", f"{sample.source}: {sample.path} not found", None
     if sample.num_frames is not None:  # frame folder: count the frames the template can read
+        if not os.path.isdir(sample.path):
+            return "broken", f"{sample.source}: {sample.path} is not a frame folder", 0
+        try:
+            limit = len(os.listdir(sample.path))  # bounds the count whatever the template
+        except OSError as exc:
+            return "broken", f"{sample.source}: {sample.path}: cannot list the folder ({exc.strerror or exc})", 0
         n = 0
-        while os.path.isfile(os.path.join(sample.path, tmpl.format(n + bias))):
+        while n < limit and os.path.isfile(os.path.join(sample.path, tmpl.format(n + bias))):
             n += 1
         if n == 0:
             return "broken", f"{sample.source}: {sample.path} has no {tmpl} frames (index_bias {bias})", 0
@@ -42,10 +54,16 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
         if n != sample.num_frames:
             return "frames", f"{sample.source}: list says {sample.num_frames} frames, folder has {n}", n
         return "ok", None, n
+    where = "" if sample.source == sample.path else f"{sample.source}: "
     try:
         _, n = read_frames(sample.path, lambda n: [0, n - 1])
+        stored = n if sample.path.endswith(".frames.zip") else count_frames(sample.path)
     except VideoError as exc:  # its message starts with the path
-        return "broken", str(exc) if sample.source == sample.path else f"{sample.source}: {exc}", None
+        return "broken", f"{where}{exc}", None
+    except Exception as exc:  # a decoder crash on one file must not stop the scan
+        return "broken", f"{where}{sample.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None
+    if n < MIN_DECODED * stored:
+        return "broken", f"{where}{sample.path}: decodes {n} of {stored} frames (damaged or cut stream)", n
     return "ok", None, n
 
 
@@ -65,7 +83,22 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
                                                           ("val", cfg.data.val_list, cfg.data.val_root)) if path]
     if not splits:
         raise DataError("the config names no data.train_list or data.val_list")
+    if workers is not None and workers < 0:
+        raise DataError(f"--workers must be 0 (one per CPU) or more, not {workers}")
+    check_image_tmpl(cfg.data.image_tmpl)
     basenames = [os.path.basename(path) for _, path, _ in splits]
+    clean_paths: dict[str, str] = {}
+    if clean_dir:  # before any work: never overwrite an input list, and fail early on an unusable folder
+        for split, path, _ in splits:
+            if not os.path.isdir(path):
+                name = os.path.basename(path)
+                clean_paths[split] = os.path.join(clean_dir, name if basenames.count(name) == 1 else f"{split}_{name}")
+        for split, out in clean_paths.items():
+            for _, path, _ in splits:
+                if same_file(out, path):
+                    raise DataError(f"--write-clean {clean_dir}: would overwrite the input list {path}; "
+                                    f"write the cleaned lists to another folder")
+        os.makedirs(clean_dir, exist_ok=True)
     for split, path, root in splits:
         if os.path.isdir(path):
             print(f"{split}: {path} is a class-folder tree; checking its videos", file=sys.stderr)
@@ -99,21 +132,39 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
         print(f"{split}: {len(samples)} entries, {counts['ok']} ok, {counts['missing']} missing, "
               f"{counts['broken']} do not decode, {counts['frames']} frame counts differ, "
               f"{counts['label']} labels out of range")
-        if clean_dir and not os.path.isdir(path):
-            os.makedirs(clean_dir, exist_ok=True)
-            name = os.path.basename(path)
-            out = os.path.join(clean_dir, name if basenames.count(name) == 1 else f"{split}_{name}")
-            with open(path, encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
-                for lineno, line in enumerate(src, start=1):
-                    where = f"{path}:{lineno}"
-                    if where in bad_lines:
-                        continue
-                    if where in fixed_counts:  # "dir num_frames label": the folder's true count
-                        parts = line.split()
-                        parts[-2] = str(fixed_counts[where])
-                        line = " ".join(parts) + "\n"
-                    dst.write(line)
+        if split in clean_paths:
+            out = clean_paths[split]
+            written = _write_clean(path, out, {s.source for s in samples}, bad_lines, fixed_counts)
             report["splits"][split]["clean_list"] = out
-            print(f"{split}: cleaned list ({len(samples) - len(bad_lines)} entries, {len(bad_lines)} removed, "
+            print(f"{split}: cleaned list ({written} entries, {len(bad_lines)} removed, "
                   f"{len(fixed_counts)} frame counts corrected) written to {out}")
     return report
+
+
+def _write_clean(path: str, out: str, sources: set[str], bad_lines: set[str], fixed_counts: dict[str, int]) -> int:
+    """Write `path` without its bad lines to `out`, atomically (temporary file, then rename).
+    Returns the number of entries written."""
+    with open(path, encoding="utf-8") as src:
+        lines = src.readlines()
+    tmp = f"{out}.tmp{os.getpid()}"
+    written = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as dst:
+            for lineno, line in enumerate(lines, start=1):
+                where = f"{path}:{lineno}"
+                if where in bad_lines:
+                    continue
+                if where in fixed_counts:  # "dir num_frames label": the folder's true count
+                    parts = line.split()
+                    parts[-2] = str(fixed_counts[where])
+                    line = " ".join(parts) + "\n"
+                dst.write(line)
+                written += where in sources
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return written

@@ -40,28 +40,47 @@ class Sample:
 
 # ----------------------------------------------------------------------------- reading lists
 
+def _not_text(path: str, exc: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: not a text file (byte {exc.start} is not UTF-8: {exc.reason})")
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether paths `a` and `b` name the same file (also through links); for outputs that must
+    never replace an input list."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
 def read_list(list_file: str, root: str = "") -> list[Sample]:
     """Original Text4Vis list file (frames or videos), paths joined to `root`."""
     if not os.path.isfile(list_file):
         raise DataError(f"{list_file}: list file not found")
     out = []
-    with open(list_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.strip().split()
-            if not parts:
-                continue
-            where = f"{list_file}:{lineno}"
-            try:
-                if len(parts) >= 3:  # frames: dir num_frames label (dir may not contain spaces, as in the reference)
-                    path, n, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
-                    out.append(Sample(os.path.join(root, path), label, n, where))
-                elif len(parts) == 2:
-                    out.append(Sample(os.path.join(root, parts[0]), int(parts[1]), None, where))
-                else:
-                    raise ValueError
-            except ValueError:
-                raise DataError(f"{where}: cannot parse {line.strip()!r}: expected 'path label' or "
-                                f"'dir num_frames label' with integer numbers") from None
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as exc:
+        raise _not_text(list_file, exc) from None
+    for lineno, line in enumerate(lines, start=1):
+        parts = line.strip().split()
+        if not parts:
+            continue
+        where = f"{list_file}:{lineno}"
+        try:
+            if len(parts) >= 3:  # frames: dir num_frames label (dir may not contain spaces, as in the reference)
+                path, n, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
+                out.append(Sample(os.path.join(root, path), label, n, where))
+            elif len(parts) == 2:
+                out.append(Sample(os.path.join(root, parts[0]), int(parts[1]), None, where))
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataError(f"{where}: cannot parse {line.strip()!r}: expected 'path label' or "
+                            f"'dir num_frames label' with integer numbers") from None
     if not out:
         raise DataError(f"{list_file}: list file has no entries")
     return out
@@ -73,24 +92,30 @@ def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
         raise DataError(f"{csv_file}: CSV file not found")
     index = {n: i for i, n in enumerate(labels)}
     out = []
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
-                continue
-            where = f"{csv_file}:{lineno}"
-            if len(row) < 2:
-                raise DataError(f"{where}: expected 'path,label', got {','.join(row)!r}")
-            path, lab = row[0].strip(), ",".join(row[1:]).strip()
-            if lab in index:
-                label = index[lab]
-            else:
-                try:
-                    label = int(lab)
-                except ValueError:
-                    raise DataError(f"{where}: label {lab!r} is neither a class id nor a class name") from None
-            out.append(Sample(os.path.join(root, path), label, None, where))
+    try:
+        with open(csv_file, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise _not_text(csv_file, exc) from None
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise DataError(f"{csv_file}: not a CSV file ({exc})") from None
+    for lineno, row in enumerate(rows, start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+            continue
+        where = f"{csv_file}:{lineno}"
+        if len(row) < 2:
+            raise DataError(f"{where}: expected 'path,label', got {','.join(row)!r}")
+        path, lab = row[0].strip(), ",".join(row[1:]).strip()
+        if lab in index:
+            label = index[lab]
+        else:
+            try:
+                label = int(lab)
+            except ValueError:
+                raise DataError(f"{where}: label {lab!r} is neither a class id nor a class name") from None
+        out.append(Sample(os.path.join(root, path), label, None, where))
     if not out:
         raise DataError(f"{csv_file}: CSV has no entries")
     return out
@@ -135,18 +160,36 @@ def few_shot(samples: list[Sample], shot: int, seed: int, num_classes: int) -> l
 
 # ----------------------------------------------------------------------------- reading clips
 
+def check_image_tmpl(tmpl) -> None:
+    """DataError unless `tmpl` names frame files by one integer field ("img_{:05d}.jpg"): without
+    a field every frame would be the same file, a bad field would fail on every read."""
+    hint = "it needs one integer field for the frame number, such as 'img_{:05d}.jpg'"
+    if not isinstance(tmpl, str):
+        raise DataError(f"data.image_tmpl {tmpl!r}: not a text template; {hint}")
+    try:
+        first, second = tmpl.format(1), tmpl.format(2)
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        reason = f"unknown field {exc}" if isinstance(exc, (KeyError, AttributeError)) else str(exc) or type(exc).__name__
+        raise DataError(f"data.image_tmpl {tmpl!r}: not a valid template ({reason}); {hint}") from None
+    if first == second:
+        raise DataError(f"data.image_tmpl {tmpl!r}: has no field for the frame number; {hint}")
+
+
 @dataclass
 class FrameReader:
     """Reads chosen frames of a sample: a video file, or a frame folder through `image_tmpl`."""
     image_tmpl: str = "img_{:05d}.jpg"
     index_bias: int = 1
 
+    def __post_init__(self):
+        check_image_tmpl(self.image_tmpl)
+
     def __call__(self, sample: Sample, choose) -> np.ndarray:
         if sample.num_frames is not None:
             frames, _ = read_frame_folder(sample.path, choose, sample.num_frames, self.image_tmpl, self.index_bias)
         else:
             # one decoding thread per DataLoader worker (workers are the parallelism); FFmpeg's own
-            # threads when decoding in the main process
+            # (slice) threads when decoding in the main process
             frames, _ = read_frames(sample.path, choose, threads=1 if get_worker_info() else 0)
         return frames
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .video import VideoError, read_all_frames
+from .video import VideoError, frame_rate, read_all_frames
 
 SUFFIX = ".frames.zip"
 
@@ -35,11 +35,8 @@ def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) 
             meta = json.loads(z.read("meta.json"))
         return {"frames": meta["num_frames"], "bytes": os.path.getsize(dst), "seconds": meta.get("seconds", 0.0),
                 "skipped": True}
-    import av
-    with av.open(src) as c:
-        s = c.streams.video[0]
-        fps = float(s.average_rate) if s.average_rate else 25.0
-    frames = read_all_frames(src)
+    frames = read_all_frames(src)  # first: its checks give the one-line errors (missing, empty, ...)
+    fps = frame_rate(src)
     n, h, w = frames.shape[:3]
     scale = short_side / min(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -89,8 +86,20 @@ def _job(args):
 
 def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256, quality: int = 90,
                  workers: int | None = None) -> dict:
-    """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs."""
-    from .datasets import read_list
+    """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs.
+    Bad arguments and an output list that would replace the input list are DataErrors, raised
+    before any work."""
+    from .datasets import DataError, read_list, same_file
+    if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
+        raise DataError(f"--short-side must be a whole number of pixels, at least 1 (not {short_side!r})")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise DataError(f"--quality must be a JPEG quality from 1 to 100 (not {quality!r})")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise DataError(f"--workers must be 0 (one per CPU) or more (not {workers!r})")
+    out_list = os.path.join(out_dir, os.path.basename(list_file))
+    if same_file(out_list, list_file):
+        raise DataError(f"--out {out_dir}: the prepared list {out_list} would replace the input list; "
+                        f"choose another output folder")
     samples = read_list(list_file, root)
     jobs, lines = [], []
     for s in samples:
@@ -100,6 +109,7 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
         dst = os.path.join(out_dir, rel + SUFFIX)
         jobs.append((s.path, dst, short_side, quality))
         lines.append((rel + SUFFIX, s.label, s.path))
+    os.makedirs(out_dir, exist_ok=True)  # an unusable output folder fails here, once, not once per video
     totals = {"videos": len(jobs), "converted": 0, "skipped": 0, "failed": 0, "bytes": 0, "seconds": 0.0}
     ok = set()
     with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
@@ -112,10 +122,15 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
             totals["skipped" if info["skipped"] else "converted"] += 1
             totals["bytes"] += info["bytes"]
             totals["seconds"] += info["seconds"]
-    os.makedirs(out_dir, exist_ok=True)
-    out_list = os.path.join(out_dir, os.path.basename(list_file))
-    with open(out_list, "w") as f:
-        f.writelines(f"{rel} {label}\n" for rel, label, src in lines if src in ok)
+    tmp = f"{out_list}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(f"{rel} {label}\n" for rel, label, src in lines if src in ok)
+        os.replace(tmp, out_list)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     hours = totals["seconds"] / 3600
     totals["gb_per_hour"] = (totals["bytes"] / 1e9 / hours) if hours else None
     totals["list"] = out_list

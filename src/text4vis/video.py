@@ -32,8 +32,17 @@ class VideoError(Exception):
 
 
 def _short(exc: BaseException) -> str:
+    """The reason alone, for "PATH: problem (reason)" messages. For FFmpeg/OS errors that is the
+    strerror: str() of those repeats the file name, adds an errno and, with PyAV, FFmpeg's "last
+    error log", which is process-global and may be about another file."""
+    reason = getattr(exc, "strerror", None)
+    if isinstance(exc, OSError) or (av is not None and isinstance(exc, av.FFmpegError)):
+        if isinstance(reason, str) and reason.strip():
+            return reason.strip()
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    return text[0].split("; last error log:")[0]
 
 
 def _open(path: str):
@@ -63,6 +72,16 @@ def _default_stream(container):
         if int(s.disposition) & int(av.stream.Disposition.default):
             return s
     return videos[0]
+
+
+def frame_rate(path: str, default: float = 25.0) -> float:
+    """Average frame rate of the default video stream (`default` when the container has none)."""
+    container = _open(path)
+    try:
+        rate = _default_stream(container).average_rate
+        return float(rate) if rate else default
+    finally:
+        container.close()
 
 
 def count_frames(path: str) -> int:
@@ -150,8 +169,9 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
 
     `choose` receives N, the true number of frames, and returns indices in 0..N-1 (repeats allowed,
     any order). Returns (frames uint8 [len(indices), H, W, 3] in the order asked, N).
-    `threads`: 0 lets FFmpeg use frame and slice threads (fastest for one video); 1 decodes in this
-    thread only (best inside DataLoader workers, and it enables skipping unneeded frames).
+    `threads`: 0 lets FFmpeg use slice threads (as many as it likes); 1 decodes in this thread only
+    (best inside DataLoader workers, and it enables skipping unneeded frames). Frame threading is
+    never used: it can deadlock on damaged H.264 streams.
     """
     if path.endswith(".frames.zip"):  # `text4vis prepare` output: packed, resized JPEG frames
         from .prepare import read_frame_zip
@@ -164,12 +184,13 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
             raise VideoError(f"{path}: video stream has no frames")
         indices = [int(i) for i in choose(n)]
         kept: dict[int, np.ndarray] = {}
-        if threads == 1:
-            stream.codec_context.thread_count = 1
-            if pts is not None:
-                kept = _decode_skipping(container, stream, indices, pts)
-        else:
-            stream.thread_type = "AUTO"
+        # Slice threads only, never FFmpeg's frame threading ("FRAME"/"AUTO"): on a damaged H.264
+        # stream frame threading can deadlock (the process then waits forever in futex_wait); slice
+        # threads have no hand-off between frames (they finish within each frame's decode).
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = threads
+        if threads == 1 and pts is not None:
+            kept = _decode_skipping(container, stream, indices, pts)
         if not all(i in kept for i in indices):
             kept, decoded = _decode_selected(container, stream, indices, path)
             if decoded == 0:
