@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import Config
-from .datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file
+from .datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
 from .labels import load_labels
 from .video import VideoError, count_frames, read_frames
 
@@ -142,29 +142,19 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
 
 
 def _write_clean(path: str, out: str, sources: set[str], bad_lines: set[str], fixed_counts: dict[str, int]) -> int:
-    """Write `path` without its bad lines to `out`, atomically (temporary file, then rename).
-    Returns the number of entries written."""
+    """Write `path` without its bad lines to `out`, atomically. Returns the number of entries written."""
     with open(path, encoding="utf-8") as src:
         lines = src.readlines()
-    tmp = f"{out}.tmp{os.getpid()}"
-    written = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as dst:
-            for lineno, line in enumerate(lines, start=1):
-                where = f"{path}:{lineno}"
-                if where in bad_lines:
-                    continue
-                if where in fixed_counts:  # "dir num_frames label": the folder's true count
-                    parts = line.split()
-                    parts[-2] = str(fixed_counts[where])
-                    line = " ".join(parts) + "\n"
-                dst.write(line)
-                written += where in sources
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    kept, written = [], 0
+    for lineno, line in enumerate(lines, start=1):
+        where = f"{path}:{lineno}"
+        if where in bad_lines:
+            continue
+        if where in fixed_counts:  # "dir num_frames label": the folder's true count
+            parts = line.split()
+            parts[-2] = str(fixed_counts[where])
+            line = " ".join(parts) + "\n"
+        kept.append(line)
+        written += where in sources
+    write_list_atomic(out, kept)
     return written

@@ -55,6 +55,19 @@ def same_file(a: str, b: str) -> bool:
         return False
 
 
+def write_list_atomic(path: str, lines: list[str]) -> None:
+    """Write a list file whole or not at all (temporary file, then rename): a kill never leaves half a list."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def read_list(list_file: str, root: str = "") -> list[Sample]:
     """Original Text4Vis list file (frames or videos), paths joined to `root`."""
     if not os.path.isfile(list_file):

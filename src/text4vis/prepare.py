@@ -89,7 +89,7 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
     """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs.
     Bad arguments and an output list that would replace the input list are DataErrors, raised
     before any work."""
-    from .datasets import DataError, read_list, same_file
+    from .datasets import DataError, read_list, same_file, write_list_atomic
     if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
         raise DataError(f"--short-side must be a whole number of pixels, at least 1 (not {short_side!r})")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
@@ -122,15 +122,7 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
             totals["skipped" if info["skipped"] else "converted"] += 1
             totals["bytes"] += info["bytes"]
             totals["seconds"] += info["seconds"]
-    tmp = f"{out_list}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(f"{rel} {label}\n" for rel, label, src in lines if src in ok)
-        os.replace(tmp, out_list)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_list_atomic(out_list, [f"{rel} {label}\n" for rel, label, src in lines if src in ok])
     hours = totals["seconds"] / 3600
     totals["gb_per_hour"] = (totals["bytes"] / 1e9 / hours) if hours else None
     totals["list"] = out_list
