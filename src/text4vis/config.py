@@ -66,7 +66,7 @@ class OptimCfg:
     lr: float = 5e-5                   # learning rate of the temporal head (and projection / linear classifier)
     clip_ratio: float = 0.1            # the image tower and logit_scale train at lr * clip_ratio
     weight_decay: float = 0.2          # AdamW weight decay
-    betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (original Text4Vis configs get the reference code's [0.9, 0.98])
+    betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (the recipes in configs/ and original Text4Vis configs use the reference code's [0.9, 0.98])
     eps: float = 1e-8                  # AdamW eps
     epochs: int = 30                   # training epochs
     warmup_epochs: float = 5           # linear warmup, then cosine decay to 0; stepped per iteration
