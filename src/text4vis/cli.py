@@ -22,6 +22,18 @@ class UsageError(Exception):
     """Reported as one line, exit code 2."""
 
 
+def check_numbers(*checks) -> None:
+    """Numeric options, each (option, value, least) or (option, value, least, most); None values are skipped.
+    UsageError (one line, exit 2) on the first value out of range."""
+    for name, value, least, *most in checks:
+        if value is None:
+            continue
+        if not value >= least:  # also NaN
+            raise UsageError(f"{name} must be at least {least} (got {value})")
+        if most and value > most[0]:
+            raise UsageError(f"{name} must be at most {most[0]} (got {value})")
+
+
 def _known_errors():
     from .classifiers import ClassifierError
     from .datasets import DataError
@@ -46,7 +58,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier", help="a stored classifier file (from `text4vis classifier build`)")
     g.add_argument("--frames", type=int, help="frames per clip T (default: the checkpoint's, else 8)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
-    g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default=None,
+    from .config import PRECISIONS
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="GPU compute precision: auto = bf16 autocast where supported (fastest); fp32 = the "
                         "reference test scripts' precision, to reproduce published numbers most closely "
                         "(default: auto; eval: evaluation.precision). The CPU always computes in fp32")
@@ -62,10 +75,8 @@ def cmd_predict(args) -> int:
         parse_views(args.views)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for name, value, least in (("--topk", args.topk, 1), ("--frames", args.frames, 1),
-                               ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0)):
-        if value is not None and value < least:
-            raise UsageError(f"{name} must be at least {least} (got {value})")
+    check_numbers(("--topk", args.topk, 1), ("--frames", args.frames, 1),
+                  ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0))
     if args.embedding and not args.json:
         raise UsageError("--embedding adds the embedding to --json output: use both")
     files = find_videos(args.inputs)

@@ -12,19 +12,6 @@ import sys
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def check_numbers(*checks) -> None:
-    """Numeric options, each (option, value, least) or (option, value, least, most); None values are skipped.
-    UsageError (one line, exit 2) on the first value out of range."""
-    from .cli import UsageError
-    for name, value, least, *most in checks:
-        if value is None:
-            continue
-        if not value >= least:  # also NaN
-            raise UsageError(f"{name} must be at least {least} (got {value})")
-        if most and value > most[0]:
-            raise UsageError(f"{name} must be at most {most[0]} (got {value})")
-
-
 # ----------------------------------------------------------------------------- train
 
 def add_train(sub) -> None:
@@ -121,6 +108,7 @@ def add_synth(sub) -> None:
 
 
 def cmd_synth(args) -> int:
+    from .cli import check_numbers
     check_numbers(("--frames", args.frames, 1), ("--size", args.size, 8),
                   ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1))
     from .engine import check_output
@@ -256,7 +244,7 @@ def _classifier_from(path: str):
 
 def cmd_classifier_build(args) -> int:
     from . import classifiers
-    from .cli import UsageError
+    from .cli import UsageError, check_numbers
     from .labels import load_labels
     check_numbers(("--dim", args.dim, 1))
     if args.type == "lda" and not 0 < args.fraction <= 1:
@@ -330,7 +318,7 @@ def _build_lda(args):
 
 
 def _pick_classes(spec: str, names: list[str]):
-    from .cli import UsageError
+    from .cli import UsageError, check_numbers
     if spec == "all":
         return None
     if spec.strip().lstrip("+-").isdigit():
@@ -364,6 +352,7 @@ def cmd_classifier_plot(args) -> int:
 
 def cmd_classifier_inspect(args) -> int:
     from . import plots
+    from .cli import check_numbers
     check_numbers(("--k", args.k, 1))
     c = _classifier_from(args.input)
     print(f"{args.input}: {c.meta.get('type', '?')} classifier, {c.num_classes} classes x {c.dim} dims")
@@ -509,7 +498,7 @@ def add_bench(sub) -> None:
 def cmd_bench(args) -> int:
     from .api import pick_device
     from .bench import bench_data, bench_model, model_config
-    from .cli import UsageError
+    from .cli import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
     if args.data:

@@ -16,6 +16,9 @@ from typing import Any
 import yaml
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # compute precision: auto = bf16 on GPUs that have it, else fp16
+
+
 class ConfigError(Exception):
     """A config that cannot be used; the message names the file and key."""
 
@@ -401,10 +404,9 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
     if cfg.training.text_tower not in ("online", "frozen"):
         raise ConfigError(f"training.text_tower {cfg.training.text_tower!r}: choose online or frozen")
-    if cfg.optim.precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise ConfigError(f"optim.precision {cfg.optim.precision!r}: choose auto, bf16, fp16 or fp32")
-    if cfg.evaluation.precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise ConfigError(f"evaluation.precision {cfg.evaluation.precision!r}: choose auto, bf16, fp16 or fp32")
+    for key, value in (("optim.precision", cfg.optim.precision), ("evaluation.precision", cfg.evaluation.precision)):
+        if value not in PRECISIONS:
+            raise ConfigError(f"{key} {value!r}: choose {', '.join(PRECISIONS)}")
     if cfg.data.num_frames < 1 or cfg.data.batch_size < 1 or cfg.optim.grad_accumulation < 1:
         raise ConfigError("data.num_frames, data.batch_size and optim.grad_accumulation must be at least 1")
     at_least = {"optim.epochs": (cfg.optim.epochs, 1), "training.print_freq": (cfg.training.print_freq, 1),

@@ -15,12 +15,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .config import PRECISIONS
 from .datasets import test_collate
 
 TEST_SCALE = 100.0  # the reference's test rule: softmax(100 x cosine)
-
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def precision_name(device: torch.device, dtype: str = "auto") -> str:

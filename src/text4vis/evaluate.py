@@ -149,15 +149,12 @@ def eval_from_config(cfg, args) -> dict:
         from .config import ConfigError
         raise ConfigError("data.labels is not set (a label set name or file)")
     views = args.views or cfg.evaluation.views
-    from .cli import UsageError
+    from .cli import UsageError, check_numbers
     try:
         parse_views(views)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    for name, value, least in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
-                               ("--frames", args.frames, 1)):
-        if value is not None and value < least:
-            raise UsageError(f"{name} must be at least {least} (got {value})")
+    check_numbers(("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0), ("--frames", args.frames, 1))
     if (args.zero_shot or cfg.evaluation.zero_shot) and len(names) < 2:
         raise UsageError(f"--zero-shot: the half-classes protocol needs at least 2 classes ({len(names)} given)")
     if args.out and engine.rank_world()[0] == 0:
