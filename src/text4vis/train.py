@@ -6,6 +6,8 @@ evaluate and checkpoint. Runs on one CPU, one GPU, or many (torchrun + Distribut
 """
 from __future__ import annotations
 
+from .errors import TrainError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import json
 import math
 import os
@@ -37,8 +39,6 @@ CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"
 
 
-class TrainError(Exception):
-    """A run that cannot go on; one line saying why and what to do."""
 
 
 # ----------------------------------------------------------------------------- distribution

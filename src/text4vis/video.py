@@ -9,6 +9,8 @@ Frame folders (the original Text4Vis "dir num_frames label" lists) are read here
 """
 from __future__ import annotations
 
+from .errors import VideoError  # noqa: F401  (re-exported: the error family lives in errors.py)
+
 import os
 from typing import Callable, Sequence
 
@@ -27,8 +29,6 @@ except ImportError:  # decoding needs PyAV; the rest of text4vis (e.g. `bench` o
     av = None
 
 
-class VideoError(Exception):
-    """A video (or frame folder) that cannot be read. The message is one line naming the file."""
 
 
 def _short(exc: BaseException) -> str:
