@@ -25,8 +25,9 @@ torch.set_num_threads(1)
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-SHARED_VIDEOS = os.path.join(SHARED, "videos")
+# Real camera clips (Apache-2.0 / MIT / BSD, see tests/data/videos/SOURCES.md), kept in the repository so a
+# fresh clone tests everything with nothing skipped.
+SHARED_VIDEOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "videos")
 
 # A small OpenAI-layout CLIP: ViT with 2 layers of width 64, patch 8 on 32x32 images,
 # a 1-layer text tower of width 64 with the real CLIP vocabulary (so the real tokenizer works).

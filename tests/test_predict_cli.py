@@ -22,8 +22,7 @@ UCF = load_labels("ucf101")
 
 def real(name: str) -> str:
     path = os.path.join(SHARED_VIDEOS, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"shared test video {name} is not available")
+    assert os.path.isfile(path), f"test video {name} is missing from tests/data/videos"
     return path
 
 

@@ -16,8 +16,7 @@ from text4vis.video import VideoError, count_frames, read_all_frames, read_frame
 
 def shared(name: str) -> str:
     path = os.path.join(SHARED_VIDEOS, name)
-    if not os.path.isfile(path):
-        pytest.skip(f"shared test video {name} is not available")
+    assert os.path.isfile(path), f"test video {name} is missing from tests/data/videos"
     return path
 
 
