@@ -36,8 +36,8 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .cli import UsageError
-    from .config import describe, load_config
+    from .common import UsageError
+    from ..config import describe, load_config
     if args.help_config:
         print(describe())
         return 0
@@ -48,7 +48,7 @@ def cmd_train(args) -> int:
     cfg, notes = load_config(args.config, args.set)
     if args.resume:
         cfg.training.resume = args.resume
-    from .train import TrainError, train
+    from ..train import TrainError, train
     try:
         train(cfg, args.output, notes, progress=not args.quiet)
     except TrainError as exc:
@@ -74,8 +74,8 @@ def add_check_data(sub) -> None:
 
 
 def cmd_check_data(args) -> int:
-    from .check_data import check_config
-    from .config import load_config
+    from ..check_data import check_config
+    from ..config import load_config
     cfg, notes = load_config(args.config, args.set)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -108,12 +108,12 @@ def add_synth(sub) -> None:
 
 
 def cmd_synth(args) -> int:
-    from .cli import check_numbers
+    from .common import check_numbers
     check_numbers(("--frames", args.frames, 1), ("--size", args.size, 8),
                   ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1))
-    from .engine import check_output
+    from ..engine import check_output
     check_output(args.out, "--out", folder=True)
-    from .synthetic import make_benchmark
+    from ..synthetic import make_benchmark
     info = make_benchmark(args.out, seed=args.seed, train_per_class=args.train_per_class,
                           val_per_class=args.val_per_class, num_frames=args.frames, size=args.size)
     print(json.dumps({k: v for k, v in info.items() if not isinstance(v, list)}, indent=1, default=str))
@@ -123,7 +123,7 @@ def cmd_synth(args) -> int:
 # ----------------------------------------------------------------------------- eval
 
 def add_eval(sub) -> None:
-    from .cli import add_model_args
+    from .common import add_model_args
     p = sub.add_parser("eval", help="evaluate a model: top-1/5, mean class accuracy, mAP, zero-shot protocols",
                        formatter_class=RAW,
                        description="Evaluate on a config's val list (or --val-list) with multi-view testing; "
@@ -149,8 +149,8 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .config import load_config
-    from .evaluate import eval_from_config
+    from ..config import load_config
+    from ..evaluate import eval_from_config
     cfg, notes = load_config(args.config, args.set)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -231,7 +231,7 @@ INSPECT_EXAMPLES = (
 
 def _classifier_from(path: str):
     """A stored classifier, or the classifier inside a text4vis checkpoint."""
-    from . import checkpoints, classifiers
+    from .. import checkpoints, classifiers
     if checkpoints.is_text4vis_checkpoint(path):
         meta, tensors = checkpoints.read_text4vis(path)
         w = tensors.get("model.classifier")
@@ -243,13 +243,13 @@ def _classifier_from(path: str):
 
 
 def cmd_classifier_build(args) -> int:
-    from . import classifiers
-    from .cli import UsageError, check_numbers
-    from .labels import load_labels
+    from .. import classifiers
+    from .common import UsageError, check_numbers
+    from ..labels import load_labels
     check_numbers(("--dim", args.dim, 1))
     if args.type == "lda" and not 0 < args.fraction <= 1:
         raise UsageError(f"--fraction must be in (0, 1] (got {args.fraction})")
-    from .engine import check_output
+    from ..engine import check_output
     check_output(args.out, "--out")
     failed = 0
     if args.type == "lda":
@@ -261,7 +261,7 @@ def cmd_classifier_build(args) -> int:
             raise UsageError(f"--type {args.type} needs --labels")
         names = load_labels(args.labels)
         if args.type == "text":
-            from .towers import load_towers
+            from ..towers import load_towers
             prompts = classifiers.check_prompts(args.prompts or classifiers.DEFAULT_PROMPTS)
             cls = classifiers.text_classifier(load_towers(args.clip or "ViT-B/16"), names, prompts)
         elif args.type == "lm":
@@ -271,7 +271,7 @@ def cmd_classifier_build(args) -> int:
             if dim is None:
                 dim = 512
                 if args.clip:
-                    from .towers import load_towers
+                    from ..towers import load_towers
                     dim = load_towers(args.clip).embed_dim
             build = classifiers.random_classifier if args.type == "random" else classifiers.orthogonal_classifier
             cls = build(names, dim, args.seed)
@@ -286,15 +286,15 @@ def cmd_classifier_build(args) -> int:
 
 def _build_lda(args):
     """(the LDA classifier, how many of the chosen videos failed to decode); each failure is one line on stderr."""
-    from .api import load
-    from .config import load_config
-    from .datasets import FrameReader
-    from .cli import UsageError
-    from .train import lda_from_model
+    from ..api import load
+    from ..config import load_config
+    from ..datasets import FrameReader
+    from .common import UsageError
+    from ..train import lda_from_model
     cfg, _ = load_config(args.config, args.set)
     cfg.classifier.lda_fraction, cfg.classifier.seed = args.fraction, args.seed
-    from .datasets import load_split
-    from .labels import load_labels
+    from ..datasets import load_split
+    from ..labels import load_labels
     names = load_labels(args.labels or cfg.data.labels) if (args.labels or cfg.data.labels) else None
     if not cfg.data.train_list:
         raise UsageError(f"--type lda: {args.config} names no data.train_list (the videos to embed)")
@@ -302,7 +302,7 @@ def _build_lda(args):
     if names is None:
         raise UsageError("--type lda: give --labels (or data.labels in the config)")
     # an original Text4Vis checkpoint has no towers, frames or labels of its own: the config's
-    from .checkpoints import is_text4vis_checkpoint
+    from ..checkpoints import is_text4vis_checkpoint
     self_contained = is_text4vis_checkpoint(args.checkpoint)
     rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
                labels=None if self_contained else names, prompts=cfg.classifier.prompts,
@@ -318,7 +318,7 @@ def _build_lda(args):
 
 
 def _pick_classes(spec: str, names: list[str]):
-    from .cli import UsageError, check_numbers
+    from .common import UsageError, check_numbers
     if spec == "all":
         return None
     if spec.strip().lstrip("+-").isdigit():
@@ -335,9 +335,9 @@ def _pick_classes(spec: str, names: list[str]):
 
 
 def cmd_classifier_plot(args) -> int:
-    from . import plots
-    from .cli import UsageError
-    from .engine import check_output
+    from .. import plots
+    from .common import UsageError
+    from ..engine import check_output
     check_output(args.out, "--out")
     items = [(path, _classifier_from(path)) for path in args.inputs]
     names = items[0][1].labels
@@ -351,8 +351,8 @@ def cmd_classifier_plot(args) -> int:
 
 
 def cmd_classifier_inspect(args) -> int:
-    from . import plots
-    from .cli import check_numbers
+    from .. import plots
+    from .common import check_numbers
     check_numbers(("--k", args.k, 1))
     c = _classifier_from(args.input)
     print(f"{args.input}: {c.meta.get('type', '?')} classifier, {c.num_classes} classes x {c.dim} dims")
@@ -436,9 +436,9 @@ def run_summary(folder: str) -> dict | None:
 
 
 def cmd_compare(args) -> int:
-    from .cli import UsageError
+    from .common import UsageError
     if args.out:
-        from .engine import check_output
+        from ..engine import check_output
         check_output(args.out, "--out")
     rows, skipped = [], 0
     for folder in args.folders:
@@ -496,9 +496,9 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    from .api import pick_device
-    from .bench import bench_data, bench_model, model_config
-    from .cli import UsageError, check_numbers
+    from ..api import pick_device
+    from ..bench import bench_data, bench_model, model_config
+    from .common import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
     if args.data:
@@ -544,7 +544,7 @@ def add_prepare(sub) -> None:
 
 
 def cmd_prepare(args) -> int:
-    from .prepare import prepare_list
+    from ..prepare import prepare_list
     t = prepare_list(args.list, args.root, args.out, args.short_side, args.quality, args.workers)
     per_hour = f"{t['gb_per_hour']:.2f} GB per hour of video" if t["gb_per_hour"] else "n/a"
     print(f"{t['videos']} videos: {t['converted']} converted, {t['skipped']} already done, {t['failed']} failed; "
@@ -572,9 +572,12 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
     run_demo(args.out, quick=args.quick, seed=args.seed)
     return 0
 
 
-REGISTER = [add_train, add_check_data, add_eval, add_classifier, add_compare, add_bench, add_prepare, add_synth, add_demo]
+def register(sub) -> None:
+    for add in (add_train, add_check_data, add_eval, add_classifier, add_compare, add_bench, add_prepare, add_synth,
+                add_demo):
+        add(sub)

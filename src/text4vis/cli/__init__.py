@@ -1,0 +1,67 @@
+"""The `text4vis` command line: a thin layer over the library.
+
+Exit codes: 0 success; 1 some inputs failed (each has its own one-line error); 2 usage or setup
+error (bad arguments, missing weights, unusable label list, ...). Input problems never print a
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ..errors import Text4VisError, UsageError  # noqa: F401
+from .common import add_model_args, check_numbers  # noqa: F401  (used by library code until the redesign)
+
+# Each module in this package registers its sub-commands with `register(sub)`; handlers import the
+# library lazily, so `text4vis --help` stays light.
+COMMAND_MODULES = ["predict", "commands"]
+
+
+def _known_errors():
+    return (Text4VisError,)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="text4vis",
+        description="Video recognition with CLIP towers and a frozen text classifier (Text4Vis).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `text4vis COMMAND --help` for each command's options and examples.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    errors = _known_errors()
+    try:
+        return int(args.func(args) or 0)
+    except errors as exc:
+        print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except OSError as exc:  # a path that cannot be read or written (permissions, a folder, a full disk, ...)
+        if exc.filename is None:
+            raise
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
+        print(f"text4vis {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("text4vis: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

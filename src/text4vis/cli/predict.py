@@ -1,0 +1,75 @@
+"""`text4vis predict`: top-k classes for video files or folders."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .common import UsageError, add_model_args, check_numbers
+
+EXAMPLES_PREDICT = """examples:
+  text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5
+  text4vis predict videos/ --checkpoint k400-vitb-16-f8.pt --clip ViT-B/16 --labels k400 --views 4x3 --json
+  text4vis predict clip.mp4 --checkpoint runs/x/best.safetensors
+"""
+
+
+def cmd_predict(args) -> int:
+    from ..api import load
+    from ..sampling import parse_views
+    from ..video import find_videos
+    try:
+        parse_views(args.views)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    check_numbers(("--topk", args.topk, 1), ("--frames", args.frames, 1),
+                  ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0))
+    if args.embedding and not args.json:
+        raise UsageError("--embedding adds the embedding to --json output: use both")
+    files = find_videos(args.inputs)
+    if not files:
+        raise UsageError(f"no videos found in {' '.join(args.inputs)}")
+    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
+    rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
+               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
+    records = rec.predict(files, topk=args.topk, views=args.views, batch_size=args.batch_size,
+                          workers=args.workers, progress=len(files) > 3 and not args.quiet,
+                          with_embedding=args.embedding)
+    failed = len(empty)
+    for folder in empty:  # a folder given on purpose that holds no video is an input that failed
+        if args.json:
+            print(json.dumps({"video": folder, "error": "a folder without video files"}), flush=True)
+        else:
+            print(f"{folder}\n   error: a folder without video files")
+    for r in records:
+        if "error" in r:
+            failed += 1
+        if args.json:
+            print(json.dumps(r), flush=True)
+        elif "error" in r:
+            print(f"{r['video']}\n   error: {r['error']}")
+        else:
+            print(r["video"])
+            width = max(len(t["label"]) for t in r["top"])
+            for k, t in enumerate(r["top"], start=1):
+                print(f"  {k:>2}. {t['label']:<{width}}  {100 * t['score']:6.2f}%")
+    if failed:
+        print(f"text4vis: {failed} of {len(records) + len(empty)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="top-k actions for video files or folders",
+                       description="Classify videos: top-k classes per video, zero-shot or with a checkpoint.",
+                       epilog=EXAMPLES_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="video files and/or folders (searched recursively)")
+    add_model_args(p)
+    p.add_argument("--views", default="1x1", help="CxK: C temporal clips x K spatial crops (1 or 3), e.g. 4x3 (default 1x1)")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass (default 4)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: by CPU count)")
+    p.add_argument("--json", action="store_true", help="JSON Lines: one object per input, in input order")
+    p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
