@@ -66,3 +66,31 @@ def parse_views(text: str) -> tuple[int, int]:
 
 
 MAX_CLIPS = 64
+
+
+# ----------------------------------------------------------------------------- untrimmed videos: windows
+
+def window_spans(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
+    """The time windows (start, end) in seconds that `timeline` and `index build --window` score.
+
+    Windows start at 0, stride, 2*stride, ... and last `window` seconds. The first window that reaches
+    the video's end is the last one, cut to end there (so with stride <= window the last window ends
+    at the video's end); a video shorter than one window is one window [0, duration]. With
+    stride > window the video has gaps by design: the last window is the last one starting before
+    the end. Raises ValueError for a non-positive window or stride.
+    """
+    if not (window > 0 and stride > 0):  # also NaN
+        raise ValueError(f"window and stride must be positive seconds (got window={window}, stride={stride})")
+    duration = max(0.0, float(duration))
+    spans = []
+    k = 0
+    while True:
+        start = k * stride
+        if k > 0 and start >= duration:
+            break
+        end = min(start + window, duration)
+        spans.append((float(round(start, 6)), float(round(end, 6))))
+        if end >= duration:
+            break
+        k += 1
+    return spans
