@@ -48,7 +48,7 @@ def test_yaml_values_take_the_field_types(tmp_path):
     ("data.num_frames=", "data.num_frames: needs a value"),
     ("data.batchsize=4", "unknown config key 'data.batchsize' (the data section has: train_list"),
     ("solvers.lr=1", "unknown config key 'solvers.lr': keys are SECTION.FIELD"),
-    ("data.batch_size", "--set 'data.batch_size': expected KEY=VALUE"),
+    ("data.batch_size", "'data.batch_size': expected KEY=VALUE"),
     ("model.head=lstm", "model.head 'lstm': choose transf or mean"),
     ("data.batch_size=0", "must be at least 1"),
     ("training.print_freq=0", "training.print_freq is 0: it must be at least 1"),

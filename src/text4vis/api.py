@@ -8,50 +8,26 @@
 """
 from __future__ import annotations
 
-from .errors import DeviceError  # noqa: F401  (re-exported: the error family lives in errors.py)
-
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from . import checkpoints, classifiers, engine
+from . import classifiers, engine
+from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
 from .datasets import Sample, TestDataset
+from .devices import pick_device, precision_name
+from .errors import DeviceError  # noqa: F401  (re-exported: the error family lives in errors.py)
 from .labels import load_labels
 from .model import VideoModel
 from .sampling import parse_views
-from .temporal import head_from_state_dict
-from .towers import Towers, WeightsError, load_towers, towers_from_config
+from .towers import Towers, WeightsError, load_towers  # noqa: F401  (load_towers re-exported)
 from .video import find_videos
 
-DEFAULT_CLIP = "ViT-B/16"
 DEFAULT_LABELS = "k400"
-
-
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device in (None, "auto"):
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")  # torchrun: one GPU per process
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise DeviceError(f"--device {device}: not a device name (cpu, cuda, cuda:1, ... or auto)") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise DeviceError(f"--device {device}: no CUDA GPU is usable on this machine (use --device cpu)")
-        if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"--device {device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"--device {device}: Apple MPS is not available on this machine (use --device cpu)")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"--device {device}: text4vis runs on cpu, cuda or mps")
-    return dev
+__all__ = ["load", "Recognizer", "pick_device", "DEFAULT_CLIP", "DEFAULT_LABELS"]
 
 
 @dataclass
@@ -85,7 +61,7 @@ class Recognizer:
     def use_labels(self, labels: list[str], prompts=classifiers.DEFAULT_PROMPTS) -> None:
         """Swap in a CLIP-text classifier for another label set (zero-shot)."""
         if self.towers is None:
-            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass --clip")
+            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass clip=")
         self.set_classifier(classifiers.text_classifier(self.towers, labels, prompts))
 
     @torch.no_grad()
@@ -151,91 +127,42 @@ class Recognizer:
 
 
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
-         prompts=None, classifier: str | None = None, head: str | None = None, frames: int | None = None,
-         device: str = "auto", precision: str = "auto") -> Recognizer:
+         prompts=None, classifier: str | Classifier | None = None, head: str | None = None,
+         frames: int | None = None, device: str = "auto", precision: str = "auto") -> Recognizer:
     """Build a Recognizer.
 
     checkpoint  a text4vis checkpoint (self-contained), an original Text4Vis checkpoint (needs
-                --clip for the text tower and architecture), or None for zero-shot CLIP.
-    clip        --clip value (see towers.py); default ViT-B/16 when nothing else says.
+                `clip` for the text tower and architecture), or None for zero-shot CLIP.
+    clip        CLIP towers (see towers.py); default ViT-B/16 when nothing else says.
     labels      built-in name, label file, or a list of names; default: the checkpoint's labels, else k400.
     prompts     prompt templates for a text classifier (default "a video of a person {}.").
-    classifier  a stored classifier file (overrides labels/prompts).
+    classifier  a stored classifier (a file, or a Classifier already read); overrides labels/prompts.
     head        temporal head for zero-shot CLIP (default mean); checkpoints say their own.
     frames      frames per clip T (default: the checkpoint's, else 8).
+    device      auto (this process's GPU, else the CPU), cpu, cuda, cuda:1, mps.
     precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
                 precision); the CPU computes in fp32.
     """
     dev = pick_device(device)
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
-    names = load_labels(labels) if isinstance(labels, str) else (list(labels) if labels else None)
-    if checkpoint and not os.path.exists(checkpoint):
-        raise WeightsError(f"{checkpoint}: no such checkpoint file")
-
-    if checkpoint and checkpoints.is_text4vis_checkpoint(checkpoint):
-        meta, tensors = checkpoints.read_text4vis(checkpoint)
-        cfg = meta["clip"]
-        image_size = int(meta.get("settings", {}).get("input_size") or 0)
-        with_text = bool(meta.get("has_text_tower", True))
-        towers = towers_from_config(cfg["config"], {**checkpoints.split_prefix(tensors, "text."),
-                                                    **{"visual." + k: v for k, v in checkpoints.split_prefix(tensors, "model.visual.").items()}},
-                                    checkpoint, cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text)
-        towers.source = cfg["source"]
-        image_size = image_size or towers.input_size  # the checkpoint's image tower, whatever --clip says
-        if clip:  # an explicit --clip replaces the stored text tower (for new label sets)
-            other = load_towers(clip)
-            if other.embed_dim != towers.embed_dim:
-                raise WeightsError(f"checkpoint {checkpoint} has embedding width {towers.embed_dim} but --clip {clip} "
-                                   f"has {other.embed_dim}")
-            other.clip.visual = towers.clip.visual
-            towers = other
-        model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
-                           head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
-        model_state = checkpoints.split_prefix(tensors, "model.")
-        cls_rows = model_state.pop("classifier", None)
-        if "proj.weight" in model_state:
-            model.set_classifier(torch.zeros(1, model_state["proj.weight"].shape[0]))
-        checkpoints.load_video_weights(model, model_state, checkpoint)
-        if cls_rows is not None and cls_rows.shape[0] != len(meta["labels"]):
-            raise WeightsError(f"{checkpoint}: damaged text4vis checkpoint ({cls_rows.shape[0]} classifier rows "
-                               f"but {len(meta['labels'])} label names)")
-        rec = Recognizer(model, list(meta["labels"]), towers if meta.get("has_text_tower", True) or clip else None,
-                         frames or int(meta["settings"].get("num_frames", 8)), meta.get("classifier", {}),
-                         checkpoint, dev, image_size)
-        if cls_rows is not None:
-            model.set_classifier(cls_rows)
-    else:
-        # read the checkpoint first: a damaged or refused file is reported as such, not as missing --clip weights
-        sd = checkpoints.read_original(checkpoint) if checkpoint else None
-        towers = load_towers(clip or DEFAULT_CLIP)
-        if checkpoint:
-            checkpoints.check_visual_fits(sd, towers.clip.visual.state_dict(), checkpoint, clip or DEFAULT_CLIP)
-            kind = head_from_state_dict(sd)
-            pos = sd.get("fusion_model.frame_position_embeddings.weight")
-            if pos is not None and pos.shape[1] != towers.embed_dim:
-                raise WeightsError(f"checkpoint {checkpoint} has embedding width {pos.shape[1]} but --clip "
-                                   f"{clip or DEFAULT_CLIP} has {towers.embed_dim}")
-            model = VideoModel(towers.clip.visual, towers.embed_dim, kind, mean=towers.mean, std=towers.std,
-                               head_heads=towers.head_heads)
-            checkpoints.load_video_weights(model, checkpoints.video_weights(sd), checkpoint)
-        else:
-            model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
-                               logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
-        rec = Recognizer(model, [], towers, frames or 8, {}, checkpoint or (clip or DEFAULT_CLIP), dev)
-        if names is None and classifier is None:
-            names = load_labels(DEFAULT_LABELS)
-
-    engine.precision_name(dev, precision)  # an unknown value is a ValueError before any work
+    names = load_labels(labels, "labels") if isinstance(labels, str) else (list(labels) if labels else None)
+    loaded = load_video_model(checkpoint, clip, head)
+    model = loaded.model
+    rec = Recognizer(model, loaded.labels or [], loaded.towers, frames or loaded.num_frames or 8,
+                     loaded.classifier_meta, loaded.source, dev, loaded.image_size)
+    if loaded.labels is None and names is None and classifier is None:
+        names = load_labels(DEFAULT_LABELS)
+    precision_name(dev, precision)  # an unknown value is a ValueError before any work
     rec.precision = precision
     limit = getattr(getattr(model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
     if limit is not None and rec.num_frames > limit:
         raise WeightsError(f"{rec.source}: its transf head takes at most {limit} frames per clip, "
-                           f"not {rec.num_frames} (--frames)")
+                           f"not frames={rec.num_frames}")
     model.to(dev).eval()
     if rec.towers is not None:
         rec.towers.clip.to(dev).eval()
-    if classifier:
-        rec.set_classifier(classifiers.load_classifier(classifier))
+    if isinstance(classifier, Classifier) or classifier:
+        rec.set_classifier(classifier if isinstance(classifier, Classifier) else classifiers.load_classifier(classifier))
     elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
     return rec

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .errors import first_line
 from .model import VideoModel
 from .towers import OPENAI_NAMES, build_clip
 
@@ -43,11 +44,11 @@ def model_config(name: str) -> dict:
     cfg = open_clip.get_model_config(OPENAI_NAMES.get(name, name))
     supported = ", ".join(BENCH_MODELS)
     if cfg is None:
-        raise ValueError(f"--model {name}: unknown architecture (bench supports {supported}, "
+        raise ValueError(f"model={name!r}: unknown architecture (bench supports {supported}, "
                          f"or an open_clip ViT name such as ViT-B-16)")
     if not isinstance(cfg.get("vision_cfg", {}).get("patch_size"), int) or isinstance(
             cfg["vision_cfg"].get("layers"), (list, tuple)):
-        raise ValueError(f"--model {name}: bench measures ViT image towers only (the reference computation it "
+        raise ValueError(f"model={name!r}: bench measures ViT image towers only (the reference computation it "
                          f"compares with is a ViT); use {supported}, or an open_clip ViT name")
     cfg = copy.deepcopy(cfg)
     cfg["quick_gelu"] = True
@@ -292,7 +293,7 @@ def compiled_or_eager(fn, example, device, dtype):
             compiled(example)
         return compiled, True, None
     except Exception as exc:
-        return fn, False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        return fn, False, first_line(exc, 160, with_type=True)
 
 
 def _device_name(device) -> str:

@@ -18,8 +18,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import Config
+from .errors import first_line
 from .datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
-from .labels import load_labels
+from .labels import resolve_labels
 from .video import VideoError, count_frames, read_frames
 
 MIN_DECODED = 0.9  # a video is broken when fewer than this fraction of its packets decode to frames
@@ -61,7 +62,7 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
     except VideoError as exc:  # its message starts with the path
         return "broken", f"{where}{exc}", None
     except Exception as exc:  # a decoder crash on one file must not stop the scan
-        return "broken", f"{where}{sample.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None
+        return "broken", f"{where}{sample.path}: {first_line(exc, with_type=True)}", None
     if n < MIN_DECODED * stored:
         return "broken", f"{where}{sample.path}: decodes {n} of {stored} frames (damaged or cut stream)", n
     return "ok", None, n
@@ -77,14 +78,14 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
     """Check every entry of the train and val lists; print one line per problem (stderr) and a
     summary per split (stdout). With `clean_dir`, write each list without its broken entries
     (frame counts that differ from the folder are corrected instead)."""
-    labels = load_labels(cfg.data.labels) if cfg.data.labels else None
+    labels = resolve_labels(("data.labels", cfg.data.labels))
     report: dict = {"problems": 0, "splits": {}}
     splits = [(split, path, root) for split, path, root in (("train", cfg.data.train_list, cfg.data.train_root),
                                                           ("val", cfg.data.val_list, cfg.data.val_root)) if path]
     if not splits:
         raise DataError("the config names no data.train_list or data.val_list")
     if workers is not None and workers < 0:
-        raise DataError(f"--workers must be 0 (one per CPU) or more, not {workers}")
+        raise DataError(f"workers= must be 0 (one per CPU) or more, not {workers}")
     check_image_tmpl(cfg.data.image_tmpl)
     basenames = [os.path.basename(path) for _, path, _ in splits]
     clean_paths: dict[str, str] = {}
@@ -96,7 +97,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
         for split, out in clean_paths.items():
             for _, path, _ in splits:
                 if same_file(out, path):
-                    raise DataError(f"--write-clean {clean_dir}: would overwrite the input list {path}; "
+                    raise DataError(f"clean_dir={clean_dir!r}: would overwrite the input list {path}; "
                                     f"write the cleaned lists to another folder")
         os.makedirs(clean_dir, exist_ok=True)
     for split, path, root in splits:

@@ -11,19 +11,26 @@ Writes are atomic: temporary file, fsync, rename; a kill at any moment leaves th
 
 Original Text4Vis checkpoints: a torch.save'd dict {epoch, model_state_dict, optimizer_state_dict},
 keys possibly prefixed `module.`, holding visual.*, fusion_model.* (the Transf head) and
-logit_scale; read with torch.load(weights_only=True). The text tower comes from --clip.
+logit_scale; read with torch.load(weights_only=True). The text tower comes from `clip=`.
+
+`load_video_model` is the one place that turns a checkpoint of any format into a video model.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .temporal import HEADS
+from . import towers as towers_mod
+from .errors import first_line
+from .files import atomic_write
+from .model import VideoModel
+from .temporal import HEADS, head_from_state_dict
 from .towers import WeightsError, safe_load, unwrap_state_dict
 
 FORMAT_VERSION = 1
@@ -70,22 +77,7 @@ def unpack(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def atomic_save(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):  # the previous checkpoint at `path` is untouched
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={META_KEY: json.dumps(meta)}), durable=True)
 
 
 def save_checkpoint(path: str, model, towers, *, labels: list[str], classifier_meta: dict, settings: dict,
@@ -134,7 +126,7 @@ def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             meta = json.loads(f.metadata()[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise WeightsError(f"{path}: damaged text4vis checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        raise WeightsError(f"{path}: damaged text4vis checkpoint ({first_line(exc, 120)})") from None
     problem = None
     if not isinstance(meta, dict):
         problem = "its metadata is not a mapping"
@@ -178,7 +170,7 @@ def load_state_or_explain(module, state: dict[str, torch.Tensor], source: str):
         return module.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
-        first = lines[0] if lines else (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        first = lines[0] if lines else first_line(exc, 160)
         raise WeightsError(f"{source}: weights do not fit this model ({len(lines) or 'some'} of another shape, "
                            f"e.g. {first})") from None
 
@@ -205,15 +197,103 @@ def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str) -> None:
-    """Clear error when a checkpoint's image tower does not match the --clip architecture."""
+    """Clear error when a checkpoint's image tower does not match the architecture of the towers `clip`."""
     ck = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
     for k, v in ck.items():
         if k not in visual_state:
-            raise WeightsError(f"checkpoint {ckpt} does not fit --clip {clip}: image tower weight visual.{k} "
+            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: image tower weight visual.{k} "
                                f"has no counterpart in {clip}")
         if tuple(v.shape) != tuple(visual_state[k].shape):
-            raise WeightsError(f"checkpoint {ckpt} does not fit --clip {clip}: visual.{k} is "
+            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: visual.{k} is "
                                f"{tuple(v.shape)} in the checkpoint but {tuple(visual_state[k].shape)} in {clip}")
     missing = [k for k in visual_state if k not in ck]
     if missing:
-        raise WeightsError(f"checkpoint {ckpt} does not fit --clip {clip}: it lacks visual.{missing[0]}")
+        raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: it lacks visual.{missing[0]}")
+
+
+# ----------------------------------------------------------------------------- any checkpoint -> a video model
+
+DEFAULT_CLIP = "ViT-B/16"
+
+
+@dataclass
+class LoadedModel:
+    """What `load_video_model` found: the model, the text tower for new label sets, and what the checkpoint says."""
+    model: Any                                  # VideoModel (on the CPU, fp32)
+    towers: Any                                 # Towers, or None when a checkpoint has no text tower (and no clip=)
+    source: str                                 # the checkpoint, or the CLIP towers of a zero-shot model
+    labels: list[str] | None = None             # the checkpoint's classes (its classifier rows), if it has them
+    classifier_meta: dict = field(default_factory=dict)
+    num_frames: int | None = None               # frames per clip the checkpoint was trained with
+    image_size: int = 0                         # its crop size (0: the towers' own)
+
+
+def load_video_model(checkpoint: str | None = None, clip: str | None = None, head: str | None = None) -> LoadedModel:
+    """Any checkpoint into a video model (this is the one place that knows checkpoint formats):
+
+    checkpoint=None        zero-shot CLIP: the towers `clip` (default ViT-B/16) with the `head` (default mean)
+    a text4vis file        self-contained; `clip` only replaces its text tower (for new label sets)
+    an original Text4Vis   the published zoo's .pt: image tower and head from the file, towers from `clip`
+    """
+    if checkpoint is None:
+        towers = towers_mod.load_towers(clip or DEFAULT_CLIP)
+        model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
+                           logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
+        return LoadedModel(model, towers, clip or DEFAULT_CLIP)
+    if not os.path.exists(checkpoint):
+        raise WeightsError(f"{checkpoint}: no such checkpoint file")
+    if is_text4vis_checkpoint(checkpoint):
+        return _load_text4vis(checkpoint, clip)
+    return _load_original(checkpoint, clip or DEFAULT_CLIP)
+
+
+def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
+    meta, tensors = read_text4vis(checkpoint)
+    cfg = meta["clip"]
+    with_text = bool(meta.get("has_text_tower", True))
+    visual = {"visual." + k: v for k, v in split_prefix(tensors, "model.visual.").items()}
+    towers = towers_mod.towers_from_config(cfg["config"], {**split_prefix(tensors, "text."), **visual}, checkpoint,
+                                           cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text)
+    towers.source = cfg["source"]
+    image_size = int(meta.get("settings", {}).get("input_size") or 0) or towers.input_size  # whatever clip= says
+    if clip:  # an explicit clip= replaces the stored text tower (for new label sets)
+        other = towers_mod.load_towers(clip)
+        if other.embed_dim != towers.embed_dim:
+            raise WeightsError(f"checkpoint={checkpoint!r} has embedding width {towers.embed_dim} but clip={clip!r} "
+                               f"has {other.embed_dim}")
+        other.clip.visual = towers.clip.visual
+        towers = other
+    model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
+                       head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
+    model_state = split_prefix(tensors, "model.")
+    rows = model_state.pop("classifier", None)
+    if "proj.weight" in model_state:
+        model.set_classifier(torch.zeros(1, model_state["proj.weight"].shape[0]))
+    load_video_weights(model, model_state, checkpoint)
+    if rows is not None and rows.shape[0] != len(meta["labels"]):
+        raise WeightsError(f"{checkpoint}: damaged text4vis checkpoint ({rows.shape[0]} classifier rows "
+                           f"but {len(meta['labels'])} label names)")
+    if rows is not None:
+        model.set_classifier(rows)
+    return LoadedModel(model, towers if with_text or clip else None, checkpoint, list(meta["labels"]),
+                       meta.get("classifier", {}), int(meta["settings"].get("num_frames", 8)), image_size)
+
+
+def _load_original(checkpoint: str, clip: str) -> LoadedModel:
+    sd = read_original(checkpoint)  # first: a damaged or refused file is reported as such, not as missing towers
+    towers = towers_mod.load_towers(clip)
+    check_visual_fits(sd, towers.clip.visual.state_dict(), checkpoint, clip)
+    pos = sd.get("fusion_model.frame_position_embeddings.weight")
+    if pos is not None and pos.shape[1] != towers.embed_dim:
+        raise WeightsError(f"checkpoint={checkpoint!r} has embedding width {pos.shape[1]} but clip={clip!r} "
+                           f"has {towers.embed_dim}")
+    model = VideoModel(towers.clip.visual, towers.embed_dim, head_from_state_dict(sd), mean=towers.mean,
+                       std=towers.std, head_heads=towers.head_heads)
+    load_video_weights(model, video_weights(sd), checkpoint)
+    return LoadedModel(model, towers, checkpoint)
+
+
+def read_classifier_rows(path: str):
+    """(rows, labels, classifier metadata) stored in a text4vis checkpoint; rows None when it has none."""
+    meta, tensors = read_text4vis(path)
+    return tensors.get("model.classifier"), meta.get("labels"), dict(meta.get("classifier", {}))

@@ -15,7 +15,7 @@ model, prompts, label names, seed) as JSON.
 """
 from __future__ import annotations
 
-from .errors import ClassifierError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import ClassifierError, first_line  # noqa: F401  (ClassifierError re-exported: see errors.py)
 
 import hashlib
 import json
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_write
 from .labels import LabelsError, check_labels
 
 TYPES = ("text", "lm", "lda", "random", "orthogonal", "linear")
@@ -81,11 +82,9 @@ def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: b
             return load_classifier(path)
         except ClassifierError:
             pass  # a damaged cache entry is rebuilt below
-    rows = []
-    for name in labels:
-        emb = towers.encode_text([p.format(name) for p in prompts])  # (P, D) normalised
-        rows.append(emb.mean(0))
-    weight = normalize_rows(torch.stack(rows).cpu())
+    # every (class, prompt) text in batches, as open_clip's zero-shot builder does, not one class at a time
+    emb = towers.encode_text([p.format(name) for name in labels for p in prompts])  # (C * P, D) normalised
+    weight = normalize_rows(emb.view(len(labels), len(prompts), -1).mean(1).cpu())
     cls = Classifier(weight, list(labels), {"type": "text", "source": towers.source, "prompts": prompts})
     if cache:
         try:
@@ -136,7 +135,7 @@ def load_sentence_model(name: str, device: str = "cpu"):
             return SentenceTransformer(path, device=device)
     except Exception as exc:
         raise ClassifierError(
-            f"language model {name!r} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"language model {name!r} cannot be loaded ({first_line(exc, 120, with_type=True)}); "
             f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
 
 
@@ -170,7 +169,7 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
 def check_dim(dim) -> None:
     """A classifier width must be a positive integer (0 rows per block would never fill an orthogonal matrix)."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ClassifierError(f"classifier width (--dim) must be a whole number of at least 1 (got {dim!r})")
+        raise ClassifierError(f"classifier width (dim=) must be a whole number of at least 1 (got {dim!r})")
 
 
 def random_classifier(labels: list[str], dim: int, seed: int = 0) -> Classifier:
@@ -200,16 +199,8 @@ def orthogonal_classifier(labels: list[str], dim: int, seed: int = 0) -> Classif
 def save_classifier(cls: Classifier, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     meta = dict(cls.meta, labels=cls.labels)
-    tmp = f"{path}.tmp{os.getpid()}"  # per process: torchrun ranks may write the same cache entry at once
-    try:
-        save_file({"weight": cls.weight.contiguous().float()}, tmp, metadata={"text4vis_classifier": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        try:  # never leave the half-written temporary file behind (e.g. `path` is a folder)
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda tmp: save_file({"weight": cls.weight.contiguous().float()}, tmp,
+                                             metadata={"text4vis_classifier": json.dumps(meta)}))
 
 
 def load_classifier(path: str) -> Classifier:
@@ -219,7 +210,7 @@ def load_classifier(path: str) -> Classifier:
             meta = json.loads((f.metadata() or {}).get("text4vis_classifier", "null"))
         tensors = load_file(path)
     except Exception as exc:
-        raise ClassifierError(f"{path}: not a classifier file ({str(exc).splitlines()[0][:120]})") from None
+        raise ClassifierError(f"{path}: not a classifier file ({first_line(exc, 120)})") from None
     if not isinstance(meta, dict) or not meta or "weight" not in tensors:
         raise ClassifierError(f"{path}: not a text4vis classifier file (no classifier metadata)")
     labels = meta.pop("labels", None)
@@ -260,3 +251,45 @@ def check_same_labels(cls: Classifier, labels: list[str], what: str) -> None:
         diff = next((i for i, (a, b) in enumerate(zip(cls.labels, labels)) if a != b), min(len(cls.labels), len(labels)))
         raise LabelsError(f"{what}: the classifier's label names differ from the dataset's "
                           f"({len(cls.labels)} vs {len(labels)} classes; first difference at id {diff})")
+
+
+# ----------------------------------------------------------------------------- one builder, one reader
+
+KINDS = ("text", "lm", "random", "orthogonal", "linear")
+
+
+def build_classifier(kind: str, labels: list[str], *, towers=None, dim: int | None = None,
+                     prompts=DEFAULT_PROMPTS, lm: str = DEFAULT_LM, seed: int = 0) -> Classifier:
+    """A classifier of any kind that needs no video model (for `lda`, see `lda_classifier`):
+
+    text        CLIP's text tower `towers` on the `prompts`
+    lm          the sentence-transformers model `lm` on the class names
+    random      rows from a standard normal, width `dim` (default: the towers' embedding width, else 512)
+    orthogonal  rows of a random orthogonal matrix, width as for random
+    linear      a random start for a classifier learned with the towers (training only)
+    """
+    if kind == "text":
+        if towers is None:
+            raise ClassifierError("a text classifier needs CLIP towers (towers=)")
+        return text_classifier(towers, labels, prompts)
+    if kind == "lm":
+        return lm_classifier(labels, lm)
+    if kind in ("random", "orthogonal", "linear"):
+        if dim is None:
+            dim = towers.embed_dim if towers is not None else 512
+        cls = (orthogonal_classifier if kind == "orthogonal" else random_classifier)(labels, dim, seed)
+        if kind == "linear":
+            cls.meta["type"] = "linear"
+        return cls
+    raise ClassifierError(f"classifier type {kind!r} unknown (choose {', '.join(KINDS)} or lda)")
+
+
+def classifier_from(path: str) -> Classifier:
+    """A stored classifier file, or the classifier inside a text4vis checkpoint."""
+    from . import checkpoints
+    if not checkpoints.is_text4vis_checkpoint(path):
+        return load_classifier(path)
+    rows, labels, meta = checkpoints.read_classifier_rows(path)
+    if rows is None:
+        raise ClassifierError(f"{path}: checkpoint has no classifier")
+    return Classifier(normalize_rows(check_classifier(rows, labels, path)), labels, meta)

@@ -6,7 +6,7 @@ carries its meaning in a comment; `text4vis train --help-config` prints them.
 """
 from __future__ import annotations
 
-from .errors import ConfigError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import ConfigError, first_line  # noqa: F401  (ConfigError re-exported: see errors.py)
 
 import dataclasses
 import math
@@ -147,10 +147,10 @@ WHY_IGNORED = {
     "data.seg_length": "always 1 frame per segment",
     "network.fix_text": "the classifier is always frozen in classifier mode (training.mode=contrastive trains the text tower)",
     "network.drop_out": "no dropout in text4vis towers", "network.emb_dropout": "no dropout in text4vis towers",
-    "network.tm": "no temporal shift modules", "network.init": "the towers always start from the --clip weights",
+    "network.tm": "no temporal shift modules", "network.init": "the towers always start from the model.clip weights",
     "network.type": "a name only", "network.joint_st": "not supported", "network.drop": "not supported",
-    "solver.type": "always warmup + cosine", "solver.start_epoch": "use --resume",
-    "solver.epoch_offset": "use --resume", "solver.optim": "always AdamW",
+    "solver.type": "always warmup + cosine", "solver.start_epoch": "resume with training.resume",
+    "solver.epoch_offset": "resume with training.resume", "solver.optim": "always AdamW",
     "solver.loss_type": "always cross-entropy (training.mode=contrastive for InfoNCE)",
     "solver.evaluate": "use `text4vis eval`",
 }
@@ -172,7 +172,7 @@ def is_original(raw: dict) -> bool:
     if original and ours_only:
         found = [s for s in ("network", "solver") if s in raw]
         raise ConfigError(f"mixes original Text4Vis sections ({', '.join(found)}) with text4vis sections "
-                          f"({', '.join(ours_only)}); write one format (see `text4vis train --help-config`)")
+                          f"({', '.join(ours_only)}); write one format (config.describe() lists every field)")
     return original
 
 
@@ -352,7 +352,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                problem = getattr(exc, "problem", None) or first_line(exc)
                 raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config is a mapping of sections")
@@ -381,14 +381,14 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
                         raise ConfigError(f"{path}: {exc}") from None
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
+            raise ConfigError(f"overrides={item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
         k, v = (x.strip() for x in item.split("=", 1))
         if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
             try:
                 parsed = yaml.safe_load(v) if v else None
             except yaml.YAMLError:
                 parsed = v
-            k, v = map_original(k, parsed, "--set")
+            k, v = map_original(k, parsed, "overrides")
         set_value(cfg, k, v)
     check(cfg)
     cfg._num_classes = num_classes  # type: ignore[attr-defined]  (checked against the label list later)

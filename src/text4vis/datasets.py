@@ -13,7 +13,8 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 """
 from __future__ import annotations
 
-from .errors import DataError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .files import atomic_write_text
+from .errors import DataError, first_line  # noqa: F401  (DataError re-exported: the family lives in errors.py)
 
 import csv
 import math
@@ -57,15 +58,7 @@ def same_file(a: str, b: str) -> bool:
 
 def write_list_atomic(path: str, lines: list[str]) -> None:
     """Write a list file whole or not at all (temporary file, then rename): a kill never leaves half a list."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, "".join(lines))
 
 
 def read_list(list_file: str, root: str = "") -> list[Sample]:
@@ -337,7 +330,7 @@ class TestDataset(Dataset):
         except VideoError as exc:
             return index, None, str(exc)
         except Exception as exc:  # a decoder crash on one file must not stop the batch
-            return index, None, f"{sample.path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return index, None, f"{sample.path}: {first_line(exc, with_type=True)}"
         clip = transforms.to_tensor(frames)                           # (c*t, 3, h, w)
         views = []
         for k in range(c):

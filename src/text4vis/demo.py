@@ -293,7 +293,7 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
     if not marker.exists():
         taken = [str(p) for p in (data_dir, work) if p.exists()]
         if taken:
-            from .cli import UsageError
+            from .errors import UsageError
             raise UsageError(f"{' and '.join(taken)} {'exists' if len(taken) == 1 else 'exist'} but "
                              f"{'was' if len(taken) == 1 else 'were'} not written by `text4vis demo`; choose "
                              f"another --out")

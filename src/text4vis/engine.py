@@ -1,10 +1,9 @@
-"""The evaluation loop (embedding videos from a dataset) and shared device helpers.
+"""The evaluation loop: embedding the videos of a dataset (every video exactly once, also under torchrun).
 
-The training loop lives in train.py; both use these.
+The training loop lives in train.py; device, precision and process-group helpers in devices.py.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,69 +14,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import PRECISIONS
+from .config import PRECISIONS  # noqa: F401  (re-exported)
 from .datasets import test_collate
+from .devices import autocast, is_dist, precision_name, rank_world  # noqa: F401  (re-exported)
+from .files import check_output  # noqa: F401  (re-exported)
 
 TEST_SCALE = 100.0  # the reference's test rule: softmax(100 x cosine)
-
-
-def precision_name(device: torch.device, dtype: str = "auto") -> str:
-    """What `autocast(device, dtype)` computes in: fp32 on the CPU; auto = bf16 where supported, else fp16."""
-    if dtype not in PRECISIONS:
-        raise ValueError(f"precision {dtype!r}: choose one of {', '.join(PRECISIONS)}")
-    if device.type != "cuda":
-        return "fp32"
-    if dtype == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return dtype
-
-
-def autocast(device: torch.device, dtype: str = "auto"):
-    """bf16 autocast on GPUs that have it (fp16 otherwise), or the dtype asked for; fp32 on the CPU."""
-    name = precision_name(device, dtype)
-    if name == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if name == "bf16" else torch.float16)
-
-
-def check_output(path: str, option: str, folder: bool = False) -> None:
-    """Before any work: `path` (a file; with folder=True a folder) can be written or created. UsageError naming
-    `option` and the path otherwise: an existing folder where a file is expected (or a file where a folder is),
-    a parent that is a file, a location without write permission."""
-    from .cli import UsageError
-    what = f"{option} {path}"
-    if os.path.isdir(path):
-        if not folder:
-            raise UsageError(f"{what}: is a folder; give a file name")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise UsageError(f"{what}: folder is not writable (permission denied)")
-        return
-    if os.path.lexists(path):
-        if folder:
-            raise UsageError(f"{what}: exists and is not a folder")
-        if os.path.exists(path) and not os.access(path, os.W_OK):
-            raise UsageError(f"{what}: file is not writable (permission denied)")
-    ancestor = os.path.dirname(os.path.abspath(path))  # the nearest existing folder above it must be writable
-    while not os.path.lexists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise UsageError(f"{what}: cannot create it, {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"{what}: cannot write in {ancestor} (permission denied)")
 
 
 def default_workers(n_items: int) -> int:
     if n_items <= 2:
         return 0
     return max(0, min(8, (os.cpu_count() or 1) - 1, n_items))
-
-
-def is_dist() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank_world() -> tuple[int, int]:
-    return (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
 
 
 @dataclass

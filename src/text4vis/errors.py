@@ -7,6 +7,8 @@ command-line flag or an exit code. The CLI turns any `Text4VisError` into one li
 """
 from __future__ import annotations
 
+import re
+
 
 class Text4VisError(Exception):
     """Base class of every error text4vis raises on purpose."""
@@ -56,10 +58,28 @@ class VideoIndexError(Text4VisError):
     """A video index that cannot be built, opened or searched."""
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message, cut at a word boundary if longer than `limit`."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit(" ", 1)[0]
-    return cut.rstrip(",;:") + " ..."
+def first_line(exc: BaseException, limit: int = 300, with_type: bool = False) -> str:
+    """The first non-empty line of an exception's message (terminal colour codes removed), cut at a word
+    boundary if longer than `limit`; the exception's type name when the message is empty. `with_type`:
+    "TypeName: first line" (for errors of other libraries, whose type says what went wrong)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
+    return f"{type(exc).__name__}: {text}" if with_type else text
+
+
+def check_numbers(*checks) -> None:
+    """Numeric arguments, each (name, value, least) or (name, value, least, most); None values are skipped.
+    UsageError naming the first value out of range. Library callers name their API parameters
+    (`batch_size`); the CLI passes its flags (`--batch-size`)."""
+    for name, value, least, *most in checks:
+        if value is None:
+            continue
+        what = name if name.startswith("-") else f"{name}="  # a parameter is written `batch_size=`
+        if not value >= least:  # also NaN
+            raise UsageError(f"{what} must be at least {least} (got {value})")
+        if most and value > most[0]:
+            raise UsageError(f"{what} must be at most {most[0]} (got {value})")

@@ -1,7 +1,7 @@
 """`text4vis eval`: the paper's evaluation protocols, with files anyone can recompute them from.
 
 Every video is scored once from its aggregated views (mean of raw embeddings over C clips x K
-crops, L2-normalised, softmax of 100 x cosine). Outputs in --out:
+crops, L2-normalised, softmax of 100 x cosine). Outputs in the folder `out`:
   results.json        every metric, the protocol, views, frames, checkpoint, label set, counts,
                       failed videos
   predictions.npz     videos (N paths), labels (N ids), scores (N x C), embeddings (N x D),
@@ -21,7 +21,8 @@ import numpy as np
 
 from . import engine, metrics
 from .datasets import FrameReader, TestDataset, check_labels_in_range, load_split
-from .labels import load_labels
+from .devices import process_group
+from .labels import load_labels, resolve_labels
 from .sampling import parse_views
 
 
@@ -136,79 +137,67 @@ def summary_text(r: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def eval_from_config(cfg, args) -> dict:
-    """The `text4vis eval` command: data from the config's val list, model from --checkpoint/--clip."""
+def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = None, labels: str | None = None,
+                     prompts=None, classifier: str | None = None, frames: int | None = None, device: str = "auto",
+                     precision: str | None = None, val_list: str | None = None, val_root: str = "",
+                     views: str | None = None, zero_shot: bool = False, splits: list[str] | None = None,
+                     out: str | None = None, batch_size: int | None = None, workers: int | None = None,
+                     progress: bool = True) -> dict:
+    """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
+    arguments left None take the config's values. Joins torchrun's process group when launched under it."""
     from .api import load
-    names = load_labels(args.labels or cfg.data.labels) if (args.labels or cfg.data.labels) else None
-    val_list = args.val_list or cfg.data.val_list
-    if not val_list:
-        from .config import ConfigError
-        raise ConfigError("no data.val_list in the config (or --val-list)")
-    samples, names = load_split(val_list, args.val_root if args.val_list else cfg.data.val_root, names)
+    from .checkpoints import is_text4vis_checkpoint
+    from .classifiers import check_same_labels, load_classifier
+    from .errors import ConfigError, LabelsError, UsageError, check_numbers
+    names = resolve_labels(("labels", labels), ("data.labels", cfg.data.labels))
+    source = val_list or cfg.data.val_list
+    if not source:
+        raise ConfigError("no data.val_list in the config (nor val_list=)")
+    samples, names = load_split(source, val_root if val_list else cfg.data.val_root, names)
     if names is None:
-        from .config import ConfigError
         raise ConfigError("data.labels is not set (a label set name or file)")
-    views = args.views or cfg.evaluation.views
-    from .cli import UsageError, check_numbers
+    views = views or cfg.evaluation.views
     try:
         parse_views(views)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    check_numbers(("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0), ("--frames", args.frames, 1))
-    if (args.zero_shot or cfg.evaluation.zero_shot) and len(names) < 2:
-        raise UsageError(f"--zero-shot: the half-classes protocol needs at least 2 classes ({len(names)} given)")
-    if args.out and engine.rank_world()[0] == 0:
-        engine.check_output(args.out, "--out", folder=True)       # before the evaluation, not after it
-    splits = []
-    for path in args.splits or []:
-        split_names = load_labels(path, "--splits")
+    check_numbers(("batch_size", batch_size, 1), ("workers", workers, 0), ("frames", frames, 1))
+    k600_splits = zero_shot and not splits     # asked for here: Kinetics-600 has its own three splits
+    zero_shot = zero_shot or cfg.evaluation.zero_shot
+    if zero_shot and len(names) < 2:
+        raise UsageError(f"zero_shot=True: the half-classes protocol needs at least 2 classes ({len(names)} given)")
+    if out and engine.rank_world()[0] == 0:
+        engine.check_output(out, "out", folder=True)       # before the evaluation, not after it
+    subsets = []
+    for path in splits or []:
+        split_names = load_labels(path, "splits")
         missing = [n for n in split_names if n not in names]
         if missing:
-            from .labels import LabelsError
-            raise LabelsError(f"--splits {path}: class {missing[0]!r} is not in the label list")
-        splits.append((os.path.basename(path), split_names))
-    if args.classifier:  # its rows must be the dataset's classes, in the dataset's order
-        from .classifiers import check_same_labels, load_classifier
-        check_same_labels(load_classifier(args.classifier), names, args.classifier)
+            raise LabelsError(f"splits={path!r}: class {missing[0]!r} is not in the label list")
+        subsets.append((os.path.basename(path), split_names))
+    stored = None
+    if classifier:  # its rows must be the dataset's classes, in the dataset's order (read once, used below)
+        stored = load_classifier(classifier)
+        check_same_labels(stored, names, classifier)
     # a text4vis checkpoint carries its own towers and frames; an original Text4Vis checkpoint does
     # not: the config's model.clip and data.num_frames describe it (as in the reference's test.py)
-    from .checkpoints import is_text4vis_checkpoint
-    self_contained = bool(args.checkpoint) and is_text4vis_checkpoint(args.checkpoint)
-    own_group = engine_setup()
-    try:
-        rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
-                   labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
-                   frames=args.frames or (None if self_contained else cfg.data.num_frames), device=args.device,
-                   head=None, precision=args.precision or cfg.evaluation.precision)
-        if args.zero_shot and not splits and list(names) == load_labels("k600"):
-            splits = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
-        info = {"checkpoint": args.checkpoint, "clip": args.clip, "labels": args.labels or cfg.data.labels,
-                "val_list": val_list}
+    self_contained = bool(checkpoint) and is_text4vis_checkpoint(checkpoint)
+    with process_group():
+        rec = load(checkpoint=checkpoint, clip=clip or (None if self_contained else cfg.model.clip),
+                   labels=names, prompts=prompts or cfg.classifier.prompts, classifier=stored,
+                   frames=frames or (None if self_contained else cfg.data.num_frames), device=device,
+                   head=None, precision=precision or cfg.evaluation.precision)
+        if k600_splits and list(names) == load_labels("k600"):
+            subsets = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
+        info = {"checkpoint": checkpoint, "clip": clip, "labels": labels or cfg.data.labels, "val_list": source}
         results = run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
                            reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
-                           batch_size=args.batch_size if args.batch_size is not None else cfg.evaluation.batch_size, workers=args.workers,
-                           zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
-                           info=info, progress=not args.quiet)
+                           batch_size=batch_size if batch_size is not None else cfg.evaluation.batch_size,
+                           workers=workers, zero_shot=zero_shot, splits=subsets, out=out, info=info,
+                           progress=progress)
         if engine.is_dist():
             # every rank exits with the same code; wait until rank 0 has written the report, or
             # torchrun stops it when another rank exits first with 1 (some video failed)
             import torch.distributed as dist
             dist.barrier()
-        return results
-    finally:
-        if own_group:
-            import torch.distributed as dist
-            if dist.is_initialized():
-                dist.destroy_process_group()
-
-
-def engine_setup() -> bool:
-    """Join the torchrun process group if launched under torchrun (gloo on CPU, NCCL on GPUs).
-    True when this call created the group (the caller then destroys it)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
-        created = not dist.is_initialized()
-        from .train import setup_distributed
-        setup_distributed()
-        return created
-    return False
+    return results

@@ -23,13 +23,13 @@ BUILTIN = {
 
 
 
-def load_labels(spec: str, option: str = "--labels") -> list[str]:
-    """Class names, index = class id, from a built-in name or a file (`option`: how errors name it)."""
+def load_labels(spec: str, option: str = "labels") -> list[str]:
+    """Class names, index = class id, from a built-in name or a file (`option`: the parameter errors name)."""
     if spec in BUILTIN:
         text = resources.files("text4vis").joinpath("labels", BUILTIN[spec]).read_text(encoding="utf-8")
         return parse_labels(text, spec)
     if not os.path.isfile(spec):
-        raise LabelsError(f"{option} {spec}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
+        raise LabelsError(f"{option}={spec!r}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
     try:
         with open(spec, encoding="utf-8-sig") as f:
             text = f.read()
@@ -73,3 +73,12 @@ def check_labels(names: list[str], source: str) -> None:
         if n in seen:
             raise LabelsError(f"{source}: class name {n!r} appears twice (ids {seen[n]} and {i})")
         seen[n] = i
+
+
+def resolve_labels(*specs: tuple[str, str | None]) -> list[str] | None:
+    """The first label set given among (parameter name, spec) pairs, in order of precedence (an explicit
+    argument, then a config's data.labels); None when none is given. Errors name that parameter."""
+    for name, spec in specs:
+        if spec:
+            return load_labels(spec, name)
+    return None

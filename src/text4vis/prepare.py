@@ -23,9 +23,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .video import VideoError, frame_rate, read_all_frames
-
-SUFFIX = ".frames.zip"
+from .errors import DataError, first_line
+from .files import atomic_write
+from .video import FRAME_ZIP_SUFFIX as SUFFIX
+from .video import VideoError, frame_rate, read_all_frames, read_frame_zip  # noqa: F401  (read_frame_zip: was here)
 
 
 def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) -> dict:
@@ -41,37 +42,21 @@ def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) 
     scale = short_side / min(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = f"{dst}.tmp{os.getpid()}"
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        for i, f in enumerate(frames):
-            buf = io.BytesIO()
-            img = Image.fromarray(f)
-            if scale != 1:
-                img = img.resize(size, Image.BILINEAR, reducing_gap=None)
-            img.save(buf, format="JPEG", quality=quality)
-            z.writestr(f"{i:06d}.jpg", buf.getvalue())
-        meta = {"num_frames": int(n), "fps": fps, "seconds": n / fps, "source": os.path.basename(src),
-                "short_side": short_side}
-        z.writestr("meta.json", json.dumps(meta))
-    os.replace(tmp, dst)
+    meta = {"num_frames": int(n), "fps": fps, "seconds": n / fps, "source": os.path.basename(src),
+            "short_side": short_side}
+
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+            for i, f in enumerate(frames):
+                buf = io.BytesIO()
+                img = Image.fromarray(f)
+                if scale != 1:
+                    img = img.resize(size, Image.BILINEAR, reducing_gap=None)
+                img.save(buf, format="JPEG", quality=quality)
+                z.writestr(f"{i:06d}.jpg", buf.getvalue())
+            z.writestr("meta.json", json.dumps(meta))
+    atomic_write(dst, write)
     return {"frames": int(n), "bytes": os.path.getsize(dst), "seconds": n / fps, "skipped": False}
-
-
-def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
-    """The chosen frames of a .frames.zip (indices in 0..N-1, N from meta.json)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            n = int(json.loads(z.read("meta.json"))["num_frames"])
-            indices = [int(i) for i in choose(n)]
-            cache: dict[int, np.ndarray] = {}
-            for i in indices:
-                if i not in cache:
-                    with Image.open(io.BytesIO(z.read(f"{i:06d}.jpg"))) as im:
-                        im.draft("RGB", im.size)  # decode straight to RGB in libjpeg
-                        cache[i] = np.asarray(im.convert("RGB"))
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
-        raise VideoError(f"{path}: damaged prepared frames file ({str(exc).splitlines()[0][:100]})") from None
-    return np.stack([cache[i] for i in indices]), n
 
 
 def _job(args):
@@ -81,7 +66,7 @@ def _job(args):
     except VideoError as exc:
         return src, None, str(exc)
     except Exception as exc:
-        return src, None, f"{src}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return src, None, f"{src}: {type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}"
 
 
 def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256, quality: int = 90,
@@ -89,16 +74,16 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
     """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs.
     Bad arguments and an output list that would replace the input list are DataErrors, raised
     before any work."""
-    from .datasets import DataError, read_list, same_file, write_list_atomic
+    from .datasets import read_list, same_file, write_list_atomic
     if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
-        raise DataError(f"--short-side must be a whole number of pixels, at least 1 (not {short_side!r})")
+        raise DataError(f"short_side= must be a whole number of pixels, at least 1 (not {short_side!r})")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise DataError(f"--quality must be a JPEG quality from 1 to 100 (not {quality!r})")
+        raise DataError(f"quality= must be a JPEG quality from 1 to 100 (not {quality!r})")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise DataError(f"--workers must be 0 (one per CPU) or more (not {workers!r})")
+        raise DataError(f"workers= must be 0 (one per CPU) or more (not {workers!r})")
     out_list = os.path.join(out_dir, os.path.basename(list_file))
     if same_file(out_list, list_file):
-        raise DataError(f"--out {out_dir}: the prepared list {out_list} would replace the input list; "
+        raise DataError(f"out_dir={out_dir!r}: the prepared list {out_list} would replace the input list; "
                         f"choose another output folder")
     samples = read_list(list_file, root)
     jobs, lines = [], []

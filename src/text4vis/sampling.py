@@ -57,11 +57,11 @@ def parse_views(text: str) -> tuple[int, int]:
     try:
         clips, crops = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--views must look like CxK, e.g. 1x1 or 4x3 (got {text!r})") from None
+        raise ValueError(f"views={text!r}: must look like CxK, e.g. 1x1 or 4x3") from None
     if clips < 1 or crops not in (1, 3):
-        raise ValueError(f"--views {text}: need at least 1 clip and 1 or 3 crops")
+        raise ValueError(f"views={text!r}: need at least 1 clip and 1 or 3 crops")
     if clips > MAX_CLIPS:  # every view of a video is decoded and held at once
-        raise ValueError(f"--views {text}: at most {MAX_CLIPS} temporal clips per video (the paper's protocol is 4x3)")
+        raise ValueError(f"views={text!r}: at most {MAX_CLIPS} temporal clips per video (the paper's protocol is 4x3)")
     return clips, crops
 
 

@@ -15,13 +15,12 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
-from .errors import WeightsError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import WeightsError, first_line  # noqa: F401  (WeightsError re-exported: the family lives in errors.py)
 
 import contextlib
 import copy
 import os
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -42,13 +41,6 @@ OPENAI_NAMES = {
 OPENAI_CACHE = os.path.expanduser("~/.cache/clip")
 
 
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The first non-empty line of an exception's message, without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:limit] if lines else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------- safe file loading
@@ -72,22 +64,22 @@ def safe_load(path: str) -> dict[str, Any]:
         try:
             return load_file(path)
         except Exception as exc:
-            raise WeightsError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+            raise WeightsError(f"{path}: not a readable safetensors file ({first_line(exc, 160)})") from None
     if _is_torchscript(path):
         try:
             return dict(torch.jit.load(path, map_location="cpu").state_dict())
         except Exception as exc:
-            raise WeightsError(f"{path}: TorchScript archive does not load ({_first_line(exc)})") from None
+            raise WeightsError(f"{path}: TorchScript archive does not load ({first_line(exc, 160)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: not a refusal
-            raise WeightsError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+            raise WeightsError(f"{path}: not a PyTorch checkpoint ({first_line(exc, 160)})") from None
         raise WeightsError(
             f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
-            f"and text4vis never runs code from a checkpoint ({_first_line(exc)})") from None
+            f"and text4vis never runs code from a checkpoint ({first_line(exc, 160)})") from None
     except Exception as exc:
-        raise WeightsError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise WeightsError(f"{path}: not a PyTorch checkpoint ({first_line(exc, 160, with_type=True)})") from None
 
 
 def _is_torchscript(path: str) -> bool:
@@ -159,7 +151,7 @@ class Towers:
 
     clip: torch.nn.Module
     config: dict[str, Any]          # open_clip constructor arguments (stored in text4vis checkpoints)
-    source: str                     # what the user passed as --clip
+    source: str                     # what the user passed as clip=
     tokenizer_name: str = "openai"  # "openai" (CLIP BPE) or an hf-hub model id
     mean: tuple = OPENAI_MEAN
     std: tuple = OPENAI_STD
@@ -245,18 +237,18 @@ def hub_access():
 def _hub_error(what: str, exc: BaseException) -> WeightsError:
     return WeightsError(
         f"{what}: weights are not on this machine and could not be downloaded "
-        f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
-        f"download them where there is network, or pass a local file with --clip /path/to/checkpoint.pt")
+        f"({first_line(exc, 120, with_type=True)}); "
+        f"download them where there is network, or pass a local file as clip='/path/to/checkpoint.pt'")
 
 
 def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool = True) -> Towers:
     if any(k.startswith("model.visual.") for k in sd) or (any(k.startswith("visual.") for k in sd)
                                                            and not any(k.startswith("transformer.") for k in sd)):
-        raise WeightsError(f"{source}: a video model checkpoint, not CLIP towers: pass it as --checkpoint")
+        raise WeightsError(f"{source}: a video model checkpoint, not CLIP towers: pass it as checkpoint=")
     if not is_openai_layout(sd):
         raise WeightsError(
             f"{source}: not an OpenAI-layout CLIP checkpoint (no visual.proj/text_projection); "
-            f"for other open_clip models pass --clip MODEL_NAME:{source}")
+            f"for other open_clip models pass clip='MODEL_NAME:{source}'")
     cfg = openai_config(sd)
     cfg["quick_gelu"] = quick_gelu
     clip = build_clip(cfg)
@@ -273,7 +265,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
     """An open_clip architecture name with a pretrained tag or a local file."""
     cfg = open_clip.get_model_config(name)
     if cfg is None:
-        raise WeightsError(f"--clip {source}: unknown open_clip model {name!r} (see open_clip.list_models())")
+        raise WeightsError(f"clip={source!r}: unknown open_clip model {name!r} (see open_clip.list_models())")
     cfg = copy.deepcopy(cfg)
     pre = open_clip.get_pretrained_cfg(name, tag) if not os.path.isfile(tag) else {}
     if pre.get("quick_gelu"):
@@ -282,16 +274,16 @@ def _named(name: str, tag: str, source: str) -> Towers:
     if os.path.isfile(tag):
         path = tag
     elif not pre:
-        raise WeightsError(f"--clip {source}: open_clip has no pretrained tag {tag!r} for {name} "
+        raise WeightsError(f"clip={source!r}: open_clip has no pretrained tag {tag!r} for {name} "
                            f"(known: {', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'})")
     else:
         try:
             with hub_access():
                 path = open_clip.download_pretrained(pre)
         except Exception as exc:
-            raise _hub_error(f"--clip {source}", exc) from None
+            raise _hub_error(f"clip={source!r}", exc) from None
         if not path:
-            raise WeightsError(f"--clip {source}: open_clip could not resolve a download for this tag")
+            raise WeightsError(f"clip={source!r}: open_clip could not resolve a download for this tag")
     sd = unwrap_state_dict(safe_load(path), path)
     if is_openai_layout(sd) and "hf_model_name" not in cfg.get("text_cfg", {}):
         towers = _from_state_dict(sd, source, quick_gelu=bool(cfg.get("quick_gelu")))
@@ -300,7 +292,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
         try:
             open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
         except Exception as exc:
-            raise WeightsError(f"--clip {source}: weights do not fit {name} ({str(exc).splitlines()[0][:160]})") from None
+            raise WeightsError(f"clip={source!r}: weights do not fit {name} ({first_line(exc, 160)})") from None
         towers = Towers(clip=clip.float().eval(), config=cfg, source=source)
     towers.source, towers.mean, towers.std = source, tuple(mean), tuple(std)
     tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
@@ -319,7 +311,7 @@ def _hf_hub(model_id: str, source: str) -> Towers:
             except Exception:
                 path = hf_hub_download(model_id, "open_clip_pytorch_model.bin")
     except Exception as exc:
-        raise _hub_error(f"--clip {source}", exc) from None
+        raise _hub_error(f"clip={source!r}", exc) from None
     cfg = hf_cfg["model_cfg"]
     clip = build_clip(cfg)
     open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
@@ -330,7 +322,7 @@ def _hf_hub(model_id: str, source: str) -> Towers:
 
 
 def load_towers(spec: str) -> Towers:
-    """Resolve a --clip value (see the module docstring) into CLIP towers on the CPU, fp32."""
+    """Resolve a `clip=` value (see the module docstring) into CLIP towers on the CPU, fp32."""
     if os.path.isfile(spec):
         return _from_state_dict(unwrap_state_dict(safe_load(spec), spec), spec)
     if spec in OPENAI_NAMES:
@@ -344,8 +336,8 @@ def load_towers(spec: str) -> Towers:
         name, tag = spec.split(":", 1)
         return _named(name, tag, spec)
     if open_clip.get_model_config(spec) is not None:
-        raise WeightsError(f"--clip {spec}: name the weights too, e.g. {spec}:openai or {spec}:/path/to/weights.pt")
-    raise WeightsError(f"--clip {spec}: not a file, an OpenAI name ({', '.join(OPENAI_NAMES)}), "
+        raise WeightsError(f"clip={spec!r}: name the weights too, e.g. {spec}:openai or {spec}:/path/to/weights.pt")
+    raise WeightsError(f"clip={spec!r}: not a file, an OpenAI name ({', '.join(OPENAI_NAMES)}), "
                        f"an open_clip MODEL:PRETRAINED pair or an hf-hub: id")
 
 
@@ -358,7 +350,7 @@ def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], sour
         clip = build_clip(cfg)
         missing, _ = clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     except Exception as exc:  # a config that builds nothing, or a tensor of another shape
-        raise WeightsError(f"{source}: damaged text4vis checkpoint ({_first_line(exc)})") from None
+        raise WeightsError(f"{source}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
     missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias"))]
     if missing:
         raise WeightsError(f"{source}: damaged text4vis checkpoint ({len(missing)} tower weights missing, "

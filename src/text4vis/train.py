@@ -1,14 +1,14 @@
 """The training loop: fine-tune the image tower and temporal head against a frozen classifier.
 
-One visible loop (see `train`): build data, towers, classifier and model; then for each step:
-learning rate, forward under autocast, loss, backward (accumulating), clip, optimiser step, log,
-evaluate and checkpoint. Runs on one CPU, one GPU, or many (torchrun + DistributedDataParallel).
+One visible loop (`_train`): `Run` builds data, towers, classifier, model, loader and optimiser (and
+resumes); then for each micro-batch: forward under autocast, loss, backward (accumulating); for each
+optimiser step: learning rate, unscale + clip, step, log, checkpoint; for each epoch: evaluate and
+checkpoint. Runs on one CPU, one GPU, or many (torchrun + DistributedDataParallel). The run folder's
+files are described in runs.py.
 """
 from __future__ import annotations
 
-from .errors import TrainError  # noqa: F401  (re-exported: the error family lives in errors.py)
 
-import json
 import math
 import os
 import random
@@ -20,41 +20,25 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoints, classifiers, engine, losses, metrics
-from .cli import UsageError
 from .config import Config, ConfigError
+from .devices import autocast, precision_name, process_group, setup_distributed  # noqa: F401  (re-exported)
+from .errors import OutputError, TrainError, UsageError
+from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, MetricsLog, check_run_folder, resume_path, start_folder,
+                   write_lines)
 from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
                        train_collate)
-from .labels import load_labels
+from .labels import resolve_labels
 from .model import VideoModel
 from .towers import WeightsError, load_towers
 from .transforms import TrainTransform
 
-CHECKPOINT_LAST = "last.safetensors"
-CHECKPOINT_BEST = "best.safetensors"
 
 
-
-
-# ----------------------------------------------------------------------------- distribution
-
-def setup_distributed() -> tuple[int, int, torch.device]:
-    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: NCCL on GPUs, gloo on CPUs."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    return rank, world, device
 
 
 def log(msg: str, rank: int = 0) -> None:
@@ -71,18 +55,9 @@ def build_classifier(cfg: Config, towers, names: list[str], model: VideoModel | 
         cls = classifiers.load_classifier(c.file)
         classifiers.check_same_labels(cls, names, c.file)
         return cls
-    if c.type == "text":
-        return classifiers.text_classifier(towers, names, c.prompts)
-    if c.type == "lm":
-        return classifiers.lm_classifier(names, c.lm)
-    if c.type == "random":
-        return classifiers.random_classifier(names, towers.embed_dim, c.seed)
-    if c.type in ("orthogonal",):
-        return classifiers.orthogonal_classifier(names, towers.embed_dim, c.seed)
-    if c.type == "linear":  # learned: random start, trained with the towers
-        cls = classifiers.random_classifier(names, towers.embed_dim, c.seed)
-        cls.meta["type"] = "linear"
-        return cls
+    if c.type in classifiers.KINDS:
+        return classifiers.build_classifier(c.type, names, towers=towers, dim=towers.embed_dim, prompts=c.prompts,
+                                            lm=c.lm, seed=c.seed)
     if c.type == "lda":
         cls, failed = lda_from_model(model, samples, names, cfg, reader, device)
         for msg in failed:
@@ -221,68 +196,37 @@ def _data_error_line(exc: BaseException) -> str:
     return last[len(prefix):] if last.startswith(prefix) else last
 
 
-def _trim_metrics(path: str, global_step: int) -> None:
-    """Resuming: drop records a killed run wrote after its last checkpoint (and a torn last line)."""
-    if not os.path.isfile(path):
-        return
-    keep = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and rec.get("step", 0) <= global_step:
-                keep.append(json.dumps(rec) + "\n")
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(keep)
+# ----------------------------------------------------------------------------- setup, in named steps
 
-
-# ----------------------------------------------------------------------------- the loop
-
-def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bool = True) -> dict:
-    own_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
-    rank, world, device = setup_distributed()
-    try:
-        return _train(cfg, output, notes, progress, rank, world, device)
-    finally:
-        if own_group and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def check_output(output: str, resume: str | None) -> None:
-    """The run folder can be written, and starting afresh does not overwrite another run in it."""
-    if not resume and os.path.isfile(os.path.join(output, CHECKPOINT_LAST)):
-        raise ConfigError(f"--output {output}: already holds a run ({CHECKPOINT_LAST}); continue it with "
-                          f"--resume auto, or choose another --output")
-    engine.check_output(output, "--output", folder=True)
-
-
-def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    for n in notes or []:
-        log(f"note: {n}", rank)
+def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world: int) -> None:
+    """Rank 0 checks the run folder; every rank stops if it is unusable (the others would wait forever)."""
     problem = None
     if rank == 0:
         try:
-            check_output(output, cfg.training.resume)
-        except (ConfigError, OSError, UsageError) as exc:
+            check_run_folder(output, resume)
+        except (ConfigError, OSError, OutputError, UsageError) as exc:
             problem = exc
-    if world > 1:  # every rank stops, not only rank 0 (the others would wait for it forever)
+    if world > 1:
         box = [str(problem) if problem else None]
         dist.broadcast_object_list(box, src=0)
         if box[0] and problem is None:
             raise ConfigError(box[0])
     if problem:
         raise problem
-    seed = cfg.training.seed
-    torch.manual_seed(seed)          # the same model initialisation on every rank
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
     np.random.seed(seed % 2 ** 32)
     random.seed(seed)
 
-    # --- data: samples and class names ---------------------------------------------------------------
+
+def load_data(cfg: Config, output: str, rank: int):
+    """(class names, training samples of an epoch, the distinct ones, val samples); a few-shot run's
+    chosen videos are written to the run folder."""
     if not cfg.data.train_list:
         raise ConfigError("data.train_list is not set (a list file, a CSV or a folder per class)")
-    names = load_labels(cfg.data.labels) if cfg.data.labels else None
+    names = resolve_labels(("data.labels", cfg.data.labels))
     train_samples, names = load_split(cfg.data.train_list, cfg.data.train_root, names)
     if names is None:
         raise ConfigError("data.labels is not set (a label set name or file)")
@@ -290,32 +234,38 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     if expected is not None and expected != len(names):
         raise ConfigError(f"data.num_classes is {expected} but the label list has {len(names)} classes")
     val_samples = load_split(cfg.data.val_list, cfg.data.val_root, names)[0] if cfg.data.val_list else []
-    distinct_train = train_samples
+    distinct = train_samples
     if cfg.data.shot:
-        chosen = few_shot(train_samples, cfg.data.shot, seed, len(names))
+        chosen = few_shot(train_samples, cfg.data.shot, cfg.training.seed, len(names))
         repeats = max(1, len(train_samples) // max(1, len(chosen)))  # keep about as many steps per epoch
         log(f"few-shot: {len(chosen)} videos ({cfg.data.shot} per class), repeated {repeats}x per epoch", rank)
         if rank == 0:
             os.makedirs(output, exist_ok=True)
-            with open(os.path.join(output, "fewshot_videos.txt"), "w") as f:
-                f.writelines(f"{s.path} {s.num_frames} {s.label}\n" if s.num_frames is not None
-                             else f"{s.path} {s.label}\n" for s in chosen)
-        distinct_train, train_samples = chosen, chosen * repeats
-    reader = FrameReader(cfg.data.image_tmpl, cfg.data.index_bias)
+            write_lines(os.path.join(output, "fewshot_videos.txt"),
+                        [f"{s.path} {s.num_frames} {s.label}" if s.num_frames is not None else f"{s.path} {s.label}"
+                         for s in chosen])
+        distinct, train_samples = chosen, chosen * repeats
+    return names, train_samples, distinct, val_samples
 
-    # --- towers, model, classifier -------------------------------------------------------------------
+
+def build_model(cfg: Config, names, distinct, reader, device):
+    """(towers, video model on `device`, classifier): the towers of model.clip, the temporal head, an
+    optional model.pretrain checkpoint, and the classifier set into the model (learned when linear)."""
     towers = load_towers(cfg.model.clip)
     model = VideoModel(towers.clip.visual, towers.embed_dim, cfg.model.head, head_heads=towers.head_heads,
                        logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
     if cfg.model.pretrain:
         load_pretrain(model, cfg.model.pretrain, cfg.model.clip)
     model.to(device)
-    input_size = model_input_size(cfg, model)
-    cls = build_classifier(cfg, towers, names, model, distinct_train, reader, device)
+    cls = build_classifier(cfg, towers, names, model, distinct, reader, device)
     model.set_classifier(cls.weight, learn=cfg.classifier.type == "linear" and not cfg.classifier.file)
     if cfg.model.freeze_visual:
         model.visual.requires_grad_(False)
+    return towers, model, cls
 
+
+def build_trainee(cfg: Config, towers, model: VideoModel, cls, names, device) -> Trainee:
+    """The video model, plus the online text tower in contrastive mode."""
     text_clip, tokens = None, None
     contrastive = cfg.training.mode == "contrastive"
     if contrastive and cfg.training.text_tower == "online":
@@ -325,246 +275,289 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
         tokens = towers.tokenize([cfg.classifier.prompts[0].format(n) for n in names])
     elif contrastive and cls.meta.get("type") != "text":
         raise ConfigError("training.text_tower=frozen contrasts against the CLIP text rows: set classifier.type=text")
-    trainee = Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather).to(device)
-    # the model is initialised identically on every rank (above); from here on each rank draws its own
-    torch.manual_seed(seed + rank)
-    np.random.seed((seed + rank) % 2 ** 32)
-    random.seed(seed + rank)
-    net = trainee
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(trainee, device_ids=[device.index] if device.type == "cuda" else None)
+    return Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather).to(device)
 
-    # --- loader: each rank its own disjoint share of every epoch ---------------------------------------
+
+def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world: int, device):
+    """(dataset, batch sampler, loader): each rank its own disjoint share of every epoch."""
     transform = TrainTransform(input_size, scale=(cfg.data.crop_scale, 1.0), flip=cfg.data.flip,
                                grayscale=cfg.data.grayscale,
                                randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None)
-    dataset = TrainDataset(train_samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
-                           cfg.data.random_shift, seed)
-    sampler = TrainBatchSampler(len(dataset), cfg.data.batch_size, world, rank, seed)
-    loader_kwargs = dict(num_workers=cfg.data.workers, pin_memory=device.type == "cuda", collate_fn=train_collate)
+    dataset = TrainDataset(samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
+                           cfg.data.random_shift, cfg.training.seed)
+    sampler = TrainBatchSampler(len(dataset), cfg.data.batch_size, world, rank, cfg.training.seed)
+    kwargs = dict(num_workers=cfg.data.workers, pin_memory=device.type == "cuda", collate_fn=train_collate)
     if cfg.data.workers > 0:
-        loader_kwargs.update(persistent_workers=True, prefetch_factor=4)
-    loader = DataLoader(dataset, batch_sampler=sampler, **loader_kwargs)
-    accum = cfg.optim.grad_accumulation
-    batches = sampler.batches_per_epoch                      # micro-batches per epoch (per rank)
-    steps_per_epoch = math.ceil(batches / accum)             # optimiser steps per epoch
-    total_steps = steps_per_epoch * cfg.optim.epochs
+        kwargs.update(persistent_workers=True, prefetch_factor=4)
+    return dataset, sampler, DataLoader(dataset, batch_sampler=sampler, **kwargs)
 
-    # --- optimiser: image tower and logit_scale at lr * clip_ratio, the rest at lr ---------------------
-    o = cfg.optim
-    optimizer = build_optimizer(trainee, o, device)
-    warmup_steps = int(o.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup_steps))
-    precision = o.precision
-    if device.type != "cuda":
-        precision = "fp32"
-    elif precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
 
-    # --- run folder, resume --------------------------------------------------------------------------
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [], "samples_seen": 0}
-    resume = cfg.training.resume
-    last_path = os.path.join(output, CHECKPOINT_LAST)
-    if resume == "auto":
-        resume = last_path if os.path.isfile(last_path) else None
-        if resume is None:
-            log(f"--resume auto: no {last_path} yet, starting fresh", rank)
-    if resume:
-        resumed = restore(resume, trainee, optimizer, scheduler, scaler, device)
-        state.update({k: resumed[k] for k in state if k in resumed})
-        log(f"resumed from {resume}: epoch {state['epoch']}, step {state['global_step']}", rank)
-    metrics_path = os.path.join(output, "metrics.jsonl")
-    if rank == 0:
-        os.makedirs(output, exist_ok=True)
-        for name in os.listdir(output):  # temporary files of checkpoint writes a kill interrupted
-            if ".safetensors.tmp" in name:
-                os.remove(os.path.join(output, name))
-        if resume:
-            _trim_metrics(metrics_path, state["global_step"])
-        with open(os.path.join(output, "config.yaml"), "w") as f:
-            yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-        if notes:
-            with open(os.path.join(output, "config_notes.txt"), "w") as f:
-                f.writelines(n + "\n" for n in notes)
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(os.path.join(output, "tensorboard"), purge_step=state["global_step"] + 1 if resume else None)
-    metrics_file = open(metrics_path, "a") if rank == 0 else None
-    settings = {"num_frames": cfg.data.num_frames, "input_size": input_size, "dense": cfg.data.dense,
-                "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
+class Run:
+    """Everything a training run holds between steps, built by `setup` in the order the loop needs it."""
 
-    def save(path: str, with_train_state: bool) -> None:
-        trainee.sync_classifier()  # contrastive, online text tower: classifier rows from the trained tower
-        if rank != 0:
+    def __init__(self, cfg: Config, output: str, notes, rank: int, world: int, device: torch.device):
+        self.cfg, self.output, self.rank, self.world, self.device = cfg, output, rank, world, device
+        seed = cfg.training.seed
+        seed_everything(seed)                       # the same model initialisation on every rank
+        self.names, self.train_samples, distinct, self.val_samples = load_data(cfg, output, rank)
+        self.reader = FrameReader(cfg.data.image_tmpl, cfg.data.index_bias)
+        self.towers, self.model, self.cls = build_model(cfg, self.names, distinct, self.reader, device)
+        self.input_size = model_input_size(cfg, self.model)
+        self.trainee = build_trainee(cfg, self.towers, self.model, self.cls, self.names, device)
+        seed_everything(seed + rank)                # from here on each rank draws its own
+        self.net = self.trainee
+        if world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.trainee, device_ids=[device.index] if device.type == "cuda" else None)
+        self.dataset, self.sampler, self.loader = build_loader(cfg, self.train_samples, self.input_size,
+                                                               self.reader, rank, world, device)
+        self.accum = cfg.optim.grad_accumulation
+        self.batches = self.sampler.batches_per_epoch                 # micro-batches per epoch (per rank)
+        self.steps_per_epoch = math.ceil(self.batches / self.accum)   # optimiser steps per epoch
+        # optimiser: image tower and logit_scale at lr * clip_ratio, the rest at lr; warmup + cosine
+        self.optimizer = build_optimizer(self.trainee, cfg.optim, device)
+        total_steps = self.steps_per_epoch * cfg.optim.epochs
+        warmup_steps = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(total_steps, warmup_steps))
+        self.precision = precision_name(device, cfg.optim.precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [],
+                      "samples_seen": 0}
+        self.last_path = os.path.join(output, CHECKPOINT_LAST)
+        resume = self.resume(cfg.training.resume)
+        if rank == 0:
+            start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
+        self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
+        self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
+                         "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
+
+    def resume(self, resume: str | None) -> str | None:
+        """Restore a `last` checkpoint (training.resume: 'auto' or a path) into the run; the path or None."""
+        path = resume_path(self.output, resume)
+        if resume == "auto" and path is None:
+            log(f"training.resume='auto': no {self.last_path} yet, starting fresh", self.rank)
+        if path:
+            resumed = restore(path, self.trainee, self.optimizer, self.scheduler, self.scaler, self.device)
+            self.state.update({k: resumed[k] for k in self.state if k in resumed})
+            log(f"resumed from {path}: epoch {self.state['epoch']}, step {self.state['global_step']}", self.rank)
+        return path
+
+    def save(self, path: str, with_train_state: bool) -> None:
+        self.trainee.sync_classifier()  # contrastive, online text tower: classifier rows from the trained tower
+        if self.rank != 0:
             return
         train_state = None
         if with_train_state:
-            train_state = dict(state, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                               scaler=scaler.state_dict(), rng=rng_state())
+            train_state = dict(self.state, optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                               scaler=self.scaler.state_dict(), rng=rng_state())
         try:
-            checkpoints.save_checkpoint(path, model, towers,
-                                        labels=names, classifier_meta=cls.meta, settings=settings,
-                                        config=cfg.to_dict(), train_state=train_state,
-                                        include_text=cfg.training.checkpoint_text_tower)
+            checkpoints.save_checkpoint(path, self.model, self.towers, labels=self.names,
+                                        classifier_meta=self.cls.meta, settings=self.settings,
+                                        config=self.cfg.to_dict(), train_state=train_state,
+                                        include_text=self.cfg.training.checkpoint_text_tower)
         except OSError as exc:
             raise TrainError(f"cannot write checkpoint {path} ({exc}); the previous one, if any, is intact") from None
 
-    def write_metrics(record: dict) -> None:
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-        if writer is not None:
-            for k, v in record.items():
-                if k not in ("step", "epoch") and isinstance(v, (int, float)):
-                    writer.add_scalar(k, v, record["step"])
-
-    def sync(values: list[float]) -> list[float]:
+    def sync(self, values: list[float]) -> list[float]:
         """Sum small per-rank numbers over the ranks, so that every rank takes the same decisions."""
-        if world == 1:
+        if self.world == 1:
             return values
-        t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+        t = torch.tensor(values, dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
         dist.all_reduce(t)
         return t.tolist()
 
-    def gather_messages(msgs: list[str]) -> list[str]:
-        if world == 1:
+    def gather_messages(self, msgs: list[str]) -> list[str]:
+        if self.world == 1:
             return msgs
-        parts: list = [None] * world
+        parts: list = [None] * self.world
         dist.all_gather_object(parts, msgs)
         return [m for p in parts for m in p]
 
-    log(f"training {len(train_samples)} videos, {len(names)} classes, {world} process(es) x batch "
-        f"{cfg.data.batch_size} x accumulation {accum} = effective batch {cfg.data.batch_size * world * accum}; "
-        f"{steps_per_epoch} steps/epoch, {cfg.optim.epochs} epochs, {precision} on {device}", rank)
+    def close(self) -> None:
+        self.metrics.close()
+        if self.rank == 0 and self.state["bad_videos"]:
+            write_lines(os.path.join(self.output, "bad_videos.txt"), self.state["bad_videos"])
 
-    # --- the loop ----------------------------------------------------------------------------------
-    nonfinite = 0                                   # optimiser steps skipped in a row (non-finite loss)
-    bad_seen: set[str] = set(state["bad_videos"])
-    val_warned: set[str] = set()
-    stop = False
+
+# ----------------------------------------------------------------------------- one step's parts
+
+def forward_backward(run: Run, frames, labels, failed, group: dict) -> list[float]:
+    """Forward under autocast and backward of one micro-batch (gradients accumulate over the group), unless
+    the group already had a non-finite loss. Returns the numbers every rank agrees on:
+    [ranks with a non-finite loss, new bad videos, videos in the batch, summed loss]."""
+    frames = frames.to(run.device, non_blocking=True)
+    labels = labels.to(run.device, non_blocking=True)
+    finite, loss_value = True, 0.0
+    no_sync = run.net.no_sync() if (run.world > 1 and not group["last_micro"]) else nullcontext()
+    with no_sync:
+        if not group["bad"]:
+            with autocast(run.device, run.precision):
+                loss, _ = run.net(frames, labels)
+            loss_value = float(loss.detach())
+            finite = math.isfinite(loss_value)
+        # every rank learns whether a loss anywhere was non-finite, and about new bad videos
+        group["new_bad"] = [m for m in dict.fromkeys(failed) if m not in group["bad_seen"]]
+        flags = run.sync([0.0 if finite else 1.0, float(len(group["new_bad"])), float(len(labels)),
+                          loss_value if finite else 0.0])
+        if not group["bad"] and flags[0] == 0:
+            run.scaler.scale(loss / group["len"]).backward()
+            group["losses"].append(flags[3] / run.world)
+        elif not group["bad"]:
+            group["bad"] = True
+            run.optimizer.zero_grad(set_to_none=True)
+    return flags
+
+
+def count_bad_videos(run: Run, flags: list[float], group: dict) -> int:
+    """Log each video that failed to decode once, count the videos seen; stop when too many failed.
+    Returns the number of videos of this batch."""
+    cfg, state = run.cfg, run.state
+    if flags[1]:
+        for msg in run.gather_messages(group["new_bad"]):
+            if msg not in group["bad_seen"]:
+                group["bad_seen"].add(msg)
+                state["bad_videos"].append(msg)
+                log(f"warning: skipped a video that does not decode: {msg}", run.rank)
+    state["samples_seen"] += int(flags[2])
+    n_bad = len(state["bad_videos"])
+    if n_bad and n_bad > cfg.data.max_bad_fraction * max(100, state["samples_seen"] + n_bad) \
+            and n_bad > cfg.data.max_bad_fraction * len(run.dataset):
+        raise TrainError(f"{n_bad} videos failed to decode (more than data.max_bad_fraction="
+                         f"{cfg.data.max_bad_fraction}; listed in {os.path.join(run.output, 'bad_videos.txt')}); "
+                         f"run `text4vis check-data` and fix the lists")
+    return int(flags[2])
+
+
+def optimizer_step(run: Run, step: int, group: dict, nonfinite: int) -> int:
+    """Unscale, clip, step and zero the gradients, or skip the step when a loss of the group was not
+    finite (several in a row stop the run). The schedule advances either way. Returns the skips in a row."""
+    if group["bad"]:
+        nonfinite += 1
+        run.optimizer.zero_grad(set_to_none=True)
+        log(f"warning: non-finite loss at step {step}; step skipped", run.rank)
+        if nonfinite >= run.cfg.training.max_nonfinite:
+            raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {step}); stopped; "
+                             f"the last good checkpoint is {run.last_path}. Lower optim.lr or use bf16/fp32")
+    else:
+        nonfinite = 0
+        if run.cfg.optim.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.trainee.parameters(), run.cfg.optim.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+        warnings.simplefilter("ignore", UserWarning)
+        run.scheduler.step()                                      # skipped steps keep the schedule's pace
+    return nonfinite
+
+
+def step_record(run: Run, step: int, epoch: int, losses_: list[float], lrs: list[float], rate: float) -> dict:
+    """The metrics.jsonl record of a logged step."""
+    rec = {"step": step, "epoch": epoch + run.state["step_in_epoch"] / run.steps_per_epoch,
+           "loss": sum(losses_) / len(losses_), "lr": lrs[-1]}
+    if len(lrs) > 1:
+        rec["lr_clip"] = lrs[0]
+    rec.update(logit_scale=float(run.model.logit_scale.detach().exp()), videos_per_s=rate,
+               bad_videos=len(run.state["bad_videos"]))
+    return rec
+
+
+def end_of_epoch(run: Run, epoch: int, stop: bool, val_warned: set, progress: bool) -> dict:
+    """Evaluate when it is time (val top-1 picks `best`), then write the `last` checkpoint."""
+    cfg, state = run.cfg, run.state
     result: dict = {}
+    evaluating = bool(run.val_samples) and cfg.training.eval_freq > 0
+    if evaluating and ((epoch + 1) % cfg.training.eval_freq == 0 or epoch + 1 == cfg.optim.epochs or stop):
+        run.trainee.sync_classifier()
+        result = evaluate(run.model, run.val_samples, cfg, run.input_size, run.reader, run.device, progress)
+        result.update(step=state["global_step"], epoch=epoch + 1)
+        run.metrics.write({k: v for k, v in result.items() if k != "failed"} | {"step": state["global_step"]})
+        for msg in result["failed"]:                              # named once per run
+            if msg not in val_warned:
+                val_warned.add(msg)
+                log(f"warning: a val video does not decode (not counted): {msg}", run.rank)
+        log(f"epoch {epoch + 1}: val top-1 {100 * result['val_top1']:.2f}%  top-5 {100 * result['val_top5']:.2f}%"
+            f"  ({result['val_videos']} videos, {result['val_failed']} failed)", run.rank)
+        if result["val_top1"] > state["best_top1"]:
+            state["best_top1"] = result["val_top1"]
+            run.save(os.path.join(run.output, CHECKPOINT_BEST), False)
+    elif not evaluating:  # nothing to choose by: `best` is the latest model
+        run.save(os.path.join(run.output, CHECKPOINT_BEST), False)
+    run.save(run.last_path, True)
+    return result
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bool = True) -> dict:
+    """Train as `cfg` says into the run folder `output` (see runs.py); under torchrun on every rank.
+    Returns a summary (steps, epochs done, best val top-1, bad videos, the last evaluation)."""
+    with process_group() as (rank, world, device):
+        return _train(cfg, output, notes, progress, rank, world, device)
+
+
+def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
+    for n in notes or []:
+        log(f"note: {n}", rank)
+    check_folder_on_all_ranks(output, cfg.training.resume, rank, world)
+    run = Run(cfg, output, notes, rank, world, device)   # data, model, classifier, loader, optimiser, resume
+    state, accum = run.state, run.accum
+    log(f"training {len(run.train_samples)} videos, {len(run.names)} classes, {world} process(es) x batch "
+        f"{cfg.data.batch_size} x accumulation {accum} = effective batch {cfg.data.batch_size * world * accum}; "
+        f"{run.steps_per_epoch} steps/epoch, {cfg.optim.epochs} epochs, {run.precision} on {device}", rank)
+    nonfinite = 0                                   # optimiser steps skipped in a row (non-finite loss)
+    val_warned: set[str] = set()
+    stop, result = False, {}
+    group = {"bad_seen": set(state["bad_videos"]), "losses": [], "bad": False}
     try:
         for epoch in range(state["epoch"], cfg.optim.epochs):
             skip = state["step_in_epoch"] * accum          # > 0 only when resuming mid-epoch
-            sampler.set_epoch(epoch, start_batch=skip)
-            net.train()
-            bar = tqdm(total=steps_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
-                       unit="step", disable=not progress or rank != 0, dynamic_ncols=True)
+            run.sampler.set_epoch(epoch, start_batch=skip)
+            run.net.train()
+            bar = tqdm(total=run.steps_per_epoch, initial=state["step_in_epoch"], unit="step", dynamic_ncols=True,
+                       desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress or rank != 0)
             t_log, videos_since = time.perf_counter(), 0
-            group_losses: list[float] = []
-            group_bad = False
-            for b_idx, (frames, labels, failed) in enumerate(loader, start=skip):
+            group.update(losses=[], bad=False)
+            for b_idx, (frames, labels, failed) in enumerate(run.loader, start=skip):
                 group_start = b_idx - b_idx % accum
-                group_len = min(accum, batches - group_start)            # the last group may be shorter
-                last_micro = b_idx + 1 == group_start + group_len
-                # 1. forward and backward (gradients accumulate over the group's batches)
-                frames = frames.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                finite, loss_value = True, 0.0
-                no_sync = net.no_sync() if (world > 1 and not last_micro) else nullcontext()
-                with no_sync:
-                    if not group_bad:
-                        with engine.autocast(device, precision):
-                            loss, _ = net(frames, labels)
-                        loss_value = float(loss.detach())
-                        finite = math.isfinite(loss_value)
-                    # every rank learns whether a loss anywhere was non-finite, and about new bad videos
-                    new_bad = [m for m in dict.fromkeys(failed) if m not in bad_seen]
-                    flags = sync([0.0 if finite else 1.0, float(len(new_bad)), float(len(labels)),
-                                  loss_value if finite else 0.0])
-                    if not group_bad and flags[0] == 0:
-                        scaler.scale(loss / group_len).backward()
-                        group_losses.append(flags[3] / world)
-                    elif not group_bad:
-                        group_bad = True
-                        optimizer.zero_grad(set_to_none=True)
-                # 2. bad videos: log each once, count, stop when too many
-                if flags[1]:
-                    for msg in gather_messages(new_bad):
-                        if msg not in bad_seen:
-                            bad_seen.add(msg)
-                            state["bad_videos"].append(msg)
-                            log(f"warning: skipped a video that does not decode: {msg}", rank)
-                state["samples_seen"] += int(flags[2])
-                videos_since += int(flags[2])
-                n_bad = len(state["bad_videos"])
-                if n_bad and n_bad > cfg.data.max_bad_fraction * max(100, state["samples_seen"] + n_bad) \
-                        and n_bad > cfg.data.max_bad_fraction * len(dataset):
-                    raise TrainError(f"{n_bad} videos failed to decode (more than data.max_bad_fraction="
-                                     f"{cfg.data.max_bad_fraction}; listed in {os.path.join(output, 'bad_videos.txt')}); "
-                                     f"run `text4vis check-data` and fix the lists")
-                if not last_micro:
+                group["len"] = min(accum, run.batches - group_start)     # the last group may be shorter
+                group["last_micro"] = b_idx + 1 == group_start + group["len"]
+                # forward, loss, backward (gradients accumulate over the group's micro-batches)
+                flags = forward_backward(run, frames, labels, failed, group)
+                # videos that did not decode: log once, count, stop when too many
+                videos_since += count_bad_videos(run, flags, group)
+                if not group["last_micro"]:
                     continue
-                # 3. optimiser step (unscale, clip, step), or skip it when a loss was not finite
+                # the learning rates of this step, then the optimiser step: unscale, clip, step (or skip)
                 step = state["global_step"] + 1
-                lrs = [g["lr"] for g in optimizer.param_groups]          # the learning rates of this step
-                if group_bad:
-                    nonfinite += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    log(f"warning: non-finite loss at step {step}; step skipped", rank)
-                    if nonfinite >= cfg.training.max_nonfinite:
-                        raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {step}); stopped; "
-                                         f"the last good checkpoint is {last_path}. Lower optim.lr or use bf16/fp32")
-                else:
-                    nonfinite = 0
-                    if o.grad_clip:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(trainee.parameters(), o.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
-                    warnings.simplefilter("ignore", UserWarning)
-                    scheduler.step()                                      # skipped steps keep the schedule's pace
+                lrs = [g["lr"] for g in run.optimizer.param_groups]
+                nonfinite = optimizer_step(run, step, group, nonfinite)
                 state["global_step"] = step
                 state["step_in_epoch"] += 1
                 bar.update(1)
-                # 4. log
-                if not group_bad and (step % cfg.training.print_freq == 0 or state["step_in_epoch"] == steps_per_epoch):
+                # log
+                if not group["bad"] and (step % cfg.training.print_freq == 0
+                                         or state["step_in_epoch"] == run.steps_per_epoch):
                     now = time.perf_counter()
-                    rate = videos_since / max(1e-9, now - t_log)
-                    rec = {"step": step, "epoch": epoch + state["step_in_epoch"] / steps_per_epoch,
-                           "loss": sum(group_losses) / len(group_losses), "lr": lrs[-1]}
-                    if len(lrs) > 1:
-                        rec["lr_clip"] = lrs[0]
-                    rec.update(logit_scale=float(model.logit_scale.detach().exp()), videos_per_s=rate,
-                               bad_videos=len(state["bad_videos"]))
-                    write_metrics(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", vid_s=f"{rate:.1f}")
+                    rec = step_record(run, step, epoch, group["losses"], lrs, videos_since / max(1e-9, now - t_log))
+                    run.metrics.write(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}", vid_s=f"{rec['videos_per_s']:.1f}")
                     t_log, videos_since = now, 0
-                group_losses, group_bad = [], False
-                # 5. mid-epoch checkpoint / step limit
+                group.update(losses=[], bad=False)
+                # mid-epoch checkpoint; step limit
                 if cfg.training.save_every_steps and step % cfg.training.save_every_steps == 0:
-                    save(last_path, True)
+                    run.save(run.last_path, True)
                 if cfg.training.max_steps and step >= cfg.training.max_steps:
                     stop = True
                     break
             bar.close()
-            if stop and state["step_in_epoch"] < steps_per_epoch:
-                save(last_path, True)  # mid-epoch: resumable from exactly here
+            if stop and state["step_in_epoch"] < run.steps_per_epoch:
+                run.save(run.last_path, True)  # mid-epoch: resumable from exactly here
                 break
             # end of epoch: evaluate, checkpoint
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-            evaluating = bool(val_samples) and cfg.training.eval_freq > 0
-            if evaluating and ((epoch + 1) % cfg.training.eval_freq == 0 or epoch + 1 == cfg.optim.epochs or stop):
-                trainee.sync_classifier()
-                result = evaluate(model, val_samples, cfg, input_size, reader, device, progress)
-                result.update(step=state["global_step"], epoch=epoch + 1)
-                write_metrics({k: v for k, v in result.items() if k != "failed"} | {"step": state["global_step"]})
-                for msg in result["failed"]:                              # named once per run
-                    if msg not in val_warned:
-                        val_warned.add(msg)
-                        log(f"warning: a val video does not decode (not counted): {msg}", rank)
-                log(f"epoch {epoch + 1}: val top-1 {100 * result['val_top1']:.2f}%  top-5 {100 * result['val_top5']:.2f}%"
-                    f"  ({result['val_videos']} videos, {result['val_failed']} failed)", rank)
-                if result["val_top1"] > state["best_top1"]:
-                    state["best_top1"] = result["val_top1"]
-                    save(os.path.join(output, CHECKPOINT_BEST), False)
-            elif not evaluating:  # nothing to choose by: `best` is the latest model
-                save(os.path.join(output, CHECKPOINT_BEST), False)
-            save(last_path, True)
+            result = end_of_epoch(run, epoch, stop, val_warned, progress) or result
             if stop:
                 break
     except torch.cuda.OutOfMemoryError:
@@ -573,19 +566,12 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     except DataError as exc:  # e.g. many videos in a row that do not decode (raised in a loader worker)
         raise TrainError(_data_error_line(exc)) from None
     finally:
-        if metrics_file is not None:
-            metrics_file.close()
-        if writer is not None:
-            writer.close()
-        if rank == 0 and state["bad_videos"]:
-            with open(os.path.join(output, "bad_videos.txt"), "w") as f:
-                f.writelines(m + "\n" for m in state["bad_videos"])
-    summary = {"output": output, "steps": state["global_step"], "epochs_done": state["epoch"],
-               "best_top1": state["best_top1"], "bad_videos": len(state["bad_videos"]), **result}
+        run.close()
     log(f"done: {state['global_step']} steps; best val top-1 "
         f"{'%.2f%%' % (100 * state['best_top1']) if state['best_top1'] >= 0 else 'n/a'}; "
         f"{len(state['bad_videos'])} bad videos; checkpoints in {output}", rank)
-    return summary
+    return {"output": output, "steps": state["global_step"], "epochs_done": state["epoch"],
+            "best_top1": state["best_top1"], "bad_videos": len(state["bad_videos"]), **result}
 
 
 def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, device, progress: bool) -> dict:
@@ -608,18 +594,18 @@ def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -
     """Load a `last` checkpoint: model, optimiser, scheduler, scaler, RNG states, counters."""
     # problems of the file given are setup errors (exit 2), as for any other input file
     if not os.path.isfile(path):
-        raise WeightsError(f"--resume {path}: no such checkpoint")
+        raise WeightsError(f"training.resume={path!r}: no such checkpoint")
     if not checkpoints.is_text4vis_checkpoint(path):
-        raise WeightsError(f"--resume {path}: not a text4vis checkpoint (an original Text4Vis checkpoint can start "
+        raise WeightsError(f"training.resume={path!r}: not a text4vis checkpoint (an original Text4Vis checkpoint can start "
                            f"a run as model.pretrain, not resume one)")
     meta, tensors = checkpoints.read_text4vis(path)
     if "train" not in meta:
-        raise WeightsError(f"--resume {path}: this checkpoint has no training state (use a `last` checkpoint)")
+        raise WeightsError(f"training.resume={path!r}: this checkpoint has no training state (use a `last` checkpoint)")
     # in place: the optimiser keeps pointing at the same parameters
     missing, unexpected = checkpoints.load_state_or_explain(trainee.video, checkpoints.split_prefix(tensors, "model."),
-                                                            f"--resume {path}")
+                                                            f"training.resume={path!r}")
     if missing or unexpected:
-        raise WeightsError(f"--resume {path}: the checkpoint's model does not fit this config "
+        raise WeightsError(f"training.resume={path!r}: the checkpoint's model does not fit this config "
                          f"({len(missing)} weights missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
                          f"e.g. {unexpected[:1]}); resume with the config it was trained with")
     if trainee.text is not None and any(k.startswith("text.") for k in tensors):
@@ -628,7 +614,7 @@ def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -
     try:
         optimizer.load_state_dict(train_state["optimizer"])
     except ValueError as exc:
-        raise WeightsError(f"--resume {path}: the optimiser state does not fit this config ({exc})") from None
+        raise WeightsError(f"training.resume={path!r}: the optimiser state does not fit this config ({exc})") from None
     scheduler.load_state_dict(train_state["scheduler"])
     scaler.load_state_dict(train_state["scaler"])
     set_rng_state(train_state["rng"])

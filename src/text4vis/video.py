@@ -5,13 +5,17 @@ in presentation order, counted by this module (container headers are often missi
 Only the frames that are asked for are converted to RGB. Frames come out upright (the display
 rotation is applied), from the container's default video stream.
 
-Frame folders (the original Text4Vis "dir num_frames label" lists) are read here too.
+Frame folders (the original Text4Vis "dir num_frames label" lists) and frame zips (`text4vis prepare`'s
+output) are read here too.
 """
 from __future__ import annotations
 
-from .errors import VideoError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import VideoError, first_line  # noqa: F401  (VideoError re-exported: the error family lives in errors.py)
 
+import io
+import json
 import os
+import zipfile
 from typing import Callable, Sequence
 
 import numpy as np
@@ -39,10 +43,7 @@ def _short(exc: BaseException) -> str:
     if isinstance(exc, OSError) or (av is not None and isinstance(exc, av.FFmpegError)):
         if isinstance(reason, str) and reason.strip():
             return reason.strip()
-    text = str(exc).strip().splitlines()
-    if not text:
-        return type(exc).__name__
-    return text[0].split("; last error log:")[0]
+    return first_line(exc).split("; last error log:")[0]
 
 
 def _open(path: str):
@@ -173,8 +174,7 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
     (best inside DataLoader workers, and it enables skipping unneeded frames). Frame threading is
     never used: it can deadlock on damaged H.264 streams.
     """
-    if path.endswith(".frames.zip"):  # `text4vis prepare` output: packed, resized JPEG frames
-        from .prepare import read_frame_zip
+    if path.endswith(FRAME_ZIP_SUFFIX):  # `text4vis prepare` output: packed, resized JPEG frames
         return read_frame_zip(path, choose)
     container = _open(path)
     try:
@@ -207,6 +207,26 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
     finally:
         container.close()
     return _stack([kept[i] for i in indices], path), n
+
+
+FRAME_ZIP_SUFFIX = ".frames.zip"
+
+
+def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
+    """The chosen frames of a .frames.zip (indices in 0..N-1, N from meta.json)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            n = int(json.loads(z.read("meta.json"))["num_frames"])
+            indices = [int(i) for i in choose(n)]
+            cache: dict[int, np.ndarray] = {}
+            for i in indices:
+                if i not in cache:
+                    with Image.open(io.BytesIO(z.read(f"{i:06d}.jpg"))) as im:
+                        im.draft("RGB", im.size)  # decode straight to RGB in libjpeg
+                        cache[i] = np.asarray(im.convert("RGB"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
+        raise VideoError(f"{path}: damaged prepared frames file ({first_line(exc, 100)})") from None
+    return np.stack([cache[i] for i in indices]), n
 
 
 def read_all_frames(path: str) -> np.ndarray:

@@ -12,11 +12,11 @@ import os
 import sys
 
 from ..errors import Text4VisError, UsageError  # noqa: F401
-from .common import add_model_args, check_numbers  # noqa: F401  (used by library code until the redesign)
+from .common import add_model_args, check_numbers, flag_names, with_flags  # noqa: F401
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
-COMMAND_MODULES = ["predict", "commands"]
+COMMAND_MODULES = ["predict", "train", "data", "evaluate", "classifier", "compare", "commands", "demo"]
 
 
 def _known_errors():
@@ -46,10 +46,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     errors = _known_errors()
+    args.flag_names = flag_names(parser, args)  # library messages name parameters; users read flags
     try:
         return int(args.func(args) or 0)
     except errors as exc:
-        print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
+        print(f"text4vis {args.command}: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")

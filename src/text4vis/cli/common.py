@@ -1,21 +1,54 @@
-"""What the command handlers share: the model options and the numeric-option check."""
+"""What the command handlers share: the model options, the numeric-option check, and the mapping of
+the library's parameter names (`device='gpu'`) to this command's flags (`--device gpu`) in messages."""
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 
-from ..errors import UsageError
+from ..errors import UsageError, check_numbers  # noqa: F401  (check_numbers: the library's, given flag names)
+
+# `name=VALUE` as library messages write a parameter: VALUE quoted (repr), bare, or absent
+_PARAM = re.compile(r"(?<![\w.\-])([a-z_][\w.]*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;:()'\"]*)")
 
 
-def check_numbers(*checks) -> None:
-    """Numeric options, each (option, value, least) or (option, value, least, most); None values are skipped.
-    UsageError (one line, exit 2) on the first value out of range."""
-    for name, value, least, *most in checks:
-        if value is None:
-            continue
-        if not value >= least:  # also NaN
-            raise UsageError(f"{name} must be at least {least} (got {value})")
-        if most and value > most[0]:
-            raise UsageError(f"{name} must be at most {most[0]} (got {value})")
+def flag_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Parameter name -> flag for the (sub-)command that was run: every long option of its parser (and of
+    the sub-command run), by destination, plus the names its parser maps with set_defaults(param_flags=...)."""
+    names: dict[str, str] = {}
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        names.update(p.get_default("param_flags") or {})
+        if any(a.dest == "set" for a in p._actions):
+            names.setdefault("overrides", "--set")  # load_config(path, overrides)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = getattr(args, action.dest, None)
+                if chosen in action.choices:
+                    stack.append(action.choices[chosen])
+            else:
+                long = [o for o in action.option_strings if o.startswith("--")]
+                if long and action.dest not in names:
+                    names[action.dest] = long[0]
+    return names
+
+
+def with_flags(message: str, names: dict[str, str]) -> str:
+    """A library message for the command line: `device='gpu'` -> `--device gpu` for the parameters this
+    command has as flags (others stay as they are); a store_true value (`zero_shot=True`) is dropped."""
+    def replace(m: re.Match) -> str:
+        flag = names.get(m.group(1))
+        if flag is None:
+            return m.group(0)
+        value = m.group(2)
+        if value[:1] in "'\"":
+            try:
+                value = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                pass
+        return flag if value in ("", "True") else f"{flag} {value}"
+    return _PARAM.sub(replace, message)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

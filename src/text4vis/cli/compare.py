@@ -1,0 +1,57 @@
+"""`text4vis compare`: one Markdown table from run and eval folders (library: runs.py)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="one Markdown table from several training runs or eval folders",
+                       formatter_class=RAW,
+                       description="Collect the results of run folders (config.yaml + metrics.jsonl) and/or eval "
+                                   "folders (results.json) into one Markdown table: the paper's ablation tables.",
+                       epilog="example:\n  text4vis compare runs/abl-* eval/zero-shot --out ablation.md")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--out", help="write the table to this Markdown file too")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    from ..files import atomic_write_text, check_output
+    from ..runs import FolderError, run_summary
+    from .common import UsageError
+    if args.out:
+        check_output(args.out, "out")
+    rows, skipped = [], 0
+    for folder in args.folders:
+        try:
+            r = run_summary(folder)
+            if r is None:
+                raise FolderError(f"{folder}: not a run folder (config.yaml + metrics.jsonl) nor an eval folder "
+                                  f"(results.json)")
+        except (FolderError, OSError) as exc:
+            skipped += 1
+            print(f"text4vis compare: warning: {exc}; skipped", file=sys.stderr)
+            continue
+        rows.append(r)
+    if not rows:
+        raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
+    fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
+    lines = ["| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['classifier']} | {r['mode']} | {r['head']} | {r['shot']} | "
+                     f"{fmt(r['top1'])} | {fmt(r['top5'])} | {fmt(r['zero_shot_half'])} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        atomic_write_text(args.out, table + "\n")
+    return 1 if skipped else 0
+
+
+def register(sub) -> None:
+    add_compare(sub)

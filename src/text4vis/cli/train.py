@@ -1,0 +1,55 @@
+"""`text4vis train`: fine-tune a video model (library: train.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a video model against a frozen classifier", formatter_class=RAW,
+                       description="Train the image tower and temporal head against a frozen classifier (or a "
+                                   "learned one, or contrastively). Configs are YAML (ours, or the original "
+                                   "Text4Vis ones unchanged); see configs/ and `--help-config`.",
+                       epilog="examples:\n"
+                              "  text4vis train --config configs/k400_vitb16_f8.yaml --output runs/k400-b16\n"
+                              "  text4vis train --config configs/k400_vitb16_f8.yaml --output runs/k400-b16 --resume auto\n"
+                              "  text4vis train --config their_text4vis.yaml --set data.train_root=/data/k400 --output runs/x\n"
+                              "  torchrun --nproc_per_node 8 -m text4vis train --config ... --output ...\n"
+                              "effective batch = data.batch_size x processes x optim.grad_accumulation")
+    p.add_argument("--config", help="YAML config (text4vis sections, or an original Text4Vis config)")
+    p.add_argument("--output", help="run folder (config, metrics.jsonl, tensorboard/, last/best checkpoints)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set data.batch_size=16 (repeatable)")
+    p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path")
+    p.add_argument("--help-config", action="store_true", help="print every config field with its default and meaning")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train, param_flags={"training.resume": "--resume"})
+
+
+def cmd_train(args) -> int:
+    from .common import UsageError, with_flags
+    from ..config import describe, load_config
+    if args.help_config:
+        print(describe())
+        return 0
+    if not args.config and not args.set:
+        raise UsageError("give --config FILE (and/or --set KEY=VALUE); see `text4vis train --help`")
+    if not args.output:
+        raise UsageError("give --output RUN_FOLDER")
+    cfg, notes = load_config(args.config, args.set)
+    if args.resume:
+        cfg.training.resume = args.resume
+    from ..errors import TrainError
+    from ..train import train
+    try:
+        train(cfg, args.output, notes, progress=not args.quiet)
+    except TrainError as exc:  # the run started and stopped: exit 1 (its folder keeps what it finished)
+        print(f"text4vis train: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    add_train(sub)

@@ -1,0 +1,76 @@
+"""Writing files safely: outputs checked before any work, and every file written whole or not at all."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .errors import OutputError
+
+
+def _file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask (0644 under umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: str, write: Callable[[str], None], *, durable: bool = False) -> None:
+    """`write(tmp)` writes the whole file at a temporary path beside `path`, which is then renamed over
+    `path`: a kill or an error never leaves half a file, and the previous file at `path` stays intact until
+    the rename. The file gets the umask's normal mode (writers such as safetensors create 0600).
+    `durable`: fsync the file and the folder (checkpoints). The temporary name is per process, so
+    torchrun ranks writing the same file never share one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.chmod(tmp, _file_mode())
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        try:  # make the rename itself durable
+            fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """A text file (UTF-8), written whole or not at all (see `atomic_write`)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def check_output(path: str, name: str = "out", folder: bool = False) -> None:
+    """Before any work: `path` (a file; with folder=True a folder) can be written or created. OutputError
+    naming the parameter `name` and the path otherwise: an existing folder where a file is expected (or a
+    file where a folder is), a parent that is a file, a location without write permission."""
+    what = f"{name}={path!r}"
+    if os.path.isdir(path):
+        if not folder:
+            raise OutputError(f"{what}: is a folder; give a file name")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"{what}: folder is not writable (permission denied)")
+        return
+    if os.path.lexists(path):
+        if folder:
+            raise OutputError(f"{what}: exists and is not a folder")
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise OutputError(f"{what}: file is not writable (permission denied)")
+    ancestor = os.path.dirname(os.path.abspath(path))  # the nearest existing folder above it must be writable
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise OutputError(f"{what}: cannot create it, {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{what}: cannot write in {ancestor} (permission denied)")

@@ -1,0 +1,160 @@
+"""The run folder of `train` and what reads it (`compare`, resuming).
+
+    config.yaml         the fully resolved config (config_notes.txt: notes about an original config)
+    metrics.jsonl       one JSON object per logged step and per evaluation
+    tensorboard/        the same numbers for TensorBoard
+    last.safetensors    the latest state, with everything needed to resume
+    best.safetensors    the best val top-1 (or the latest when there is no val list)
+    bad_videos.txt      videos that failed to decode, when there were some
+    fewshot_videos.txt  the videos a few-shot run chose
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import yaml
+
+from .errors import DataError, OutputError, first_line
+from .files import atomic_write_text, check_output
+
+CHECKPOINT_LAST = "last.safetensors"
+CHECKPOINT_BEST = "best.safetensors"
+METRICS = "metrics.jsonl"
+CONFIG = "config.yaml"
+
+
+class FolderError(DataError):
+    """A run or eval folder whose files cannot be summarised (one line); `compare` skips it."""
+
+
+def check_run_folder(output: str, resume: str | None) -> None:
+    """The run folder can be written, and starting afresh does not overwrite another run in it."""
+    if not resume and os.path.isfile(os.path.join(output, CHECKPOINT_LAST)):
+        raise OutputError(f"output={output!r}: already holds a run ({CHECKPOINT_LAST}); continue it with "
+                          f"training.resume='auto', or choose another output")
+    check_output(output, "output", folder=True)
+
+
+def resume_path(output: str, resume: str | None) -> str | None:
+    """The checkpoint to resume from: `auto` is the folder's last checkpoint if there is one (else None)."""
+    if resume != "auto":
+        return resume or None
+    last = os.path.join(output, CHECKPOINT_LAST)
+    return last if os.path.isfile(last) else None
+
+
+def start_folder(output: str, config: dict, notes: list[str] | None, resumed_step: int | None) -> None:
+    """Rank 0, before the first step: the folder exists, temporary files of checkpoint writes a kill
+    interrupted are gone, a resumed run's metrics end at its checkpoint, the config is written."""
+    os.makedirs(output, exist_ok=True)
+    for name in os.listdir(output):
+        if ".safetensors.tmp" in name:
+            os.remove(os.path.join(output, name))
+    if resumed_step is not None:
+        trim_metrics(os.path.join(output, METRICS), resumed_step)
+    atomic_write_text(os.path.join(output, CONFIG), yaml.safe_dump(config, sort_keys=False))
+    if notes:
+        atomic_write_text(os.path.join(output, "config_notes.txt"), "".join(n + "\n" for n in notes))
+
+
+def write_lines(path: str, lines: list[str]) -> None:
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+# ----------------------------------------------------------------------------- metrics.jsonl
+
+def read_metrics(path: str, strict: bool = True) -> list[dict]:
+    """The records of a metrics.jsonl; a half-written last line (a killed run) is dropped. Other lines that
+    are not JSON objects: FolderError when `strict`, else skipped."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    records = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            if n == len(lines) or not strict:
+                continue
+            raise FolderError(f"{path}: line {n} is not JSON") from None
+        if not isinstance(rec, dict):
+            if not strict:
+                continue
+            raise FolderError(f"{path}: line {n} is not a JSON object")
+        records.append(rec)
+    return records
+
+
+def trim_metrics(path: str, step: int) -> None:
+    """Resuming: drop records a killed run wrote after its last checkpoint (and a torn last line)."""
+    if os.path.isfile(path):
+        keep = [rec for rec in read_metrics(path, strict=False) if rec.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in keep))
+
+
+class MetricsLog:
+    """Appends records to metrics.jsonl (and scalars to TensorBoard); a no-op on ranks other than 0."""
+
+    def __init__(self, output: str, rank: int, purge_step: int | None = None):
+        self.file = self.writer = None
+        if rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(output, "tensorboard"), purge_step=purge_step)
+            self.file = open(os.path.join(output, METRICS), "a")
+
+    def write(self, record: dict) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if self.writer is not None:
+            for k, v in record.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self.writer.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        for f in (self.file, self.writer):
+            if f is not None:
+                f.close()
+
+
+# ----------------------------------------------------------------------------- summaries (compare)
+
+def _eval_summary(folder: str, res: str) -> dict:
+    try:
+        with open(res, encoding="utf-8") as f:
+            r = json.load(f)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FolderError(f"{res}: not valid JSON ({first_line(exc, 80)})") from None
+    if not isinstance(r, dict):
+        raise FolderError(f"{res}: not a text4vis results file (expected a JSON object)")
+    half = r.get("half_classes")
+    zs = half.get("top1_mean") if isinstance(half, dict) else None
+    return {"name": os.path.basename(folder.rstrip("/")), "classifier": "(eval)", "mode": r.get("protocol", ""),
+            "shot": "", "head": "", "top1": r.get("top1"), "top5": r.get("top5"), "zero_shot_half": zs}
+
+
+def run_summary(folder: str) -> dict | None:
+    """Best val top-1/top-5 of a run folder, or the metrics of an eval folder (results.json); None for other
+    folders. FolderError for a run/eval folder whose files are damaged or incomplete."""
+    res = os.path.join(folder, "results.json")
+    if os.path.isfile(res):
+        return _eval_summary(folder, res)
+    cfg_path, met_path = os.path.join(folder, CONFIG), os.path.join(folder, METRICS)
+    if not (os.path.isfile(cfg_path) and os.path.isfile(met_path)):
+        return None
+    try:
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise FolderError(f"{cfg_path}: not valid YAML ({first_line(exc, 80)})") from None
+    try:
+        values = [cfg[sec][key] for sec, key in (("classifier", "type"), ("training", "mode"), ("model", "head"))]
+        shot = cfg["data"].get("shot") or "all"
+    except (KeyError, TypeError, AttributeError):
+        raise FolderError(f"{cfg_path}: not a text4vis run config (needs classifier.type, training.mode, "
+                          f"model.head and a data section)") from None
+    evals = [rec for rec in read_metrics(met_path) if isinstance(rec.get("val_top1"), (int, float))]
+    best = max(evals, key=lambda r: r["val_top1"]) if evals else {}
+    return {"name": os.path.basename(folder.rstrip("/")), "classifier": values[0], "mode": values[1],
+            "shot": shot, "head": values[2], "top1": best.get("val_top1"), "top5": best.get("val_top5"),
+            "zero_shot_half": None}
