@@ -255,7 +255,7 @@ def test_checkpoint_with_nan_weights_is_refused(finished_run, tmp_path, square_i
     assert str(bad) in err and name.split("model.", 1)[1] in err and "finite" in err
 
 
-def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_run, tmp_path):
+def test_resume_from_a_nonfinite_optimiser_state_is_refused(clip, bench, finished_run, tmp_path):
     import shutil
     from text4vis import checkpoints
     out = tmp_path / "poisoned"
@@ -280,9 +280,31 @@ def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_r
     kept = {k: v for k, v in load_file(str(out / "best.safetensors")).items() if k.startswith("model.")}
     assert all(torch.isfinite(v).all() for v in kept.values())
     assert all(torch.equal(kept[k], good[k]) for k in good)
-    assert all(torch.isfinite(v).all() for k, v in load_file(str(out / "last.safetensors")).items()
-               if k.startswith("model.") and v.is_floating_point())
     del checkpoints
+
+
+def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_run, tmp_path, monkeypatch):
+    import shutil
+    out = tmp_path / "diverged"
+    shutil.copytree(finished_run, out)
+    before = (out / "last.safetensors").read_bytes()
+    original = torch.optim.AdamW.step
+    calls = []
+
+    def diverging_step(self, *a, **k):   # the second step of the resumed run diverges
+        result = original(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", diverging_step)
+    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__epochs=4))
+    assert rc != 0 and "became non-finite" in err and "at step 6" in err, err   # resumed at 4: its 2nd step
+    assert (out / "last.safetensors").read_bytes() == before      # the last good checkpoint is kept
+    assert all(torch.isfinite(v).all() for k, v in load_file(str(out / "best.safetensors")).items()
+               if v.is_floating_point())
 
 
 # ----------------------------------------------------------------------------- 8, 9. eval and the checkpoint's labels

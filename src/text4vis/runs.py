@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import yaml
 
-from .errors import DataError, OutputError, first_line
+from .errors import ConfigError, DataError, OutputError, first_line
 from .files import atomic_write_text, check_output
 
 CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
+LOCK = ".text4vis.lock"
+# what a run writes besides its checkpoints: a fresh run removes these leftovers of an earlier run that
+# stopped before its first checkpoint, so that nothing of it mixes into the new run's files
+RUN_FILES = (METRICS, "bad_videos.txt", "fewshot_videos.txt", "config_notes.txt", CHECKPOINT_BEST)
+RUN_FOLDERS = ("tensorboard",)
 
 
 class FolderError(DataError):
@@ -36,6 +42,84 @@ def check_run_folder(output: str, resume: str | None) -> None:
     check_output(output, "output", folder=True)
 
 
+class FolderLock:
+    """An OS lock on a run folder for the length of a run (fcntl.flock on `.text4vis.lock`): the OS drops
+    it when the process ends, however it ends (SIGKILL included), so a lock is never stale. A second run
+    into a folder in use is refused with an OutputError naming the folder and the holder's pid."""
+
+    def __init__(self, folder: str):
+        import fcntl
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, LOCK)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(self.fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise OutputError(f"output={folder!r}: in use by another run (pid {holder}); wait for it to end, "
+                              f"or choose another output") from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+
+def clear_leftovers(output: str) -> list[str]:
+    """A fresh run (nothing to resume) starts from a clean folder: the files of an earlier run that stopped
+    before its first checkpoint are removed. Returns their names (for one note line)."""
+    removed = []
+    for name in RUN_FILES:
+        if os.path.isfile(os.path.join(output, name)):
+            os.remove(os.path.join(output, name))
+            removed.append(name)
+    for name in RUN_FOLDERS:
+        if os.path.isdir(os.path.join(output, name)):
+            shutil.rmtree(os.path.join(output, name))
+            removed.append(name + "/")
+    return removed
+
+
+# config values a resumed run may change: where the data lives, how often to log/evaluate/save, when to
+# stop, how to evaluate. optim.epochs may grow (see `config_changes`); anything else would make the
+# resumed run a different experiment than its first part, so it is refused.
+SAFE_ON_RESUME = {
+    "data.train_root", "data.val_root", "data.workers", "data.max_bad_fraction", "optim.epochs",
+    "training.eval_freq", "training.print_freq", "training.save_every_steps", "training.max_steps",
+    "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower",
+    "evaluation.batch_size", "evaluation.precision", "evaluation.views",
+}
+
+
+def _flat(config: dict) -> dict:
+    return {f"{sec}.{k}": v for sec, values in config.items() if isinstance(values, dict) for k, v in values.items()}
+
+
+def config_changes(stored: dict | None, current: dict, epochs_done: int, source: str) -> list[str]:
+    """What differs between the config a checkpoint was trained with and the one resuming it, as
+    "key: old -> new" lines. Keys the stored config lacks (an older text4vis) are not compared.
+    ConfigError listing every change that is not safe (see SAFE_ON_RESUME), or fewer epochs than done."""
+    if not stored:
+        return []
+    old, new = _flat(stored), _flat(current)
+    changes, unsafe = [], []
+    for key in sorted(set(old) & set(new) - {"training.resume"}):
+        if old[key] == new[key] or (isinstance(old[key], (list, tuple)) and list(old[key]) == list(new[key] or [])):
+            continue
+        line = f"{key}: {old[key]} -> {new[key]}"
+        (changes if key in SAFE_ON_RESUME else unsafe).append(line)
+        if key == "optim.epochs" and isinstance(new[key], int) and new[key] < epochs_done:
+            unsafe.append(f"optim.epochs: {new[key]} is fewer than the {epochs_done} epochs this run has done")
+    if unsafe:
+        raise ConfigError(f"training.resume={source!r}: the config differs from the one this run was trained with "
+                          f"in ways a resumed run cannot follow ({'; '.join(unsafe)}); resume with the run's own "
+                          f"config.yaml, or start a new run in another output folder")
+    return changes
+
+
 def resume_path(output: str, resume: str | None) -> str | None:
     """The checkpoint to resume from: `auto` is the folder's last checkpoint if there is one (else None)."""
     if resume != "auto":
@@ -44,18 +128,21 @@ def resume_path(output: str, resume: str | None) -> str | None:
     return last if os.path.isfile(last) else None
 
 
-def start_folder(output: str, config: dict, notes: list[str] | None, resumed_step: int | None) -> None:
+def start_folder(output: str, config: dict, notes: list[str] | None, resumed_step: int | None) -> list[str]:
     """Rank 0, before the first step: the folder exists, temporary files of checkpoint writes a kill
-    interrupted are gone, a resumed run's metrics end at its checkpoint, the config is written."""
+    interrupted are gone, a resumed run's metrics end at its checkpoint (a fresh run's folder holds
+    nothing of an earlier run: see `clear_leftovers`), the config is written. Returns what was cleared."""
     os.makedirs(output, exist_ok=True)
     for name in os.listdir(output):
         if ".safetensors.tmp" in name:
             os.remove(os.path.join(output, name))
     if resumed_step is not None:
         trim_metrics(os.path.join(output, METRICS), resumed_step)
+    removed = clear_leftovers(output) if resumed_step is None else []
     atomic_write_text(os.path.join(output, CONFIG), yaml.safe_dump(config, sort_keys=False))
     if notes:
         atomic_write_text(os.path.join(output, "config_notes.txt"), "".join(n + "\n" for n in notes))
+    return removed
 
 
 def write_lines(path: str, lines: list[str]) -> None:

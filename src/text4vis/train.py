@@ -28,8 +28,8 @@ from . import checkpoints, classifiers, engine, losses, metrics
 from .config import Config, ConfigError
 from .devices import autocast, precision_name, process_group, setup_distributed  # noqa: F401  (re-exported)
 from .errors import OutputError, TrainError, UsageError
-from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, MetricsLog, check_run_folder, resume_path, start_folder,
-                   write_lines)
+from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, FolderLock, MetricsLog, check_run_folder, config_changes,
+                   resume_path, start_folder, write_lines)
 from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
                        train_collate)
 from .labels import resolve_labels
@@ -198,12 +198,14 @@ def _data_error_line(exc: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- setup, in named steps
 
-def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world: int) -> None:
-    """Rank 0 checks the run folder; every rank stops if it is unusable (the others would wait forever)."""
-    problem = None
+def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world: int):
+    """Rank 0 checks the run folder and locks it for this run (see runs.FolderLock); every rank stops if it
+    is unusable (the others would wait forever). Returns the lock (None on other ranks)."""
+    problem, lock = None, None
     if rank == 0:
         try:
             check_run_folder(output, resume)
+            lock = FolderLock(output)
         except (ConfigError, OSError, OutputError, UsageError) as exc:
             problem = exc
     if world > 1:
@@ -213,6 +215,7 @@ def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world:
             raise ConfigError(box[0])
     if problem:
         raise problem
+    return lock
 
 
 def seed_everything(seed: int) -> None:
@@ -326,20 +329,39 @@ class Run:
         self.last_path = os.path.join(output, CHECKPOINT_LAST)
         resume = self.resume(cfg.training.resume)
         if rank == 0:
-            start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
+            removed = start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
+            if removed:
+                log(f"note: removed the files of an earlier run that stopped before its first checkpoint "
+                    f"({', '.join(removed)}); this run starts clean", rank)
         self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
         self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
                          "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
 
     def resume(self, resume: str | None) -> str | None:
-        """Restore a `last` checkpoint (training.resume: 'auto' or a path) into the run; the path or None."""
+        """Restore a `last` checkpoint (training.resume: 'auto' or a path) into the run; the path or None.
+        A changed config is said, line by line; only safe changes are allowed (runs.config_changes). With
+        more optim.epochs the warmup + cosine schedule is the one the new total would have had from the
+        start: the learning rate resumes at that schedule's value for the step reached."""
         path = resume_path(self.output, resume)
         if resume == "auto" and path is None:
             log(f"training.resume='auto': no {self.last_path} yet, starting fresh", self.rank)
         if path:
-            resumed = restore(path, self.trainee, self.optimizer, self.scheduler, self.scaler, self.device)
+            resumed, stored_config = restore(path, self.trainee, self.optimizer, self.scheduler, self.scaler,
+                                             self.device)
             self.state.update({k: resumed[k] for k in self.state if k in resumed})
+            changes = config_changes(stored_config, self.cfg.to_dict(), self.state["epoch"], path)
+            before = [g["lr"] for g in self.optimizer.param_groups]
+            # the schedule of this config at the step reached (the stored lr belongs to the stored schedule)
+            factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+            for g, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                g["lr"] = base * factor
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
             log(f"resumed from {path}: epoch {self.state['epoch']}, step {self.state['global_step']}", self.rank)
+            for line in changes:
+                log(f"resuming with a changed config: {line}", self.rank)
+            if changes and before[-1] != self.optimizer.param_groups[-1]["lr"]:
+                log(f"the learning-rate schedule follows the new config: lr {before[-1]:.3g} -> "
+                    f"{self.optimizer.param_groups[-1]['lr']:.3g} at step {self.state['global_step']}", self.rank)
         return path
 
     def save(self, path: str, with_train_state: bool) -> None:
@@ -446,10 +468,23 @@ def optimizer_step(run: Run, step: int, group: dict, nonfinite: int) -> int:
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.optimizer.zero_grad(set_to_none=True)
+        check_finite_parameters(run, step)
     with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
         warnings.simplefilter("ignore", UserWarning)
         run.scheduler.step()                                      # skipped steps keep the schedule's pace
     return nonfinite
+
+
+def check_finite_parameters(run: Run, step: int) -> None:
+    """After an optimiser step: parameters that became NaN or Inf (a diverged step, a damaged optimiser
+    state) stop the run before anything is saved, so the checkpoints on disk stay the last good ones."""
+    params = [p for p in run.trainee.parameters() if p.requires_grad]
+    finite = torch.stack([torch.isfinite(p).all() for p in params])   # one device sync, not one per tensor
+    if not bool(finite.all()):
+        name = next(n for (n, p), ok in zip(((n, p) for n, p in run.trainee.named_parameters() if p.requires_grad),
+                                           finite.tolist()) if not ok)
+        raise TrainError(f"parameter {name} became non-finite (NaN or Inf) at step {step}; stopped without saving; "
+                         f"the last good checkpoint is {run.last_path}. Lower optim.lr or use bf16/fp32")
 
 
 def step_record(run: Run, step: int, epoch: int, losses_: list[float], lrs: list[float], rate: float) -> dict:
@@ -494,13 +529,17 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     """Train as `cfg` says into the run folder `output` (see runs.py); under torchrun on every rank.
     Returns a summary (steps, epochs done, best val top-1, bad videos, the last evaluation)."""
     with process_group() as (rank, world, device):
-        return _train(cfg, output, notes, progress, rank, world, device)
+        for n in notes or []:
+            log(f"note: {n}", rank)
+        lock = check_folder_on_all_ranks(output, cfg.training.resume, rank, world)  # one run per folder
+        try:
+            return _train(cfg, output, notes, progress, rank, world, device)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    for n in notes or []:
-        log(f"note: {n}", rank)
-    check_folder_on_all_ranks(output, cfg.training.resume, rank, world)
     run = Run(cfg, output, notes, rank, world, device)   # data, model, classifier, loader, optimiser, resume
     state, accum = run.state, run.accum
     log(f"training {len(run.train_samples)} videos, {len(run.names)} classes, {world} process(es) x batch "
@@ -590,8 +629,9 @@ def evaluate(model: VideoModel, samples, cfg: Config, input_size: int, reader, d
             "val_failed": len(emb.errors), "failed": [msg for _, msg in emb.errors]}
 
 
-def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -> dict:
-    """Load a `last` checkpoint: model, optimiser, scheduler, scaler, RNG states, counters."""
+def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -> tuple[dict, dict | None]:
+    """Load a `last` checkpoint: model, optimiser, scheduler, scaler, RNG states, counters. Returns the
+    training state and the config the checkpoint was trained with (None in files that lack it)."""
     # problems of the file given are setup errors (exit 2), as for any other input file
     if not os.path.isfile(path):
         raise WeightsError(f"training.resume={path!r}: no such checkpoint")
@@ -618,4 +658,4 @@ def restore(path: str, trainee: Trainee, optimizer, scheduler, scaler, device) -
     scheduler.load_state_dict(train_state["scheduler"])
     scaler.load_state_dict(train_state["scaler"])
     set_rng_state(train_state["rng"])
-    return train_state
+    return train_state, meta.get("config")
