@@ -241,7 +241,9 @@ def report(src: Path = SRC) -> str:
     lines.append("longest functions:")
     lines += [f"  {n:4d}  {f.removeprefix('text4vis.')}" for n, f in functions(src)[:8]]
     flags = flag_messages(src)
-    lines.append(f"library messages naming a --flag: {len(flags)}")
+    exempt = [f for f in flags if f.split(":", 1)[0] in FLAG_EXEMPT]
+    lines.append(f"library messages naming a --flag: {len(flags)}"
+                 + (f" ({len(exempt)} in {', '.join(sorted(FLAG_EXEMPT))}, exempt until issue 18)" if exempt else ""))
     lines.append(f"exception classes outside Text4VisError: {', '.join(foreign_exceptions(src)) or 'none'}")
     sizes = module_sizes(src)
     lines.append(f"module sizes (lines; {len(sizes)} modules, {sum(sizes.values())} in all):")
