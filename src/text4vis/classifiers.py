@@ -203,6 +203,16 @@ def save_classifier(cls: Classifier, path: str) -> None:
                                              metadata={"text4vis_classifier": json.dumps(meta)}))
 
 
+def is_classifier_file(path: str) -> bool:
+    """A safetensors file with text4vis classifier metadata (what save_classifier writes)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, "pt") as f:
+            return "text4vis_classifier" in (f.metadata() or {})
+    except Exception:
+        return False
+
+
 def load_classifier(path: str) -> Classifier:
     try:
         from safetensors import safe_open

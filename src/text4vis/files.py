@@ -74,3 +74,22 @@ def check_output(path: str, name: str = "out", folder: bool = False) -> None:
         raise OutputError(f"{what}: cannot create it, {ancestor} is not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise OutputError(f"{what}: cannot write in {ancestor} (permission denied)")
+
+
+def check_output_file(path: str, name: str, extensions: tuple[str, ...], what: str,
+                      is_ours: Callable[[str], bool], overwrite: bool = False) -> None:
+    """`check_output`, for a file of one kind: its name must end in one of `extensions` (the format written
+    is the format named), and an existing file is replaced only if `is_ours(path)` says it is an output of
+    the same kind (or `overwrite`): a video, a checkpoint or someone's notes are never replaced by mistake."""
+    check_output(path, name)
+    if not path.lower().endswith(tuple(e.lower() for e in extensions)):
+        raise OutputError(f"{name}={path!r}: {what} is written here, so its name must end in "
+                          f"{' or '.join(extensions)}")
+    if os.path.exists(path) and not overwrite:
+        try:
+            ours = is_ours(path)
+        except Exception:  # unreadable or not of that kind at all
+            ours = False
+        if not ours:
+            raise OutputError(f"{name}={path!r}: exists and is not {what} written by text4vis; not replaced "
+                              f"(overwrite=True replaces it)")

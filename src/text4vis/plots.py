@@ -32,10 +32,20 @@ def _prepare(path: str | Path) -> Path:
     return path
 
 
+SOFTWARE = "text4vis"  # the PNG's Software field: how an existing file is known as one of our plots
+
+
+def is_text4vis_png(path: str) -> bool:
+    """A PNG that text4vis wrote (its Software field says so)."""
+    from PIL import Image
+    with Image.open(path) as im:
+        return im.format == "PNG" and str(im.info.get("Software", "")).startswith(SOFTWARE)
+
+
 def _save(fig: plt.Figure, path: str | Path) -> None:
     path = _prepare(path)
     try:
-        fig.savefig(path, dpi=DPI, format="png")
+        fig.savefig(path, dpi=DPI, format="png", metadata={"Software": SOFTWARE})
     finally:
         plt.close(fig)
 

@@ -43,7 +43,8 @@ def add_classifier(sub) -> None:
                    help="lda: fraction of the training set per class, in (0, 1] (at least 2 videos per class; "
                         "default 0.1)")
     b.add_argument("--device", default="auto", help="text/lda: cpu, cuda, cuda:1, ... (default: auto)")
-    b.add_argument("--out", required=True, help="output .safetensors file")
+    b.add_argument("--out", required=True, help="output .safetensors file (an existing classifier file is replaced)")
+    b.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a classifier file")
     b.set_defaults(func=cmd_classifier_build)
     pl = s.add_parser("plot", help="class-by-class cosine similarity maps, side by side", formatter_class=RAW,
                       description="One heat map per input of the cosine similarity between the chosen classes' "
@@ -54,7 +55,8 @@ def add_classifier(sub) -> None:
     pl.add_argument("--classes", default="20",
                     help="how many random classes (at least 1), or a comma list of class names (all: 'all'; default 20)")
     pl.add_argument("--seed", type=int, default=0, help="seed of the random choice of classes (default 0)")
-    pl.add_argument("--out", required=True, help="PNG file")
+    pl.add_argument("--out", required=True, help="PNG file (an existing text4vis plot is replaced)")
+    pl.add_argument("--overwrite", action="store_true", help="replace --out even if text4vis did not write it")
     pl.set_defaults(func=cmd_classifier_plot)
     ins = s.add_parser("inspect", help="nearest classes of each class", formatter_class=RAW,
                        description="Print each class's nearest other classes by cosine similarity of the rows.",
@@ -90,8 +92,9 @@ def cmd_classifier_build(args) -> int:
     check_numbers(("--dim", args.dim, 1))
     if args.type == "lda" and not 0 < args.fraction <= 1:
         raise UsageError(f"--fraction must be in (0, 1] (got {args.fraction})")
-    from ..files import check_output
-    check_output(args.out, "out")
+    from ..files import check_output_file
+    check_output_file(args.out, "out", (".safetensors",), "a classifier file", classifiers.is_classifier_file,
+                      args.overwrite)
     failed = 0
     if args.type == "lda":
         if not (args.checkpoint and args.config):
@@ -172,8 +175,8 @@ def _pick_classes(spec: str, names: list[str]):
 def cmd_classifier_plot(args) -> int:
     from .. import plots
     from .common import UsageError
-    from ..files import check_output
-    check_output(args.out, "out")
+    from ..files import check_output_file
+    check_output_file(args.out, "out", (".png",), "a PNG image", plots.is_text4vis_png, args.overwrite)
     items = [(path, _classifier_from(path)) for path in args.inputs]
     names = items[0][1].labels
     for path, c in items[1:]:

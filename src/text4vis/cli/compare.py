@@ -15,16 +15,25 @@ def add_compare(sub) -> None:
                                    "folders (results.json) into one Markdown table: the paper's ablation tables.",
                        epilog="example:\n  text4vis compare runs/abl-* eval/zero-shot --out ablation.md")
     p.add_argument("folders", nargs="+")
-    p.add_argument("--out", help="write the table to this Markdown file too")
+    p.add_argument("--out", help="write the table to this Markdown file too (.md; an earlier table is replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a compare table")
     p.set_defaults(func=cmd_compare)
 
 
+HEADER = "| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |"
+
+
+def _is_compare_table(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().rstrip("\n") == HEADER
+
+
 def cmd_compare(args) -> int:
-    from ..files import atomic_write_text, check_output
+    from ..files import atomic_write_text, check_output_file
     from ..runs import FolderError, run_summary
     from .common import UsageError
     if args.out:
-        check_output(args.out, "out")
+        check_output_file(args.out, "out", (".md",), "a Markdown table", _is_compare_table, args.overwrite)
     rows, skipped = [], 0
     for folder in args.folders:
         try:
@@ -40,7 +49,7 @@ def cmd_compare(args) -> int:
     if not rows:
         raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
     fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
-    lines = ["| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |",
+    lines = [HEADER,
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['classifier']} | {r['mode']} | {r['head']} | {r['shot']} | "
