@@ -327,7 +327,7 @@ def test_eval_class_folders_match_the_checkpoints_labels(clip, bench, finished_r
                           "--quiet", "--workers", "0"])
     assert rc == 0, err
     by_folder = json.load(open(tmp_path / "f" / "results.json"))
-    assert by_folder["top1"] == by_list["top1"] and by_folder["videos"] == by_list["videos"]
+    assert by_folder["top1"] == by_list["top1"] and by_folder["num_videos"] == by_list["num_videos"] == 4
     # a folder name the checkpoint does not know is named, never silently given a new classifier
     (folders / "juggling_fire").mkdir()
     first = next(p for p in folders.iterdir() if p.name != "juggling_fire")
@@ -336,3 +336,15 @@ def test_eval_class_folders_match_the_checkpoints_labels(clip, bench, finished_r
     rc, _, err = run_cli(["eval", "--checkpoint", ck, "--val-list", str(folders), "--out", str(tmp_path / "g"),
                           "--quiet", "--workers", "0"])
     assert rc == 2 and "juggling_fire" in err
+
+
+def test_folder_names_go_into_prompts_as_words(tiny_dir):
+    from text4vis.classifiers import text_classifier
+    from text4vis.towers import load_towers
+    towers = load_towers(str(tiny_dir / "openai_sd.pt"))
+    folders = text_classifier(towers, ["arm_wrestling", "playing_cello"], cache=False)
+    words = text_classifier(towers, ["arm wrestling", "playing cello"], cache=False)
+    assert folders.labels == ["arm_wrestling", "playing_cello"]          # the names stay as given
+    assert torch.allclose(folders.weight, words.weight, atol=1e-6)       # the prompts read them as words
+    other = text_classifier(towers, ["armwrestling", "playing_cello"], cache=False)
+    assert not torch.allclose(other.weight[0], words.weight[0], atol=1e-3)

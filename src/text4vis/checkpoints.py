@@ -119,6 +119,15 @@ def is_text4vis_checkpoint(path: str) -> bool:
         return False
 
 
+def stored_labels(path: str) -> list[str] | None:
+    """The class names a text4vis checkpoint was trained on (from its metadata alone); None for other files."""
+    if not is_text4vis_checkpoint(path):
+        return None
+    with safe_open(path, "pt") as f:
+        labels = json.loads(f.metadata()[META_KEY]).get("labels")
+    return list(labels) if isinstance(labels, list) else None
+
+
 def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a text4vis checkpoint; the metadata a model needs is checked."""
     try:

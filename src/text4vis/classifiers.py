@@ -83,7 +83,8 @@ def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: b
         except ClassifierError:
             pass  # a damaged cache entry is rebuilt below
     # every (class, prompt) text in batches, as open_clip's zero-shot builder does, not one class at a time
-    emb = towers.encode_text([p.format(name) for name in labels for p in prompts])  # (C * P, D) normalised
+    # a class name from a folder (`arm_wrestling`) is read as words in the prompt: "... arm wrestling."
+    emb = towers.encode_text([p.format(prompt_name(name)) for name in labels for p in prompts])  # (C * P, D)
     weight = normalize_rows(emb.view(len(labels), len(prompts), -1).mean(1).cpu())
     cls = Classifier(weight, list(labels), {"type": "text", "source": towers.source, "prompts": prompts})
     if cache:
@@ -92,6 +93,11 @@ def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: b
         except OSError:
             pass  # a read-only cache is not an error
     return cls
+
+
+def prompt_name(label: str) -> str:
+    """How a class name goes into a text prompt: underscores (folder names) become spaces."""
+    return " ".join(label.replace("_", " ").split())
 
 
 def _cache_key(towers, labels, prompts) -> str:
@@ -103,7 +109,8 @@ def _cache_key(towers, labels, prompts) -> str:
         for n, p in towers.clip.named_parameters():
             if not n.startswith("visual."):
                 h.update(n.encode() + p.detach().flatten()[:64].float().cpu().numpy().tobytes())
-    h.update(json.dumps([labels, prompts, towers.config], sort_keys=True, default=str).encode())
+    h.update(json.dumps([[prompt_name(n) for n in labels], labels, prompts, towers.config], sort_keys=True,
+                        default=str).encode())
     return h.hexdigest()[:24]
 
 

@@ -344,17 +344,40 @@ def test_collate(batch):
     return [b[0] for b in ok], views, [(b[0], b[2]) for b in batch if b[1] is None]
 
 
+def _name_key(name: str) -> str:
+    return " ".join(name.replace("_", " ").replace("-", " ").split()).casefold()
+
+
+def match_class_folders(folders: list[str], labels: list[str], source: str) -> dict[str, int]:
+    """Folder name -> label index: the exact name first, else the same words ignoring case and `_`/`-`."""
+    exact = {n: i for i, n in enumerate(labels)}
+    loose: dict[str, int] = {}
+    for i, n in enumerate(labels):
+        loose.setdefault(_name_key(n), i)
+    index, unknown = {}, []
+    for f in folders:
+        i = exact.get(f, loose.get(_name_key(f)))
+        if i is None:
+            unknown.append(f)
+        else:
+            index[f] = i
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise DataError(f"{source}: class folder(s) {shown} match no name of the {len(labels)} labels "
+                        f"(compared ignoring case and _/-); rename the folder or give labels that name it")
+    return index
+
+
 def load_split(source: str, root: str = "", labels: list[str] | None = None) -> tuple[list[Sample], list[str] | None]:
     """Samples of one split from a list file, a CSV (path,label) or a folder per class.
 
-    Returns (samples, class names): names come from `labels` or, for class folders, the folders."""
+    Returns (samples, class names): names come from `labels` or, for class folders, the folders. Class
+    folders are matched to `labels` by name, ignoring case and `_`/`-` against spaces (`arm_wrestling` is
+    the class `arm wrestling`); a folder that matches no label is a DataError naming it."""
     if os.path.isdir(source):
         samples, names = read_class_folders(source)
         if labels is not None:
-            index = {n: i for i, n in enumerate(labels)}
-            unknown = [n for n in names if n not in index]
-            if unknown:
-                raise DataError(f"{source}: class folder {unknown[0]!r} is not in the label list")
+            index = match_class_folders(names, labels, source)
             for s in samples:
                 s.label = index[names[s.label]]
             names = labels

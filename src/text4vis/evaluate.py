@@ -146,16 +146,20 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
     arguments left None take the config's values. Joins torchrun's process group when launched under it."""
     from .api import load
-    from .checkpoints import is_text4vis_checkpoint
+    from .checkpoints import is_text4vis_checkpoint, stored_labels
     from .classifiers import check_same_labels, load_classifier
     from .errors import ConfigError, LabelsError, UsageError, check_numbers
     names = resolve_labels(("labels", labels), ("data.labels", cfg.data.labels))
+    stored = load_classifier(classifier) if classifier else None   # read once, used below
+    if names is None:  # the model's own classes: a classifier file's, else a text4vis checkpoint's
+        names = list(stored.labels) if stored is not None else (stored_labels(checkpoint) if checkpoint else None)
     source = val_list or cfg.data.val_list
     if not source:
         raise ConfigError("no data.val_list in the config (nor val_list=)")
     samples, names = load_split(source, val_root if val_list else cfg.data.val_root, names)
     if names is None:
-        raise ConfigError("data.labels is not set (a label set name or file)")
+        raise ConfigError("data.labels is not set (a label set name or file), and the model names no classes of "
+                          "its own (an original Text4Vis checkpoint or zero-shot CLIP needs labels)")
     views = views or cfg.evaluation.views
     try:
         parse_views(views)
@@ -175,9 +179,7 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
         if missing:
             raise LabelsError(f"splits={path!r}: class {missing[0]!r} is not in the label list")
         subsets.append((os.path.basename(path), split_names))
-    stored = None
-    if classifier:  # its rows must be the dataset's classes, in the dataset's order (read once, used below)
-        stored = load_classifier(classifier)
+    if stored is not None:  # its rows must be the dataset's classes, in the dataset's order
         check_same_labels(stored, names, classifier)
     # a text4vis checkpoint carries its own towers and frames; an original Text4Vis checkpoint does
     # not: the config's model.clip and data.num_frames describe it (as in the reference's test.py)
