@@ -128,21 +128,18 @@ def resume_path(output: str, resume: str | None) -> str | None:
     return last if os.path.isfile(last) else None
 
 
-def start_folder(output: str, config: dict, notes: list[str] | None, resumed_step: int | None) -> list[str]:
+def start_folder(output: str, config: dict, notes: list[str] | None, resumed_step: int | None) -> None:
     """Rank 0, before the first step: the folder exists, temporary files of checkpoint writes a kill
-    interrupted are gone, a resumed run's metrics end at its checkpoint (a fresh run's folder holds
-    nothing of an earlier run: see `clear_leftovers`), the config is written. Returns what was cleared."""
+    interrupted are gone, a resumed run's metrics end at its checkpoint, the config is written."""
     os.makedirs(output, exist_ok=True)
     for name in os.listdir(output):
         if ".safetensors.tmp" in name:
             os.remove(os.path.join(output, name))
     if resumed_step is not None:
         trim_metrics(os.path.join(output, METRICS), resumed_step)
-    removed = clear_leftovers(output) if resumed_step is None else []
     atomic_write_text(os.path.join(output, CONFIG), yaml.safe_dump(config, sort_keys=False))
     if notes:
         atomic_write_text(os.path.join(output, "config_notes.txt"), "".join(n + "\n" for n in notes))
-    return removed
 
 
 def write_lines(path: str, lines: list[str]) -> None:

@@ -28,8 +28,8 @@ from . import checkpoints, classifiers, engine, losses, metrics
 from .config import Config, ConfigError
 from .devices import autocast, precision_name, process_group, setup_distributed  # noqa: F401  (re-exported)
 from .errors import OutputError, TrainError, UsageError
-from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, FolderLock, MetricsLog, check_run_folder, config_changes,
-                   resume_path, start_folder, write_lines)
+from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, FolderLock, MetricsLog, check_run_folder, clear_leftovers,
+                   config_changes, resume_path, start_folder, write_lines)
 from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
                        train_collate)
 from .labels import resolve_labels
@@ -199,13 +199,18 @@ def _data_error_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- setup, in named steps
 
 def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world: int):
-    """Rank 0 checks the run folder and locks it for this run (see runs.FolderLock); every rank stops if it
-    is unusable (the others would wait forever). Returns the lock (None on other ranks)."""
+    """Rank 0 checks the run folder, locks it for this run (see runs.FolderLock) and, for a fresh run,
+    clears what an earlier run that stopped before its first checkpoint left; every rank stops if the
+    folder is unusable (the others would wait forever). Returns the lock (None on other ranks)."""
     problem, lock = None, None
     if rank == 0:
         try:
             check_run_folder(output, resume)
             lock = FolderLock(output)
+            removed = clear_leftovers(output) if resume_path(output, resume) is None else []
+            if removed:
+                log(f"note: removed the files of an earlier run that stopped before its first checkpoint "
+                    f"({', '.join(removed)}); this run starts clean")
         except (ConfigError, OSError, OutputError, UsageError) as exc:
             problem = exc
     if world > 1:
@@ -329,10 +334,7 @@ class Run:
         self.last_path = os.path.join(output, CHECKPOINT_LAST)
         resume = self.resume(cfg.training.resume)
         if rank == 0:
-            removed = start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
-            if removed:
-                log(f"note: removed the files of an earlier run that stopped before its first checkpoint "
-                    f"({', '.join(removed)}); this run starts clean", rank)
+            start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
         self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
         self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
                          "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
