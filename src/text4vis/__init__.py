@@ -6,30 +6,37 @@ Public API:
     VideoModel                 the video model (image tower + temporal head + classifier)
     text_classifier, lm_classifier, lda_classifier, random_classifier, orthogonal_classifier,
     save_classifier, load_classifier
+    Text4VisError              the base of every error text4vis raises on purpose (text4vis.errors)
 
-Names and submodules are imported on first use, so that `text4vis --help` (and `import text4vis.errors`)
-does not load torch.
+Names are imported on first use, so `import text4vis` (and `text4vis --help`) does not load torch.
 """
+from __future__ import annotations
+
 import importlib
 
+from .errors import Text4VisError
+
 __version__ = "0.1.0"
-_EXPORTS = {"load": "api", "Recognizer": "api", "load_towers": "towers", "VideoModel": "model",
-            **{n: "classifiers" for n in ("Classifier", "text_classifier", "lm_classifier", "lda_classifier",
-                                          "random_classifier", "orthogonal_classifier", "save_classifier",
-                                          "load_classifier")}}
-__all__ = list(_EXPORTS)
+
+# public name -> the module that defines it
+_LAZY = {
+    "load": "api", "Recognizer": "api",
+    "load_towers": "towers",
+    "VideoModel": "model",
+    "Classifier": "classifiers", "text_classifier": "classifiers", "lm_classifier": "classifiers",
+    "lda_classifier": "classifiers", "random_classifier": "classifiers", "orthogonal_classifier": "classifiers",
+    "save_classifier": "classifiers", "load_classifier": "classifiers",
+}
+__all__ = [*_LAZY, "Text4VisError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    try:
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":
-            raise
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'text4vis' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_LAZY))

@@ -428,6 +428,30 @@ def count_bad_videos(run: Run, flags: list[float], group: dict) -> int:
     return int(flags[2])
 
 
+def optimizer_step(run: Run, step: int, group: dict, nonfinite: int) -> int:
+    """Unscale, clip, step and zero the gradients, or skip the step when a loss of the group was not
+    finite (several in a row stop the run). The schedule advances either way. Returns the skips in a row."""
+    if group["bad"]:
+        nonfinite += 1
+        run.optimizer.zero_grad(set_to_none=True)
+        log(f"warning: non-finite loss at step {step}; step skipped", run.rank)
+        if nonfinite >= run.cfg.training.max_nonfinite:
+            raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {step}); stopped; "
+                             f"the last good checkpoint is {run.last_path}. Lower optim.lr or use bf16/fp32")
+    else:
+        nonfinite = 0
+        if run.cfg.optim.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.trainee.parameters(), run.cfg.optim.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+        warnings.simplefilter("ignore", UserWarning)
+        run.scheduler.step()                                      # skipped steps keep the schedule's pace
+    return nonfinite
+
+
 def step_record(run: Run, step: int, epoch: int, losses_: list[float], lrs: list[float], rate: float) -> dict:
     """The metrics.jsonl record of a logged step."""
     rec = {"step": step, "epoch": epoch + run.state["step_in_epoch"] / run.steps_per_epoch,
@@ -505,30 +529,10 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
                 videos_since += count_bad_videos(run, flags, group)
                 if not group["last_micro"]:
                     continue
-                # learning rates of this step (the schedule set them after the previous step)
+                # the learning rates of this step, then the optimiser step: unscale, clip, step (or skip)
                 step = state["global_step"] + 1
                 lrs = [g["lr"] for g in run.optimizer.param_groups]
-                if group["bad"]:
-                    # a non-finite loss somewhere in the group: skip the step; several in a row stop the run
-                    nonfinite += 1
-                    run.optimizer.zero_grad(set_to_none=True)
-                    log(f"warning: non-finite loss at step {step}; step skipped", rank)
-                    if nonfinite >= cfg.training.max_nonfinite:
-                        raise TrainError(f"{nonfinite} non-finite losses in a row (last at step {step}); stopped; "
-                                         f"the last good checkpoint is {run.last_path}. Lower optim.lr or use "
-                                         f"bf16/fp32")
-                else:
-                    # clip (on unscaled gradients), optimiser step, zero the gradients
-                    nonfinite = 0
-                    if cfg.optim.grad_clip:
-                        run.scaler.unscale_(run.optimizer)
-                        torch.nn.utils.clip_grad_norm_(run.trainee.parameters(), cfg.optim.grad_clip)
-                    run.scaler.step(run.optimizer)
-                    run.scaler.update()
-                    run.optimizer.zero_grad(set_to_none=True)
-                with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
-                    warnings.simplefilter("ignore", UserWarning)
-                    run.scheduler.step()            # warmup + cosine, per step; skipped steps keep its pace
+                nonfinite = optimizer_step(run, step, group, nonfinite)
                 state["global_step"] = step
                 state["step_in_epoch"] += 1
                 bar.update(1)
