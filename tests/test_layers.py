@@ -176,3 +176,30 @@ def test_one_loader_for_every_checkpoint_and_its_classifier(tiny_dir, tmp_path):
     torch.testing.assert_close(read.weight, classifiers.normalize_rows(rec.model.classifier.cpu()))
     with pytest.raises(text4vis.towers.WeightsError, match="no such checkpoint file"):
         checkpoints.load_video_model(str(tmp_path / "missing.pt"))
+
+
+def test_old_style_flag_names_still_read_well(tmp_path):
+    """A CLI handler may still pass its flag (`engine.check_output(args.out, "--out")`): the message is then
+    written as before, `--out PATH: ...`."""
+    from text4vis import engine
+    from text4vis.labels import LabelsError, load_labels
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(Text4VisError, match=rf"^--out {afile}: exists and is not a folder$"):
+        engine.check_output(str(afile), "--out", folder=True)
+    with pytest.raises(LabelsError, match=r"^--splits nope: not a built-in label set"):
+        load_labels("nope", "--splits")
+    with pytest.raises(LabelsError, match=r"^labels='nope': not a built-in label set"):
+        load_labels("nope")
+
+
+def test_the_command_line_parser_loads_no_torch():
+    """`text4vis --help` stays fast: the parser and the error family import neither torch nor open_clip."""
+    import subprocess
+    import sys
+    code = ("import sys, text4vis.cli, text4vis.errors; text4vis.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'open_clip', 'av', 'numpy') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .devices import precision_name
 from .errors import first_line
 from .model import VideoModel
 from .towers import OPENAI_NAMES, build_clip
@@ -200,8 +201,7 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
     ref = RefVideoModel(cfg).load_from(ours).to(device)
     size = cfg["vision_cfg"]["image_size"]
     x = torch.randn(batch, frames, 3, size, size, device=device)
-    fast = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else (
-        torch.float16 if device.type == "cuda" else torch.float32)
+    fast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision_name(device)]
     flops = flops_per_video(cfg, frames) * (3 if mode == "train" else 1)
     peak = _peak(device)
     out: dict = {"model": name, "frames": frames, "batch": batch, "mode": mode, "device": _device_name(device),

@@ -55,7 +55,7 @@ def check_output(path: str, name: str = "out", folder: bool = False) -> None:
     """Before any work: `path` (a file; with folder=True a folder) can be written or created. OutputError
     naming the parameter `name` and the path otherwise: an existing folder where a file is expected (or a
     file where a folder is), a parent that is a file, a location without write permission."""
-    what = f"{name}={path!r}"
+    what = f"{name} {path}" if name.startswith("-") else f"{name}={path!r}"  # a CLI may pass its flag
     if os.path.isdir(path):
         if not folder:
             raise OutputError(f"{what}: is a folder; give a file name")

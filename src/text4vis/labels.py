@@ -29,7 +29,8 @@ def load_labels(spec: str, option: str = "labels") -> list[str]:
         text = resources.files("text4vis").joinpath("labels", BUILTIN[spec]).read_text(encoding="utf-8")
         return parse_labels(text, spec)
     if not os.path.isfile(spec):
-        raise LabelsError(f"{option}={spec!r}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
+        what = f"{option} {spec}" if option.startswith("-") else f"{option}={spec!r}"  # a CLI may pass its flag
+        raise LabelsError(f"{what}: not a built-in label set ({', '.join(BUILTIN)}) nor a file")
     try:
         with open(spec, encoding="utf-8-sig") as f:
             text = f.read()
