@@ -117,9 +117,9 @@ class Recognizer:
                 records.append({"video": p, "error": errors[i]})
                 continue
             s = scores[row[i]]
-            top = torch.topk(s, k)
+            top = torch.sort(s, descending=True, stable=True)  # ties: the lower class id first (as metrics.ranking)
             rec = {"video": p, "top": [{"label": self.labels[j], "score": round(float(v), 6)}
-                                       for v, j in zip(top.values.tolist(), top.indices.tolist())]}
+                                       for v, j in zip(top.values[:k].tolist(), top.indices[:k].tolist())]}
             if with_embedding:
                 rec["embedding"] = [round(float(x), 6) for x in result.embeddings[row[i]].tolist()]
             records.append(rec)

@@ -1,0 +1,91 @@
+"""Data-side integrity (issue 12): no silent wrong numbers from degenerate classifiers, over-long
+prompts, misread label files, not-videos decoded as videos, wrong frame counts in lists, and the
+reference recipes' versions (augmentations, short-entry filtering)."""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import tiny_openai_state_dict
+from text4vis import classifiers as C
+from text4vis.cli import main as cli_main
+from text4vis.errors import ClassifierError
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli_main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def towers(tmp_path_factory):
+    from text4vis.towers import load_towers
+    path = tmp_path_factory.mktemp("towers") / "tiny_clip.pt"
+    torch.save(tiny_openai_state_dict(0), path)
+    return load_towers(str(path))
+
+
+# ----------------------------------------------------------------------------- 7: degenerate classifiers
+
+NAMES4 = ["circle left", "circle right", "square left", "square right"]
+
+
+def test_lda_of_identical_videos_is_refused_with_the_reason():
+    """Two copies of one video per class: no within-class spread, LDA's rows come out all zeros."""
+    x = np.random.default_rng(0).normal(size=(4, 64)).repeat(2, axis=0)
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    with pytest.raises(ClassifierError) as e:
+        C.lda_classifier(x, y, NAMES4)
+    msg = str(e.value)
+    assert "4 class(es)" in msg and "all zeros" in msg and "'circle left'" in msg
+    assert "distinct videos" in msg and "at least 2" in msg
+
+
+def test_lda_with_one_video_per_class_says_how_many_are_needed():
+    x = np.random.default_rng(0).normal(size=(5, 16))
+    y = np.array([0, 0, 1, 2, 3])
+    with pytest.raises(ClassifierError) as e:
+        C.lda_classifier(x, y, NAMES4)
+    msg = str(e.value)
+    assert "at least 2 videos of every class" in msg and "3 class(es) have 1" in msg and "'circle right'" in msg
+
+
+def test_duplicate_rows_are_refused(towers):
+    """CLIP's tokenizer lowercases: 'Run' and 'run' give one row twice, two classes never told apart."""
+    with pytest.raises(ClassifierError) as e:
+        C.text_classifier(towers, ["Run", "jump", "run"], cache=False)
+    msg = str(e.value)
+    assert "'Run'" in msg and "'run'" in msg and "identical rows" in msg
+
+
+def test_zero_row_in_a_stored_file_is_refused(tmp_path):
+    path = str(tmp_path / "zeros.safetensors")
+    w = C.random_classifier(NAMES4, 8).weight.clone()
+    w[2] = 0
+    save_file({"weight": w}, path, metadata={"text4vis_classifier": '{"type": "lda", "labels": %s}'
+                                             % str(NAMES4).replace("'", '"')})
+    with pytest.raises(ClassifierError) as e:
+        C.load_classifier(path)
+    assert path in str(e.value) and "'square left'" in str(e.value) and "all zeros" in str(e.value)
+
+
+def test_predict_ties_go_to_the_lower_class_id(monkeypatch, tmp_path):
+    """README: ties in top-k are broken in favour of the lower class id (predict as metrics do)."""
+    import text4vis
+    from conftest import write_video
+    clip_path = str(tmp_path / "tiny.pt")
+    torch.save(tiny_openai_state_dict(0), clip_path)
+    video = str(tmp_path / "v.mp4")
+    write_video(video, np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8))
+    rec = text4vis.load(clip=clip_path, labels=NAMES4, frames=2, device="cpu")
+    monkeypatch.setattr(text4vis.api.engine, "scores_from_embeddings",
+                        lambda emb, cls: torch.full((emb.shape[0], 4), 0.25))
+    record = rec.predict([video], topk=4, workers=0)[0]
+    assert [t["label"] for t in record["top"]] == NAMES4
