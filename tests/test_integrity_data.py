@@ -89,3 +89,32 @@ def test_predict_ties_go_to_the_lower_class_id(monkeypatch, tmp_path):
                         lambda emb, cls: torch.full((emb.shape[0], 4), 0.25))
     record = rec.predict([video], topk=4, workers=0)[0]
     assert [t["label"] for t in record["top"]] == NAMES4
+
+
+# ----------------------------------------------------------------------------- 10: prompts over the context
+
+LONG = "very " * 80
+
+
+def test_prompt_longer_than_the_context_is_an_error(towers):
+    with pytest.raises(ClassifierError) as e:
+        C.text_classifier(towers, [LONG + "slow running", "jumping"], cache=False)
+    msg = str(e.value)
+    assert "'a video of a person very very" in msg and "slow running.'" in msg
+    assert "a prompt of 90 tokens" in msg and "context of 77" in msg
+    assert towers.tokenize(["a video of a person jumping."]).shape == (1, 77)   # short ones as before
+    exactly = "a " * 75   # 75 words + start + end = 77 tokens: fits exactly
+    assert towers.tokenize([exactly]).shape == (1, 77)
+    with pytest.raises(ClassifierError, match="78 tokens"):
+        towers.tokenize([exactly + "a"])
+
+
+def test_cli_long_label_names_the_prompt(tmp_path):
+    clip = str(tmp_path / "tiny.pt")
+    torch.save(tiny_openai_state_dict(0), clip)
+    labels = tmp_path / "long.csv"
+    labels.write_text(f"id,name\n0,{LONG}slow running\n1,{LONG}fast jumping\n")
+    rc, _, err = run_cli(["classifier", "build", "--type", "text", "--clip", clip, "--labels", str(labels),
+                          "--out", str(tmp_path / "c.safetensors")])
+    assert rc == 2 and "Traceback" not in err and "90 tokens" in err and "slow running.'" in err
+    assert not (tmp_path / "c.safetensors").exists()
