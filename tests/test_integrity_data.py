@@ -118,3 +118,45 @@ def test_cli_long_label_names_the_prompt(tmp_path):
                           "--out", str(tmp_path / "c.safetensors")])
     assert rc == 2 and "Traceback" not in err and "90 tokens" in err and "slow running.'" in err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- 11: label files
+
+from text4vis.labels import LabelsError, load_labels  # noqa: E402
+
+
+@pytest.mark.parametrize("name, text, want", [
+    ("ids.csv", "id,name\n0,run\n1,jump\n", ["run", "jump"]),
+    ("ids_spaces.csv", "ID, Name\r\n1,jump\r\n0,run\r\n", ["run", "jump"]),
+    ("quoted.csv", 'id,name\n0,"run, fast"\n1,jump\n', ["run, fast", "jump"]),
+    ("one_column.csv", "name\nrun\njump\n", ["run", "jump"]),
+    ("one_column_quoted.csv", 'name\n"run, fast"\njump\n', ["run, fast", "jump"]),
+    ("plain.txt", "run\n\njump, then land\n", ["run", "jump, then land"]),      # SSv2 names hold commas
+    ("plain_header.txt", "id,name\n0,run\n1,jump\n", ["run", "jump"]),
+    ("plain.csv", "run\njump\n", ["run", "jump"]),                                  # one name per line
+])
+def test_documented_label_layouts(tmp_path, name, text, want):
+    path = tmp_path / name
+    path.write_text(text)
+    assert load_labels(str(path)) == want
+
+
+@pytest.mark.parametrize("name, text, words", [
+    ("three.csv", "id,name\n0,foo,bar\n1,baz\n", ["three.csv:2", "3 columns", "'0,foo,bar'"]),
+    ("no_header.csv", "foo,bar,baz\nqux,quux,corge\n", ["no_header.csv:1", "header", "'foo,bar,baz'"]),
+    ("two_in_one.csv", "name\nrun\njump,fast\n", ["two_in_one.csv:3", "2 columns", "'jump,fast'"]),
+    ("wide_header.csv", "id,name,extra\n0,foo,bar\n", ["wide_header.csv:1", "header", "'id,name,extra'"]),
+])
+def test_other_label_layouts_are_refused_with_the_line(tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(LabelsError) as e:
+        load_labels(str(path))
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_builtin_label_sets_still_read():
+    for spec, n in (("k400", 400), ("ucf101", 101), ("hmdb51", 51), ("anet", 200), ("ssv2", 174), ("k600", 600)):
+        assert len(load_labels(spec)) == n
+    assert "Laying something on the table on its side, not upright" in load_labels("ssv2")
