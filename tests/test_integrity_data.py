@@ -160,3 +160,60 @@ def test_builtin_label_sets_still_read():
     for spec, n in (("k400", 400), ("ucf101", 101), ("hmdb51", 51), ("anet", 200), ("ssv2", 174), ("k600", 600)):
         assert len(load_labels(spec)) == n
     assert "Laying something on the table on its side, not upright" in load_labels("ssv2")
+
+
+# ----------------------------------------------------------------------------- 12: not videos
+
+from text4vis.errors import VideoError  # noqa: E402
+from text4vis.video import count_frames, read_frames  # noqa: E402
+
+ANSI_ART = "\x1b[1;31m\x1b[40m hello \x1b[0m\n" * 20
+
+
+@pytest.fixture()
+def not_videos(tmp_path):
+    from PIL import Image
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    img.save(tmp_path / "still.png")
+    img.save(tmp_path / "still.jpg")
+    (tmp_path / "still_png.mp4").write_bytes((tmp_path / "still.png").read_bytes())
+    (tmp_path / "art.ans").write_text(ANSI_ART)
+    (tmp_path / "readme.nfo").write_text(ANSI_ART)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, words", [
+    ("art.ans", ["text or data rendered as pictures", "'tty'"]),
+    ("readme.nfo", ["text or data rendered as pictures", "'tty'"]),
+    ("still.png", ["a still image", "'png_pipe'", "not a video"]),
+    ("still_png.mp4", ["a still image", "'png_pipe'", "not a video"]),
+    ("still.jpg", ["a still image", "'image2'", "not a video"]),
+])
+def test_not_videos_are_refused(not_videos, name, words):
+    path = str(not_videos / name)
+    for read in (lambda: read_frames(path, lambda n: [0] * 4), lambda: count_frames(path)):
+        with pytest.raises(VideoError) as e:
+            read()
+        assert str(e.value).startswith(path + ": ") and "\n" not in str(e.value)
+        for w in words:
+            assert w in str(e.value)
+
+
+def test_real_gif_and_one_frame_video_still_decode(tmp_path):
+    from conftest import SHARED_VIDEOS, write_video
+    frames, n = read_frames(f"{SHARED_VIDEOS}/cricket_shot_ucf101.gif", lambda n: [0, n - 1])
+    assert n == 79 and frames.shape[0] == 2
+    one = str(tmp_path / "one.mp4")
+    write_video(one, np.zeros((1, 32, 32, 3), np.uint8))
+    assert read_frames(one, lambda n: [0, 0])[1] == 1
+
+
+def test_cli_predict_reports_each_not_video(not_videos):
+    clip = str(not_videos / "tiny.pt")
+    torch.save(tiny_openai_state_dict(0), clip)
+    inputs = [str(not_videos / n) for n in ("art.ans", "still.png", "still_png.mp4")]
+    rc, out, err = run_cli(["predict", *inputs, "--clip", clip, "--labels", "k400", "--frames", "2", "--json",
+                            "--workers", "0"])
+    import json
+    records = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and [r["video"] for r in records] == inputs and all("error" in r for r in records)

@@ -61,7 +61,32 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
+    problem = not_a_video(container)
+    if problem:
+        container.close()
+        raise VideoError(f"{path}: {problem}")
     return container
+
+
+# FFmpeg demuxers that draw pictures of text or raw data (ANSI art, BIN/XBIN/ADF/IDF), and the
+# decoders that do the drawing: what they give is not footage
+RENDERING_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
+RENDERING_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
+def not_a_video(container) -> str | None:
+    """Why an opened file is not a video (None when it is one): text or data that FFmpeg renders as
+    pictures, or a still image (FFmpeg's image demuxers: `image2`, `png_pipe`, `jpeg_pipe`, ...;
+    a GIF is a video). Still images are refused rather than read as 1-frame videos (README, Decoding)."""
+    fmt = container.format.name or ""
+    codecs = {s.codec_context.name for s in container.streams.video}
+    if fmt in RENDERING_DEMUXERS or codecs & RENDERING_CODECS:
+        return (f"not a video: text or data rendered as pictures (FFmpeg demuxer {fmt!r}, "
+                f"{container.format.long_name})")
+    if fmt in ("image2", "image2pipe") or (fmt.endswith("_pipe") and fmt != "gif_pipe"):
+        return (f"a still image (FFmpeg demuxer {fmt!r}, {container.format.long_name}), not a video; "
+                f"text4vis reads videos, frame folders and GIFs")
+    return None
 
 
 def _default_stream(container):
