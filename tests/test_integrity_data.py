@@ -217,3 +217,75 @@ def test_cli_predict_reports_each_not_video(not_videos):
     import json
     records = [json.loads(line) for line in out.splitlines()]
     assert rc == 1 and [r["video"] for r in records] == inputs and all("error" in r for r in records)
+
+
+# ----------------------------------------------------------------------------- 13: frame counts of frame folders
+
+import warnings  # noqa: E402
+
+from text4vis.datasets import read_list  # noqa: E402
+from text4vis.video import read_frame_folder  # noqa: E402
+
+BRACKETS = "Brushing_Her_Hair__[_NEW_AUDIO_]_UPDATED!!!!_brush_hair_h_cm_np1_le_goo_1"  # from hmdb_full_for_zeroshot.txt
+
+
+def frame_folder(path, n):
+    from PIL import Image
+    from conftest import index_frames
+    path.mkdir(parents=True)
+    for i, f in enumerate(index_frames(n, 32, 32)):
+        Image.fromarray(f).save(path / f"img_{i + 1:05d}.jpg", quality=95)
+    (path / "notes.txt").write_text("not a frame")  # other files in the folder do not count
+    return str(path)
+
+
+def test_folder_count_wins_over_the_list(tmp_path):
+    from conftest import decode_index
+    d = frame_folder(tmp_path / "brush_hair" / BRACKETS, 12)
+    for listed in (0, 5, 20):  # the list says 0, fewer, more: the folder's 12 frames are sampled
+        frames, n = read_frame_folder(d, lambda n: [0, n // 2, n - 1], listed)
+        assert n == 12 and [decode_index(f) for f in frames] == [0, 6, 11]
+    star = frame_folder(tmp_path / "glob" / "a*b?[c]", 3)  # every glob character is just a letter
+    assert read_frame_folder(star, lambda n: [n - 1], 0)[1] == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoError, match="no frames named like 'img_00001.jpg'"):
+        read_frame_folder(str(tmp_path / "empty"), lambda n: [0], 4)
+
+
+def test_list_of_zero_counts_warns_once_with_the_number(tmp_path):
+    lines = [f"brush_hair/{BRACKETS} 0 0", "brush_hair/plain 12 0",
+             "fencing/Die_Another_Day_-_Fencing_Scene_Part_1_[HD]_0 0 1", "fencing/plain 10 1"]
+    lst = tmp_path / "zs.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = read_list(str(lst), str(tmp_path))
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 1, msgs
+    assert msgs[0].startswith(f"{lst}: 2 entries say 0 frames") and f"{lst}:1" in msgs[0] and "counted" in msgs[0]
+    assert [s.num_frames for s in samples] == [0, 12, 0, 10]
+
+
+def test_cli_eval_scores_the_zero_count_entries(tmp_path):
+    """The HMDB51 zero-shot case end to end: every entry is scored, one warning line says how many were counted."""
+    import yaml
+    from conftest import original_text4vis_checkpoint
+    root = tmp_path / "frames"
+    entries = [(f"brush_hair/{BRACKETS}", 0, 0, 12), ("brush_hair/plain", 12, 0, 12),
+               ("fencing/Die_Another_Day_-_Fencing_Scene_Part_1_[HD]_fencing_0", 0, 1, 10), ("fencing/plain", 10, 1, 10)]
+    for path, _, _, real in entries:
+        frame_folder(root / path, real)
+    (tmp_path / "zs.txt").write_text("".join(f"{p} {n} {lab}\n" for p, n, lab, _ in entries))
+    (tmp_path / "labels.csv").write_text("id,name\n0,brush hair\n1,fencing\n")
+    sd = tiny_openai_state_dict(0)
+    torch.save(sd, tmp_path / "clip.pt")
+    torch.save(original_text4vis_checkpoint(sd, "mean"), tmp_path / "ckpt.pt")
+    cfg = {"data": {"val_list": str(tmp_path / "zs.txt"), "val_root": str(root), "labels": str(tmp_path / "labels.csv"),
+                    "num_frames": 4, "workers": 0}, "model": {"clip": str(tmp_path / "clip.pt"), "head": "mean"}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out, err = run_cli(["eval", "--config", str(tmp_path / "cfg.yaml"), "--checkpoint", str(tmp_path / "ckpt.pt"),
+                            "--clip", str(tmp_path / "clip.pt")])
+    assert rc == 0, err
+    assert "4 videos, 2 classes" in out + err and "failed" not in out
+    warned = [line for line in err.splitlines() if "warning:" in line]
+    assert len(warned) == 1 and "2 entries say 0 frames" in warned[0], err

@@ -13,11 +13,12 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 """
 from __future__ import annotations
 
-from .errors import DataError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import DataError, DataWarning  # noqa: F401  (re-exported: the error family lives in errors.py)
 
 import csv
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,10 @@ def read_list(list_file: str, root: str = "") -> list[Sample]:
                             f"'dir num_frames label' with integer numbers") from None
     if not out:
         raise DataError(f"{list_file}: list file has no entries")
+    zero = [s for s in out if s.num_frames is not None and s.num_frames <= 0]
+    if zero:  # e.g. the original HMDB51 zero-shot list (its generator globbed folder names holding `[`)
+        warnings.warn(DataWarning(f"{list_file}: {len(zero)} entries say 0 frames (first: {zero[0].source}); "
+                                  f"the frames in their folders are counted instead"), stacklevel=2)
     return out
 
 

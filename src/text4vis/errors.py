@@ -56,6 +56,14 @@ class VideoIndexError(Text4VisError):
     """A video index that cannot be built, opened or searched."""
 
 
+class Text4VisWarning(UserWarning):
+    """Base class of the warnings text4vis gives on purpose (the CLI prints each as one line)."""
+
+
+class DataWarning(Text4VisWarning):
+    """Data that text4vis corrected or worked around (e.g. frame counts a list gets wrong)."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message, cut at a word boundary if longer than `limit`."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
