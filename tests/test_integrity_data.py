@@ -289,3 +289,71 @@ def test_cli_eval_scores_the_zero_count_entries(tmp_path):
     assert "4 videos, 2 classes" in out + err and "failed" not in out
     warned = [line for line in err.splitlines() if "warning:" in line]
     assert len(warned) == 1 and "2 entries say 0 frames" in warned[0], err
+
+
+# ----------------------------------------------------------------------------- 16: the reference drops short training entries
+
+import glob  # noqa: E402
+import os  # noqa: E402
+
+from text4vis.config import load_config  # noqa: E402
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+@pytest.fixture(scope="module")
+def short_and_long(tmp_path_factory):
+    """2 classes x 6 frame folders: 3 of 10 frames and 3 of 4 frames each (the list says so too)."""
+    d = tmp_path_factory.mktemp("short")
+    lines = []
+    for label in (0, 1):
+        for i, n in enumerate((10, 4, 10, 4, 10, 4)):
+            frame_folder(d / "frames" / f"c{label}_{i}", n)
+            lines.append(f"c{label}_{i} {n} {label}\n")
+    (d / "train.txt").write_text("".join(lines))
+    (d / "labels.csv").write_text("id,name\n0,run\n1,jump\n")
+    clip = d / "clip.pt"
+    torch.save(tiny_openai_state_dict(0), clip)
+    return d
+
+
+def few_shot_run(d, out, *extra) -> tuple[str, list[str]]:
+    from text4vis.train import train
+    items = [f"model.clip={d / 'clip.pt'}", f"data.train_list={d / 'train.txt'}", f"data.train_root={d / 'frames'}",
+             f"data.labels={d / 'labels.csv'}", "data.num_frames=2", "data.batch_size=2", "data.workers=0",
+             "data.shot=1", "optim.epochs=1", "training.max_steps=1", "training.eval_freq=0", "model.head=mean",
+             *extra]
+    cfg, notes = load_config(None, items)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        train(cfg, str(out), notes, progress=False)
+    return err.getvalue(), open(out / "fewshot_videos.txt").read().split("\n")[:-1]
+
+
+def test_min_frames_drops_short_entries_and_few_shot_repeats_follow(short_and_long, tmp_path):
+    log, chosen = few_shot_run(short_and_long, tmp_path / "all")
+    assert "2 videos (1 per class), repeated 6x per epoch" in log, log       # 12 entries // 2
+    log, chosen = few_shot_run(short_and_long, tmp_path / "min8", "data.min_frames=8")
+    assert "2 videos (1 per class), repeated 3x per epoch" in log, log       # 6 entries of >= 8 frames // 2
+    assert "data.min_frames 8: 6 of 12 training entries dropped" in log
+    assert len(chosen) == 2 and all(line.split()[1] == "10" for line in chosen)
+
+
+def test_min_frames_all_dropped_is_an_error(short_and_long, tmp_path):
+    from text4vis.errors import DataError
+    with pytest.raises(DataError, match="every entry .* has fewer than 11 frames"):
+        few_shot_run(short_and_long, tmp_path / "none", "data.min_frames=11")
+
+
+def test_original_configs_and_recipes_drop_short_entries(tmp_path):
+    import yaml
+    orig = tmp_path / "orig.yaml"
+    orig.write_text(yaml.safe_dump({"data": {"num_segments": 8, "train_list": "x.txt"},
+                                    "network": {"arch": "ViT-B/16"}, "solver": {"lr": 5e-5}}))
+    cfg, _ = load_config(str(orig))
+    assert cfg.data.min_frames == 8
+    assert load_config(None)[0].data.min_frames == 0            # text4vis's default keeps every entry
+    recipes = [p for p in sorted(glob.glob(os.path.join(CONFIGS, "*.yaml"))) if load_config(p)[0].data.train_list]
+    assert len(recipes) == 19                                   # every training recipe (the 4 zero-shot ones only evaluate)
+    for path in recipes:
+        assert load_config(path)[0].data.min_frames == 8, path

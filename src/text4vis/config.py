@@ -43,6 +43,7 @@ class DataCfg:
     batch_size: int = 32               # videos per GPU (per process); effective batch = batch_size x processes x grad_accumulation
     workers: int = 4                   # decoding processes per GPU
     shot: int | None = None            # few-shot: keep K random videos per class (seeded, same on every rank)
+    min_frames: int = 0                # training: drop frame-folder entries whose list count is below this (the reference drops under 8; recipes and original configs: 8)
     max_bad_fraction: float = 0.01     # stop the run if more than this fraction of samples fail to decode
 
 
@@ -220,7 +221,8 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
 
     Every option text4vis does not use is reported, once: one note each for those whose value asks
     for something text4vis does not do, and one note listing those whose value it follows anyway."""
-    values: dict[str, Any] = {"optim.betas": [0.9, 0.98]}  # what the reference code's AdamW uses with these configs
+    values: dict[str, Any] = {"optim.betas": [0.9, 0.98],  # the reference's first public code (2022-11-28); README
+                              "data.min_frames": 8}        # the reference drops training entries under 8 frames
     notes: list[str] = []
     same: list[str] = []
     for key, value in _flatten(raw).items():
@@ -414,7 +416,8 @@ def check(cfg: Config) -> None:
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
                 "training.save_every_steps": (cfg.training.save_every_steps, 0),
-                "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1)}
+                "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1),
+                "data.min_frames": (cfg.data.min_frames, 0)}
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise ConfigError(f"{key} is {value}: it must be at least {low}")

@@ -162,6 +162,16 @@ def check_labels_in_range(samples: list[Sample], num_classes: int) -> None:
             raise DataError(f"{s.source}: label id {s.label} is outside the label list (0..{num_classes - 1})")
 
 
+def drop_short(samples: list[Sample], min_frames: int, source: str = "the list") -> list[Sample]:
+    """The entries a training run keeps under `min_frames` (data.min_frames): frame-folder entries
+    whose list count is below it are dropped, as the reference drops training entries under 8
+    frames by the list's count; video entries (no count in the list) are all kept."""
+    kept = [s for s in samples if s.num_frames is None or s.num_frames >= min_frames]
+    if samples and not kept:
+        raise DataError(f"{source}: every entry of it has fewer than {min_frames} frames (data.min_frames)")
+    return kept
+
+
 def few_shot(samples: list[Sample], shot: int, seed: int, num_classes: int) -> list[Sample]:
     """K random videos per class, seeded (identical on every rank), in list order."""
     rng = np.random.default_rng(seed)

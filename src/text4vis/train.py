@@ -28,8 +28,8 @@ from tqdm import tqdm
 from . import checkpoints, classifiers, engine, losses, metrics
 from .cli import UsageError
 from .config import Config, ConfigError
-from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
-                       train_collate)
+from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, drop_short, few_shot,
+                       load_split, train_collate)
 from .labels import load_labels
 from .model import VideoModel
 from .towers import WeightsError, load_towers
@@ -290,6 +290,11 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     if expected is not None and expected != len(names):
         raise ConfigError(f"data.num_classes is {expected} but the label list has {len(names)} classes")
     val_samples = load_split(cfg.data.val_list, cfg.data.val_root, names)[0] if cfg.data.val_list else []
+    if cfg.data.min_frames:
+        listed = len(train_samples)
+        train_samples = drop_short(train_samples, cfg.data.min_frames, cfg.data.train_list)
+        log(f"data.min_frames {cfg.data.min_frames}: {listed - len(train_samples)} of {listed} training entries "
+            f"dropped (fewer frames by the list)", rank)
     distinct_train = train_samples
     if cfg.data.shot:
         chosen = few_shot(train_samples, cfg.data.shot, seed, len(names))
