@@ -357,3 +357,67 @@ def test_original_configs_and_recipes_drop_short_entries(tmp_path):
     assert len(recipes) == 19                                   # every training recipe (the 4 zero-shot ones only evaluate)
     for path in recipes:
         assert load_config(path)[0].data.min_frames == 8, path
+
+
+# ----------------------------------------------------------------------------- 15: the published logs' blur and solarization
+
+from text4vis.transforms import TrainTransform  # noqa: E402
+
+
+def clip_of(seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (3, 3, 40, 48), dtype=np.uint8))
+
+
+def test_solarization_inverts_pixels_at_or_above_128_in_every_frame():
+    clip = clip_of()
+    plain = TrainTransform(32, flip=False, grayscale=0)(clip, torch.Generator().manual_seed(3))
+    out = TrainTransform(32, flip=False, grayscale=0, solarize=1.0)(clip, torch.Generator().manual_seed(3))
+    want = torch.where(plain >= 128, 255 - plain, plain)       # PIL's ImageOps.solarize(threshold=128)
+    assert torch.equal(out, want)
+
+
+def test_blur_is_one_gaussian_for_the_whole_clip_with_sigma_in_0_1_to_2():
+    from torchvision.transforms.v2 import functional as F
+    clip = clip_of(1)
+    sigmas = []
+    for seed in range(6):
+        plain = TrainTransform(32, flip=False, grayscale=0)(clip, torch.Generator().manual_seed(seed))
+        out = TrainTransform(32, flip=False, grayscale=0, blur=1.0)(clip, torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)     # the same draws: the crop's, then p, then sigma
+        TrainTransform(32, flip=False, grayscale=0)(clip, gen)
+        assert float(torch.rand(1, generator=gen)) < 1.0
+        sigma = 0.1 + 1.9 * float(torch.rand(1, generator=gen))
+        k = 2 * int(np.ceil(3 * sigma)) + 1
+        assert torch.equal(out, F.gaussian_blur(plain, [k, k], [sigma, sigma]))
+        if sigma > 1:
+            assert out.float().std() < 0.9 * plain.float().std()   # blurred: neighbours alike
+        sigmas.append(sigma)
+    assert all(0.1 <= x <= 2.0 for x in sigmas) and max(sigmas) > 1
+
+
+def test_blur_and_solarize_off_change_no_clip_and_are_seeded():
+    clip = clip_of(2)
+    base = TrainTransform(32)(clip, torch.Generator().manual_seed(9))
+    assert torch.equal(TrainTransform(32, blur=0.0, solarize=0.0)(clip, torch.Generator().manual_seed(9)), base)
+    half = TrainTransform(32, blur=0.5, solarize=0.5)
+    runs = [half(clip, torch.Generator().manual_seed(s)) for s in range(12)]
+    again = [half(clip, torch.Generator().manual_seed(s)) for s in range(12)]
+    assert all(torch.equal(a, b) for a, b in zip(runs, again))
+    assert not all(torch.equal(r, TrainTransform(32)(clip, torch.Generator().manual_seed(s))) for s, r in enumerate(runs))
+
+
+def test_config_keys_and_reference_versions():
+    cfg, _ = load_config(None, ["data.blur=0.5", "data.solarize=0.2"])
+    assert (cfg.data.blur, cfg.data.solarize) == (0.5, 0.2)
+    from text4vis.errors import ConfigError
+    for bad in ("data.blur=1.5", "data.solarize=-0.1"):
+        with pytest.raises(ConfigError, match="a probability between 0 and 1"):
+            load_config(None, [bad])
+    recipe = os.path.join(CONFIGS, "k400_vitb16_f8.yaml")
+    first, _ = load_config(recipe)                                       # the first public code (2022-11-28)
+    assert (first.optim.betas, first.data.randaug, first.data.min_frames) == ([0.9, 0.98], [2, 9], 8)
+    assert (first.data.blur, first.data.solarize) == (0.0, 0.0)
+    current, _ = load_config(recipe, ["optim.betas=[0.9,0.999]", "data.randaug=null"])   # its code since 2023-01-07
+    assert (current.optim.betas, current.data.randaug, current.data.min_frames) == ([0.9, 0.999], None, 8)
+    header = open(recipe).read().split("data:")[0]
+    assert "2022-11-28" in header and "--set optim.betas=[0.9,0.999] --set data.randaug=null" in header

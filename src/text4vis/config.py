@@ -39,6 +39,8 @@ class DataCfg:
     flip: bool = True                  # random horizontal flip (turn off when classes depend on left/right)
     grayscale: float = 0.2             # probability of random grayscale
     randaug: list | None = None        # [N, M] RandAugment, or None
+    blur: float = 0.0                  # probability of a Gaussian blur of the clip, sigma ~ U(0.1, 2.0) px (published logs' GroupGaussianBlur)
+    solarize: float = 0.0              # probability of solarizing the clip at 128 (published logs' GroupSolarization)
     crop_scale: float = 0.08           # random resized crop: smallest area kept, as a fraction of the frame (1.0: whole frame)
     batch_size: int = 32               # videos per GPU (per process); effective batch = batch_size x processes x grad_accumulation
     workers: int = 4                   # decoding processes per GPU
@@ -429,8 +431,10 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
     if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
         raise ConfigError(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
-    if not 0 <= cfg.data.grayscale <= 1:
-        raise ConfigError(f"data.grayscale is {cfg.data.grayscale}: a probability between 0 and 1")
+    for key in ("grayscale", "blur", "solarize"):
+        value = getattr(cfg.data, key)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"data.{key} is {value}: a probability between 0 and 1")
     if cfg.training.seed < 0:
         raise ConfigError(f"training.seed is {cfg.training.seed}: a non-negative integer")
     if cfg.data.input_size is not None and cfg.data.input_size < 8:

@@ -342,7 +342,8 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
     # --- loader: each rank its own disjoint share of every epoch ---------------------------------------
     transform = TrainTransform(input_size, scale=(cfg.data.crop_scale, 1.0), flip=cfg.data.flip,
                                grayscale=cfg.data.grayscale,
-                               randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None)
+                               randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None,
+                               blur=cfg.data.blur, solarize=cfg.data.solarize)
     dataset = TrainDataset(train_samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
                            cfg.data.random_shift, seed)
     sampler = TrainBatchSampler(len(dataset), cfg.data.batch_size, world, rank, seed)
