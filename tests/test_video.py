@@ -343,10 +343,8 @@ def test_frame_folder_errors(tmp_path):
     d.mkdir()
     for i in range(3):
         Image.fromarray(index_frames(3, 32, 64)[i]).save(d / f"img_{i + 1:05d}.jpg")
-    # the list line says 5 frames but there are 3: the missing image is named
-    with pytest.raises(VideoError) as e:
-        read_frame_folder(str(d), lambda n: [n - 1], 5)
-    assert_one_line_error(e.value, str(d / "img_00005.jpg"))
+    # the list line says 5 frames but there are 3: the folder's 3 are sampled (issue 12, item 13)
+    assert read_frame_folder(str(d), lambda n: [n - 1], 5)[1] == 3
     (d / "img_00002.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(VideoError) as e:
         read_frame_folder(str(d), lambda n: [1], 3)
@@ -354,8 +352,11 @@ def test_frame_folder_errors(tmp_path):
     with pytest.raises(VideoError) as e:
         read_frame_folder(str(tmp_path / "nope"), lambda n: [0], 3)
     assert_one_line_error(e.value, str(tmp_path / "nope"))
-    with pytest.raises(VideoError):
-        read_frame_folder(str(d), lambda n: [0], 0)
+    assert read_frame_folder(str(d), lambda n: [0], 0)[1] == 3   # a list count of 0 is counted too
+    (tmp_path / "none").mkdir()
+    with pytest.raises(VideoError) as e:
+        read_frame_folder(str(tmp_path / "none"), lambda n: [0], 3)
+    assert_one_line_error(e.value, str(tmp_path / "none"))
 
 
 def test_find_videos_recursive_sorted_keeps_missing(tmp_path):

@@ -116,9 +116,9 @@ class Recognizer:
                 done[i] = {"video": files[i], "error": error}
             scores = engine.scores_from_embeddings(emb, weight) if len(indices) else None
             for row, i in enumerate(indices):
-                top = torch.topk(scores[row], k)
+                top = torch.sort(scores[row], descending=True, stable=True)  # ties: the lower class id first
                 rec = {"video": files[i], "top": [{"label": self.labels[j], "score": round(float(v), 6)}
-                                                  for v, j in zip(top.values.tolist(), top.indices.tolist())]}
+                                                  for v, j in zip(top.values[:k].tolist(), top.indices[:k].tolist())]}
                 if with_embedding:
                     rec["embedding"] = [round(float(x), 6) for x in emb[row].tolist()]
                 done[i] = rec

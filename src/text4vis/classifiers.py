@@ -45,6 +45,10 @@ class Classifier:
     labels: list[str]                   # class names, index = class id
     meta: dict[str, Any] = field(default_factory=dict)  # type, source, prompts, seed, ...
 
+    def __post_init__(self):
+        what = f"{self.meta.get('type', 'the')} classifier"
+        check_rows(self.weight, self.labels, what)
+
     @property
     def num_classes(self) -> int:
         return int(self.weight.shape[0])
@@ -57,6 +61,30 @@ class Classifier:
 def normalize_rows(w: torch.Tensor) -> torch.Tensor:
     w = w.float()
     return w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def check_rows(weight: torch.Tensor, labels: list[str], what: str) -> None:
+    """ClassifierError unless every class can be predicted and told apart: no row of zeros (its
+    class scores 0 against every video) and no two identical rows (two classes always tie)."""
+    w = weight.detach().float().cpu()
+    norms = w.norm(dim=-1)
+    zero = (norms <= 1e-6 * max(float(norms.max()), 1e-30)).nonzero().flatten().tolist() if len(w) else []
+    if zero:
+        raise ClassifierError(f"{what}: degenerate classifier: the rows of {len(zero)} class(es) are all zeros "
+                              f"(e.g. {labels[zero[0]]!r}), so those classes can never be predicted")
+    unit = w / norms.unsqueeze(1)
+    pairs, first = 0, None
+    for start in range(0, len(unit), 1024):  # blocks keep the similarity matrix small for 20k classes
+        sim = unit[start:start + 1024] @ unit.t()
+        sim = torch.triu(sim, diagonal=start + 1)  # each pair once, never a row with itself
+        hits = (sim > 1 - 1e-6).nonzero()
+        pairs += len(hits)
+        if first is None and len(hits):
+            first = (start + int(hits[0, 0]), int(hits[0, 1]))
+    if first is not None:
+        raise ClassifierError(f"{what}: degenerate classifier: classes {labels[first[0]]!r} and {labels[first[1]]!r} "
+                              f"have identical rows ({pairs} such pair(s)), so they always tie; give them names "
+                              f"(or prompts) that differ beyond letter case")
 
 
 def check_prompts(prompts) -> list[str]:
@@ -166,9 +194,20 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
     if len(present) < len(labels):
         missing = sorted(set(range(len(labels))) - set(present.tolist()))
         raise ClassifierError(f"lda needs videos of every class; none for {len(missing)} classes, e.g. {labels[missing[0]]!r}")
+    counts = np.bincount(np.asarray(targets), minlength=len(labels))
+    few = np.flatnonzero(counts < 2)
+    if len(few):
+        raise ClassifierError(f"lda needs at least 2 videos of every class (the spread within a class is "
+                              f"estimated from them); {len(few)} class(es) have 1, e.g. {labels[few[0]]!r}: "
+                              f"embed more videos per class (a larger fraction of the training list)")
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
     lda.fit(np.asarray(embeddings, dtype=np.float64), np.asarray(targets))
     coef = lda.coef_ if len(labels) > 2 else np.concatenate([-lda.coef_, lda.coef_])
+    zero = np.flatnonzero(np.linalg.norm(coef, axis=1) <= 1e-9)
+    if len(zero):
+        raise ClassifierError(f"lda: degenerate classifier: the rows of {len(zero)} class(es) are all zeros "
+                              f"(e.g. {labels[zero[0]]!r}) because the videos of a class do not differ at all "
+                              f"(the same video listed twice?); LDA needs at least 2 distinct videos per class")
     return Classifier(normalize_rows(torch.from_numpy(coef)), list(labels),
                       {"type": "lda", "num_videos": int(len(targets))})
 
@@ -259,6 +298,7 @@ def check_classifier(weight: torch.Tensor, labels, path: str) -> torch.Tensor:
     if bad:
         raise ClassifierError(f"{path}: damaged classifier file (the row of {len(bad)} class(es) holds "
                               f"NaN or infinite values, e.g. {labels[bad[0]]!r})")
+    check_rows(weight, labels, path)
     return weight
 
 

@@ -39,10 +39,13 @@ class DataCfg:
     flip: bool = True                  # random horizontal flip (turn off when classes depend on left/right)
     grayscale: float = 0.2             # probability of random grayscale
     randaug: list | None = None        # [N, M] RandAugment, or None
+    blur: float = 0.0                  # probability of a Gaussian blur of the clip, sigma ~ U(0.1, 2.0) px (published logs' GroupGaussianBlur)
+    solarize: float = 0.0              # probability of solarizing the clip at 128 (published logs' GroupSolarization)
     crop_scale: float = 0.08           # random resized crop: smallest area kept, as a fraction of the frame (1.0: whole frame)
     batch_size: int = 32               # videos per GPU (per process); effective batch = batch_size x processes x grad_accumulation
     workers: int = 4                   # decoding processes per GPU
     shot: int | None = None            # few-shot: keep K random videos per class (seeded, same on every rank)
+    min_frames: int = 0                # training: drop frame-folder entries whose list count is below this (the reference drops under 8; recipes and original configs: 8)
     max_bad_fraction: float = 0.01     # stop the run if more than this fraction of samples fail to decode
 
 
@@ -220,7 +223,8 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
 
     Every option text4vis does not use is reported, once: one note each for those whose value asks
     for something text4vis does not do, and one note listing those whose value it follows anyway."""
-    values: dict[str, Any] = {"optim.betas": [0.9, 0.98]}  # what the reference code's AdamW uses with these configs
+    values: dict[str, Any] = {"optim.betas": [0.9, 0.98],  # the reference's first public code (2022-11-28); README
+                              "data.min_frames": 8}        # the reference drops training entries under 8 frames
     notes: list[str] = []
     same: list[str] = []
     for key, value in _flatten(raw).items():
@@ -414,7 +418,8 @@ def check(cfg: Config) -> None:
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
                 "training.save_every_steps": (cfg.training.save_every_steps, 0),
-                "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1)}
+                "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1),
+                "data.min_frames": (cfg.data.min_frames, 0)}
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
             raise ConfigError(f"{key} is {value}: it must be at least {low}")
@@ -426,8 +431,10 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
     if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
         raise ConfigError(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
-    if not 0 <= cfg.data.grayscale <= 1:
-        raise ConfigError(f"data.grayscale is {cfg.data.grayscale}: a probability between 0 and 1")
+    for key in ("grayscale", "blur", "solarize"):
+        value = getattr(cfg.data, key)
+        if not 0 <= value <= 1:
+            raise ConfigError(f"data.{key} is {value}: a probability between 0 and 1")
     if cfg.training.seed < 0:
         raise ConfigError(f"training.seed is {cfg.training.seed}: a non-negative integer")
     if cfg.data.input_size is not None and cfg.data.input_size < 8:

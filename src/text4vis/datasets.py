@@ -14,11 +14,12 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 from __future__ import annotations
 
 from .files import atomic_write_text
-from .errors import DataError, first_line  # noqa: F401  (DataError re-exported: the family lives in errors.py)
+from .errors import DataError, DataWarning, first_line  # noqa: F401  (DataError re-exported: the family lives in errors.py)
 
 import csv
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,10 @@ def read_list(list_file: str, root: str = "") -> list[Sample]:
                             f"'dir num_frames label' with integer numbers") from None
     if not out:
         raise DataError(f"{list_file}: list file has no entries")
+    zero = [s for s in out if s.num_frames is not None and s.num_frames <= 0]
+    if zero:  # e.g. the original HMDB51 zero-shot list (its generator globbed folder names holding `[`)
+        warnings.warn(DataWarning(f"{list_file}: {len(zero)} entries say 0 frames (first: {zero[0].source}); "
+                                  f"the frames in their folders are counted instead"), stacklevel=2)
     return out
 
 
@@ -148,6 +153,16 @@ def check_labels_in_range(samples: list[Sample], num_classes: int) -> None:
     for s in samples:
         if not 0 <= s.label < num_classes:
             raise DataError(f"{s.source}: label id {s.label} is outside the label list (0..{num_classes - 1})")
+
+
+def drop_short(samples: list[Sample], min_frames: int, source: str = "the list") -> list[Sample]:
+    """The entries a training run keeps under `min_frames` (data.min_frames): frame-folder entries
+    whose list count is below it are dropped, as the reference drops training entries under 8
+    frames by the list's count; video entries (no count in the list) are all kept."""
+    kept = [s for s in samples if s.num_frames is None or s.num_frames >= min_frames]
+    if samples and not kept:
+        raise DataError(f"{source}: every entry of it has fewer than {min_frames} frames (data.min_frames)")
+    return kept
 
 
 def few_shot(samples: list[Sample], shot: int, seed: int, num_classes: int) -> list[Sample]:

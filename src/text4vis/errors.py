@@ -58,6 +58,14 @@ class VideoIndexError(Text4VisError):
     """A video index that cannot be built, opened or searched."""
 
 
+class Text4VisWarning(UserWarning):
+    """Base class of the warnings text4vis gives on purpose (the CLI prints each as one line)."""
+
+
+class DataWarning(Text4VisWarning):
+    """Data that text4vis corrected or worked around (e.g. frame counts a list gets wrong)."""
+
+
 def first_line(exc: BaseException, limit: int = 300, with_type: bool = False) -> str:
     """The first non-empty line of an exception's message (terminal colour codes removed), cut at a word
     boundary if longer than `limit`; the exception's type name when the message is empty. `with_type`:

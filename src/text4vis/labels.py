@@ -2,7 +2,8 @@
 
 Built in: k400, k600, ucf101, hmdb51, anet, ssv2, and the Kinetics-600 zero-shot splits
 k600_zs_split1..3 (160 classes each). A file may be a CSV `id,name` with a header (the original
-Text4Vis format) or plain text with one name per line (the line index is the id).
+Text4Vis format), a CSV with the header `name`, or one name per line (the line index is the id);
+other layouts are refused with the file and line (see parse_labels).
 """
 from __future__ import annotations
 
@@ -40,28 +41,53 @@ def load_labels(spec: str, option: str = "labels") -> list[str]:
 
 
 def parse_labels(text: str, source: str) -> list[str]:
+    """Class names from a label file's text. Layouts: a CSV with the header `id,name` (then `id,name`
+    rows, quoted names may hold commas), a CSV with the header `name` (one name per row, the row
+    index is the id), or one name per line (the line index is the id; a `.csv` then holds one
+    column). Any other layout is a LabelsError naming `source` and the line."""
     lines = text.splitlines()
-    if lines and lines[0].strip().replace(" ", "").lower() == "id,name":
-        names: dict[int, str] = {}
-        for lineno, row in enumerate(csv.reader(io.StringIO("\n".join(lines[1:]))), start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise LabelsError(f"{source}:{lineno}: expected 'id,name', got {','.join(row)!r}")
-            try:
-                idx = int(row[0])
-            except ValueError:
-                raise LabelsError(f"{source}:{lineno}: class id {row[0]!r} is not an integer") from None
-            if idx in names:
-                raise LabelsError(f"{source}:{lineno}: class id {idx} appears twice")
-            names[idx] = ",".join(row[1:]).strip()
-        if sorted(names) != list(range(len(names))):
-            raise LabelsError(f"{source}: class ids must be 0..{len(names) - 1} without gaps")
-        result = [names[i] for i in range(len(names))]
-    else:
+    header = lines[0].strip().replace(" ", "").lower() if lines else ""
+    if header == "id,name" or source.lower().endswith(".csv"):
+        result = _parse_label_csv(text, source)
+    else:  # plain text: names verbatim (SSv2's hold commas)
         result = [line.strip() for line in lines if line.strip()]
     check_labels(result, source)
     return result
+
+
+def _parse_label_csv(text: str, source: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text))
+    rows = [(reader.line_num, row) for row in reader if row and "".join(row).strip()]
+    if not rows:
+        return []
+    head = [c.strip().lower() for c in rows[0][1]]
+    columns = {("id", "name"): 2, ("name",): 1}.get(tuple(head))
+    if columns is None:                # no header: one name per row
+        if len(rows[0][1]) > 1:
+            raise LabelsError(f"{source}:{rows[0][0]}: a label CSV starts with the header 'id,name' (or 'name'), "
+                              f"or holds one name per line; got {','.join(rows[0][1])!r}")
+        columns, body = 1, rows
+    else:
+        body = rows[1:]
+    names: dict[int, str] = {}
+    for lineno, row in body:
+        if len(row) != columns:
+            layout = "id,name" if columns == 2 else "one name"
+            raise LabelsError(f"{source}:{lineno}: expected {columns} column(s) ({layout}), got {len(row)} columns: "
+                              f"{','.join(row)!r} (quote a name that holds a comma)")
+        if columns == 1:
+            names[len(names)] = row[0].strip()
+            continue
+        try:
+            idx = int(row[0])
+        except ValueError:
+            raise LabelsError(f"{source}:{lineno}: class id {row[0]!r} is not an integer") from None
+        if idx in names:
+            raise LabelsError(f"{source}:{lineno}: class id {idx} appears twice")
+        names[idx] = row[1].strip()
+    if sorted(names) != list(range(len(names))):
+        raise LabelsError(f"{source}: class ids must be 0..{len(names) - 1} without gaps")
+    return [names[i] for i in range(len(names))]
 
 
 def check_labels(names: list[str], source: str) -> None:

@@ -15,7 +15,7 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
-from .errors import WeightsError, first_line  # noqa: F401  (WeightsError re-exported: the family lives in errors.py)
+from .errors import ClassifierError, WeightsError, first_line  # noqa: F401  (WeightsError re-exported: the family lives in errors.py)
 
 import contextlib
 import copy
@@ -184,7 +184,25 @@ class Towers:
                 self._tokenizer = SimpleTokenizer(context_length=self.context_length)
             else:
                 self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
+        for text in texts:  # the tokenizer would cut longer texts silently (class name included)
+            n = self.token_count(text)
+            if n is not None and n > self.context_length:
+                shown = text if len(text) <= 100 else f"{text[:50]} ... {text[-40:]}"
+                raise ClassifierError(f"a prompt of {n} tokens is longer than the text tower's context of "
+                                      f"{self.context_length} (it would be cut, its end ignored): {shown!r}; "
+                                      f"shorten the prompt template or the class name")
         return self._tokenizer(texts)
+
+    def token_count(self, text: str) -> int | None:
+        """Tokens of `text` with the start and end tokens, uncut (None: a tokenizer that cannot say)."""
+        tok = self._tokenizer
+        if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):      # CLIP's BPE (SimpleTokenizer)
+            return len(tok.encode(text)) + 2
+        inner = getattr(tok, "tokenizer", None)                           # open_clip's HFTokenizer
+        if inner is not None and getattr(tok, "tokenizer_mode", None) != "clips":
+            clean = getattr(tok, "clean_fn", None) or (lambda t: t)
+            return len(inner(clean(text), truncation=False)["input_ids"])
+        return None
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:

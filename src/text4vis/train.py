@@ -31,7 +31,7 @@ from .errors import OutputError, TrainError, UsageError
 from .runs import (CHECKPOINT_BEST, CHECKPOINT_LAST, FolderLock, MetricsLog, check_run_folder, clear_leftovers,
                    config_changes, resume_path, start_folder, write_lines)
 from .datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
-                       train_collate)
+                       train_collate, drop_short)
 from .labels import resolve_labels
 from .model import VideoModel
 from .towers import WeightsError, load_towers
@@ -242,6 +242,11 @@ def load_data(cfg: Config, output: str, rank: int):
     if expected is not None and expected != len(names):
         raise ConfigError(f"data.num_classes is {expected} but the label list has {len(names)} classes")
     val_samples = load_split(cfg.data.val_list, cfg.data.val_root, names)[0] if cfg.data.val_list else []
+    if cfg.data.min_frames:
+        listed = len(train_samples)
+        train_samples = drop_short(train_samples, cfg.data.min_frames, cfg.data.train_list)
+        log(f"data.min_frames {cfg.data.min_frames}: {listed - len(train_samples)} of {listed} training entries "
+            f"dropped (fewer frames by the list)", rank)
     distinct = train_samples
     if cfg.data.shot:
         chosen = few_shot(train_samples, cfg.data.shot, cfg.training.seed, len(names))
@@ -290,7 +295,8 @@ def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world
     """(dataset, batch sampler, loader): each rank its own disjoint share of every epoch."""
     transform = TrainTransform(input_size, scale=(cfg.data.crop_scale, 1.0), flip=cfg.data.flip,
                                grayscale=cfg.data.grayscale,
-                               randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None)
+                               randaug=tuple(cfg.data.randaug) if cfg.data.randaug else None,
+                               blur=cfg.data.blur, solarize=cfg.data.solarize)
     dataset = TrainDataset(samples, cfg.data.num_frames, transform, reader, cfg.data.dense,
                            cfg.data.random_shift, cfg.training.seed)
     sampler = TrainBatchSampler(len(dataset), cfg.data.batch_size, world, rank, cfg.training.seed)

@@ -72,11 +72,15 @@ def test_views(clip: torch.Tensor, input_size: int, crops: int) -> list[torch.Te
 class TrainTransform:
     """Training augmentation, one draw per clip: random resized crop (the reference's Inception-style
     rule, measured on the short-side-resized frame), horizontal flip, grayscale p=0.2, optional
-    RandAugment (torchvision's; one op sequence for the whole clip, see README "Choices")."""
+    RandAugment (torchvision's; one op sequence for the whole clip, see README "Choices"), optional
+    Gaussian blur (sigma ~ U(0.1, 2.0)) and solarization (threshold 128), each with a probability
+    per clip, as the transforms listed in the published training logs."""
 
     def __init__(self, input_size: int = 224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
-                 grayscale: float = 0.2, randaug: tuple[int, int] | None = None):
+                 grayscale: float = 0.2, randaug: tuple[int, int] | None = None, blur: float = 0.0,
+                 solarize: float = 0.0):
         self.input_size = input_size
+        self.blur, self.solarize = blur, solarize  # probabilities (the published logs' GroupGaussianBlur / GroupSolarization)
         self.scale, self.ratio = scale, ratio
         self.flip, self.grayscale = flip, grayscale
         self.randaug = v2.RandAugment(num_ops=randaug[0], magnitude=randaug[1]) if randaug else None
@@ -123,6 +127,12 @@ class TrainTransform:
             clip = F.rgb_to_grayscale(clip, num_output_channels=3)
         if self.randaug is not None:
             clip = self.randaug(clip)  # one op sequence for the whole clip ([T, 3, H, W] is one batch)
+        if self.blur and float(torch.rand(1, generator=gen)) < self.blur:
+            sigma = 0.1 + 1.9 * float(torch.rand(1, generator=gen))  # U(0.1, 2.0) pixels, one for the whole clip
+            k = 2 * math.ceil(3 * sigma) + 1
+            clip = F.gaussian_blur(clip, [k, k], [sigma, sigma])
+        if self.solarize and float(torch.rand(1, generator=gen)) < self.solarize:
+            clip = F.solarize(clip, 128)  # values >= 128 become 255 - value, as PIL's ImageOps.solarize
         return clip
 
 

@@ -62,7 +62,32 @@ def _open(path: str):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
+    problem = not_a_video(container)
+    if problem:
+        container.close()
+        raise VideoError(f"{path}: {problem}")
     return container
+
+
+# FFmpeg demuxers that draw pictures of text or raw data (ANSI art, BIN/XBIN/ADF/IDF), and the
+# decoders that do the drawing: what they give is not footage
+RENDERING_DEMUXERS = {"tty", "bin", "xbin", "adf", "idf"}
+RENDERING_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
+def not_a_video(container) -> str | None:
+    """Why an opened file is not a video (None when it is one): text or data that FFmpeg renders as
+    pictures, or a still image (FFmpeg's image demuxers: `image2`, `png_pipe`, `jpeg_pipe`, ...;
+    a GIF is a video). Still images are refused rather than read as 1-frame videos (README, Decoding)."""
+    fmt = container.format.name or ""
+    codecs = {s.codec_context.name for s in container.streams.video}
+    if fmt in RENDERING_DEMUXERS or codecs & RENDERING_CODECS:
+        return (f"not a video: text or data rendered as pictures (FFmpeg demuxer {fmt!r}, "
+                f"{container.format.long_name})")
+    if fmt in ("image2", "image2pipe") or (fmt.endswith("_pipe") and fmt != "gif_pipe"):
+        return (f"a still image (FFmpeg demuxer {fmt!r}, {container.format.long_name}), not a video; "
+                f"text4vis reads videos, frame folders and GIFs")
+    return None
 
 
 def _default_stream(container):
@@ -243,14 +268,33 @@ def _stack(frames: list[np.ndarray], path: str) -> np.ndarray:
     return np.stack(frames)
 
 
+def count_frame_files(directory: str, image_tmpl: str = "img_{:05d}.jpg", index_bias: int = 1) -> int:
+    """Frames in an extracted-frames folder: how many of `image_tmpl.format(index_bias + i)`, i = 0, 1, ...
+    exist one after another. The names are looked up in the folder's listing, never as glob
+    patterns (HMDB51 folder names hold `[`, `]`, `!`); other files in the folder do not count."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError as exc:
+        raise VideoError(f"{directory}: cannot list the frame folder ({_short(exc)})") from None
+    n = 0
+    while n < len(names) and image_tmpl.format(n + index_bias) in names:
+        n += 1
+    return n
+
+
 def read_frame_folder(directory: str, choose: Callable[[int], Sequence[int]], num_frames: int,
                       image_tmpl: str = "img_{:05d}.jpg", index_bias: int = 1) -> tuple[np.ndarray, int]:
     """Frames of an extracted-frames folder (original Text4Vis lists): index i reads
-    `image_tmpl.format(i + index_bias)`."""
+    `image_tmpl.format(i + index_bias)`. The frames are those the folder holds (counted as the
+    reference counts them), whatever `num_frames` (the list line's count, which may be 0 or stale)
+    says; returns (frames, the folder's frame count)."""
     if not os.path.isdir(directory):
         raise VideoError(f"{directory}: no such frame folder")
-    if num_frames <= 0:
-        raise VideoError(f"{directory}: list says it has {num_frames} frames")
+    found = count_frame_files(directory, image_tmpl, index_bias)
+    if found == 0:
+        raise VideoError(f"{directory}: holds no frames named like {image_tmpl.format(index_bias)!r} "
+                         f"(the list line says {num_frames})")
+    num_frames = found
     indices = [int(i) for i in choose(num_frames)]
     frames = []
     cache: dict[int, np.ndarray] = {}
@@ -261,7 +305,7 @@ def read_frame_folder(directory: str, choose: Callable[[int], Sequence[int]], nu
                 with Image.open(name) as im:
                     cache[i] = np.asarray(im.convert("RGB"))
             except FileNotFoundError:
-                raise VideoError(f"{name}: frame missing (folder has fewer frames than its list line says?)") from None
+                raise VideoError(f"{name}: frame missing (frame {i} of the {num_frames} the folder holds)") from None
             except Exception as exc:
                 raise VideoError(f"{name}: not a readable image ({_short(exc)})") from None
         frames.append(cache[i])

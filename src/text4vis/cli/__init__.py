@@ -39,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(prefix: str) -> None:
+    """The library's own warnings (Text4VisWarning) print as one line "PREFIX: warning: ..."."""
+    import warnings
+    from ..errors import Text4VisWarning
+    shown = getattr(warnings.showwarning, "text4vis_next", warnings.showwarning)  # install once
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Text4VisWarning):
+            print(f"{prefix}: warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+    show.text4vis_next = shown
+    warnings.showwarning = show
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,6 +62,7 @@ def main(argv=None) -> int:
         return 2
     errors = _known_errors()
     args.flag_names = flag_names(parser, args)  # library messages name parameters; users read flags
+    _one_line_warnings(f"text4vis {args.command}")
     try:
         return int(args.func(args) or 0)
     except errors as exc:
