@@ -108,6 +108,15 @@ def _scan_packets(container, stream, path: str) -> tuple[int, list | None]:
     return n, (pts if usable else None)
 
 
+def _set_threads(stream, threads: int) -> None:
+    """Slice threads only, never FFmpeg's frame threading ("FRAME"/"AUTO"): on a damaged H.264
+    stream frame threading can deadlock (the process then waits forever in futex_wait); slice
+    threads have no hand-off between frames (they finish within each frame's decode).
+    threads=0 lets FFmpeg choose how many."""
+    stream.thread_type = "SLICE"
+    stream.codec_context.thread_count = threads
+
+
 def _to_rgb(frame) -> np.ndarray:
     image = frame.to_ndarray(format="rgb24")  # handles yuv420p/10-bit/gray/bgra (GIF) alike
     rotation = int(getattr(frame, "rotation", 0) or 0)
@@ -184,11 +193,7 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
             raise VideoError(f"{path}: video stream has no frames")
         indices = [int(i) for i in choose(n)]
         kept: dict[int, np.ndarray] = {}
-        # Slice threads only, never FFmpeg's frame threading ("FRAME"/"AUTO"): on a damaged H.264
-        # stream frame threading can deadlock (the process then waits forever in futex_wait); slice
-        # threads have no hand-off between frames (they finish within each frame's decode).
-        stream.thread_type = "SLICE"
-        stream.codec_context.thread_count = threads
+        _set_threads(stream, threads)
         if threads == 1 and pts is not None:
             kept = _decode_skipping(container, stream, indices, pts)
         if not all(i in kept for i in indices):
@@ -261,3 +266,141 @@ def find_videos(paths: Sequence[str]) -> list[str]:
         else:
             out.append(p)
     return out
+
+
+# ----------------------------------------------------------------------------- streaming (long videos)
+
+class VideoInfo:
+    """What a demux-only scan says about a video's default stream: its frames' presentation times.
+
+    `times[i]` is the time in seconds of frame i (presentation order, the first frame at 0), from the
+    packets' presentation timestamps (so variable-frame-rate videos are right), or i / frame rate
+    when the container has no usable timestamps. `duration` is the last frame's time plus one frame.
+    """
+
+    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None):
+        self.path, self.times, self.duration, self.fps, self.pts = path, times, duration, fps, pts
+
+    @property
+    def num_frames(self) -> int:
+        return int(len(self.times))
+
+
+def probe(path: str) -> VideoInfo:
+    """Scan the packets of `path`'s default video stream (no decoding): frame times, duration, fps."""
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        n, pts = _scan_packets(container, stream, path)
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        base = float(stream.time_base) if stream.time_base else 0.0
+    finally:
+        container.close()
+    if n == 0:
+        raise VideoError(f"{path}: video stream has no frames")
+    if pts is not None and base > 0:
+        order = np.sort(np.asarray(pts, dtype=np.int64))
+        times = (order - order[0]).astype(np.float64) * base
+        step = float(np.median(np.diff(times))) if n > 1 else (1.0 / rate if rate else 0.04)
+    else:
+        step = 1.0 / rate if rate else 0.04
+        times = np.arange(n, dtype=np.float64) * step
+    duration = float(times[-1] + (step if step > 0 else 0.04))
+    return VideoInfo(path, times, duration, n / duration, pts)
+
+
+class DecodeStats:
+    """Counts of one streaming pass: frames out of the decoder, frames converted to RGB."""
+
+    def __init__(self):
+        self.decoded = 0
+        self.converted = 0
+
+
+def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = None, threads: int = 0,
+                  stats: DecodeStats | None = None):
+    """One sequential pass over `path`: yields (i, RGB frame) for each index i of `wanted` (frame
+    indices in presentation order, as in `probe`), in increasing order, each exactly once.
+
+    Each frame is decoded at most once and only wanted frames are converted to RGB; packets of
+    unwanted frames are decoded with skip_frame=NONREF where timestamps allow, so the decoder drops
+    them unless other frames reference them. Frames are identified by their timestamp; a wanted
+    frame that never comes out of the decoder (an edit list dropped it, a damaged packet) is served
+    by the next frame that does, or, at the end, by the last one. A stream that breaks part-way ends
+    the pass there (VideoError when no wanted frame came out at all).
+    """
+    info = info or probe(path)
+    todo = sorted(set(int(i) for i in wanted))
+    if not todo:
+        return
+    order = {p: i for i, p in enumerate(sorted(info.pts))} if info.pts is not None else None
+    wanted_set = set(todo)
+    stats = stats if stats is not None else DecodeStats()
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        _set_threads(stream, threads)
+        ctx = stream.codec_context
+        pos, last, last_frame = 0, -1, None
+        try:
+            for packet in container.demux(stream):
+                if order is not None and packet.size:
+                    ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted_set else "NONREF"
+                for frame in packet.decode():
+                    stats.decoded += 1
+                    i = order.get(frame.pts, last + 1) if order is not None else last + 1
+                    last = i = max(i, last + 1)
+                    last_frame = frame
+                    if pos < len(todo) and todo[pos] <= i:
+                        rgb = _to_rgb(frame)
+                        stats.converted += 1
+                        while pos < len(todo) and todo[pos] <= i:
+                            yield todo[pos], rgb
+                            pos += 1
+                    if pos == len(todo):
+                        return  # everything asked for is out: the rest of the stream is not needed
+        except VideoError:
+            raise
+        except Exception as exc:  # a damaged stream: end the pass where it broke
+            if last_frame is None:
+                raise VideoError(f"{path}: video stream does not decode ({_short(exc)})") from None
+        if last_frame is None:
+            raise VideoError(f"{path}: video stream has no decodable frames")
+        rgb = _to_rgb(last_frame)
+        stats.converted += 1
+        while pos < len(todo):
+            yield todo[pos], rgb
+            pos += 1
+    finally:
+        try:
+            stream.codec_context.skip_frame = "DEFAULT"
+        except Exception:
+            pass
+        container.close()
+
+
+def iter_all_frames(path: str, threads: int = 0):
+    """Every frame of the default video stream, upright, in presentation order, as (time in seconds,
+    RGB frame), times from the timestamps. For writing annotated copies; stops where a stream breaks."""
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        _set_threads(stream, threads)
+        first = None
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.time_base:
+                    t = float(frame.pts * frame.time_base)
+                    first = t if first is None else first
+                    t -= first
+                else:
+                    t = n / rate
+                n += 1
+                yield t, _to_rgb(frame)
+        except Exception as exc:
+            if n == 0:
+                raise VideoError(f"{path}: video stream does not decode ({_short(exc)})") from None
+    finally:
+        container.close()

@@ -1,0 +1,260 @@
+"""Untrimmed videos: what happens when, by scoring time windows of a video of any length.
+
+    windows   start at 0, stride, 2*stride, ... seconds and last `window` seconds
+              (`sampling.window_spans`: the last one ends at the video's end; a video shorter
+              than one window is one window). Times come from the frames' presentation timestamps.
+    sampling  each window holds the frames whose time falls in [start, end); T of them are taken
+              with the test-time rule (`sampling.view_indices`, one clip), each frame is resized
+              (short side) and centre-cropped as `predict` does, and the clip is scored exactly
+              as `predict` scores a clip: softmax(100 x cosine) against the classifier.
+    decoding  one sequential pass (`video.stream_frames`): every frame is decoded at most once,
+              only frames some window samples are converted, each converted frame is cropped once
+              and shared by the windows that sample it, and it is dropped as soon as the last
+              window that needs it has been handed to the model. Decoding runs in a thread that
+              feeds batches of windows to the model, so decoding and the model overlap.
+    segments  the window scores are smoothed over neighbouring windows (mean over `smooth` windows
+              on each side); each window's label is its smoothed top-1 class, or a gap when that
+              smoothed score is under `min_score`. A window stands for the part of the video
+              nearest its centre (from halfway to the previous window's centre to halfway to the
+              next one's, never outside the window itself), so these parts tile [0, duration]
+              when stride <= window; consecutive windows with the same label merge into one
+              segment, scored by the mean of their smoothed scores.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import engine, sampling, transforms, video
+from .errors import UsageError, VideoError
+
+DEFAULT_WINDOW, DEFAULT_STRIDE = 4.0, 2.0
+
+
+# ----------------------------------------------------------------------------- which frames each window takes
+
+def plan_windows(info: video.VideoInfo, window: float, stride: float, num_frames: int) -> list[dict]:
+    """The windows of a probed video: [{"start", "end", "frames": [T frame indices]}].
+
+    Window [start, end) holds the frames whose time is in it (the last window every frame up to
+    the end); a window that holds no frame (a long frame of a variable-rate video, or a gap)
+    takes the frame shown at its start. T indices follow the test-time rule over its frames."""
+    try:
+        spans = sampling.window_spans(info.duration, window, stride)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    times, n = info.times, info.num_frames
+    out = []
+    for k, (start, end) in enumerate(spans):
+        lo = int(np.searchsorted(times, start - 1e-9, "left"))
+        hi = n if k == len(spans) - 1 and end >= info.duration - 1e-9 else int(np.searchsorted(times, end - 1e-9, "left"))
+        if hi <= lo:
+            lo = max(0, min(n - 1, int(np.searchsorted(times, start + 1e-9, "right")) - 1))
+            hi = lo + 1
+        indices = [lo + i for i in sampling.view_indices(hi - lo, num_frames, 1)[0]]
+        out.append({"start": start, "end": end, "frames": indices})
+    return out
+
+
+# ----------------------------------------------------------------------------- decoding thread
+
+class Held:
+    """How many cropped frames the decoding side holds at once (for tests and `bench`)."""
+
+    def __init__(self):
+        self.now = 0
+        self.peak = 0
+
+
+def window_clips(path: str, info: video.VideoInfo, plan: list[dict], input_size: int,
+                 stats: video.DecodeStats | None = None, held: Held | None = None,
+                 threads: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """(k, uint8 clip [T, 3, S, S]) for every window k of `plan`, as soon as its last frame decodes.
+
+    Only the crops of frames that some unfinished window still needs are kept."""
+    held = held if held is not None else Held()
+    users: dict[int, list[tuple[int, int]]] = {}  # frame index -> [(window, slot)]
+    for k, w in enumerate(plan):
+        for slot, i in enumerate(w["frames"]):
+            users.setdefault(i, []).append((k, slot))
+    remaining = {i: len({k for k, _ in u}) for i, u in users.items()}  # windows still needing frame i
+    slots: dict[int, list] = {}
+    for i, rgb in video.stream_frames(path, sorted(users), info, threads=threads, stats=stats):
+        crop = transforms.test_views(transforms.to_tensor(rgb[None]), input_size, 1)[0][0].clone()
+        held.now += 1
+        held.peak = max(held.peak, held.now)
+        for k, slot in users[i]:
+            clip = slots.setdefault(k, [None] * len(plan[k]["frames"]))
+            clip[slot] = crop
+            if all(c is not None for c in clip):
+                del slots[k]
+                yield k, torch.stack(clip)
+                for j in set(plan[k]["frames"]):
+                    remaining[j] -= 1
+                    if remaining[j] == 0:
+                        held.now -= 1
+        del crop
+
+
+def _producer(clips: Iterator, out: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for item in clips:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        out.put(None)
+    except BaseException as exc:  # handed to the consumer, which raises it
+        out.put(exc)
+
+
+def _batches(clips: Iterator, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Batches of windows from a decoding thread (a bounded queue: memory stays bounded)."""
+    q: queue.Queue = queue.Queue(maxsize=2 * batch_size)
+    stop = threading.Event()
+    worker = threading.Thread(target=_producer, args=(clips, q, stop), daemon=True, name="text4vis-decode")
+    worker.start()
+    ks, items = [], []
+    try:
+        while True:
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is not None:
+                ks.append(item[0])
+                items.append(item[1])
+            if items and (item is None or len(items) == batch_size):
+                yield ks, torch.stack(items)
+                ks, items = [], []
+            if item is None:
+                return
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------- embeddings and scores
+
+def _num_frames(recognizer, frames: int | None) -> int:
+    t = int(frames or recognizer.num_frames)
+    if t < 1:
+        raise UsageError(f"frames={frames}: need at least 1 frame per window")
+    pos = getattr(recognizer.model.fusion_model, "frame_position_embeddings", None)
+    if pos is not None and t > pos.num_embeddings:
+        raise UsageError(f"frames={t}: this model's transf head takes at most {pos.num_embeddings} frames per clip")
+    return t
+
+
+def _check_times(window: float, stride: float) -> None:
+    if not (window > 0 and stride > 0):
+        raise UsageError(f"window={window}, stride={stride}: both must be positive seconds")
+
+
+@torch.no_grad()
+def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+                  frames: int | None = None, batch_size: int = 8, stats: video.DecodeStats | None = None,
+                  held: Held | None = None) -> dict:
+    """Normalised video embeddings of the time windows of `path`, in one decoding pass.
+
+    Returns {"duration", "fps", "num_frames", "windows": [{"start", "end", "embedding"}]}, with
+    `embedding` a float32 numpy vector of unit length: the embedding `predict` computes for a clip
+    (mean of one view, L2-normalised). `frames`: T per window (default: the recognizer's).
+    Raises VideoError for a file that cannot be decoded, UsageError for bad window/stride/frames.
+    """
+    _check_times(window, stride)
+    t = _num_frames(recognizer, frames)
+    info = video.probe(str(path))
+    plan = plan_windows(info, window, stride, t)
+    model, device = recognizer.model, recognizer.device
+    model.eval()
+    rows: dict[int, np.ndarray] = {}
+    clips = window_clips(str(path), info, plan, recognizer.input_size, stats=stats, held=held)
+    for ks, batch in _batches(clips, max(1, int(batch_size))):
+        with engine.autocast(device, recognizer.precision):
+            emb = model.embed(batch.to(device, non_blocking=True))
+        emb = F.normalize(emb.float(), dim=-1).cpu().numpy().astype(np.float32)  # predict's rule (1 view)
+        rows.update(zip(ks, emb))
+    if len(rows) != len(plan):
+        raise VideoError(f"{path}: {len(plan) - len(rows)} of {len(plan)} windows did not decode")
+    windows = [{"start": w["start"], "end": w["end"], "embedding": rows[k]} for k, w in enumerate(plan)]
+    return {"duration": round(info.duration, 6), "fps": round(info.fps, 6), "num_frames": info.num_frames,
+            "windows": windows}
+
+
+def smooth_scores(scores: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of each window's scores with `radius` windows on each side (fewer at the ends)."""
+    if radius <= 0 or len(scores) < 2:
+        return scores
+    c = np.cumsum(np.vstack([np.zeros((1, scores.shape[1])), scores]), axis=0)
+    idx = np.arange(len(scores))
+    lo, hi = np.maximum(0, idx - radius), np.minimum(len(scores), idx + radius + 1)
+    return (c[hi] - c[lo]) / (hi - lo)[:, None]
+
+
+def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[str], min_score: float = 0.0,
+             smooth: int = 1) -> list[dict]:
+    """Labelled segments [{"label", "start", "end", "score"}] from window scores [W, C] (see the module
+    docstring for the rule): ordered, not overlapping, inside [0, last window's end]."""
+    if not spans:
+        return []
+    sm = smooth_scores(np.asarray(scores, dtype=np.float64), smooth)
+    top, val = sm.argmax(1), sm.max(1)
+    centres = [(s + e) / 2 for s, e in spans]
+    out: list[dict] = []
+    run: list[int] = []
+    for k, (s, e) in enumerate(spans):
+        left = s if k == 0 else max(s, (centres[k - 1] + centres[k]) / 2)
+        right = e if k == len(spans) - 1 else min(e, (centres[k] + centres[k + 1]) / 2)
+        if val[k] < min_score or right <= left:
+            continue
+        label = labels[int(top[k])]
+        if out and out[-1]["label"] == label and abs(out[-1]["end"] - left) < 1e-6 and run and run[-1] == k - 1:
+            out[-1]["end"] = right
+            run.append(k)
+            out[-1]["score"] = float(np.mean(val[run]))
+        else:
+            out.append({"label": label, "start": left, "end": right, "score": float(val[k])})
+            run = [k]
+    for seg in out:
+        seg["start"], seg["end"], seg["score"] = round(seg["start"], 3), round(seg["end"], 3), round(seg["score"], 6)
+    return out
+
+
+def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+             frames: int | None = None, topk: int = 5, min_score: float = 0.0, smooth: int = 1,
+             batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None) -> dict:
+    """The timeline record of one video: {"video", "duration", "fps", "windows": [{"start", "end",
+    "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}."""
+    if not 0.0 <= min_score <= 1.0:
+        raise UsageError(f"min_score={min_score}: a probability, between 0 and 1")
+    if smooth < 0:
+        raise UsageError(f"smooth={smooth}: the number of neighbouring windows on each side, at least 0")
+    emb = embed_windows(recognizer, path, window, stride, frames, batch_size, stats, held)
+    vectors = torch.from_numpy(np.stack([w["embedding"] for w in emb["windows"]]))
+    scores = engine.scores_from_embeddings(vectors, recognizer.model.classifier).numpy()
+    k = min(max(1, int(topk)), len(recognizer.labels))
+    windows = []
+    for w, s in zip(emb["windows"], scores):
+        best = np.argsort(-s, kind="stable")[:k]
+        windows.append({"start": w["start"], "end": w["end"],
+                        "top": [{"label": recognizer.labels[j], "score": round(float(s[j]), 6)} for j in best]})
+    spans = [(w["start"], w["end"]) for w in emb["windows"]]
+    return {"video": str(path), "duration": emb["duration"], "fps": emb["fps"], "windows": windows,
+            "segments": segments(spans, scores, recognizer.labels, min_score, smooth)}
+
+
+def label_at(segs: list[dict], t: float) -> dict | None:
+    """The segment that covers time t, or None in a gap."""
+    for seg in segs:
+        if seg["start"] <= t < seg["end"]:
+            return seg
+    return None
