@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Iterator
@@ -29,6 +30,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from . import engine, sampling, transforms, video
 from .errors import UsageError, VideoError
@@ -162,12 +164,13 @@ def _check_times(window: float, stride: float) -> None:
 @torch.no_grad()
 def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
                   frames: int | None = None, batch_size: int = 8, stats: video.DecodeStats | None = None,
-                  held: Held | None = None) -> dict:
+                  held: Held | None = None, progress: bool = False) -> dict:
     """Normalised video embeddings of the time windows of `path`, in one decoding pass.
 
     Returns {"duration", "fps", "num_frames", "windows": [{"start", "end", "embedding"}]}, with
     `embedding` a float32 numpy vector of unit length: the embedding `predict` computes for a clip
     (mean of one view, L2-normalised). `frames`: T per window (default: the recognizer's).
+    `stats`/`held` (optional) receive the decoding counts and the most cropped frames held at once.
     Raises VideoError for a file that cannot be decoded, UsageError for bad window/stride/frames.
     """
     _check_times(window, stride)
@@ -178,11 +181,14 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
     model.eval()
     rows: dict[int, np.ndarray] = {}
     clips = window_clips(str(path), info, plan, recognizer.input_size, stats=stats, held=held)
+    bar = tqdm(total=len(plan), unit="window", desc=os.path.basename(str(path)), disable=not progress, leave=False)
     for ks, batch in _batches(clips, max(1, int(batch_size))):
         with engine.autocast(device, recognizer.precision):
             emb = model.embed(batch.to(device, non_blocking=True))
         emb = F.normalize(emb.float(), dim=-1).cpu().numpy().astype(np.float32)  # predict's rule (1 view)
         rows.update(zip(ks, emb))
+        bar.update(len(ks))
+    bar.close()
     if len(rows) != len(plan):
         raise VideoError(f"{path}: {len(plan) - len(rows)} of {len(plan)} windows did not decode")
     windows = [{"start": w["start"], "end": w["end"], "embedding": rows[k]} for k, w in enumerate(plan)]
@@ -231,14 +237,15 @@ def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[
 
 def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
              frames: int | None = None, topk: int = 5, min_score: float = 0.0, smooth: int = 1,
-             batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None) -> dict:
+             batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None,
+             progress: bool = False) -> dict:
     """The timeline record of one video: {"video", "duration", "fps", "windows": [{"start", "end",
     "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}."""
     if not 0.0 <= min_score <= 1.0:
         raise UsageError(f"min_score={min_score}: a probability, between 0 and 1")
     if smooth < 0:
         raise UsageError(f"smooth={smooth}: the number of neighbouring windows on each side, at least 0")
-    emb = embed_windows(recognizer, path, window, stride, frames, batch_size, stats, held)
+    emb = embed_windows(recognizer, path, window, stride, frames, batch_size, stats, held, progress)
     vectors = torch.from_numpy(np.stack([w["embedding"] for w in emb["windows"]]))
     scores = engine.scores_from_embeddings(vectors, recognizer.model.classifier).numpy()
     k = min(max(1, int(topk)), len(recognizer.labels))
@@ -258,3 +265,110 @@ def label_at(segs: list[dict], t: float) -> dict | None:
         if seg["start"] <= t < seg["end"]:
             return seg
     return None
+
+
+def clock(t: float, decimals: int = 1) -> str:
+    """Seconds as h:mm:ss(.s): 3725.5 -> "1:02:05.5"."""
+    t = max(0.0, float(t))
+    h, rest = divmod(t, 3600)
+    m, s = divmod(rest, 60)
+    sec = f"{s:0{3 + decimals if decimals else 2}.{decimals}f}"
+    if sec.startswith("60"):  # rounding up to the next minute
+        return clock(round(t), decimals)
+    return f"{int(h)}:{int(m):02d}:{sec}"
+
+
+# ----------------------------------------------------------------------------- plot
+
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+
+
+def plot_timeline(record: dict, path: str, max_classes: int = 8) -> None:
+    """PNG of one timeline record: the scores of the most frequent classes over time (at most
+    `max_classes` curves: top-1 in most windows first), the segments as coloured labelled bars below.
+    Time ticks are h:mm:ss at a round step (at most ~10 ticks), so a 2-hour video reads as well as
+    a 20-second one."""
+    from . import plots  # matplotlib, Agg backend
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+    plt = plots.plt
+    windows = record["windows"]
+    centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
+    counts: dict[str, int] = {}
+    for seg in record["segments"]:
+        counts[seg["label"]] = counts.get(seg["label"], 0) + 1
+    for w in windows:
+        counts[w["top"][0]["label"]] = counts.get(w["top"][0]["label"], 0) + 1
+    classes = sorted(counts, key=lambda c: -counts[c])[:max_classes]
+    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(classes)}
+    fig, (ax, bars) = plt.subplots(2, 1, figsize=(14, 5.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    for c in classes:
+        ys = [next((t["score"] for t in w["top"] if t["label"] == c), 0.0) for w in windows]
+        ax.plot(centres, ys, color=colours[c], lw=1.4, label=c, marker="." if len(windows) < 60 else None)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("score (window top-k)")
+    ax.set_title(f"{os.path.basename(record['video'])}: {len(windows)} windows, {clock(record['duration'], 0)}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8, ncol=2, framealpha=0.8)
+    duration = max(record["duration"], 1e-3)
+    for seg in record["segments"]:
+        width = seg["end"] - seg["start"]
+        bars.broken_barh([(seg["start"], width)], (0, 1), color=colours.get(seg["label"], (0.6, 0.6, 0.6, 1.0)))
+        if width > duration / 40:
+            bars.text(seg["start"] + width / 2, 0.5, seg["label"], ha="center", va="center", fontsize=7,
+                      clip_on=True)
+    bars.set_yticks([])
+    bars.set_ylabel("segments")
+    step = next((s for s in TICK_STEPS if duration / s <= 10), TICK_STEPS[-1])
+    bars.set_xlim(0, duration)
+    bars.xaxis.set_major_locator(MultipleLocator(step))
+    bars.xaxis.set_major_formatter(FuncFormatter(lambda x, _: clock(x, 0)))
+    bars.set_xlabel("time (h:mm:ss)")
+    fig.tight_layout()
+    plots._save(fig, path)
+
+
+# ----------------------------------------------------------------------------- annotated copy
+
+def annotate_video(record: dict, path: str, out_path: str) -> int:
+    """Write `out_path`, an H.264 MP4 copy of `path` with the current segment's label and score (and
+    the time) drawn on every frame; audio is dropped. Frames are written at the average frame rate.
+    Returns the number of frames written."""
+    import av
+    from fractions import Fraction
+    from PIL import Image, ImageDraw, ImageFont
+    segs = record["segments"]
+    rate = Fraction(record["fps"] or 25.0).limit_denominator(1001)
+    written = 0
+    tmp = out_path + ".part.mp4"
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    try:
+        with av.open(tmp, "w") as out:
+            stream = font = None
+            for t, rgb in video.iter_all_frames(path):
+                if stream is None:
+                    h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+                    if h < 2 or w < 2:
+                        raise VideoError(f"{path}: frames of {rgb.shape[1]}x{rgb.shape[0]} are too small to encode")
+                    stream = out.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "veryfast"})
+                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                    font = ImageFont.load_default(size=max(10, h // 18))
+                image = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
+                seg = label_at(segs, t)
+                text = f"{seg['label']}  {100 * seg['score']:.0f}%" if seg else "-"
+                draw = ImageDraw.Draw(image)
+                box = draw.textbbox((0, 0), f"{text}\n{clock(t)}", font=font)
+                pad = max(2, h // 100)
+                draw.rectangle((0, 0, box[2] + 2 * pad, box[3] + 2 * pad), fill=(0, 0, 0))
+                draw.text((pad, pad), f"{text}\n{clock(t)}", fill=(255, 255, 255), font=font)
+                frame = av.VideoFrame.from_image(image)
+                frame.pts, frame.time_base = written, 1 / rate
+                out.mux(stream.encode(frame))
+                written += 1
+            if stream is None:
+                raise VideoError(f"{path}: video stream has no decodable frames")
+            out.mux(stream.encode(None))
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return written
