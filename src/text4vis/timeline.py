@@ -231,7 +231,7 @@ def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[
             out.append({"label": label, "start": left, "end": right, "score": float(val[k])})
             run = [k]
     for seg in out:
-        seg["start"], seg["end"], seg["score"] = round(seg["start"], 3), round(seg["end"], 3), round(seg["score"], 6)
+        seg["start"], seg["end"], seg["score"] = round(seg["start"], 6), round(seg["end"], 6), round(seg["score"], 6)
     return out
 
 
@@ -372,3 +372,43 @@ def annotate_video(record: dict, path: str, out_path: str) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return written
+
+
+# ----------------------------------------------------------------------------- bench
+
+def plain_decode_seconds(path: str, threads: int = 0) -> tuple[float, int]:
+    """(seconds, frames) of one plain sequential PyAV decode of `path`'s default video stream, with the
+    same decoder settings as the timeline (slice threads), converting nothing."""
+    import time
+    container = video._open(path)
+    try:
+        stream = video._default_stream(container)
+        video._set_threads(stream, threads)
+        start, n = time.perf_counter(), 0
+        for _ in container.decode(stream):
+            n += 1
+        return time.perf_counter() - start, n
+    finally:
+        container.close()
+
+
+def bench_timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+                   batch_size: int = 8) -> dict:
+    """Time of the whole timeline computation of `path` (probe, decoding, crops, model, segments) against
+    one plain sequential decode of the same file, in this process, as a ratio; plus the process's
+    peak RSS, the frames decoded/converted and the most cropped frames held at once."""
+    import resource
+    import time
+    plain, n = plain_decode_seconds(path)  # also brings the file into the page cache
+    stats, held = video.DecodeStats(), Held()
+    start = time.perf_counter()
+    record = timeline(recognizer, path, window, stride, batch_size=batch_size, stats=stats, held=held)
+    seconds = time.perf_counter() - start
+    plain = min(plain, plain_decode_seconds(path)[0])  # best of two: robust to a busy machine
+    return {"video": path, "frames": n, "duration_s": record["duration"], "windows": len(record["windows"]),
+            "segments": len(record["segments"]), "window": window, "stride": stride,
+            "frames_per_window": recognizer.num_frames, "input_size": recognizer.input_size,
+            "device": str(recognizer.device), "plain_decode_s": round(plain, 3), "timeline_s": round(seconds, 3),
+            "ratio_vs_plain_decode": round(seconds / plain, 3) if plain > 0 else None,
+            "frames_decoded": stats.decoded, "frames_converted": stats.converted, "peak_frames_held": held.peak,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

@@ -305,7 +305,7 @@ def probe(path: str) -> VideoInfo:
     else:
         step = 1.0 / rate if rate else 0.04
         times = np.arange(n, dtype=np.float64) * step
-    duration = float(times[-1] + (step if step > 0 else 0.04))
+    duration = round(float(times[-1] + (step if step > 0 else 0.04)), 6)
     return VideoInfo(path, times, duration, n / duration, pts)
 
 
