@@ -229,7 +229,7 @@ def test_cli_json_with_damaged_and_audio_only_inputs(clip, index10s, odd_inputs,
     code = cli.main(["timeline", *inputs, "--clip", clip, "--labels", "ucf101", "--json", "--topk", "3"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "Traceback" not in err and "1 of" not in err and "3 of 5 inputs failed" in err
+    assert "Traceback" not in err and "3 of 5 inputs failed" in err
     recs = [json.loads(line) for line in out.splitlines()]
     assert [r["video"] for r in recs] == inputs
     ok = [recs[0], recs[4]]
@@ -246,6 +246,23 @@ def test_cli_json_with_damaged_and_audio_only_inputs(clip, index10s, odd_inputs,
         assert set(r) == {"video", "error"} and r["error"].startswith(r["video"] + ":")
         assert "\n" not in r["error"]
     assert "has no video stream" in recs[2]["error"]
+
+
+def test_stream_that_breaks_off_keeps_the_windows_before_the_break(clip, tmp_path, capsys):
+    from test_data_errors import damaged_copy  # the real 300-frame clip with its middle overwritten
+    damaged = damaged_copy(tmp_path / "damaged.mp4")
+    code = cli.main(["timeline", damaged, "--clip", clip, "--labels", "ucf101", "--window", "1", "--stride", "0.5",
+                     "--json"])
+    out, err = capsys.readouterr()
+    r = json.loads(out)
+    assert code == 1 and "Traceback" not in err
+    assert r["duration"] == pytest.approx(10.0, abs=0.05) and 1 <= len(r["windows"]) < 19
+    assert r["windows"][-1]["end"] <= 2.0 and r["segments"][-1]["end"] <= 2.0
+    assert "breaks off at 0:00:0" in r["error"] and "windows after it are left out" in r["error"]
+    # with windows longer than what decodes, nothing is left: an error record
+    assert cli.main(["timeline", damaged, "--clip", clip, "--labels", "ucf101", "--json"]) == 1
+    r = json.loads(capsys.readouterr().out)
+    assert set(r) == {"video", "error"} and "does not decode" in r["error"]
 
 
 def test_cli_table_plot_and_annotated_copy(fitted, long_video, clip, tmp_path, capsys, monkeypatch):
@@ -318,7 +335,8 @@ def test_bench_timeline_reports_ratio_and_memory(clip, index10s, capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["frames"] == 250 and out["windows"] == 4 and out["frames_converted"] <= 4 * 8
-    assert out["ratio_vs_plain_decode"] == pytest.approx(out["timeline_s"] / out["plain_decode_s"], rel=0.01)
+    assert out["plain_decode_s"] > 0 and out["timeline_s"] > 0  # (rounded to ms: compare loosely)
+    assert out["ratio_vs_plain_decode"] == pytest.approx(out["timeline_s"] / out["plain_decode_s"], rel=0.2)
     assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16
 
 

@@ -103,7 +103,7 @@ def window_clips(path: str, info: video.VideoInfo, plan: list[dict], input_size:
         del crop
 
 
-def _producer(clips: Iterator, out: queue.Queue, stop: threading.Event) -> None:
+def _producer(clips, out: queue.Queue, stop: threading.Event) -> None:
     try:
         for item in clips:
             while not stop.is_set():
@@ -117,6 +117,8 @@ def _producer(clips: Iterator, out: queue.Queue, stop: threading.Event) -> None:
         out.put(None)
     except BaseException as exc:  # handed to the consumer, which raises it
         out.put(exc)
+    finally:
+        clips.close()  # closes the video file now, also when the consumer stopped early
 
 
 def _batches(clips: Iterator, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
@@ -171,10 +173,12 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
     `embedding` a float32 numpy vector of unit length: the embedding `predict` computes for a clip
     (mean of one view, L2-normalised). `frames`: T per window (default: the recognizer's).
     `stats`/`held` (optional) receive the decoding counts and the most cropped frames held at once.
-    Raises VideoError for a file that cannot be decoded, UsageError for bad window/stride/frames.
+    A stream that breaks off part-way keeps the windows before the break and adds "error" (one
+    line). Raises VideoError for a file that cannot be decoded, UsageError for bad window/stride/frames.
     """
     _check_times(window, stride)
     t = _num_frames(recognizer, frames)
+    stats = stats if stats is not None else video.DecodeStats()
     info = video.probe(str(path))
     plan = plan_windows(info, window, stride, t)
     model, device = recognizer.model, recognizer.device
@@ -189,11 +193,16 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
         rows.update(zip(ks, emb))
         bar.update(len(ks))
     bar.close()
-    if len(rows) != len(plan):
-        raise VideoError(f"{path}: {len(plan) - len(rows)} of {len(plan)} windows did not decode")
-    windows = [{"start": w["start"], "end": w["end"], "embedding": rows[k]} for k, w in enumerate(plan)]
-    return {"duration": round(info.duration, 6), "fps": round(info.fps, 6), "num_frames": info.num_frames,
-            "windows": windows}
+    if not rows:
+        raise VideoError(f"{path}: video stream does not decode ({stats.broken or 'no window complete'})")
+    windows = [{"start": w["start"], "end": w["end"], "embedding": rows[k]} for k, w in enumerate(plan) if k in rows]
+    out = {"duration": round(info.duration, 6), "fps": round(info.fps, 6), "num_frames": info.num_frames,
+           "windows": windows}
+    if len(rows) < len(plan):  # the stream broke off: keep the windows before the break, say so
+        at = info.times[min(max(stats.last_index, 0), info.num_frames - 1)]
+        out["error"] = (f"{path}: video stream breaks off at {clock(at)} ({stats.broken}); "
+                        f"{len(plan) - len(rows)} of {len(plan)} windows after it are left out")
+    return out
 
 
 def smooth_scores(scores: np.ndarray, radius: int) -> np.ndarray:
@@ -240,7 +249,8 @@ def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: floa
              batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None,
              progress: bool = False) -> dict:
     """The timeline record of one video: {"video", "duration", "fps", "windows": [{"start", "end",
-    "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}."""
+    "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}, plus "error" when the
+    stream broke off part-way (the windows before the break are kept)."""
     if not 0.0 <= min_score <= 1.0:
         raise UsageError(f"min_score={min_score}: a probability, between 0 and 1")
     if smooth < 0:
@@ -255,8 +265,11 @@ def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: floa
         windows.append({"start": w["start"], "end": w["end"],
                         "top": [{"label": recognizer.labels[j], "score": round(float(s[j]), 6)} for j in best]})
     spans = [(w["start"], w["end"]) for w in emb["windows"]]
-    return {"video": str(path), "duration": emb["duration"], "fps": emb["fps"], "windows": windows,
-            "segments": segments(spans, scores, recognizer.labels, min_score, smooth)}
+    record = {"video": str(path), "duration": emb["duration"], "fps": emb["fps"], "windows": windows,
+              "segments": segments(spans, scores, recognizer.labels, min_score, smooth)}
+    if "error" in emb:
+        record["error"] = emb["error"]
+    return record
 
 
 def label_at(segs: list[dict], t: float) -> dict | None:

@@ -147,29 +147,46 @@ def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tup
     return kept, n
 
 
-def _decode_skipping(container, stream, wanted: Sequence[int], pts: list) -> dict[int, np.ndarray]:
-    """Fast path: frame i is the packet with the i-th smallest pts; packets of unwanted frames are
-    decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
-    Returns the wanted frames it got (the caller falls back to a full decode for any missing)."""
-    order = {p: i for i, p in enumerate(sorted(pts))}
-    wanted_set = set(int(i) for i in wanted)
+def _decoded(container, stream, order: dict | None, wanted: set | None):
+    """One sequential decoding pass: (frame index, PyAV frame) for each frame out of the decoder.
+
+    `order` maps a pts to its frame index (presentation order); frames without a known pts take the
+    index after the previous one. With `order` and `wanted`, packets of unwanted frames are decoded
+    with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
+    Decoding errors propagate to the caller."""
     ctx = stream.codec_context
-    kept: dict[int, np.ndarray] = {}
-    container.seek(0)
+    last = -1
     try:
         for packet in container.demux(stream):
-            if packet.size:
-                ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted_set else "NONREF"
+            if order is not None and wanted is not None and packet.size:
+                ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted else "NONREF"
             for frame in packet.decode():
-                i = order.get(frame.pts)
-                if i in wanted_set and i not in kept:
-                    kept[i] = _to_rgb(frame)
+                i = order.get(frame.pts) if order is not None else None
+                last = last + 1 if i is None else i
+                yield last, frame
+    finally:
+        ctx.skip_frame = "DEFAULT"
+
+
+def _decode_skipping(container, stream, wanted: Sequence[int], pts: list) -> dict[int, np.ndarray]:
+    """Fast path: frame i is the packet with the i-th smallest pts; packets of unwanted frames are
+    skipped by the decoder where possible (`_decoded`). Returns the wanted frames it got (the caller
+    falls back to a full decode for any missing)."""
+    order = {p: i for i, p in enumerate(sorted(pts))}
+    wanted_set = set(int(i) for i in wanted)
+    kept: dict[int, np.ndarray] = {}
+    container.seek(0)
+    frames = _decoded(container, stream, order, wanted_set)
+    try:
+        for i, frame in frames:
+            if i in wanted_set and i not in kept:
+                kept[i] = _to_rgb(frame)
             if len(kept) == len(wanted_set):
                 break  # everything asked for is here: the rest of the stream is not needed
     except Exception:
         pass
     finally:
-        ctx.skip_frame = "DEFAULT"
+        frames.close()
     return kept
 
 
@@ -310,72 +327,73 @@ def probe(path: str) -> VideoInfo:
 
 
 class DecodeStats:
-    """Counts of one streaming pass: frames out of the decoder, frames converted to RGB."""
+    """What one streaming pass did: frames out of the decoder, frames converted to RGB, the index of
+    the last frame that came out, and why the stream broke off early (None when it did not)."""
 
     def __init__(self):
         self.decoded = 0
         self.converted = 0
+        self.last_index = -1
+        self.broken: str | None = None
+
+
+END_SLACK = 3  # frames a decoder may drop at the very end of a stream (edit lists, flushing)
 
 
 def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = None, threads: int = 0,
                   stats: DecodeStats | None = None):
-    """One sequential pass over `path`: yields (i, RGB frame) for each index i of `wanted` (frame
-    indices in presentation order, as in `probe`), in increasing order, each exactly once.
+    """One sequential pass over `path`: yields (i, RGB frame) for the indices i of `wanted` (frame
+    indices in presentation order, as in `probe`), in increasing order, each at most once.
 
     Each frame is decoded at most once and only wanted frames are converted to RGB; packets of
-    unwanted frames are decoded with skip_frame=NONREF where timestamps allow, so the decoder drops
-    them unless other frames reference them. Frames are identified by their timestamp; a wanted
-    frame that never comes out of the decoder (an edit list dropped it, a damaged packet) is served
-    by the next frame that does, or, at the end, by the last one. A stream that breaks part-way ends
-    the pass there (VideoError when no wanted frame came out at all).
+    unwanted frames are skipped by the decoder where the codec allows (`_decoded`). Frames are
+    identified by their timestamps; a wanted frame that never comes out of the decoder (an edit
+    list dropped it) is served by the next frame that does, or, within END_SLACK frames of the end,
+    by the last one. A stream that breaks off earlier ends the pass there: the indices after the
+    break are not yielded and `stats.broken` says why (VideoError when no frame decodes at all).
     """
     info = info or probe(path)
     todo = sorted(set(int(i) for i in wanted))
     if not todo:
         return
     order = {p: i for i, p in enumerate(sorted(info.pts))} if info.pts is not None else None
-    wanted_set = set(todo)
     stats = stats if stats is not None else DecodeStats()
     container = _open(path)
     try:
         stream = _default_stream(container)
         _set_threads(stream, threads)
-        ctx = stream.codec_context
-        pos, last, last_frame = 0, -1, None
+        frames = _decoded(container, stream, order, set(todo))
+        pos, last_frame = 0, None
         try:
-            for packet in container.demux(stream):
-                if order is not None and packet.size:
-                    ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted_set else "NONREF"
-                for frame in packet.decode():
-                    stats.decoded += 1
-                    i = order.get(frame.pts, last + 1) if order is not None else last + 1
-                    last = i = max(i, last + 1)
-                    last_frame = frame
-                    if pos < len(todo) and todo[pos] <= i:
-                        rgb = _to_rgb(frame)
-                        stats.converted += 1
-                        while pos < len(todo) and todo[pos] <= i:
-                            yield todo[pos], rgb
-                            pos += 1
-                    if pos == len(todo):
-                        return  # everything asked for is out: the rest of the stream is not needed
+            for i, frame in frames:
+                stats.decoded += 1
+                stats.last_index = max(stats.last_index, i)
+                last_frame = frame
+                if pos < len(todo) and todo[pos] <= i:
+                    rgb = _to_rgb(frame)
+                    stats.converted += 1
+                    while pos < len(todo) and todo[pos] <= i:
+                        yield todo[pos], rgb
+                        pos += 1
+                if pos == len(todo):
+                    return  # everything asked for is out: the rest of the stream is not needed
         except VideoError:
             raise
-        except Exception as exc:  # a damaged stream: end the pass where it broke
-            if last_frame is None:
-                raise VideoError(f"{path}: video stream does not decode ({_short(exc)})") from None
+        except Exception as exc:  # a damaged stream: the pass ends where it broke
+            stats.broken = _short(exc)
+        finally:
+            frames.close()
         if last_frame is None:
-            raise VideoError(f"{path}: video stream has no decodable frames")
-        rgb = _to_rgb(last_frame)
-        stats.converted += 1
-        while pos < len(todo):
-            yield todo[pos], rgb
-            pos += 1
+            reason = f" ({stats.broken})" if stats.broken else ""
+            raise VideoError(f"{path}: video stream has no decodable frames{reason}")
+        if stats.broken is None and stats.last_index >= info.num_frames - 1 - END_SLACK:
+            rgb = _to_rgb(last_frame)
+            stats.converted += 1
+            for i in todo[pos:]:
+                yield i, rgb
+        elif stats.broken is None:
+            stats.broken = f"frames after {stats.last_index + 1} of {info.num_frames} do not decode"
     finally:
-        try:
-            stream.codec_context.skip_frame = "DEFAULT"
-        except Exception:
-            pass
         container.close()
 
 

@@ -34,7 +34,8 @@ def _out_name(folder: str, video: str, suffix: str, used: set) -> str:
 
 def _print_table(r: dict, window: float, stride: float) -> None:
     from ..timeline import clock
-    print(f"{r['video']}  ({clock(r['duration'])}, {r['fps']:.2f} fps, {len(r['windows'])} windows "
+    count = len(r["windows"])
+    print(f"{r['video']}  ({clock(r['duration'])}, {r['fps']:.2f} fps, {count} window{'s' if count != 1 else ''} "
           f"of {window:g} s every {stride:g} s)")
     if not r["segments"]:
         print("   no segment scores above --min-score")
@@ -92,10 +93,14 @@ def cmd_timeline(args) -> int:
         except Exception as exc:  # a decoder or encoder crash on one file must not stop the others
             fail(path, f"{path}: {type(exc).__name__}: {first_line(exc)}")
             continue
+        if "error" in r:  # the stream broke off part-way: the windows before the break are shown
+            failed += 1
         if args.json:
             print(json.dumps(r), flush=True)
         else:
             _print_table(r, args.window, args.stride)
+            if "error" in r:
+                print(f"   error: {r['error']}", flush=True)
     if failed:
         print(f"text4vis: {failed} of {len(files) + len(empty)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
