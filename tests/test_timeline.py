@@ -337,7 +337,8 @@ def test_bench_timeline_reports_ratio_and_memory(clip, index10s, capsys):
     assert out["frames"] == 250 and out["windows"] == 4 and out["frames_converted"] <= 4 * 8
     assert out["plain_decode_s"] > 0 and out["timeline_s"] > 0  # (rounded to ms: compare loosely)
     assert out["ratio_vs_plain_decode"] == pytest.approx(out["timeline_s"] / out["plain_decode_s"], rel=0.2)
-    assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16
+    assert out["cpu_ratio_vs_plain_decode"] == pytest.approx(out["timeline_cpu_s"] / out["plain_decode_cpu_s"], rel=0.2)
+    assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16 and out["rounds"] == 2
 
 
 def test_bad_window_options_are_usage_errors(clip, index10s, capsys):
