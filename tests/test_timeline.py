@@ -302,14 +302,23 @@ def test_each_frame_decoded_and_converted_at_most_once(rec, index10s, monkeypatc
         converted.append(frame.pts)
         return original(frame)
 
+    decoded = []
+    original_decoded = video._decoded
+
+    def counting_decoder(*args):  # every frame that comes out of the decoder
+        for i, frame in original_decoded(*args):
+            decoded.append(frame.pts)
+            yield i, frame
+
     monkeypatch.setattr(video, "_to_rgb", counting)
+    monkeypatch.setattr(video, "_decoded", counting_decoder)
     stats, held = video.DecodeStats(), tl.Held()
     out = tl.embed_windows(rec, index10s, window=4, stride=0.5, stats=stats, held=held)  # 8-fold overlap
     plan = tl.plan_windows(video.probe(index10s), 4, 0.5, rec.num_frames)
     needed = {i for w in plan for i in w["frames"]}
     assert len(out["windows"]) == len(plan) == 13
     assert len(converted) == len(set(converted)) == len(needed) == stats.converted
-    assert stats.decoded <= 250 and len(needed) < 250 / 2
+    assert len(decoded) == len(set(decoded)) == stats.decoded <= 250 and len(needed) < 250 / 2
     # the frames each window got are the frames its plan names (index video: frames show their index)
     got = dict(video.stream_frames(index10s, sorted(needed)))
     from conftest import decode_index

@@ -370,7 +370,10 @@ def annotate_video(record: dict, path: str, out_path: str) -> int:
                         raise VideoError(f"{path}: frames of {rgb.shape[1]}x{rgb.shape[0]} are too small to encode")
                     stream = out.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "veryfast"})
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    font = ImageFont.load_default(size=max(10, h // 18))
+                    try:
+                        font = ImageFont.load_default(size=max(10, h // 18))
+                    except TypeError:  # Pillow < 10.1: one small bitmap font
+                        font = ImageFont.load_default()
                 image = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
                 seg = label_at(segs, t)
                 text = f"{seg['label']}  {100 * seg['score']:.0f}%" if seg else "-"
