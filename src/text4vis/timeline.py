@@ -100,23 +100,27 @@ def window_clips(path: str, info: video.VideoInfo, plan: list[dict], input_size:
                     remaining[j] -= 1
                     if remaining[j] == 0:
                         held.now -= 1
-        del crop
+
+
+def _put(out: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item` unless the consumer has stopped (then False)."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _producer(clips, out: queue.Queue, stop: threading.Event) -> None:
     try:
         for item in clips:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
+            if not _put(out, item, stop):
                 return
-        out.put(None)
+        _put(out, None, stop)
     except BaseException as exc:  # handed to the consumer, which raises it
-        out.put(exc)
+        _put(out, exc, stop)
     finally:
         clips.close()  # closes the video file now, also when the consumer stopped early
 
