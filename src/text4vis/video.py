@@ -408,7 +408,7 @@ def iter_all_frames(path: str, threads: int = 0):
         rate = float(stream.average_rate) if stream.average_rate else 25.0
         n = 0
         try:
-            for frame in container.decode(stream):
+            for _, frame in _decoded(container, stream, None, None):
                 if frame.pts is not None and frame.time_base:
                     t = float(frame.pts * frame.time_base)
                     first = t if first is None else first
