@@ -5,6 +5,10 @@ in presentation order, counted by this module (container headers are often missi
 Only the frames that are asked for are converted to RGB. Frames come out upright (the display
 rotation is applied), from the container's default video stream.
 
+Long videos are read in one streaming pass: `probe` (a demux-only scan: frame times from the
+timestamps) then `stream_frames` (each frame decoded at most once, only wanted frames converted),
+on the same decoding loop as the clip reader's frame-skipping path.
+
 Frame folders (the original Text4Vis "dir num_frames label" lists) are read here too.
 """
 from __future__ import annotations
