@@ -547,12 +547,12 @@ def build_vector_index(reader: RowReader, kind: str = "auto", exact_below: int =
         if kind == "ivf-sq8":
             index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                                   faiss.METRIC_INNER_PRODUCT)
-            train = min(n, max(32 * nlist, 20000))
+            train = min(n, max(40 * nlist, 20000))
         elif kind == "ivf-pq":
             m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
             bits = max(1, min(8, int(np.log2(max(2, n // 39)))))
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, bits, faiss.METRIC_INNER_PRODUCT)
-            train = min(n, max(32 * nlist, 64 * 2 ** bits, 20000))
+            train = min(n, max(40 * nlist, 64 * 2 ** bits, 20000))
         else:
             raise UsageError(f"vector_index={kind!r}: choose one of {', '.join(VECTOR_INDEXES)}")
         index.cp.spherical = True          # centroids on the unit sphere, as the vectors
@@ -1100,7 +1100,7 @@ def _peak_rss_mb() -> float:
 
 def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: str = "auto",
                 exact_below: int = EXACT_BELOW, nlist: int | None = None, nprobe: int | None = None,
-                dtype: str = "float32", recall_queries: int = 200, seed: int = 0) -> dict:
+                dtype: str = "float32", recall_queries: int = 200, clusters: int = 1000, seed: int = 0) -> dict:
     """`text4vis bench --index N`: build the vector index of N synthetic embeddings (written and read
     in chunks, as `index build` does), reopen it memory-mapped, time one query at a time, and measure
     recall@k against exact search computed chunk by chunk over the same vectors."""
@@ -1108,7 +1108,7 @@ def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: 
         raise UsageError(f"the index benchmark needs n >= 1 and dim >= 2 (got n={n}, dim={dim})")
     faiss = _faiss()
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, dim)).astype(np.float32)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     qs = next(synthetic_vectors(queries, dim, centres, seed + 1, chunk=queries))[1].astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="text4vis-bench-index-") as tmp:
