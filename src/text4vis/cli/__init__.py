@@ -16,7 +16,7 @@ from .common import add_model_args, check_numbers  # noqa: F401  (used by librar
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
-COMMAND_MODULES = ["predict", "commands", "index"]
+COMMAND_MODULES = ["predict", "timeline", "commands", "index"]
 
 
 def _known_errors():

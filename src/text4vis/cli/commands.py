@@ -481,6 +481,7 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
+                              "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
                               "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search")
     p.add_argument("--model", default="ViT-B/16",
                    help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
@@ -495,6 +496,11 @@ def add_bench(sub) -> None:
     p.add_argument("--index", type=int, metavar="N", help="benchmark the video index instead: N synthetic clustered "
                                                           "embeddings (build, search latency, recall@10, peak memory)")
     p.add_argument("--dim", type=int, default=512, help="with --index: embedding width (default 512)")
+    p.add_argument("--timeline", metavar="FILE",
+                   help="time `text4vis timeline` on FILE (windows of 4 s every 2 s) against one plain PyAV decode "
+                        "of it, as a ratio, plus peak RSS; the model comes from --checkpoint/--clip")
+    p.add_argument("--checkpoint", help="with --timeline: the model's checkpoint")
+    p.add_argument("--clip", help="with --timeline: CLIP towers (a --clip value of predict)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -512,6 +518,13 @@ def cmd_bench(args) -> int:
     from .common import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
+    if args.timeline:
+        from ..api import load
+        from ..timeline import bench_timeline
+        rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
+        result = bench_timeline(rec, args.timeline)
+        print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
     if args.data:
         result = bench_data(frames=args.frames, iters=args.iters)
         unit = "clips_per_s_per_core"
