@@ -382,3 +382,35 @@ def test_bench_index_cli(capsys):
     for key in ("build_s", "search_p50_ms", "search_p99_ms", "rss_mb"):
         assert r[key] > 0
     assert r["search_p99_ms"] >= r["search_p50_ms"]
+
+
+def test_window_entries_are_timeline_windows(lib, capsys):
+    from text4vis.index import load_model
+    from text4vis.timeline import embed_windows
+    folder = lib["dir"] / "long"
+    folder.mkdir()
+    shutil.copy(lib["videos"] / "real" / "arm_wrestling_h264.mp4", folder)
+    frames = index_frames(60, 64, 64).astype(int) + np.random.default_rng(1).integers(0, 80, (60, 64, 64, 3))
+    write_video(str(folder / "counter.mp4"), np.clip(frames, 0, 255).astype(np.uint8))   # 2.4 s at 25 fps
+    out = lib["dir"] / "windows"
+    rc, text, _ = run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "1",
+                      "--stride", "0.5", "--quiet")
+    assert rc == 0, text
+    rows, vectors, _ = merged(out)
+    rec = load_model(clip=str(lib["clip"]), frames=4, device="cpu")
+    for path in sorted(str(p) for p in folder.iterdir()):
+        want = embed_windows(rec, path, 1.0, 0.5)
+        mine = [r for r in rows if r["path"] == path]
+        assert [(r["start"], r["end"]) for r in mine] == [(w["start"], w["end"]) for w in want["windows"]]
+        assert len(mine) >= 3 and all(r["duration"] == want["duration"] for r in mine)
+        for r, w in zip(mine, want["windows"]):
+            np.testing.assert_allclose(vectors[r["row"]], w["embedding"], atol=1e-6)
+    idx = VideoIndex.open(out, device="cpu")
+    target = [r for r in rows if r["path"].endswith("counter.mp4")][2]
+    best = idx.search(vectors[target["row"]], k=1)["results"][0]
+    assert best == {"video": target["path"], "start": target["start"], "end": target["end"],
+                    "score": pytest.approx(1.0, abs=1e-5)}
+    tags = idx.tag(["a", "b"], topk=1)
+    assert len(tags) == len(rows) and set(tags[0]) == {"video", "start", "end", "top"}
+    rc, _, err = run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "2")
+    assert rc == 2 and "was built with entries" in err

@@ -468,7 +468,9 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
 
 
 def embed_window_groups(rec, groups, window: float, stride: float, batch_size: int, on_group, bar=None) -> None:
-    """Embed the time windows of each video (as `text4vis timeline` windows them), shard by shard."""
+    """Embed the time windows of each video (`timeline.embed_windows`, as `text4vis timeline` windows
+    them), shard by shard. A stream that breaks off part-way keeps the windows before the break and
+    is recorded as failed too (its one-line error)."""
     from .timeline import embed_windows
     for gi, g in enumerate(groups):
         items = []
@@ -476,10 +478,10 @@ def embed_window_groups(rec, groups, window: float, stride: float, batch_size: i
             try:
                 r = embed_windows(rec, p, window, stride, batch_size=batch_size)
                 emb = np.stack([w["embedding"] for w in r["windows"]]).astype(np.float32)
-                items.append((emb, None, r["duration"], [(w["start"], w["end"]) for w in r["windows"]]))
+                items.append((emb, r.get("error"), r["duration"], [(w["start"], w["end"]) for w in r["windows"]]))
+            except UsageError:
+                raise
             except Exception as exc:  # one video never stops the build
-                if isinstance(exc, UsageError):
-                    raise
                 items.append((None, _error_text(p, exc), None, None))
             if bar is not None:
                 bar.update(1)
@@ -487,16 +489,17 @@ def embed_window_groups(rec, groups, window: float, stride: float, batch_size: i
 
 
 def shard_rows(group, items, dim: int) -> tuple[list[dict], np.ndarray]:
+    """Metadata rows and embeddings of one shard: a row per embedded entry, and a row with status
+    "error" for a video that failed (or broke off part-way)."""
     rows, embs = [], []
     for (path, size, mtime), (emb, error, duration, spans) in zip(group, items):
         base = {"path": path, "size": size, "mtime": mtime, "duration": duration}
-        if emb is None:
-            rows.append(dict(base, start=None, end=None, status="error", error=error))
-            continue
-        for k, e in enumerate(emb):
+        for k, e in enumerate(emb if emb is not None else []):
             start, end = spans[k] if spans else (None, None)
             rows.append(dict(base, start=start, end=end, status="ok", error=None))
             embs.append(e)
+        if error is not None:
+            rows.append(dict(base, start=None, end=None, status="error", error=error))
     return rows, (np.stack(embs).astype(np.float32) if embs else np.zeros((0, dim), np.float32))
 
 
@@ -580,15 +583,22 @@ def search_vectors(index, reader: RowReader, queries: np.ndarray, k: int, settin
                    nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows by inner product for each query [q, D]: (scores [q, k], rows [q, k], -1 past the end).
     A compressed index proposes k x rerank candidates that are re-scored with the stored embeddings,
-    so the scores returned are exact cosines."""
+    so the scores returned are exact cosines. One query runs on one thread (it scans a few cells or a
+    small matrix: more threads would mostly wait for each other, worst on a busy machine)."""
     faiss = _faiss()
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = max(1, min(int(k), max(1, index.ntotal)))
-    if settings.get("type", "flat") == "flat":
-        return index.search(queries, k)
-    ivf = faiss.extract_index_ivf(index)
-    ivf.nprobe = int(nprobe or settings.get("nprobe") or default_nprobe(ivf.nlist))
-    _, cand = index.search(queries, min(index.ntotal, k * int(settings.get("rerank", RERANK))))
+    threads = faiss.omp_get_max_threads()
+    if len(queries) == 1:
+        faiss.omp_set_num_threads(1)
+    try:
+        if settings.get("type", "flat") == "flat":
+            return index.search(queries, k)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = int(nprobe or settings.get("nprobe") or default_nprobe(ivf.nlist))
+        _, cand = index.search(queries, min(index.ntotal, k * int(settings.get("rerank", RERANK))))
+    finally:
+        faiss.omp_set_num_threads(threads)
     scores = np.full((len(queries), k), -np.inf, np.float32)
     rows = np.full((len(queries), k), -1, np.int64)
     for q, ids in enumerate(cand):
