@@ -235,20 +235,24 @@ def embedding_width(rec) -> int:
     return int(proj.out_features) if proj is not None else int(rec.model.embed_dim)
 
 
-def model_record(rec, checkpoint, clip, prompts) -> dict:
-    """What index.json says about the model that built the index (and what identifies it)."""
+def model_record(rec, checkpoint, clip, prompts, known: dict | None = None) -> dict:
+    """What index.json says about the model that built the index (and what identifies it). A file
+    that `known` (an earlier record) names, unchanged (same path, size and mtime), keeps its recorded
+    hash instead of being hashed again."""
     record = {"checkpoint": None, "checkpoint_sha256": None, "checkpoint_size": None, "checkpoint_mtime": None,
-              "clip": clip, "clip_sha256": None, "source": rec.source,
+              "clip": clip, "clip_sha256": None, "clip_size": None, "clip_mtime": None, "source": rec.source,
               "towers": rec.towers.source if rec.towers is not None else None, "head": rec.model.head_type,
               "frames": int(rec.num_frames), "input_size": int(rec.input_size), "embedding_width": embedding_width(rec),
               "prompts": list(prompts or rec.classifier_meta.get("prompts") or _default_prompts())}
-    if checkpoint:
-        record["checkpoint"] = os.path.abspath(checkpoint)
-        record["checkpoint_sha256"] = sha256_file(checkpoint)
-        record["checkpoint_size"], record["checkpoint_mtime"] = file_stat(checkpoint)
-    if clip and os.path.isfile(clip):
-        record["clip"] = os.path.abspath(clip)
-        record["clip_sha256"] = sha256_file(clip)
+    for name, path in (("checkpoint", checkpoint), ("clip", clip)):
+        if not path or not os.path.isfile(path):
+            continue
+        path = os.path.abspath(path)
+        size, mtime = file_stat(path)
+        k = known or {}
+        same = k.get(name) == path and (k.get(f"{name}_size"), k.get(f"{name}_mtime")) == (size, mtime)
+        record.update({name: path, f"{name}_size": size, f"{name}_mtime": mtime,
+                       f"{name}_sha256": k[f"{name}_sha256"] if same and k.get(f"{name}_sha256") else sha256_file(path)})
     return record
 
 
@@ -861,7 +865,8 @@ def _setup_build(inputs, out, checkpoint, clip, frames, prompts, device, precisi
         if not videos:
             raise UsageError(f"no videos found in {' '.join(map(str, [inputs] if isinstance(inputs, str) else inputs))}")
         rec = load_model(checkpoint, clip, frames, device, precision)
-        info = {"format": FORMAT, "version": VERSION, "model": model_record(rec, checkpoint, clip, prompts),
+        info = {"format": FORMAT, "version": VERSION, "model": model_record(rec, checkpoint, clip, prompts,
+                                                                known=old["model"] if old else None),
                 "entries": {"window": window, "stride": stride}, "dtype": dtype,
                 "vector_index": {"type": vector_index, "exact_below": exact_below, "nlist": nlist, "nprobe": nprobe}}
         if old is not None:
@@ -969,14 +974,7 @@ class VideoIndex:
 
     def _check_model(self, rec, args: dict) -> None:
         m = self.info["model"]
-        known = args["checkpoint"] == m.get("checkpoint") and file_stat(args["checkpoint"] or "") == (
-            m.get("checkpoint_size"), m.get("checkpoint_mtime"))
-        if known:   # the very file that built the index, unchanged: no need to hash it again
-            other = dict(model_record(rec, None, args["clip"], m["prompts"]),
-                         checkpoint_sha256=m["checkpoint_sha256"])
-        else:
-            other = model_record(rec, args["checkpoint"], args["clip"], m["prompts"])
-        check_same_model(m, other, self.directory)
+        check_same_model(m, model_record(rec, args["checkpoint"], args["clip"], m["prompts"], known=m), self.directory)
 
     @property
     def model(self):
