@@ -171,14 +171,15 @@ def read_list_file(path: str) -> list[str]:
     except OSError as exc:
         raise VideoIndexError(f"{path}: cannot read this list of videos ({exc.strerror or exc})") from None
     if path.lower().endswith(".csv"):
-        rows = list(csv.DictReader(text.splitlines()))
-        if not rows and not text.strip():
+        if not text.strip():
             return []
-        header = [h.strip() for h in (text.splitlines()[0].split(","))]
+        reader = csv.reader(text.splitlines())
+        header = [h.strip() for h in next(reader)]
         if "path" not in header:
             raise VideoIndexError(f"{path}: a CSV list of videos needs a `path` column (its columns: "
                                   f"{', '.join(header)})")
-        names = [(r.get("path") or "").strip() for r in rows]
+        col = header.index("path")
+        names = [row[col].strip() for row in reader if len(row) > col]
     else:
         names = [ln.strip() for ln in text.splitlines()]
     return [os.path.join(base, n) for n in names if n and not n.startswith("#")]
@@ -415,8 +416,10 @@ def video_duration(path: str) -> float | None:
     """Seconds of the default video stream from the container's header (None when it does not say)."""
     try:
         import av
+
+        from .video import _default_stream
         with av.open(path, metadata_errors="ignore") as c:
-            s = c.streams.video[0]
+            s = _default_stream(c)
             if s.duration is not None and s.time_base:
                 return round(float(s.duration * s.time_base), 6)
             return round(c.duration / 1e6, 6) if c.duration else None
