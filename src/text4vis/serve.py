@@ -126,10 +126,9 @@ class DecodePool:
             raise UsageError(f"decode_workers={workers}: at least 1 decode process is needed")
         if not timeout_s > 0:
             raise UsageError(f"decode_timeout_s={timeout_s}: the decode time limit must be positive")
-        # Never fork the server itself (it holds threads and a model): workers fork from a clean
-        # forkserver that imported the decoder once, so a replacement starts in milliseconds.
-        self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["text4vis.serve", "text4vis.datasets"])
+        # Fresh interpreters: never fork the server (it holds threads and a model). ("forkserver" would
+        # start replacements faster but leaves its listener socket in the temporary folder.)
+        self._ctx = mp.get_context("spawn")
         self.timeout_s, self.start_timeout_s = float(timeout_s), float(start_timeout_s)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
@@ -712,4 +711,9 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
     app = create_app(recognizer, **options)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=None)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler that
+    # was there before: a no-op one, so a requested stop ends the process normally (exit status 0).
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run()
