@@ -59,10 +59,13 @@ class Server:
         """Every file and folder under the server's TMPDIR (its private upload folder and what is in it)."""
         return sorted(os.path.join(root, n) for root, dirs, files in os.walk(self.tmp) for n in dirs + files)
 
-    def uploads(self) -> list[str]:
-        """What is in the server's private upload folder (it has exactly one)."""
+    def upload_folder(self) -> str:
+        """The server's private upload folder (it has exactly one while it runs)."""
         (folder,) = [p for p in self.leftovers() if os.path.basename(p).startswith("text4vis-serve-")]
-        return sorted(os.listdir(folder))
+        return folder
+
+    def uploads(self) -> list[str]:
+        return sorted(os.listdir(self.upload_folder()))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
