@@ -314,7 +314,7 @@ def test_model_worker_batches_concurrent_jobs(clip_file):
         submitted.append(n)
     together = [f.result(60) for f in futures]
     worker.stop()
-    assert worker.batches == [len(CLIPS)] and single.batches == [1] * len(CLIPS)
+    assert list(worker.batches) == [len(CLIPS)] and list(single.batches) == [1] * len(CLIPS)
     for got in together:
         want = alone[got["video"]]
         assert [t["label"] for t in got["top"]] == [t["label"] for t in want["top"]]

@@ -491,6 +491,13 @@ def add_bench(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the text4vis model (falls back to eager)")
     p.add_argument("--device", default="auto")
     p.add_argument("--data", action="store_true", help="benchmark the data loaders instead (per CPU core)")
+    p.add_argument("--serve", action="store_true",
+                   help="load-test `text4vis serve`: requests/s, p50/p99 latency, errors, RSS, per client count")
+    p.add_argument("--serve-args", default="", metavar="ARGS",
+                   help='with --serve: the server\'s options, e.g. "--clip ViT-B/16 --labels k400 --max-batch 8"')
+    p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
+    p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
+    p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -501,7 +508,10 @@ def cmd_bench(args) -> int:
     from .common import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
-    if args.data:
+    if args.serve:
+        result = _bench_serve(args)
+        unit = "requests_per_s"
+    elif args.data:
         result = bench_data(frames=args.frames, iters=args.iters)
         unit = "clips_per_s_per_core"
     else:
@@ -521,6 +531,25 @@ def cmd_bench(args) -> int:
         extra = "".join(f"  {k}={v:.3g}" if isinstance(v, float) else f"  {k}={v}" for k, v in r.items() if k != unit)
         print(f"  {case:<24} {r[unit]:10.2f} {unit}{extra}")
     return 0
+
+
+def _bench_serve(args) -> dict:
+    import shlex
+    import tempfile
+
+    from ..bench import make_test_clip
+    from ..serve import bench_serve
+    from .common import UsageError, check_numbers
+    try:
+        clients = sorted({int(c) for c in args.clients.split(",")})
+    except ValueError:
+        raise UsageError(f"--clients must be numbers separated by commas, e.g. 1,8 (got {args.clients!r})") from None
+    check_numbers(("--clients", min(clients), 1), ("--seconds", args.seconds, 0.1))
+    if args.video and not os.path.isfile(args.video):
+        raise UsageError(f"--video {args.video}: no such file")
+    with tempfile.TemporaryDirectory(prefix="text4vis-bench-") as tmp:
+        video = args.video or make_test_clip(tmp, seconds=4.0)["video"]
+        return bench_serve(shlex.split(args.serve_args), video, clients, args.seconds)
 
 
 # ----------------------------------------------------------------------------- prepare
