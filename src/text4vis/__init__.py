@@ -6,13 +6,37 @@ Public API:
     VideoModel                 the video model (image tower + temporal head + classifier)
     text_classifier, lm_classifier, lda_classifier, random_classifier, orthogonal_classifier,
     save_classifier, load_classifier
+    Text4VisError              the base of every error text4vis raises on purpose (text4vis.errors)
+
+Names are imported on first use, so `import text4vis` (and `text4vis --help`) does not load torch.
 """
-from .api import Recognizer, load
-from .classifiers import (Classifier, lda_classifier, lm_classifier, load_classifier, orthogonal_classifier,
-                          random_classifier, save_classifier, text_classifier)
-from .model import VideoModel
-from .towers import load_towers
+from __future__ import annotations
+
+import importlib
+
+from .errors import Text4VisError
 
 __version__ = "0.1.0"
-__all__ = ["load", "Recognizer", "load_towers", "VideoModel", "Classifier", "text_classifier", "lm_classifier",
-           "lda_classifier", "random_classifier", "orthogonal_classifier", "save_classifier", "load_classifier"]
+
+# public name -> the module that defines it
+_LAZY = {
+    "load": "api", "Recognizer": "api",
+    "load_towers": "towers",
+    "VideoModel": "model",
+    "Classifier": "classifiers", "text_classifier": "classifiers", "lm_classifier": "classifiers",
+    "lda_classifier": "classifiers", "random_classifier": "classifiers", "orthogonal_classifier": "classifiers",
+    "save_classifier": "classifiers", "load_classifier": "classifiers",
+}
+__all__ = [*_LAZY, "Text4VisError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'text4vis' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
