@@ -69,6 +69,8 @@ function pickFile(file) {
   video.src = state.previewUrl;
   video.hidden = false;
   video.onerror = () => { video.hidden = true; };  // the browser cannot play it; the server may still decode it
+  $("drop").classList.add("has-file");
+  document.querySelector(".drop-main").innerHTML = "Drop another video or <u>choose a file</u>";
   $("file-info").textContent = file.name + " · " + (file.size / 1048576).toFixed(2) + " MB";
   $("go").disabled = false;
   recognise();
