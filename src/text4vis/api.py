@@ -65,6 +65,7 @@ class Recognizer:
     device: torch.device = torch.device("cpu")
     image_size: int = 0                        # crop size the model was trained at (0: the towers' own)
     precision: str = "auto"                    # GPU autocast: auto (bf16 where supported), bf16, fp16, fp32
+    video_backend: Any = None                  # runs the video model instead of `model` (deploy.OnnxVideoModel)
 
     @property
     def input_size(self) -> int:
@@ -93,6 +94,8 @@ class Recognizer:
         """uint8 [B, T, 3, S, S] (or [T, 3, S, S]) -> L2-normalised video embeddings [B, D]."""
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
+        if self.video_backend is not None:
+            return self.video_backend.encode_video(frames)
         self.model.eval()
         with engine.autocast(self.device, self.precision):
             return self.model.encode_video(frames.to(self.device)).float()
@@ -105,7 +108,7 @@ class Recognizer:
         files = find_videos([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames,
                          self.input_size, clips, crops)
-        result = engine.embed_dataset(self.model, ds, self.device, batch_size=batch_size, workers=workers,
+        result = engine.embed_dataset(self.video_backend or self.model, ds, self.device, batch_size=batch_size, workers=workers,
                                       progress=progress, precision=self.precision)
         scores = engine.scores_from_embeddings(result.embeddings, self.model.classifier)
         records: list[dict] = []
@@ -128,11 +131,12 @@ class Recognizer:
 
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
          prompts=None, classifier: str | None = None, head: str | None = None, frames: int | None = None,
-         device: str = "auto", precision: str = "auto") -> Recognizer:
+         device: str = "auto", precision: str = "auto", runtime: str = "torch") -> Recognizer:
     """Build a Recognizer.
 
     checkpoint  a text4vis checkpoint (self-contained), an original Text4Vis checkpoint (needs
-                --clip for the text tower and architecture), or None for zero-shot CLIP.
+                --clip for the text tower and architecture), a converted folder (zoo.convert), an
+                `hf-hub:ORG/NAME[@REVISION]` repository holding one, or None for zero-shot CLIP.
     clip        --clip value (see towers.py); default ViT-B/16 when nothing else says.
     labels      built-in name, label file, or a list of names; default: the checkpoint's labels, else k400.
     prompts     prompt templates for a text classifier (default "a video of a person {}.").
@@ -141,12 +145,17 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     frames      frames per clip T (default: the checkpoint's, else 8).
     precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
                 precision); the CPU computes in fp32.
+    runtime     "torch", or "onnx": the video model runs on ONNX Runtime's CPU provider from the
+                checkpoint's exported model.onnx (deploy.export_onnx); scoring is unchanged.
     """
     dev = pick_device(device)
+    if runtime not in ("torch", "onnx"):
+        raise ValueError(f"runtime={runtime!r}: choose torch or onnx")
+    spec = checkpoint
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
     names = load_labels(labels) if isinstance(labels, str) else (list(labels) if labels else None)
-    if checkpoint and not os.path.exists(checkpoint):
-        raise WeightsError(f"{checkpoint}: no such checkpoint file")
+    if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
+        checkpoint = checkpoints.resolve_checkpoint(checkpoint)
 
     if checkpoint and checkpoints.is_text4vis_checkpoint(checkpoint):
         meta, tensors = checkpoints.read_text4vis(checkpoint)
@@ -214,4 +223,9 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         rec.set_classifier(classifiers.load_classifier(classifier))
     elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
+    if runtime == "onnx":
+        from . import deploy
+        if not spec:
+            raise WeightsError("runtime='onnx' needs checkpoint= (whose exported model.onnx runs the video model)")
+        rec.video_backend = deploy.OnnxVideoModel(deploy.onnx_path(spec))
     return rec

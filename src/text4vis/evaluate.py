@@ -172,11 +172,12 @@ def eval_from_config(cfg, args) -> dict:
         check_same_labels(load_classifier(args.classifier), names, args.classifier)
     # a text4vis checkpoint carries its own towers and frames; an original Text4Vis checkpoint does
     # not: the config's model.clip and data.num_frames describe it (as in the reference's test.py)
-    from .checkpoints import is_text4vis_checkpoint
-    self_contained = bool(args.checkpoint) and is_text4vis_checkpoint(args.checkpoint)
+    from .checkpoints import is_text4vis_checkpoint, resolve_checkpoint
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None  # a file, folder or hf-hub:
+    self_contained = bool(checkpoint) and is_text4vis_checkpoint(checkpoint)
     own_group = engine_setup()
     try:
-        rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
+        rec = load(checkpoint=checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
                    labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
                    frames=args.frames or (None if self_contained else cfg.data.num_frames), device=args.device,
                    head=None, precision=args.precision or cfg.evaluation.precision)
