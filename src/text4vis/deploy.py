@@ -93,9 +93,11 @@ def parity_views(rec, video: str | None, clips: int = 2) -> tuple[torch.Tensor, 
         from . import synthetic
         rng = synthetic.np.random.default_rng(0)
         frames, _ = synthetic.render_clip("circle", "moving right", rng, num_frames=4 * rec.num_frames, size=256)
-        tmpdir = tempfile.mkdtemp(prefix="text4vis-parity-")
-        video = os.path.join(tmpdir, "synthetic_circle_moving_right.mp4")
-        synthetic.write_video(video, frames)
+        with tempfile.TemporaryDirectory(prefix="text4vis-parity-") as tmpdir:
+            path = os.path.join(tmpdir, "synthetic_circle_moving_right.mp4")
+            synthetic.write_video(path, frames)
+            views, _ = parity_views(rec, path, clips)
+        return views, "a rendered synthetic clip (circle moving right)"
     _, views, err = TestDataset([Sample(video, -1, None, video)], rec.num_frames, rec.input_size, clips, 1)[0]
     if views is None:
         raise UsageError(f"video={video}: cannot be used for the parity check ({err})")
@@ -212,3 +214,74 @@ class OnnxVideoModel:
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """[B, T, 3, S, S] -> L2-normalised video embeddings [B, D]."""
         return self._run(frames, "embedding")
+
+
+# ----------------------------------------------------------------------------- bench
+
+def _synthetic_views(frames: int, size: int, count: int) -> torch.Tensor:
+    """uint8 [count, T, 3, S, S]: rendered synthetic clips, a different shape / motion each."""
+    from . import synthetic
+    views = []
+    for i in range(count):
+        rng = synthetic.np.random.default_rng(i)
+        shape = synthetic.SHAPES[i % len(synthetic.SHAPES)]
+        motion = synthetic.MOTIONS[(i * 5) % len(synthetic.MOTIONS)]
+        clip, _ = synthetic.render_clip(shape, motion, rng, num_frames=frames, size=size)
+        views.append(torch.from_numpy(clip).permute(0, 3, 1, 2))
+    return torch.stack(views)
+
+
+@torch.no_grad()
+def bench_onnx(name: str, frames: int, batch: int, iters: int = 10, warmup: int = 3, quantize: str | None = None,
+               cfg: dict | None = None, rounds: int = 3, clips: int = 16) -> dict:
+    """Videos/s of PyTorch eager and ONNX Runtime (CPU provider; with quantize="int8" also its dynamic
+    int8 model) for the video model of architecture `name` (random weights, transf head): same
+    weights, same inputs, same thread count, interleaved `rounds` (best of each). Agreement of the
+    ONNX models with PyTorch: cosine of the embeddings of `clips` rendered synthetic clips and top-1
+    agreement under a random 400-class classifier."""
+    from .bench import _device_name, model_config, time_it
+    from .model import VideoModel
+    from .towers import build_clip
+    import_onnxruntime()
+    cfg = cfg or model_config(name)
+    torch.manual_seed(0)
+    model = VideoModel(build_clip(cfg).visual, cfg["embed_dim"], "transf",
+                       head_heads=cfg["text_cfg"]["width"] // 64).eval()
+    size = cfg["vision_cfg"]["image_size"]
+    meta = {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "num_frames": frames,
+            "input_size": size, "max_frames": 77}
+    with tempfile.TemporaryDirectory(prefix="text4vis-bench-onnx-") as folder:  # sessions hold the model in memory
+        path = os.path.join(folder, ONNX_FILE)
+        t0 = time.perf_counter()
+        _export(model, path, frames, size, meta)
+        out: dict = {"model": name, "frames": frames, "batch": batch, "mode": "infer", "runtime": "onnx",
+                     "device": _device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
+                     "export_s": round(time.perf_counter() - t0, 1), "cases": {}}
+        backends = {"onnxruntime_fp32": OnnxVideoModel(path)}
+        if quantize:
+            backends["onnxruntime_int8"] = OnnxVideoModel(quantize_int8(path))
+    x = torch.randn(batch, frames, 3, size, size)
+    cpu = torch.device("cpu")
+    fns = {"pytorch_eager": lambda: model.embed(x), **{k: (lambda b=b: b.embed(x)) for k, b in backends.items()}}
+    best = {k: float("inf") for k in fns}
+    for r in range(rounds):  # interleaved: a load change on the shared machine hits every case alike
+        for case, fn in fns.items():
+            best[case] = min(best[case], time_it(fn, cpu, iters, warmup if r == 0 else 1))
+    for case, seconds in best.items():
+        out["cases"][case] = {"videos_per_s": batch / seconds, "ratio_vs_pytorch": best["pytorch_eager"] / seconds}
+    out["pytorch_videos_per_s"] = out["cases"]["pytorch_eager"]["videos_per_s"]
+    out["onnx_videos_per_s"] = out["cases"]["onnxruntime_fp32"]["videos_per_s"]
+    out["ratio"] = out["cases"]["onnxruntime_fp32"]["ratio_vs_pytorch"]
+    # agreement on rendered clips, scored like predict (100 x cosine against unit class rows)
+    views = _synthetic_views(frames, size, clips)
+    classes = F.normalize(torch.randn(400, model.embed_dim, generator=torch.Generator().manual_seed(1)), dim=-1)
+    ref = model.encode_video(views)
+    for case, backend in backends.items():
+        got = backend.encode_video(views)
+        tag = case.replace("onnxruntime_", "")
+        out[f"{tag}_cosine_min"] = float(F.cosine_similarity(ref, got, dim=-1).min())
+        out[f"{tag}_top1_agreement"] = float(((ref @ classes.t()).argmax(1) == (got @ classes.t()).argmax(1)).float().mean())
+    if quantize:
+        out["ratio_int8"] = out["cases"]["onnxruntime_int8"]["ratio_vs_pytorch"]
+    out["agreement_clips"] = clips
+    return out
