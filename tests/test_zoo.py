@@ -156,7 +156,7 @@ def test_cli_convert_list_and_errors(tmp_path, capsys):
     os.makedirs(tmp_path / "empty")
     assert main(["predict", CLIPS[0], "--checkpoint", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "a folder without model.safetensors" in err
+    assert len(err.splitlines()) == 1 and "a folder without model.safetensors" in err and "a folder, not a weights file" in err
 
 
 # ----------------------------------------------------------------------------- the hub (a local cache)

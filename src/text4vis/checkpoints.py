@@ -47,8 +47,9 @@ def resolve_checkpoint(spec: str, filename: str = MODEL_FILE) -> str:
     if os.path.isdir(spec):
         path = os.path.join(spec, filename)
         if not os.path.isfile(path):
-            raise WeightsError(f"checkpoint={spec}: a folder without {filename} (a converted folder holds "
-                               f"{MODEL_FILE}, config.json and README.md)")
+            raise WeightsError(f"checkpoint={spec}: a folder, not a weights file, and not a converted folder "
+                               f"either (a folder without {filename}; `convert` writes {MODEL_FILE}, config.json "
+                               f"and README.md)")
         return path
     if not os.path.exists(spec):
         raise WeightsError(f"{spec}: no such checkpoint file")
