@@ -273,3 +273,26 @@ def test_push_to_hub_calls_huggingface_hub(converted, monkeypatch):
     up = calls[3][1]
     assert up["repo_id"] == "me/k400-tiny" and up["folder_path"] == converted[2] and up["revision"] == "v1"
     assert up["allow_patterns"] == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_eval_with_a_converted_folder_equals_the_original(tmp_path, converted):
+    """`text4vis eval --checkpoint DIR` (no --clip) scores as the original file with the config's --clip."""
+    import numpy as np
+    import yaml
+    from text4vis.synthetic import make_benchmark
+    pt, clip, _ = converted
+    info = make_benchmark(tmp_path / "bench", shapes=["circle", "square"], motions=["moving left", "growing"],
+                          heldout=[], train_per_class=1, val_per_class=1, num_frames=8, size=32, progress=False)
+    folder = str(tmp_path / "converted")
+    zoo.convert(pt, folder, clip=clip, labels=str(info["labels_csv"]))
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({"data": {"val_list": str(info["val_list"]), "val_root": str(info["root"]),
+                                               "labels": str(info["labels_csv"]), "num_frames": 8, "workers": 0},
+                                      "model": {"clip": clip, "head": "transf"}}))
+    common = ["eval", "--config", str(config), "--views", "2x1", "--quiet", "--workers", "0"]
+    assert main(common + ["--checkpoint", pt, "--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--checkpoint", folder, "--out", str(tmp_path / "b")]) == 0
+    a, b = (np.load(tmp_path / x / "predictions.npz") for x in "ab")
+    assert np.allclose(a["scores"], b["scores"], atol=1e-5)
+    ra, rb = (json.load(open(tmp_path / x / "results.json")) for x in "ab")
+    assert ra["top1"] == rb["top1"]
