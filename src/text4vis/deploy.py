@@ -69,6 +69,10 @@ def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
     import onnx
     example = torch.zeros(2, frames, 3, size, size)
     tmp = f"{path}.tmp{os.getpid()}"
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # nn.MultiheadAttention's inference fast path (no grad, even head count) is one fused op the
+    # exporter cannot translate: trace the plain computation
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, the exporter's deprecation note
@@ -82,6 +86,7 @@ def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
         onnx.save(proto, tmp)
         os.replace(tmp, path)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         if os.path.exists(tmp):
             os.remove(tmp)
 
