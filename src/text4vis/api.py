@@ -108,8 +108,8 @@ class Recognizer:
         files = find_videos([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames,
                          self.input_size, clips, crops)
-        result = engine.embed_dataset(self.video_backend or self.model, ds, self.device, batch_size=batch_size, workers=workers,
-                                      progress=progress, precision=self.precision)
+        result = engine.embed_dataset(self.video_backend or self.model, ds, self.device, batch_size=batch_size,
+                                      workers=workers, progress=progress, precision=self.precision)
         scores = engine.scores_from_embeddings(result.embeddings, self.model.classifier)
         records: list[dict] = []
         row = {idx: r for r, idx in enumerate(result.indices)}
@@ -150,7 +150,8 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     """
     dev = pick_device(device)
     if runtime not in ("torch", "onnx"):
-        raise ValueError(f"runtime={runtime!r}: choose torch or onnx")
+        from .errors import UsageError
+        raise UsageError(f"runtime={runtime!r}: choose torch or onnx")
     spec = checkpoint
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
     names = load_labels(labels) if isinstance(labels, str) else (list(labels) if labels else None)

@@ -74,12 +74,16 @@ def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
     # exporter cannot translate: trace the plain computation
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, the exporter's deprecation note
-            torch.onnx.export(EmbeddingGraph(model).eval(), (example,), tmp, input_names=["frames"],
-                              output_names=["embedding", "raw_embedding"], opset_version=OPSET, dynamo=False,
-                              dynamic_axes={"frames": {0: "batch", 1: "time"}, "embedding": {0: "batch"},
-                                            "raw_embedding": {0: "batch"}})
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, the exporter's deprecation note
+                torch.onnx.export(EmbeddingGraph(model).eval(), (example,), tmp, input_names=["frames"],
+                                  output_names=["embedding", "raw_embedding"], opset_version=OPSET, dynamo=False,
+                                  dynamic_axes={"frames": {0: "batch", 1: "time"}, "embedding": {0: "batch"},
+                                                "raw_embedding": {0: "batch"}})
+        except Exception as exc:  # an operator the exporter cannot translate, ...: one line, not its traceback
+            from .errors import first_line
+            raise WeightsError(f"{path}: ONNX export failed ({type(exc).__name__}: {first_line(exc, 200)})") from None
         proto = onnx.load(tmp, load_external_data=False)
         entry = proto.metadata_props.add()
         entry.key, entry.value = "text4vis", json.dumps(meta)
