@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from . import classifiers, engine
+from . import checkpoints, classifiers, engine
 from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
 from .datasets import Sample, TestDataset
@@ -41,6 +41,7 @@ class Recognizer:
     device: torch.device = torch.device("cpu")
     image_size: int = 0                        # crop size the model was trained at (0: the towers' own)
     precision: str = "auto"                    # GPU autocast: auto (bf16 where supported), bf16, fp16, fp32
+    video_backend: Any = None                  # runs the video model instead of `model` (deploy.OnnxVideoModel)
 
     @property
     def input_size(self) -> int:
@@ -69,6 +70,8 @@ class Recognizer:
         """uint8 [B, T, 3, S, S] (or [T, 3, S, S]) -> L2-normalised video embeddings [B, D]."""
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
+        if self.video_backend is not None:
+            return self.video_backend.encode_video(frames)
         self.model.eval()
         with engine.autocast(self.device, self.precision):
             return self.model.encode_video(frames.to(self.device)).float()
@@ -110,7 +113,8 @@ class Recognizer:
                     return
                 position += 1
 
-        for indices, emb, failed in engine.iter_embeddings(self.model, ds, self.device, batch_size, workers,
+        model = self.video_backend or self.model     # ONNX Runtime when runtime="onnx"
+        for indices, emb, failed in engine.iter_embeddings(model, ds, self.device, batch_size, workers,
                                                            progress, precision=self.precision):
             for i, error in failed:
                 done[i] = {"video": files[i], "error": error}
@@ -144,11 +148,12 @@ class Recognizer:
 
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
          prompts=None, classifier: str | Classifier | None = None, head: str | None = None,
-         frames: int | None = None, device: str = "auto", precision: str = "auto") -> Recognizer:
+         frames: int | None = None, device: str = "auto", precision: str = "auto", runtime: str = "torch") -> Recognizer:
     """Build a Recognizer.
 
     checkpoint  a text4vis checkpoint (self-contained), an original Text4Vis checkpoint (needs
-                `clip` for the text tower and architecture), or None for zero-shot CLIP.
+                `clip` for the text tower and architecture), a converted folder (zoo.convert), an
+                `hf-hub:ORG/NAME[@REVISION]` repository holding one, or None for zero-shot CLIP.
     clip        CLIP towers (see towers.py); default ViT-B/16 when nothing else says.
     labels      built-in name, label file, or a list of names; default: the checkpoint's labels, else k400.
     prompts     prompt templates for a text classifier (default "a video of a person {}.").
@@ -158,10 +163,18 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     device      auto (this process's GPU, else the CPU), cpu, cuda, cuda:1, mps.
     precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
                 precision); the CPU computes in fp32.
+    runtime     "torch", or "onnx": the video model runs on ONNX Runtime's CPU provider from the
+                checkpoint's exported model.onnx (deploy.export_onnx); scoring is unchanged.
     """
     dev = pick_device(device)
+    if runtime not in ("torch", "onnx"):
+        from .errors import UsageError
+        raise UsageError(f"runtime={runtime!r}: choose torch or onnx")
+    spec = checkpoint
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
     names = load_labels(labels, "labels") if isinstance(labels, str) else (list(labels) if labels else None)
+    if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
+        checkpoint = checkpoints.resolve_checkpoint(checkpoint)
     loaded = load_video_model(checkpoint, clip, head)
     model = loaded.model
     rec = Recognizer(model, loaded.labels or [], loaded.towers, frames or loaded.num_frames or 8,
@@ -181,4 +194,9 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         rec.set_classifier(classifier if isinstance(classifier, Classifier) else classifiers.load_classifier(classifier))
     elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
+    if runtime == "onnx":
+        from . import deploy
+        if not spec:
+            raise WeightsError("runtime='onnx' needs checkpoint= (whose exported model.onnx runs the video model)")
+        rec.video_backend = deploy.OnnxVideoModel(deploy.onnx_path(spec))
     return rec

@@ -14,6 +14,9 @@ keys possibly prefixed `module.`, holding visual.*, fusion_model.* (the Transf h
 logit_scale; read with torch.load(weights_only=True). The text tower comes from `clip=`.
 
 `load_video_model` is the one place that turns a checkpoint of any format into a video model.
+
+A checkpoint may also be named by a converted folder (model.safetensors + config.json + README.md,
+see zoo.py) or by `hf-hub:ORG/NAME[@REVISION]`: `resolve_checkpoint` turns either into a local file.
 """
 from __future__ import annotations
 
@@ -35,6 +38,29 @@ from .towers import WeightsError, safe_load, unwrap_state_dict
 
 FORMAT_VERSION = 1
 META_KEY = "text4vis"
+MODEL_FILE = "model.safetensors"   # the checkpoint inside a converted folder / hub repository
+HUB_PREFIX = "hf-hub:"
+
+
+# ----------------------------------------------------------------------------- where a checkpoint is
+
+def resolve_checkpoint(spec: str, filename: str = MODEL_FILE) -> str:
+    """The local file behind a `checkpoint=` value: a file is itself; a folder gives its `filename`
+    (model.safetensors); `hf-hub:ORG/NAME[@REVISION]` gives that file of the repository, through
+    huggingface_hub (downloaded once into its cache; HF_HUB_OFFLINE=1 reads the cache only)."""
+    if spec.startswith(HUB_PREFIX):
+        from .zoo import hub_download
+        return hub_download(spec, filename)
+    if os.path.isdir(spec):
+        path = os.path.join(spec, filename)
+        if not os.path.isfile(path):
+            raise WeightsError(f"checkpoint={spec}: a folder, not a weights file, and not a converted folder "
+                               f"either (a folder without {filename}; `convert` writes {MODEL_FILE}, config.json "
+                               f"and README.md)")
+        return path
+    if not os.path.exists(spec):
+        raise WeightsError(f"{spec}: no such checkpoint file")
+    return spec
 
 
 # ----------------------------------------------------------------------------- nested state <-> tensors

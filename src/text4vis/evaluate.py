@@ -146,9 +146,11 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
     arguments left None take the config's values. Joins torchrun's process group when launched under it."""
     from .api import load
-    from .checkpoints import is_text4vis_checkpoint, stored_labels
+    from .checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
     from .classifiers import check_same_labels, load_classifier
     from .errors import ConfigError, LabelsError, UsageError, check_numbers
+    if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
+        checkpoint = resolve_checkpoint(checkpoint)
     names = resolve_labels(("labels", labels), ("data.labels", cfg.data.labels))
     stored = load_classifier(classifier) if classifier else None   # read once, used below
     if names is None:  # the model's own classes: a classifier file's, else a text4vis checkpoint's

@@ -25,7 +25,8 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
                               "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
-                              "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search")
+                              "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search\n"
+                              "  text4vis bench --runtime onnx --model ViT-B/32 --frames 8 --batch 4 --json --quantize int8")
     p.add_argument("--model", default="ViT-B/16",
                    help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
     p.add_argument("--frames", type=int, default=8, help="frames per video, 1 to 77 (default 8)")
@@ -52,6 +53,9 @@ def add_bench(sub) -> None:
     p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
+    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: also int8 dynamic quantisation")
     p.set_defaults(func=cmd_bench)
 
 
@@ -81,6 +85,16 @@ def cmd_bench(args) -> int:
     elif args.data:
         result = bench_data(frames=args.frames, iters=args.iters)
         unit = "clips_per_s_per_core"
+    elif args.runtime == "onnx":  # deploy.bench_onnx: the CPU runtime against PyTorch eager
+        from ..deploy import bench_onnx
+        check_numbers(("--frames", args.frames, 1, 77))
+        try:
+            cfg = model_config(args.model)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        result = bench_onnx(args.model, args.frames, args.batch, iters=args.iters, warmup=args.warmup,
+                            quantize=args.quantize, cfg=cfg)
+        unit = "videos_per_s"
     else:
         check_numbers(("--frames", args.frames, 1, 77))  # the transf head's 77 frame positions
         try:

@@ -53,7 +53,8 @@ def with_flags(message: str, names: dict[str, str]) -> str:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--checkpoint", help="text4vis checkpoint (.safetensors, self-contained) or original Text4Vis .pt")
+    g.add_argument("--checkpoint", help="text4vis checkpoint (.safetensors, self-contained), a converted folder, "
+                                         "hf-hub:ORG/NAME[@REVISION], or original Text4Vis .pt")
     g.add_argument("--clip", help="CLIP towers: ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px, RN50, "
                                    "open_clip MODEL:PRETRAINED, hf-hub:ID, or a local OpenAI/open_clip file "
                                    "(default: the checkpoint's own, else ViT-B/16)")

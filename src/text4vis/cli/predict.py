@@ -12,6 +12,8 @@ EXAMPLES_PREDICT = """examples:
   text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5
   text4vis predict videos/ --checkpoint k400-vitb-16-f8.pt --clip ViT-B/16 --labels k400 --views 4x3 --json
   text4vis predict clip.mp4 --checkpoint runs/x/best.safetensors
+  text4vis predict clip.mp4 --checkpoint k400-vitb16-f8/ --runtime onnx      # a converted, exported folder
+  text4vis predict clip.mp4 --checkpoint hf-hub:ORG/NAME@REVISION
 """
 
 
@@ -32,7 +34,8 @@ def cmd_predict(args) -> int:
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
-               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
+               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
+               runtime=args.runtime)
     total, done, failed = len(files) + len(empty), 0, 0
     records = rec.predict_iter(args.inputs, topk=args.topk, views=args.views, batch_size=args.batch_size,
                                workers=args.workers, progress=len(files) > 3 and not args.quiet,
@@ -77,4 +80,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per input, in input order")
     p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(`text4vis export`); scores and outputs as with torch (default torch)")
     p.set_defaults(func=cmd_predict)

@@ -1,0 +1,115 @@
+"""ONNX export and the ONNX Runtime backend: parity with PyTorch on real clips, dynamic T, a missing
+onnxruntime, the bench mode's agreement figures (no timing asserted: speed is `text4vis bench`'s job)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import SHARED_VIDEOS, tiny_config
+from test_zoo import build_converted
+
+import text4vis
+from text4vis import deploy
+from text4vis.cli import main
+from text4vis.errors import UsageError, WeightsError
+
+REAL = {name: os.path.join(SHARED_VIDEOS, name) for name in (
+    "iphone4s_rotate90_h264_aac.mov", "cricket_shot_ucf101.gif", "dog_android_vfr_rotate180_h264_aac.mp4")}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    _, _, folder = build_converted(tmp_path_factory.mktemp("onnx"))
+    result = deploy.export_onnx(folder, video=REAL["iphone4s_rotate90_h264_aac.mov"])
+    return folder, result
+
+
+def test_export_checks_parity_on_a_real_clip(exported):
+    folder, r = exported
+    assert r["path"] == os.path.join(folder, "model.onnx") and os.path.isfile(r["path"])
+    assert r["video"].endswith("iphone4s_rotate90_h264_aac.mov")
+    assert r["cosine_min"] >= deploy.PARITY_MIN_COS
+    backend = deploy.OnnxVideoModel(r["path"])
+    assert backend.meta["num_frames"] == 8 and backend.meta["input_size"] == 32 and backend.embed_dim == 64
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_runtime_onnx_predicts_as_torch(exported, name):
+    folder, _ = exported
+    torch_rec = text4vis.load(checkpoint=folder, device="cpu")
+    onnx_rec = text4vis.load(checkpoint=folder, device="cpu", runtime="onnx")
+    assert isinstance(onnx_rec.video_backend, deploy.OnnxVideoModel)
+    a = torch_rec.predict([REAL[name]], topk=3, views="2x3", workers=0, with_embedding=True)[0]
+    b = onnx_rec.predict([REAL[name]], topk=3, views="2x3", workers=0, with_embedding=True)[0]
+    assert "error" not in a and "error" not in b
+    assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+    assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]], abs=1e-4)
+    assert F.cosine_similarity(torch.tensor(a["embedding"]), torch.tensor(b["embedding"]), dim=0) >= 0.9999
+
+
+@pytest.mark.parametrize("frames", [4, 16])
+def test_onnx_with_other_frame_counts(exported, frames):
+    """The graph was exported at T=8; batch and T are dynamic."""
+    folder, r = exported
+    torch_rec = text4vis.load(checkpoint=folder, device="cpu", frames=frames)
+    onnx_rec = text4vis.load(checkpoint=folder, device="cpu", frames=frames, runtime="onnx")
+    x = torch.randint(0, 256, (3, frames, 3, 32, 32), dtype=torch.uint8)
+    assert F.cosine_similarity(torch_rec.encode_video(x), onnx_rec.encode_video(x)).min() >= 0.9999
+    normalised = torch_rec.model.normalize(x)            # already-normalised float frames work too
+    assert F.cosine_similarity(torch_rec.encode_video(normalised), onnx_rec.encode_video(normalised)).min() >= 0.9999
+    clip = onnx_rec.predict([REAL["cricket_shot_ucf101.gif"]], topk=1, workers=0)[0]
+    assert clip["top"][0]["label"] == torch_rec.predict([REAL["cricket_shot_ucf101.gif"]], topk=1, workers=0)[0]["top"][0]["label"]
+
+
+def test_export_other_frames_and_int8(tmp_path, exported, capsys):
+    folder, _ = exported
+    out = str(tmp_path / "f4.onnx")
+    assert main(["export", folder, "--format", "onnx", "--out", out, "--frames", "4", "--quantize", "int8",
+                 "--video", REAL["dog_android_vfr_rotate180_h264_aac.mp4"]]) == 0
+    text = capsys.readouterr().out
+    assert "parity with PyTorch on" in text and "dog_android_vfr" in text and "(>= 0.9999: ok)" in text
+    assert "int8 dynamic quantisation" in text
+    assert deploy.OnnxVideoModel(out).meta["num_frames"] == 4
+    q = deploy.OnnxVideoModel(str(tmp_path / "f4.int8.onnx"))
+    rec = text4vis.load(checkpoint=folder, device="cpu", frames=4)
+    x = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    assert F.cosine_similarity(rec.encode_video(x), q.encode_video(x)).min() >= 0.99
+
+
+def test_runtime_onnx_without_an_export_is_one_line(tmp_path, capsys):
+    _, _, folder = build_converted(tmp_path)
+    with pytest.raises(WeightsError, match="no ONNX model there; export one first"):
+        text4vis.load(checkpoint=folder, device="cpu", runtime="onnx")
+    assert main(["predict", REAL["cricket_shot_ucf101.gif"], "--checkpoint", folder, "--runtime", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.onnx" in err
+
+
+def test_missing_onnxruntime_names_the_extra(exported, monkeypatch, capsys):
+    folder, _ = exported
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    with pytest.raises(UsageError, match=r"pip install 'text4vis\[onnx\]'"):
+        text4vis.load(checkpoint=folder, device="cpu", runtime="onnx")
+    assert main(["predict", REAL["cricket_shot_ucf101.gif"], "--checkpoint", folder, "--runtime", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "text4vis[onnx]" in err and "Traceback" not in err
+    assert main(["export", folder, "--format", "onnx"]) == 2
+    assert "text4vis[onnx]" in capsys.readouterr().err
+
+
+def test_bench_onnx_reports_both_runtimes_and_agreement():
+    # width 128: 2 attention heads, so nn.MultiheadAttention would take its (not exportable) fused fast path
+    # under no_grad, as it does for every real CLIP
+    r = deploy.bench_onnx("tiny", frames=4, batch=2, iters=1, warmup=0, quantize="int8", cfg=tiny_config(128),
+                          rounds=1, clips=4)
+    json.dumps(r)  # --json prints it as is
+    assert set(r["cases"]) == {"pytorch_eager", "onnxruntime_fp32", "onnxruntime_int8"}
+    assert r["ratio"] == pytest.approx(r["onnx_videos_per_s"] / r["pytorch_videos_per_s"])
+    assert r["fp32_cosine_min"] >= 0.9999 and r["fp32_top1_agreement"] == 1.0
+    assert 0.9 <= r["int8_cosine_min"] <= 1.0 and 0.0 <= r["int8_top1_agreement"] <= 1.0
+    assert r["threads"] == torch.get_num_threads()
