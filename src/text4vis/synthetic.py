@@ -79,6 +79,10 @@ __all__ = [
     "write_video",
     "read_video",
     "make_benchmark",
+    "COLOUR_NAMES",
+    "frame_attributes",
+    "caption",
+    "render_captioned_frames",
 ]
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "diamond")
@@ -234,7 +238,7 @@ def _unit_polygon(shape: str) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}; choose from {SHAPES}")
 
 
-def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
+def _background(rng: np.random.Generator, size: int, textures: Sequence[str] = _TEXTURES) -> tuple[np.ndarray, dict]:
     """Static textured background (H, W, 3) float32 and its description.
 
     Every pixel is a convex combination of two colours c1, c2, so the foreground
@@ -242,7 +246,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
     """
     c1 = rng.uniform(0.0, 255.0, size=3)
     c2 = np.clip(c1 + rng.normal(0.0, 50.0, size=3), 0.0, 255.0)
-    texture = _TEXTURES[int(rng.integers(len(_TEXTURES)))]
+    texture = textures[int(rng.integers(len(textures)))]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     theta = rng.uniform(0.0, np.pi)
     proj = xx * np.cos(theta) + yy * np.sin(theta)
@@ -278,13 +282,13 @@ def _foreground_colour(rng: np.random.Generator, c1: np.ndarray, c2: np.ndarray)
 
 
 def _trajectory(
-    motion: str, rng: np.random.Generator, num_frames: int, size: int
+    motion: str, rng: np.random.Generator, num_frames: int, size: int, object_scale: float = 1.0
 ) -> dict[str, np.ndarray | float]:
     """Per-frame centre x, y, scale and angle (degrees, clockwise) for a motion."""
     T = num_frames
     t = np.arange(T, dtype=np.float64)
     u = t / max(T - 1, 1)  # 0 .. 1 over the clip
-    radius = rng.uniform(0.11, 0.17) * size  # base circumradius in pixels
+    radius = rng.uniform(0.11, 0.17) * size * object_scale  # base circumradius in pixels
     angle0 = rng.uniform(0.0, 360.0)
 
     scale = np.ones(T)
@@ -306,7 +310,9 @@ def _trajectory(
     y = np.full(T, rng.uniform(lo, hi))
     if motion.startswith("moving"):
         dist = min(rng.uniform(0.3, 0.5) * size, hi - lo)  # total travel (speed nuisance)
-        start = rng.uniform(lo + dist, hi) if motion in ("moving left", "moving up") else rng.uniform(lo, hi - dist)
+        # (min/max: when the travel is capped at hi - lo, rounding must not leave an empty range)
+        start = (rng.uniform(min(lo + dist, hi), hi) if motion in ("moving left", "moving up")
+                 else rng.uniform(lo, max(lo, hi - dist)))
         sign = -1.0 if motion in ("moving left", "moving up") else 1.0
         path = start + sign * dist * u
         if motion in ("moving left", "moving right"):
@@ -330,8 +336,12 @@ def render_clip(
     rng: np.random.Generator,
     num_frames: int = 16,
     size: int = 64,
+    object_scale: float = 1.0,
 ) -> tuple[np.ndarray, dict]:
     """Render one clip of ``"{shape} {motion}"``.
+
+    ``object_scale`` multiplies the object's size (1.0: a circumradius of 11-17% of the frame side;
+    at most 1.5, so that a growing object still fits in the frame with room to move).
 
     Returns ``(frames, gt)``: ``frames`` is uint8 ``(T, H, W, 3)`` RGB and ``gt``
     holds ``label``, ``shape``, ``motion``, per-frame float arrays ``x``, ``y``
@@ -346,10 +356,12 @@ def render_clip(
         raise ValueError(f"unknown motion {motion!r}; choose from {MOTIONS}")
     if num_frames < 1 or size < 8:
         raise ValueError("need num_frames >= 1 and size >= 8")
+    if not 0.25 <= object_scale <= 1.5:
+        raise ValueError(f"object_scale must be between 0.25 and 1.5 (got {object_scale})")
 
     bg, bg_info = _background(rng, size)
     fg = _foreground_colour(rng, bg_info["c1"], bg_info["c2"])
-    traj = _trajectory(motion, rng, num_frames, size)
+    traj = _trajectory(motion, rng, num_frames, size, object_scale)
     noise_std = rng.uniform(0.0, 6.0)
     poly = _unit_polygon(shape)
 
@@ -389,6 +401,81 @@ def render_clip(
         "noise_std": float(noise_std),
     }
     return frames, gt
+
+
+# --------------------------------------------------------------------------- #
+# Captions: what a single frame shows, in words (for image-text pretraining)
+# --------------------------------------------------------------------------- #
+# Reference RGB of each colour word; a foreground colour is named by the nearest one.
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
+    "red": (215, 30, 30), "orange": (240, 140, 20), "yellow": (235, 225, 40), "green": (40, 175, 50),
+    "cyan": (40, 205, 215), "blue": (35, 65, 215), "purple": (135, 45, 185), "pink": (240, 125, 190),
+    "white": (245, 245, 245), "black": (15, 15, 15), "gray": (128, 128, 128), "brown": (125, 80, 35),
+}
+
+
+def frame_attributes(gt: dict, index: int, size: int, object_scale: float = 1.0) -> dict[str, str]:
+    """Words for what frame ``index`` of a rendered clip shows: ``shape``, ``colour`` (nearest of
+    :data:`COLOUR_NAMES`), ``size`` (small / medium / large by circumradius relative to the frame)
+    and ``position`` (which third of the frame the centre is in: "in the top left", "in the centre",
+    "on the right" ...). ``gt`` is the ground truth :func:`render_clip` returned (with
+    ``object_scale``: sizes are relative to that scale)."""
+    fg = np.asarray(gt["fg_color"], np.float64)
+    names = list(COLOUR_NAMES)
+    ref = np.asarray([COLOUR_NAMES[n] for n in names], np.float64)
+    colour = names[int(np.argmin(np.linalg.norm(ref - fg, axis=1)))]
+    r = float(np.asarray(gt["radius"])[index]) / (size * object_scale)
+    size_word = "small" if r < 0.1 else "large" if r > 0.16 else "medium"
+    col = min(2, int(3 * float(gt["x"][index]) / size))
+    row = min(2, int(3 * float(gt["y"][index]) / size))
+    vertical, horizontal = ("top", "", "bottom")[row], ("left", "", "right")[col]
+    if vertical and horizontal:
+        position = f"in the {vertical} {horizontal}"
+    elif vertical or horizontal:
+        position = f"{'at the' if vertical else 'on the'} {vertical or horizontal}"
+    else:
+        position = "in the centre"
+    return {"shape": gt["shape"], "colour": colour, "size": size_word, "position": position}
+
+
+def caption(attributes: dict[str, str], include: Iterable[str]) -> str:
+    """A short caption naming the shape and those of ``include`` (size, colour, position):
+    ``"a small red circle in the top left"``, ``"a blue square"``, ``"a triangle on the right"``."""
+    include = set(include)
+    words = [attributes[k] for k in ("size", "colour") if k in include] + [attributes["shape"]]
+    if "position" in include:
+        words.append(attributes["position"])
+    return ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
+
+
+def render_captioned_frames(
+    n: int,
+    rng: np.random.Generator,
+    size: int = 32,
+    shapes: Sequence[str] = SHAPES,
+    attributes: Sequence[str] = ("size", "colour", "position"),
+    keep: float = 0.5,
+    object_scale: float = 1.0,
+) -> tuple[np.ndarray, list[str], list[dict]]:
+    """``n`` single frames with a caption each, for image-text pretraining.
+
+    Each frame is the first frame of a clip of a random shape (of ``shapes``) and a random motion
+    (so positions and sizes vary as in the videos); its caption always names the shape and each
+    of ``attributes`` with probability ``keep`` (web captions say some of what an image shows,
+    not all). Returns uint8 frames ``(n, size, size, 3)``, the captions, and per frame the
+    attributes its caption names (``{"shape": ..., "colour": ...}``)."""
+    frames = np.empty((n, size, size, 3), np.uint8)
+    captions, named = [], []
+    for i in range(n):
+        shape = shapes[int(rng.integers(len(shapes)))]
+        motion = MOTIONS[int(rng.integers(len(MOTIONS)))]
+        clip, gt = render_clip(shape, motion, rng, 1, size, object_scale)
+        frames[i] = clip[0]
+        chosen = [a for a in attributes if rng.random() < keep]
+        attrs = frame_attributes(gt, 0, size, object_scale)
+        captions.append(caption(attrs, chosen))
+        named.append({k: v for k, v in attrs.items() if k == "shape" or k in chosen})
+    return frames, captions, named
 
 
 # --------------------------------------------------------------------------- #
@@ -489,6 +576,7 @@ def make_benchmark(
     fps: int = 8,
     codec: str = "libx264",
     progress: bool = True,
+    object_scale: float = 1.0,
 ) -> dict:
     """Render and write the synthetic benchmark under ``out_dir`` (layout: module docstring).
 
@@ -510,6 +598,8 @@ def make_benchmark(
                     ("zeroshot_per_class", zeroshot_per_class)):
         if n is not None and n < 0:
             raise ValueError(f"{what} must be at least 0 (got {n})")
+    if not 0.25 <= object_scale <= 1.5:
+        raise ValueError(f"object_scale must be between 0.25 and 1.5 (got {object_scale})")
     shapes = list(DEFAULT_SHAPES if shapes is None else shapes)
     motions = list(DEFAULT_MOTIONS if motions is None else motions)
     grid = class_names(shapes, motions)
@@ -554,7 +644,7 @@ def make_benchmark(
     try:
         for split, label, name, idx in jobs:
             shape, motion = parse_class_name(name)
-            frames, _ = render_clip(shape, motion, clip_rng(seed, split, name, idx), num_frames, size)
+            frames, _ = render_clip(shape, motion, clip_rng(seed, split, name, idx), num_frames, size, object_scale)
             rel = Path("videos") / split / class_slug(name) / f"{idx:04d}{ext}"
             write_video(root / rel, frames, fps=fps, codec=codec)
             lines[split].append(f"{rel.as_posix()} {label}")
@@ -572,7 +662,7 @@ def make_benchmark(
         "seed": seed, "shapes": shapes, "motions": motions, "classes": seen,
         "heldout_classes": held, "train_per_class": train_per_class,
         "val_per_class": val_per_class, "zeroshot_per_class": zs_per_class,
-        "num_frames": num_frames, "size": size, "fps": fps, "codec": codec,
+        "num_frames": num_frames, "size": size, "fps": fps, "codec": codec, "object_scale": object_scale,
     }
     (root / "benchmark.json").write_text(json.dumps(config, indent=2) + "\n")
 

@@ -17,7 +17,7 @@ from .common import add_model_args, check_numbers, flag_names, with_flags  # noq
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "timeline", "index", "serve", "train", "data", "evaluate", "classifier", "compare",
-                   "commands", "demo", "zoo", "export"]
+                   "bench", "demo", "zoo", "export"]
 
 
 def _known_errors():

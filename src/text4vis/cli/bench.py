@@ -1,13 +1,9 @@
-"""`text4vis bench`: speed against the reference computation (library: bench.py).
-
-The other commands live in their own modules of this package (see COMMAND_MODULES in cli/__init__.py).
-"""
+"""`text4vis bench`: speed and memory measurements (model, data loading, timeline, index, serve, ONNX)."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -131,60 +127,6 @@ def _bench_serve(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="text4vis-bench-") as tmp:
         video = args.video or make_test_clip(tmp, seconds=4.0)["video"]
         return bench_serve(shlex.split(args.serve_args), video, clients, args.seconds)
-
-
-# ----------------------------------------------------------------------------- prepare
-
-def add_prepare(sub) -> None:
-    p = sub.add_parser("prepare", help="convert a video list to packed resized frames for fast training",
-                       formatter_class=RAW,
-                       description="Each video of a 'path label' list becomes one <path>.frames.zip (JPEG frames "
-                                   "at short side 256, uncompressed ZIP); a new list file points at them. Parallel, "
-                                   "with a progress bar, resumable (finished files are skipped).",
-                       epilog="example:\n  text4vis prepare --list lists/k400/train.txt --root /data/k400/train "
-                              "--out /fast/k400-prepared\n  then: --set data.train_list=/fast/k400-prepared/train.txt "
-                              "--set data.train_root=/fast/k400-prepared")
-    p.add_argument("--list", required=True, help="video list file ('relative/path.mp4 label')")
-    p.add_argument("--root", default="", help="folder the list's paths are relative to")
-    p.add_argument("--out", required=True, help="output folder (mirrors the list's relative paths)")
-    p.add_argument("--short-side", type=int, default=256)
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
-    p.set_defaults(func=cmd_prepare)
-
-
-def cmd_prepare(args) -> int:
-    from ..prepare import prepare_list
-    t = prepare_list(args.list, args.root, args.out, args.short_side, args.quality, args.workers)
-    per_hour = f"{t['gb_per_hour']:.2f} GB per hour of video" if t["gb_per_hour"] else "n/a"
-    print(f"{t['videos']} videos: {t['converted']} converted, {t['skipped']} already done, {t['failed']} failed; "
-          f"{t['bytes'] / 1e9:.2f} GB ({per_hour}); list: {t['list']}")
-    return 1 if t["failed"] else 0
-
-
-# ----------------------------------------------------------------------------- demo
-
-def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end demo on the synthetic benchmark (CPU, about 8 minutes)",
-                       formatter_class=RAW,
-                       description="Render the synthetic benchmark, train a small CLIP image tower from scratch "
-                                   "against the frozen MiniLM text classifier, a learned linear and a frozen "
-                                   "orthogonal classifier (and with a mean-pooling head), measure full-data, 2-shot "
-                                   "and zero-shot accuracy, predict a new clip, and write report.md, results.json "
-                                   "and figures. No GPU, pretrained weights, dataset or network needed.",
-                       epilog="examples:\n"
-                              "  text4vis demo                            # about 8 minutes on 2 cores (--quick: about 1 minute)\n"
-                              "  text4vis demo --quick --out /tmp/demo    # about 1 minute, smaller everything")
-    p.add_argument("--out", default="demo-report", help="report folder (default: ./demo-report)")
-    p.add_argument("--quick", action="store_true", help="a ~1-minute version: fewer classes, videos and epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the benchmark, the model and training (default 0)")
-    p.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args) -> int:
-    from ..demo import run_demo
-    run_demo(args.out, quick=args.quick, seed=args.seed)
-    return 0
 
 
 def register(sub) -> None:
