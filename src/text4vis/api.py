@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from .errors import DeviceError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import DeviceError, UsageError  # noqa: F401  (re-exported: the error family lives in errors.py)
 
 import os
 from dataclasses import dataclass, field
@@ -29,7 +29,69 @@ from .video import find_videos
 DEFAULT_CLIP = "ViT-B/16"
 DEFAULT_LABELS = "k400"
 
+# The least value of each numeric parameter of load/predict/classify; the CLI checks its flags with the same
+# rule (check_arguments with flag names), so API and CLI refuse the same values.
+AT_LEAST = {"topk": 1, "batch_size": 1, "workers": 0, "frames": 1}
 
+
+def check_arguments(name=lambda param: f"{param}=", **values) -> tuple[int, int] | None:
+    """UsageError naming the first value out of range (`name` maps a parameter to how the caller spells it:
+    `topk=` in the API, `--topk` on the command line). None values are skipped. With views=, returns its
+    (clips, crops)."""
+    for param, value in values.items():
+        if value is None or param == "views":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{name(param)} must be a whole number (got {value!r})")
+        if value < AT_LEAST[param]:
+            raise UsageError(f"{name(param)} must be at least {AT_LEAST[param]} (got {value})")
+    if values.get("views") is None:
+        return None
+    try:
+        return parse_views(values["views"], name("views"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+FRAME_LAYOUTS = "[T, H, W, 3] or [T, 3, H, W], optionally batched [B, T, ...]"
+
+
+def frames_to_tensor(frames, size: int) -> torch.Tensor:
+    """numpy or torch RGB frames in FRAME_LAYOUTS, uint8 0..255 or float 0..1 -> uint8 [B, T, 3, size, size].
+
+    Frames already size x size are used as they are; others are resized (short side) and centre-cropped as
+    `predict` does. Anything else is a one-line UsageError naming the expected shape and dtype."""
+    import numpy as np
+    if isinstance(frames, np.ndarray):
+        if frames.dtype.kind not in "uif" or frames.dtype.kind == "f" and frames.dtype.itemsize > 8:
+            raise UsageError(f"frames: expected a uint8 or float array, got dtype {frames.dtype}")
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise UsageError(f"frames: expected a numpy array or torch tensor {FRAME_LAYOUTS}, got {type(frames).__name__}")
+    shape = tuple(frames.shape)
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(0)
+    if frames.dim() != 5 or 3 not in (frames.shape[2], frames.shape[4]) or 0 in frames.shape:
+        raise UsageError(f"frames: expected RGB frames {FRAME_LAYOUTS}, got shape {shape}")
+    if frames.shape[2] != 3:  # channels last
+        frames = frames.permute(0, 1, 4, 2, 3)
+    if frames.is_floating_point():
+        low, high = float(frames.min()), float(frames.max())
+        if not (0.0 <= low and high <= 1.0):  # also NaN
+            raise UsageError(f"frames: float frames must be in 0..1 (got {low:.3g}..{high:.3g}); "
+                             f"pass uint8 0..255 frames or divide by 255")
+        frames = (frames.float() * 255.0).round_().to(torch.uint8)
+    elif frames.dtype != torch.uint8:
+        raise UsageError(f"frames: expected uint8 (0..255) or float (0..1) frames, got {frames.dtype}")
+    if frames.shape[-2:] == (size, size):
+        return frames
+    from .transforms import test_views
+    return torch.stack([test_views(clip, size, 1)[0] for clip in frames.cpu()])
+
+
+def _top(scores: torch.Tensor, labels: list[str], k: int) -> list[dict]:
+    top = torch.topk(scores, min(k, len(labels)))
+    return [{"label": labels[j], "score": round(float(v), 6)} for v, j in zip(top.values.tolist(), top.indices.tolist())]
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -89,19 +151,36 @@ class Recognizer:
         self.set_classifier(classifiers.text_classifier(self.towers, labels, prompts))
 
     @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, 3, S, S] (or [T, 3, S, S]) -> L2-normalised video embeddings [B, D]."""
-        if frames.dim() == 4:
-            frames = frames.unsqueeze(0)
+    def encode_video(self, frames) -> torch.Tensor:
+        """RGB frames -> L2-normalised video embeddings [B, D] (fp32, on the model's device).
+
+        frames: a numpy array or torch tensor [T, H, W, 3] or [T, 3, H, W] (one video) or [B, T, ...] (a batch),
+        uint8 0..255 or float 0..1. Frames of the model's input size are used as they are; others are resized
+        and centre-cropped as `predict` does."""
+        frames = frames_to_tensor(frames, self.input_size)
+        limit = getattr(getattr(self.model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
+        if limit is not None and frames.shape[1] > limit:
+            raise UsageError(f"frames: {frames.shape[1]} frames per video, but this model's transf head takes at "
+                             f"most {limit}")
         self.model.eval()
         with engine.autocast(self.device, self.precision):
             return self.model.encode_video(frames.to(self.device)).float()
 
+    def classify(self, frames, topk: int = 5):
+        """The in-memory call from frames to scores: top-k [{"label", "score"}] (softmax of 100 x cosine, as
+        `predict`). frames as in `encode_video`; one video gives one list, a batch [B, T, ...] a list per video."""
+        check_arguments(topk=topk)
+        single = getattr(frames, "ndim", 0) == 4
+        scores = engine.scores_from_embeddings(self.encode_video(frames).cpu(), self.model.classifier)
+        tops = [_top(row, self.labels, topk) for row in scores]
+        return tops[0] if single else tops
+
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
                 progress: bool = False, with_embedding: bool = False) -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or
-        {"video", "error"}. Folders are searched recursively for video files."""
-        clips, crops = parse_views(views)
+        {"video", "error"}. `paths`: one path or a list (str or os.PathLike). Folders are searched
+        recursively for video files; a folder holding images and no videos is one video (its frames)."""
+        clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size, workers=workers)
         files = find_videos([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames,
                          self.input_size, clips, crops)
@@ -111,15 +190,11 @@ class Recognizer:
         records: list[dict] = []
         row = {idx: r for r, idx in enumerate(result.indices)}
         errors = dict(result.errors)
-        k = min(topk, len(self.labels))
         for i, p in enumerate(files):
             if i in errors:
                 records.append({"video": p, "error": errors[i]})
                 continue
-            s = scores[row[i]]
-            top = torch.topk(s, k)
-            rec = {"video": p, "top": [{"label": self.labels[j], "score": round(float(v), 6)}
-                                       for v, j in zip(top.values.tolist(), top.indices.tolist())]}
+            rec = {"video": p, "top": _top(scores[row[i]], self.labels, topk)}
             if with_embedding:
                 rec["embedding"] = [round(float(x), 6) for x in result.embeddings[row[i]].tolist()]
             records.append(rec)
@@ -142,6 +217,9 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
                 precision); the CPU computes in fp32.
     """
+    checkpoint, clip, classifier, labels = (os.fspath(v) if isinstance(v, os.PathLike) else v
+                                            for v in (checkpoint, clip, classifier, labels))
+    check_arguments(frames=frames)
     dev = pick_device(device)
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
     names = load_labels(labels) if isinstance(labels, str) else (list(labels) if labels else None)

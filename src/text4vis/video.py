@@ -252,7 +252,7 @@ def find_videos(paths: Sequence[str]) -> list[str]:
     """Expand files and folders (recursively, by video extension) into a list of inputs, in order.
     Paths that do not exist are kept, so that the caller reports them as failed inputs."""
     out: list[str] = []
-    for p in paths:
+    for p in map(os.fspath, paths):
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
                 dirs.sort()

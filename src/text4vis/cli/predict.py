@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from .common import UsageError, add_model_args, check_numbers
+from .common import UsageError, add_model_args
 
 EXAMPLES_PREDICT = """examples:
   text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5
@@ -15,16 +15,17 @@ EXAMPLES_PREDICT = """examples:
 """
 
 
+def flag_name(param: str) -> str:
+    """An API parameter's command-line flag: batch_size -> --batch-size."""
+    return "--" + param.replace("_", "-")
+
+
 def cmd_predict(args) -> int:
-    from ..api import load
-    from ..sampling import parse_views
+    from ..api import check_arguments, load
     from ..video import find_videos
-    try:
-        parse_views(args.views)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    check_numbers(("--topk", args.topk, 1), ("--frames", args.frames, 1),
-                  ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0))
+    # the API's own rule, with flag names: API and CLI refuse the same values
+    check_arguments(flag_name, views=args.views, topk=args.topk, frames=args.frames, batch_size=args.batch_size,
+                    workers=args.workers)
     if args.embedding and not args.json:
         raise UsageError("--embedding adds the embedding to --json output: use both")
     files = find_videos(args.inputs)

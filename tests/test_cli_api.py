@@ -1,0 +1,151 @@
+"""Issue 13: a fast command line (no heavy imports for --help) and a forgiving Python API (paths as str or
+PathLike, numpy/torch frames in the documented layouts, `classify`, one rule for API and CLI)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_VIDEOS, index_frames, write_video
+import text4vis
+from text4vis import cli, sampling
+from text4vis.errors import UsageError
+from text4vis.video import read_all_frames
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+HEAVY = ("torch", "open_clip", "transformers", "torchvision", "av", "matplotlib", "sklearn")
+ARM = os.path.join(SHARED_VIDEOS, "arm_wrestling_h264.mp4")
+LABELS = ["arm wrestling", "cleaning pool", "dog", "cat", "juggling"]
+
+
+# ----------------------------------------------------------------------------- start-up stays light
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["predict", "--help"], ["train", "--help"],
+                                  ["classifier", "plot", "--help"], ["bench", "--help"]])
+def test_help_imports_nothing_heavy(argv):
+    """`text4vis --help` (and each command's) must not import torch, open_clip or transformers."""
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['text4vis', *{argv!r}]\n"
+            "try:\n    runpy.run_module('text4vis', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n")
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage: text4vis" in out.stdout or "text4vis " in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_version_is_printed():
+    out = subprocess.run([sys.executable, "-m", "text4vis", "--version"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=SRC), timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"text4vis {text4vis.__version__}"
+
+
+# ----------------------------------------------------------------------------- the Python API
+
+@pytest.fixture(scope="module")
+def rec(tiny_dir):
+    return text4vis.load(checkpoint=tiny_dir / "text4vis_orig_transf.pt", clip=tiny_dir / "openai_sd.pt",
+                         labels=LABELS, frames=4, device="cpu")
+
+
+def test_load_and_predict_take_pathlike(rec, tiny_dir, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(LABELS) + "\n")
+    again = text4vis.load(checkpoint=pathlib.Path(tiny_dir / "text4vis_orig_transf.pt"),
+                          clip=pathlib.Path(tiny_dir / "openai_sd.pt"), labels=labels, frames=4, device="cpu")
+    assert again.labels == LABELS
+    by_str = rec.predict([ARM], topk=3, workers=0)
+    by_path = again.predict([pathlib.Path(ARM)], topk=3, workers=0)
+    one_path = again.predict(pathlib.Path(ARM), topk=3, workers=0)
+    assert "error" not in by_path[0], by_path
+    assert by_path == by_str == one_path
+    assert isinstance(by_path[0]["video"], str) and by_path[0]["video"] == ARM
+    folder = tmp_path / "vids"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(open(ARM, "rb").read())
+    recs = again.predict(folder, topk=2, workers=0)
+    assert [r["video"] for r in recs] == [str(folder / "a.mp4")] and recs[0]["top"] == by_str[0]["top"][:2]
+
+
+def _view_frames(path: str, t: int) -> np.ndarray:
+    """The frames `predict` uses for a 1x1 view of `path`: [T, H, W, 3] uint8."""
+    frames = read_all_frames(path)
+    return frames[sampling.view_indices(len(frames), t, 1)[0]]
+
+
+def test_classify_equals_predict_for_every_layout(rec):
+    """Frames decoded by hand, in each documented layout, give predict's scores (predict resizes and
+    crops; classify does the same for frames that are not yet the model's input size)."""
+    want = rec.predict([ARM], topk=3, workers=0)[0]["top"]
+    hwc = _view_frames(ARM, rec.num_frames)                                 # [T, H, W, 3] numpy, 240x320
+    assert hwc.shape[1:] != (rec.input_size, rec.input_size, 3)
+    chw = torch.from_numpy(hwc).permute(0, 3, 1, 2).contiguous()             # [T, 3, H, W] torch
+    for frames in (hwc, chw, torch.from_numpy(hwc), chw.numpy()):
+        got = rec.classify(frames, topk=3)
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        np.testing.assert_allclose([g["score"] for g in got], [w["score"] for w in want], atol=2e-5)
+    batch = rec.classify(np.stack([hwc, hwc[::-1].copy()]), topk=3)          # [B, T, H, W, 3]
+    assert len(batch) == 2 and [b["label"] for b in batch[0]] == [w["label"] for w in want]
+    assert batch[0] != batch[1]
+    emb = rec.encode_video(np.stack([hwc, hwc]))
+    assert emb.shape == (2, 64) and torch.allclose(emb[0], emb[1])
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+
+
+def test_float_frames_in_unit_range_match_uint8(rec):
+    hwc = _view_frames(ARM, rec.num_frames)
+    as_uint8 = rec.encode_video(hwc)
+    as_float = rec.encode_video(hwc.astype(np.float32) / 255.0)
+    torch.testing.assert_close(as_float, as_uint8)
+    with pytest.raises(UsageError, match=r"float frames must be in 0\.\.1 \(got 0\.\.255\); pass uint8"):
+        rec.encode_video(hwc.astype(np.float32))
+
+
+@pytest.mark.parametrize("frames,words", [
+    (np.zeros((4, 32, 32), np.uint8), "expected RGB frames [T, H, W, 3] or [T, 3, H, W], optionally batched "
+                                      "[B, T, ...], got shape (4, 32, 32)"),
+    (np.zeros((4, 32, 32, 4), np.uint8), "got shape (4, 32, 32, 4)"),
+    (np.zeros((2, 3, 4, 32, 32, 3), np.uint8), "got shape (2, 3, 4, 32, 32, 3)"),
+    (torch.zeros(4, 3, 32, 32, dtype=torch.int64), "expected uint8 (0..255) or float (0..1) frames, got torch.int64"),
+    (np.zeros((4, 32, 32, 3), bool), "expected a uint8 or float array, got dtype bool"),
+    ([[1, 2, 3]], "expected a numpy array or torch tensor"),
+    (np.zeros((80, 32, 32, 3), np.uint8), "80 frames per video, but this model's transf head takes at most 77"),
+])
+def test_bad_frames_are_one_line_usage_errors(rec, frames, words):
+    with pytest.raises(UsageError) as e:
+        rec.encode_video(frames)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg and msg.startswith("frames: ")
+
+
+def test_api_and_cli_share_one_rule(rec, capsys):
+    """Values the CLI refuses are refused by the API, with the same rule (parameter names there, flags here)."""
+    frames = _view_frames(ARM, rec.num_frames)
+    for call, words in ((lambda: rec.predict([ARM], topk=0), "topk= must be at least 1 (got 0)"),
+                        (lambda: rec.classify(frames, topk=0), "topk= must be at least 1 (got 0)"),
+                        (lambda: rec.predict([ARM], batch_size=0), "batch_size= must be at least 1 (got 0)"),
+                        (lambda: rec.predict([ARM], workers=-1), "workers= must be at least 0 (got -1)"),
+                        (lambda: rec.predict([ARM], topk=2.5), "topk= must be a whole number (got 2.5)"),
+                        (lambda: rec.predict([ARM], views="2x2"), "views= 2x2: need at least 1 clip and 1 or 3"),
+                        (lambda: text4vis.load(frames=0), "frames= must be at least 1 (got 0)")):
+        with pytest.raises(UsageError) as e:
+            call()
+        assert str(e.value) == words or str(e.value).startswith(words), (str(e.value), words)
+    for argv, words in ((["--topk", "0"], "--topk must be at least 1 (got 0)"),
+                        (["--batch-size", "0"], "--batch-size must be at least 1 (got 0)"),
+                        (["--workers", "-1"], "--workers must be at least 0 (got -1)"),
+                        (["--frames", "0"], "--frames must be at least 1 (got 0)"),
+                        (["--views", "2x2"], "--views 2x2: need at least 1 clip and 1 or 3")):
+        assert cli.main(["predict", ARM, *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"text4vis predict: error: {words}"), err
+    # topk larger than the label set: every label, as the CLI does
+    assert len(rec.predict([ARM], topk=50, workers=0)[0]["top"]) == len(LABELS)
+    assert len(rec.classify(frames, topk=50)) == len(LABELS)
