@@ -149,3 +149,84 @@ def test_api_and_cli_share_one_rule(rec, capsys):
     # topk larger than the label set: every label, as the CLI does
     assert len(rec.predict([ARM], topk=50, workers=0)[0]["top"]) == len(LABELS)
     assert len(rec.classify(frames, topk=50)) == len(LABELS)
+
+
+# ----------------------------------------------------------------------------- frame folders in predict
+
+GIF = os.path.join(SHARED_VIDEOS, "cricket_shot_ucf101.gif")
+
+
+@pytest.fixture(scope="module")
+def frame_tree(tmp_path_factory):
+    """root/clip.mp4, root/frames_a/frame_1.png..frame_79.png (the GIF's frames, lossless), root/frames_b (the same
+    frames as JPEG, named img_00001.jpg ...), root/empty_sub/ (nothing)."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("frametree")
+    frames = read_all_frames(GIF)
+    (root / "frames_a").mkdir()
+    (root / "frames_b").mkdir()
+    (root / "empty_sub").mkdir()
+    for i, f in enumerate(frames, start=1):  # frame_2 before frame_10: names compare by their numbers
+        Image.fromarray(f).save(root / "frames_a" / f"frame_{i}.png")
+        Image.fromarray(f).save(root / "frames_b" / f"img_{i:05d}.jpg", quality=95)
+    (root / "frames_a" / "notes.txt").write_text("not a frame")
+    write_video(str(root / "clip.mp4"), index_frames(12, 64, 64))
+    return root
+
+
+def test_find_videos_tells_frame_folders_from_video_folders(frame_tree):
+    from text4vis.video import find_videos
+    assert find_videos([frame_tree]) == [str(frame_tree / "clip.mp4"), str(frame_tree / "frames_a"),
+                                         str(frame_tree / "frames_b")]
+    assert find_videos([frame_tree / "frames_a"]) == [str(frame_tree / "frames_a")]
+    # a folder with a video and a thumbnail image is a folder of videos, not a frame folder
+    thumb = frame_tree / "with_thumb"
+    thumb.mkdir(exist_ok=True)
+    (thumb / "v.mp4").write_bytes((frame_tree / "clip.mp4").read_bytes())
+    (thumb / "cover.jpg").write_bytes((frame_tree / "frames_b" / "img_00001.jpg").read_bytes())
+    try:
+        assert find_videos([thumb]) == [str(thumb / "v.mp4")]
+    finally:
+        for f in thumb.iterdir():
+            f.unlink()
+        thumb.rmdir()
+
+
+def test_predict_frame_folder_equals_the_video(rec, frame_tree):
+    """The GIF's own frames stored as PNG give the GIF's prediction; JPEG frames nearly."""
+    want = rec.predict([GIF], topk=5, workers=0, with_embedding=True)[0]
+    got = rec.predict([frame_tree / "frames_a", frame_tree / "frames_b"], topk=5, workers=0, with_embedding=True)
+    assert got[0]["video"] == str(frame_tree / "frames_a") and "error" not in got[0], got[0]
+    assert [t["label"] for t in got[0]["top"]] == [t["label"] for t in want["top"]]
+    # the same frames: the same numbers (up to float rounding of a batch of 2 instead of 1)
+    np.testing.assert_allclose([t["score"] for t in got[0]["top"]], [t["score"] for t in want["top"]], atol=2e-6)
+    np.testing.assert_allclose(got[0]["embedding"], want["embedding"], atol=2e-6)
+    cos = float(np.dot(got[1]["embedding"], want["embedding"]))
+    assert cos > 0.99
+
+
+def test_predict_cli_frame_folder(capsys, frame_tree, tiny_dir):
+    rc = cli.main(["predict", str(frame_tree), "--checkpoint", str(tiny_dir / "text4vis_orig_transf.pt"),
+                   "--clip", str(tiny_dir / "openai_sd.pt"), "--labels", "ucf101",
+                   "--frames", "4", "--json", "--topk", "2", "--quiet", "--workers", "0"])
+    out, err = capsys.readouterr()
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0, err
+    assert [r["video"] for r in recs] == [str(frame_tree / n) for n in ("clip.mp4", "frames_a", "frames_b")]
+    assert all(len(r["top"]) == 2 for r in recs)
+    # a frame folder whose images do not decode is one failed input, the others still processed
+    bad = frame_tree / "frames_bad"
+    bad.mkdir()
+    (bad / "img_00001.jpg").write_text("not an image")
+    try:
+        rc = cli.main(["predict", str(bad), str(frame_tree / "clip.mp4"), "--checkpoint",
+                       str(tiny_dir / "text4vis_orig_transf.pt"), "--clip", str(tiny_dir / "openai_sd.pt"),
+                       "--labels", "ucf101", "--frames", "4", "--json", "--quiet", "--workers", "0"])
+        out, err = capsys.readouterr()
+        recs = [json.loads(line) for line in out.splitlines()]
+        assert rc == 1 and "1 of 2 inputs failed" in err
+        assert recs[0]["video"] == str(bad) and "img_00001.jpg: not a readable image" in recs[0]["error"]
+        assert "top" in recs[1]
+    finally:
+        (bad / "img_00001.jpg").unlink()
+        bad.rmdir()
