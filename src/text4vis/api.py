@@ -8,9 +8,10 @@
 """
 from __future__ import annotations
 
-from .errors import DeviceError, UsageError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import DeviceError, Text4VisWarning, UsageError  # noqa: F401  (re-exported: the error family lives in errors.py)
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,20 @@ class Recognizer:
 
     def use_labels(self, labels: list[str], prompts=classifiers.DEFAULT_PROMPTS) -> None:
         """Swap in a CLIP-text classifier for another label set (zero-shot)."""
+        kind = self.classifier_meta.get("type", "text")
+        if kind == "lm":
+            raise ClassifierError(
+                f"{self.source}: was trained against a language-model (lm) classifier, so new labels need one too: "
+                f"build it with `text4vis classifier build --type lm --lm {self.classifier_meta.get('source') or 'NAME'} "
+                f"--labels LABELS --out new.safetensors` and pass it as classifier= (--classifier new.safetensors)")
+        if kind not in ("text", None):
+            raise ClassifierError(
+                f"{self.source}: was trained against {'an' if kind[:1] in 'aeiou' else 'a'} {kind} classifier, whose "
+                f"rows carry no meaning for other class "
+                f"names; new labels need a model trained against a text (or lm) classifier")
         if self.towers is None:
-            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass --clip")
+            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass the CLIP "
+                               f"towers it was trained from as clip= (--clip)")
         self.set_classifier(classifiers.text_classifier(self.towers, labels, prompts))
 
     @torch.no_grad()
@@ -241,8 +254,13 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
             if other.embed_dim != towers.embed_dim:
                 raise WeightsError(f"checkpoint {checkpoint} has embedding width {towers.embed_dim} but --clip {clip} "
                                    f"has {other.embed_dim}")
-            other.clip.visual = towers.clip.visual
-            towers = other
+            if classifier or names is None or names == list(meta["labels"]):
+                warnings.warn(Text4VisWarning(
+                    f"clip={clip} is ignored: {checkpoint} is self-contained (its own towers and classifier); clip= "
+                    f"only replaces its text tower to build a classifier for new labels="), stacklevel=2)
+            else:
+                other.clip.visual = towers.clip.visual
+                towers = other
         model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
                            head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
         model_state = checkpoints.split_prefix(tensors, "model.")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .errors import first_line
 from .model import VideoModel
 from .towers import OPENAI_NAMES, build_clip
 
@@ -292,7 +293,7 @@ def compiled_or_eager(fn, example, device, dtype):
             compiled(example)
         return compiled, True, None
     except Exception as exc:
-        return fn, False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        return fn, False, f"{type(exc).__name__}: {first_line(exc, 160) if str(exc).strip() else ''}"
 
 
 def _device_name(device) -> str:

@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .temporal import HEADS
+from .errors import first_line
 from .towers import WeightsError, safe_load, unwrap_state_dict
 
 FORMAT_VERSION = 1
@@ -134,7 +135,7 @@ def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             meta = json.loads(f.metadata()[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise WeightsError(f"{path}: damaged text4vis checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        raise WeightsError(f"{path}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
     problem = None
     if not isinstance(meta, dict):
         problem = "its metadata is not a mapping"
@@ -167,7 +168,7 @@ def load_state_or_explain(module, state: dict[str, torch.Tensor], source: str):
         return module.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
-        first = lines[0] if lines else (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        first = lines[0] if lines else first_line(exc, 160)
         raise WeightsError(f"{source}: weights do not fit this model ({len(lines) or 'some'} of another shape, "
                            f"e.g. {first})") from None
 
@@ -179,12 +180,21 @@ def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 def read_original(path: str) -> dict[str, torch.Tensor]:
     """The model state of an original Text4Vis checkpoint (module. prefix removed)."""
     sd = unwrap_state_dict(safe_load(path))
+    if is_clip_towers(sd):
+        raise WeightsError(f"{path}: this is a CLIP model file (image and text towers, no video head), not a video "
+                           f"model checkpoint; pass it as clip= (--clip)")
     if not any(k.startswith("visual.") for k in sd):
         raise WeightsError(f"{path}: neither a text4vis checkpoint nor an original Text4Vis one (no visual.* weights)")
     return sd
 
 
 VIDEO_KEYS = ("visual.", "fusion_model.", "logit_scale")
+CLIP_TEXT_KEYS = ("token_embedding.weight", "text_projection", "transformer.resblocks.0.attn.in_proj_weight")
+
+
+def is_clip_towers(sd: dict[str, torch.Tensor]) -> bool:
+    """A CLIP model's weights (its text tower is there) without a video head: a --clip file, not a checkpoint."""
+    return any(k in sd for k in CLIP_TEXT_KEYS) and not any(k.startswith("fusion_model.") for k in sd)
 
 
 def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

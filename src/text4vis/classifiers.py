@@ -15,7 +15,7 @@ model, prompts, label names, seed) as JSON.
 """
 from __future__ import annotations
 
-from .errors import ClassifierError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import ClassifierError, first_line  # noqa: F401  (re-exported: the error family lives in errors.py)
 
 import hashlib
 import json
@@ -136,7 +136,7 @@ def load_sentence_model(name: str, device: str = "cpu"):
             return SentenceTransformer(path, device=device)
     except Exception as exc:
         raise ClassifierError(
-            f"language model {name!r} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"language model {name!r} cannot be loaded ({type(exc).__name__}: {first_line(exc, 160)}); "
             f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
 
 
@@ -219,7 +219,7 @@ def load_classifier(path: str) -> Classifier:
             meta = json.loads((f.metadata() or {}).get("text4vis_classifier", "null"))
         tensors = load_file(path)
     except Exception as exc:
-        raise ClassifierError(f"{path}: not a classifier file ({str(exc).splitlines()[0][:120]})") from None
+        raise ClassifierError(f"{path}: not a classifier file ({first_line(exc, 160)})") from None
     if not isinstance(meta, dict) or not meta or "weight" not in tensors:
         raise ClassifierError(f"{path}: not a text4vis classifier file (no classifier metadata)")
     labels = meta.pop("labels", None)

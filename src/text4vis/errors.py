@@ -56,6 +56,11 @@ class VideoIndexError(Text4VisError):
     """A video index that cannot be built, opened or searched."""
 
 
+class Text4VisWarning(UserWarning):
+    """Something text4vis did differently from what was asked, or ignored (warnings.warn; the CLI prints it
+    as one "warning:" line)."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message, cut at a word boundary if longer than `limit`."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .errors import first_line
 from .video import VideoError, frame_rate, read_all_frames
 
 SUFFIX = ".frames.zip"
@@ -70,7 +71,7 @@ def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
                         im.draft("RGB", im.size)  # decode straight to RGB in libjpeg
                         cache[i] = np.asarray(im.convert("RGB"))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
-        raise VideoError(f"{path}: damaged prepared frames file ({str(exc).splitlines()[0][:100]})") from None
+        raise VideoError(f"{path}: damaged prepared frames file ({first_line(exc, 160)})") from None
     return np.stack([cache[i] for i in indices]), n
 
 

@@ -15,7 +15,7 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
-from .errors import WeightsError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import WeightsError, first_line  # noqa: F401  (re-exported: the error family lives in errors.py)
 
 import contextlib
 import copy
@@ -45,10 +45,20 @@ OPENAI_CACHE = os.path.expanduser("~/.cache/clip")
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The first non-empty line of an exception's message, without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:limit] if lines else type(exc).__name__
+    """The first non-empty line of an exception's message, without terminal colour codes, cut (if longer than
+    `limit`) at a word boundary."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return first_line(type(exc)(text) if text else exc, limit) if text else type(exc).__name__
+
+
+def _refusal(path: str, exc: BaseException) -> str:
+    """Our sentence for a pickle that torch.load(weights_only=True) refuses (not torch's advice to turn the
+    protection off): what it names, and what to do."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    what = f"it needs {found.group(1)}" if found else "it needs code"
+    return (f"{path}: refused: not a weights-only checkpoint ({what}, not only tensors and containers), and "
+            f"text4vis never runs code from a checkpoint; where you trust the file, load it and save its state "
+            f"dict again (torch.save(model.state_dict(), ...)) or as .safetensors")
 
 
 # ----------------------------------------------------------------------------- safe file loading
@@ -83,9 +93,7 @@ def safe_load(path: str) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: not a refusal
             raise WeightsError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-        raise WeightsError(
-            f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
-            f"and text4vis never runs code from a checkpoint ({_first_line(exc)})") from None
+        raise WeightsError(_refusal(path, exc)) from None
     except Exception as exc:
         raise WeightsError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
 
@@ -245,7 +253,7 @@ def hub_access():
 def _hub_error(what: str, exc: BaseException) -> WeightsError:
     return WeightsError(
         f"{what}: weights are not on this machine and could not be downloaded "
-        f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+        f"({type(exc).__name__}: {_first_line(exc) if str(exc).strip() else 'no details'}); "
         f"download them where there is network, or pass a local file with --clip /path/to/checkpoint.pt")
 
 
@@ -300,7 +308,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
         try:
             open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
         except Exception as exc:
-            raise WeightsError(f"--clip {source}: weights do not fit {name} ({str(exc).splitlines()[0][:160]})") from None
+            raise WeightsError(f"--clip {source}: weights do not fit {name} ({_first_line(exc)})") from None
         towers = Towers(clip=clip.float().eval(), config=cfg, source=source)
     towers.source, towers.mean, towers.std = source, tuple(mean), tuple(std)
     tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from ..errors import Text4VisError, UsageError  # noqa: F401
 from .common import add_model_args, check_numbers  # noqa: F401  (used by library code until the redesign)
@@ -17,6 +18,17 @@ from .common import add_model_args, check_numbers  # noqa: F401  (used by librar
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "commands"]
+
+
+def _warning_printer(command: str, fallback):
+    from ..errors import Text4VisWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Text4VisWarning):
+            print(f"text4vis {command}: warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
 
 
 def _known_errors():
@@ -47,7 +59,9 @@ def main(argv=None) -> int:
         return 2
     errors = _known_errors()
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # the library's own warnings: one line each, as errors are
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args.func(args) or 0)
     except errors as exc:
         print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
         return 2
