@@ -166,3 +166,76 @@ def test_lm_checkpoint_with_new_labels_suggests_what_works(capsys, own, tmp_path
     checkpoints.atomic_save(tensors, meta, str(other))
     line = error_line(capsys, "predict", ARM, "--checkpoint", other, "--labels", "ucf101")
     assert "was trained against an orthogonal classifier, whose rows carry no meaning for other class names" in line
+
+
+# ----------------------------------------------------------------------------- config: every problem at once
+
+def test_config_reports_every_problem_at_once(tmp_path, capsys):
+    import yaml
+    from text4vis.config import ConfigError, load_config
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"batch_sise": 3, "num_frames": 0}, "optim": {"lr": "fast"},
+                                   "optimizer": {"epochs": 2}}))
+    with pytest.raises(ConfigError) as e:
+        load_config(str(cfg), ["optim.grad_accumulation=0", "training.eval_frq=2", "novalue"])
+    lines = str(e.value).splitlines()
+    assert lines[0] == "7 problems in the config:"
+    body = [ln.strip() for ln in lines[1:]]
+    assert body[0].startswith(f"{cfg}: unknown config key 'data.batch_sise' (the data section has: train_list")
+    assert body[0].endswith("; did you mean 'data.batch_size'?")
+    assert body[1] == f"{cfg}: optim.lr: expected a number, got 'fast'"
+    assert body[2].startswith(f"{cfg}: unknown section 'optimizer' (sections: data, model") and \
+        body[2].endswith("; did you mean 'optim'?")
+    assert body[3].startswith("unknown config key 'training.eval_frq'") and body[3].endswith(
+        "; did you mean 'training.eval_freq'?")
+    assert body[4] == "--set 'novalue': expected KEY=VALUE, e.g. data.batch_size=16"
+    assert body[5] == "data.num_frames is 0: it must be at least 1"           # says which one
+    assert body[6] == "optim.grad_accumulation is 0: it must be at least 1"
+    # one problem stays one line; a key far from every known one gets no guess
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["data.zzzzzzzz=1"])
+    assert "\n" not in str(e.value) and "did you mean" not in str(e.value)
+    # the CLI prints all of them
+    assert cli.main(["train", "--config", str(cfg), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("text4vis train: error: 4 problems in the config:\n") and "did you mean 'optim'?" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_data_lists_every_unparsable_line(tmp_path, capsys, monkeypatch):
+    import yaml
+    from text4vis.datasets import DataError, read_list
+    lst = tmp_path / "train.txt"
+    lst.write_text(f"{ARM} 0\nnot_a_line\n{tmp_path / 'missing.mp4'} 1\nclip.mp4 zero\n{ARM} 1\nx y z w\n")
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"train_list": str(lst), "labels": str(tmp_path / "labels.txt")}}))
+    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1", "--write-clean", tmp_path / "clean")
+    assert rc == 1
+    bad = [ln for ln in err.splitlines() if ln.startswith("unparsable: ")]
+    assert [ln.split(": ", 2)[1] for ln in bad] == [f"{lst}:2", f"{lst}:4", f"{lst}:6"]
+    assert f"missing: {lst}:3: {tmp_path / 'missing.mp4'} not found" in err  # the rest is still checked
+    assert ("train: 6 entries, 2 ok, 1 missing, 0 do not decode, 0 frame counts differ, 0 labels out of range, "
+            "3 lines cannot be parsed") in out
+    assert (tmp_path / "clean" / "train.txt").read_text() == f"{ARM} 0\n{ARM} 1\n"
+    # training reads lists strictly, but names every bad line at once too
+    with pytest.raises(DataError) as e:
+        read_list(str(lst))
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{lst}: 3 lines cannot be parsed:" and len(lines) == 4
+    assert lines[1].strip().startswith(f"{lst}:2: cannot parse 'not_a_line'")
+
+
+def test_check_data_progress_from_the_first_entry(tmp_path, capsys, monkeypatch):
+    import sys
+    import yaml
+    lst = tmp_path / "val.txt"
+    lst.write_text(f"{ARM} 0\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"val_list": str(lst)}}))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1")
+    assert rc == 0 and "checking val: 100%" in err and "1/1" in err and "video/s" in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1", "--quiet")
+    assert rc == 0 and err == ""

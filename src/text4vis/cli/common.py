@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import UsageError
+
+
+def show_progress(args) -> bool:
+    """Progress bars and status lines ("loading the model ...") go to stderr when it is a terminal, unless
+    --quiet (in pipes and log files they would be noise)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def check_numbers(*checks) -> None:
