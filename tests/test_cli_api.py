@@ -230,3 +230,27 @@ def test_predict_cli_frame_folder(capsys, frame_tree, tiny_dir):
     finally:
         (bad / "img_00001.jpg").unlink()
         bad.rmdir()
+
+
+# ----------------------------------------------------------------------------- progress: what it is doing
+
+def test_predict_says_what_it_does_and_shows_a_bar_from_the_first_video(capsys, tiny_dir, tmp_path, monkeypatch):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("unseen action one\nunseen action two\nunseen action three\n")  # not in the classifier cache
+    argv = ["predict", ARM, "--checkpoint", str(tiny_dir / "text4vis_orig_transf.pt"), "--clip",
+            str(tiny_dir / "openai_sd.pt"), "--labels", str(labels), "--frames", "4", "--workers", "0"]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines[0] == f"text4vis: 1 video found; loading the model ({tiny_dir / 'text4vis_orig_transf.pt'})"
+    assert lines[1] == "text4vis: building the CLIP text classifier for 3 labels x 1 prompts"
+    assert any("1/1" in ln and "video/s" in ln for ln in lines), err  # the bar, with its rate, for one video
+    assert out.startswith(ARM)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert cli.main([*argv, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    # in a pipe or a log file (stderr not a terminal): no status lines, no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err == ""

@@ -19,6 +19,7 @@ from .errors import ClassifierError, first_line  # noqa: F401  (re-exported: the
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: b
             return load_classifier(path)
         except ClassifierError:
             pass  # a damaged cache entry is rebuilt below
+    logging.getLogger("text4vis").info("building the CLIP text classifier for %d labels x %d prompts", len(labels),
+                                       len(prompts))
     rows = []
     for name in labels:
         emb = towers.encode_text([p.format(name) for p in prompts])  # (P, D) normalised
@@ -143,6 +146,8 @@ def load_sentence_model(name: str, device: str = "cpu"):
 def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:
     check_labels(labels, "labels")
     check_prompts([prompt])
+    logging.getLogger("text4vis").info("building the language-model classifier for %d labels with %s", len(labels),
+                                       model)
     st = load_sentence_model(model)
     with torch.no_grad():
         emb = st.encode([prompt.format(readable(n)) for n in labels], convert_to_tensor=True,

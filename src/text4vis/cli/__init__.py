@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
 
 from ..errors import Text4VisError, UsageError  # noqa: F401
-from .common import add_model_args, check_numbers  # noqa: F401  (used by library code until the redesign)
+from .common import add_model_args, check_numbers, show_progress  # noqa: F401  (used by library code until the redesign)
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "commands"]
+
+
+class _StatusLines(logging.Handler):
+    """The library's INFO lines (logger "text4vis") as "text4vis: ..." on stderr, while a command runs."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"text4vis: {record.getMessage()}", file=sys.stderr, flush=True)
 
 
 def _warning_printer(command: str, fallback):
@@ -58,6 +69,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     errors = _known_errors()
+    status = _StatusLines() if show_progress(args) else None  # "loading the model ...": the library's log lines
+    log, level = logging.getLogger("text4vis"), logging.getLogger("text4vis").level
+    if status:
+        log.addHandler(status)
+        log.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():  # the library's own warnings: one line each, as errors are
             warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
@@ -77,6 +93,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("text4vis: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if status:
+            log.removeHandler(status)
+            log.setLevel(level)
 
 
 if __name__ == "__main__":

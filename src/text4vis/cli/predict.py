@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
-from .common import UsageError, add_model_args
+from .common import UsageError, add_model_args, show_progress
 
 EXAMPLES_PREDICT = """examples:
   text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5
@@ -32,10 +33,13 @@ def cmd_predict(args) -> int:
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
     empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
+    log = logging.getLogger("text4vis")
+    log.info("%d video%s found; loading the model (%s)", len(files), "s" * (len(files) != 1),
+             args.checkpoint or f"--clip {args.clip or 'ViT-B/16'}")
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
     records = rec.predict(files, topk=args.topk, views=args.views, batch_size=args.batch_size,
-                          workers=args.workers, progress=len(files) > 3 and not args.quiet,
+                          workers=args.workers, progress=show_progress(args),
                           with_embedding=args.embedding)
     failed = len(empty)
     for folder in empty:  # a folder given on purpose that holds no video is an input that failed
@@ -72,5 +76,6 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: by CPU count)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per input, in input order")
     p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no status lines or progress bar (they go to stderr only when it is a terminal)")
     p.set_defaults(func=cmd_predict)
