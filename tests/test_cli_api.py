@@ -254,3 +254,37 @@ def test_predict_says_what_it_does_and_shows_a_bar_from_the_first_video(capsys, 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert cli.main(argv) == 0
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- plots and tables name their inputs
+
+def test_classifier_plot_panels_are_named_by_what_tells_them_apart(capsys, tmp_path):
+    from text4vis import classifiers as C
+    from text4vis.labels import load_labels
+    names = load_labels("ucf101")
+    paths = []
+    for run_name in ("a", "b", "c", "d"):
+        p = tmp_path / "runs" / run_name / "best.safetensors"
+        p.parent.mkdir(parents=True)
+        C.save_classifier(C.random_classifier(names, 32, seed=ord(run_name)), str(p))
+        paths.append(str(p))
+    out = tmp_path / "corr.png"
+    assert cli.main(["classifier", "plot", *paths, "--classes", "12", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == f"{out}: 4 panel(s), 12 classes; panels: a (random); b (random); c (random); d (random)"
+    assert out.stat().st_size > 10000
+
+
+def test_compare_rows_are_named_by_what_tells_them_apart(capsys, tmp_path):
+    import yaml
+    cfg = {"classifier": {"type": "text"}, "training": {"mode": "classifier"}, "model": {"head": "transf"},
+           "data": {"shot": None}}
+    for run_name, top1 in (("lr1e-5", 0.5), ("lr1e-4", 0.25)):
+        d = tmp_path / "runs" / run_name / "full"
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 1, "val_top1": top1, "val_top5": 0.9}) + "\n")
+    folders = sorted(str(p) for p in (tmp_path / "runs").glob("*/full"))
+    assert cli.main(["compare", *folders]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["lr1e-4", "lr1e-5"]

@@ -498,7 +498,7 @@ def _figures(out: Path, s: DemoSettings, seen, held, arms, best_key, info, seed,
         values = {ARMS_BY_KEY[k].short: 100 * r["zeroshot_top1"] for k, r in arms.items()}
         plots.plot_bars(values, out / "zeroshot_top1.png", "top-1 on held-out classes (%)",
                         f"Zero-shot on {len(held)} held-out classes (dashed: chance)",
-                        reference=round(100 / len(held), 1))
+                        reference=round(100 / len(held), 1), reference_label="chance")
         figs["zeroshot_top1"] = "zeroshot_top1.png"
 
     # sample clips: one val clip for each of several classes (temporal pairs side by side), held-out ones

@@ -346,9 +346,11 @@ def cmd_classifier_plot(args) -> int:
     for path, c in items[1:]:
         if c.labels != names:
             raise UsageError(f"{path}: its classes differ from {items[0][0]}'s; plot classifiers of one label set")
-    panels = [(f"{os.path.basename(p)} ({c.meta.get('type', '?')})", c.weight.numpy()) for p, c in items]
+    from ..names import short_names  # several runs' best.safetensors: named by what tells them apart
+    panels = [(f"{name} ({c.meta.get('type', '?')})", c.weight.numpy())
+              for name, (_, c) in zip(short_names([p for p, _ in items]), items)]
     shown = plots.plot_correlation(panels, names, args.out, classes=_pick_classes(args.classes, names), seed=args.seed)
-    print(f"{args.out}: {len(panels)} panel(s), {len(shown)} classes")
+    print(f"{args.out}: {len(panels)} panel(s), {len(shown)} classes; panels: {'; '.join(t for t, _ in panels)}")
     return 0
 
 
@@ -454,7 +456,10 @@ def cmd_compare(args) -> int:
             skipped += 1
             print(f"text4vis compare: warning: {exc}; skipped", file=sys.stderr)
             continue
-        rows.append(r)
+        rows.append(dict(r, folder=folder))
+    from ..names import short_names  # runs/*/full: each row named by what tells its folder apart
+    for r, name in zip(rows, short_names([r["folder"] for r in rows])):
+        r["name"] = name
     if not rows:
         raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
     fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
