@@ -288,3 +288,48 @@ def test_compare_rows_are_named_by_what_tells_them_apart(capsys, tmp_path):
     assert cli.main(["compare", *folders]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
     assert rows == ["lr1e-4", "lr1e-5"]
+
+
+# ----------------------------------------------------------------------------- bench: no None, warn when unreliable
+
+def _no_none(obj, where="result"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _no_none(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _no_none(v, f"{where}[{i}]")
+    else:
+        assert obj is not None, f"{where} is None"
+
+
+@pytest.mark.parametrize("iters,warned", [(2, 2), (6, 1)])
+def test_bench_prints_no_none_and_warns_about_few_iterations(capsys, monkeypatch, iters, warned):
+    from conftest import tiny_config
+    from text4vis import bench
+    tiny = tiny_config(64)
+    monkeypatch.setattr(bench, "model_config", lambda name: tiny)
+    assert cli.main(["bench", "--model", "tiny", "--frames", "2", "--batch", "1", "--iters", str(iters),
+                     "--warmup", "0", "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "None" not in out
+    assert "percent_of_peak: n/a (no peak TFLOP/s known for this device)" in out
+    assert "peak_memory_gb: n/a (measured on CUDA devices only)" in out
+    warnings = err.strip().splitlines()
+    assert len(warnings) == warned and all(w.startswith("text4vis bench: warning: ") for w in warnings)
+    if iters < 5:
+        assert f"only {iters} timed iterations: figures from fewer than 5 are unreliable" in warnings[0]
+    assert "s in all: under 1 s, timer and warm-up effects dominate" in warnings[-1]  # a tiny model is fast
+    assert cli.main(["bench", "--model", "tiny", "--frames", "2", "--batch", "1", "--iters", str(iters),
+                     "--warmup", "0", "--device", "cpu", "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    _no_none(result)
+    assert len(result["warnings"]) == warned and len(err.strip().splitlines()) == warned
+    assert set(result["cases"]) == {"text4vis", "reference_fp32"}
+
+
+def test_bench_reliability_rule():
+    from text4vis.bench import reliability_warnings
+    assert reliability_warnings(10, [1.5, 2.0]) == []
+    assert len(reliability_warnings(4, [1.5])) == 1 and len(reliability_warnings(10, [0.5, 3.0])) == 1
