@@ -175,6 +175,9 @@ def eval_from_config(cfg, args) -> dict:
     from .checkpoints import is_text4vis_checkpoint
     self_contained = bool(args.checkpoint) and is_text4vis_checkpoint(args.checkpoint)
     own_group = engine_setup()
+    import logging
+    logging.getLogger("text4vis").info("%d videos in %s; loading the model (%s)", len(samples), val_list,
+                                       args.checkpoint or f"--clip {args.clip or cfg.model.clip}")
     try:
         rec = load(checkpoint=args.checkpoint, clip=args.clip or (None if self_contained else cfg.model.clip),
                    labels=names, prompts=args.prompts or cfg.classifier.prompts, classifier=args.classifier,
