@@ -112,3 +112,72 @@ def test_plot_curves_bars_strip(tmp_path):
     p = tmp_path / "deep" / "strip.png"
     P.save_image_strip(clips, p, frames_per_clip=8)
     assert _close(_size(p), _expected(1.5 * 8 + 2, 1.5 * 2))
+
+
+def _drawn_figure(monkeypatch):
+    """Capture the figure a plot function saves (drawn, so text positions are final)."""
+    figs = []
+    real = P._save
+
+    def keep(fig, path):
+        from matplotlib.text import Text
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        fig.text_extents = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+                            if t.get_visible() and t.get_text().strip()]
+        figs.append(fig)
+        real(fig, path)
+    monkeypatch.setattr(P, "_save", keep)
+    return figs
+
+
+def test_correlation_four_panels_long_names_nothing_clipped(tmp_path, monkeypatch):
+    """Four inputs with Kinetics' longest class names: every title, tick label and colour-bar label lies
+    inside the saved image (issue 13: titles and ticks were clipped)."""
+    from text4vis.labels import load_labels
+    names = load_labels("k400")
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(len(names), 32))
+    long = [i for i, n in enumerate(names) if len(n) > 30][:5]
+    assert long, "k400 has long class names"
+    figs = _drawn_figure(monkeypatch)
+    ids = P.plot_correlation([(f"run {t}/best.safetensors (text)", base + s * rng.normal(size=base.shape))
+                              for t, s in ((1, 0), (2, 1), (3, 3), (4, 30))],
+                             names, tmp_path / "c4.png", classes=long + list(range(15)))
+    assert len(ids) == 20
+    fig = figs[0]
+    box = fig.bbox
+    texts = fig.text_extents
+    assert sum(text == names[long[0]] for text, _ in texts) == 8  # x and y ticks of 4 panels
+    assert sum(text.startswith("run ") for text, _ in texts) == 4  # the titles
+    for text, e in texts:
+        assert e.x0 >= box.x0 - 1 and e.y0 >= box.y0 - 1 and e.x1 <= box.x1 + 1 and e.y1 <= box.y1 + 1, text
+
+
+def test_correlation_scale_shows_differences_near_one(tmp_path, monkeypatch):
+    """A 4x4 map whose off-diagonal values are all 0.6..0.9 (CLIP text rows) gets a colour scale from its
+    lowest off-diagonal value to 1, said on its colour bar; a map with negative values keeps -1..1."""
+    rng = np.random.default_rng(0)
+    alike = np.ones((4, 64)) + 0.6 * rng.normal(size=(4, 64))
+    sim = P._normalize_rows(alike) @ P._normalize_rows(alike).T
+    low = sim[~np.eye(4, dtype=bool)].min()
+    assert 0.5 < low < 0.95
+    figs = _drawn_figure(monkeypatch)
+    P.plot_correlation([("alike", alike), ("random", rng.normal(size=(4, 64)))], list("abcd"), tmp_path / "s.png",
+                       classes=None)
+    images = [ax.images[0] for ax in figs[0].axes if ax.images]
+    assert len(images) == 2
+    vmin, vmax = images[0].norm.vmin, images[0].norm.vmax
+    assert vmax == 1.0 and low - 0.001 <= vmin <= low
+    assert (images[1].norm.vmin, images[1].norm.vmax) == (-1.0, 1.0)
+    labels = [ax.get_ylabel() for ax in figs[0].axes if not ax.images and ax.get_ylabel()]
+    assert labels == [f"cosine similarity, {vmin:.3f} (lowest off-diagonal) to 1", "cosine similarity, -1 to 1"]
+    assert P.similarity_scale(np.eye(1)) == (-1.0, 1.0, "RdBu_r")
+
+
+def test_bars_reference_is_named(tmp_path, monkeypatch):
+    figs = _drawn_figure(monkeypatch)
+    P.plot_bars({"a": 60.0, "b": 40.0}, tmp_path / "z.png", "top-1 (%)", "Zero-shot (dashed: chance)",
+                reference=50, reference_label="chance")
+    legend = figs[0].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["chance (50)"]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
 from .datasets import Sample, TestDataset
 from .devices import pick_device, precision_name
-from .errors import DeviceError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import DeviceError, Text4VisWarning, UsageError  # noqa: F401  (DeviceError re-exported)
 from .labels import load_labels
 from .model import VideoModel
 from .sampling import parse_views
@@ -28,6 +29,73 @@ from .video import find_videos
 
 DEFAULT_LABELS = "k400"
 __all__ = ["load", "Recognizer", "pick_device", "DEFAULT_CLIP", "DEFAULT_LABELS"]
+
+
+# The least value of each numeric parameter of load/predict/classify; the CLI checks its flags with the same
+# rule (check_arguments with flag names), so API and CLI refuse the same values.
+AT_LEAST = {"topk": 1, "batch_size": 1, "workers": 0, "frames": 1}
+
+
+def check_arguments(name=lambda param: f"{param}=", **values) -> tuple[int, int] | None:
+    """UsageError naming the first value out of range (`name` maps a parameter to how the caller spells it:
+    `topk=` in the API, `--topk` on the command line). None values are skipped. With views=, returns its
+    (clips, crops)."""
+    for param, value in values.items():
+        if value is None or param == "views":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{name(param)} must be a whole number (got {value!r})")
+        if value < AT_LEAST[param]:
+            raise UsageError(f"{name(param)} must be at least {AT_LEAST[param]} (got {value})")
+    if values.get("views") is None:
+        return None
+    try:
+        return parse_views(values["views"], name("views"))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+FRAME_LAYOUTS = "[T, H, W, 3] or [T, 3, H, W], optionally batched [B, T, ...]"
+
+
+def frames_to_tensor(frames, size: int) -> torch.Tensor:
+    """numpy or torch RGB frames in FRAME_LAYOUTS, uint8 0..255 or float 0..1 -> uint8 [B, T, 3, size, size].
+
+    Frames already size x size are used as they are; others are resized (short side) and centre-cropped as
+    `predict` does. Anything else is a one-line UsageError naming the expected shape and dtype."""
+    import numpy as np
+    if isinstance(frames, np.ndarray):
+        if frames.dtype.kind not in "uif" or frames.dtype.kind == "f" and frames.dtype.itemsize > 8:
+            raise UsageError(f"frames: expected a uint8 or float array, got dtype {frames.dtype}")
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise UsageError(f"frames: expected a numpy array or torch tensor {FRAME_LAYOUTS}, got {type(frames).__name__}")
+    shape = tuple(frames.shape)
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(0)
+    if frames.dim() != 5 or 3 not in (frames.shape[2], frames.shape[4]) or 0 in frames.shape:
+        raise UsageError(f"frames: expected RGB frames {FRAME_LAYOUTS}, got shape {shape}")
+    if frames.shape[2] != 3:  # channels last
+        frames = frames.permute(0, 1, 4, 2, 3)
+    if frames.is_floating_point():
+        low, high = float(frames.min()), float(frames.max())
+        if not (0.0 <= low and high <= 1.0):  # also NaN
+            raise UsageError(f"frames: float frames must be in 0..1 (got {low:.3g}..{high:.3g}); "
+                             f"pass uint8 0..255 frames or divide by 255")
+        frames = (frames.float() * 255.0).round_().to(torch.uint8)
+    elif frames.dtype != torch.uint8:
+        raise UsageError(f"frames: expected uint8 (0..255) or float (0..1) frames, got {frames.dtype}")
+    if frames.shape[-2:] == (size, size):
+        return frames
+    from .transforms import test_views
+    return torch.stack([test_views(clip, size, 1)[0] for clip in frames.cpu()])
+
+
+def _top(scores: torch.Tensor, labels: list[str], k: int) -> list[dict]:
+    """The k best classes, best first; ties: the lower class id first (as metrics.ranking)."""
+    top = torch.sort(scores, descending=True, stable=True)
+    k = min(k, len(labels))
+    return [{"label": labels[j], "score": round(float(v), 6)} for v, j in zip(top.values[:k].tolist(), top.indices[:k].tolist())]
 
 
 @dataclass
@@ -61,38 +129,68 @@ class Recognizer:
 
     def use_labels(self, labels: list[str], prompts=classifiers.DEFAULT_PROMPTS) -> None:
         """Swap in a CLIP-text classifier for another label set (zero-shot)."""
+        kind = self.classifier_meta.get("type", "text")
+        if kind == "lm":
+            raise ClassifierError(
+                f"{self.source}: was trained against a language-model (lm) classifier, so new labels need one too: "
+                f"build it with `text4vis classifier build --type lm --lm {self.classifier_meta.get('source') or 'NAME'} "
+                f"--labels LABELS --out new.safetensors` and pass it as classifier= (--classifier new.safetensors)")
+        if kind not in ("text", None):
+            raise ClassifierError(
+                f"{self.source}: was trained against {'an' if kind[:1] in 'aeiou' else 'a'} {kind} classifier, whose "
+                f"rows carry no meaning for other class "
+                f"names; new labels need a model trained against a text (or lm) classifier")
         if self.towers is None:
-            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass clip=")
+            raise WeightsError(f"{self.source}: has no text tower to build a classifier for new labels; pass the CLIP "
+                               f"towers it was trained from as clip=")
         self.set_classifier(classifiers.text_classifier(self.towers, labels, prompts))
 
     @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, T, 3, S, S] (or [T, 3, S, S]) -> L2-normalised video embeddings [B, D]."""
-        if frames.dim() == 4:
-            frames = frames.unsqueeze(0)
+    def encode_video(self, frames) -> torch.Tensor:
+        """RGB frames -> L2-normalised video embeddings [B, D] (fp32, on the model's device).
+
+        frames: a numpy array or torch tensor [T, H, W, 3] or [T, 3, H, W] (one video) or [B, T, ...] (a batch),
+        uint8 0..255 or float 0..1. Frames of the model's input size are used as they are; others are resized
+        and centre-cropped as `predict` does."""
+        frames = frames_to_tensor(frames, self.input_size)
         if self.video_backend is not None:
             return self.video_backend.encode_video(frames)
+        limit = getattr(getattr(self.model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
+        if limit is not None and frames.shape[1] > limit:
+            raise UsageError(f"frames: {frames.shape[1]} frames per video, but this model's transf head takes at "
+                             f"most {limit}")
         self.model.eval()
         with engine.autocast(self.device, self.precision):
             return self.model.encode_video(frames.to(self.device)).float()
 
+    def classify(self, frames, topk: int = 5):
+        """The in-memory call from frames to scores: top-k [{"label", "score"}] (softmax of 100 x cosine, as
+        `predict`). frames as in `encode_video`; one video gives one list, a batch [B, T, ...] a list per video."""
+        check_arguments(topk=topk)
+        single = getattr(frames, "ndim", 0) == 4
+        scores = engine.scores_from_embeddings(self.encode_video(frames).cpu(), self.model.classifier)
+        tops = [_top(row, self.labels, topk) for row in scores]
+        return tops[0] if single else tops
+
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
                 progress: bool = False, with_embedding: bool = False) -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or
-        {"video", "error"}. Folders are searched recursively for video files; a folder that holds none
-        is one record with an error. See `predict_iter` to get each record as soon as it is done."""
+        {"video", "error"}. `paths`: one path or a list (str or os.PathLike). Folders are searched
+        recursively for video files; a folder holding images and no videos is one video (its frames); a
+        folder that holds neither is one record with an error. See `predict_iter` to get each record as
+        soon as it is done."""
         return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding))
 
     def predict_iter(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4,
                      workers: int | None = None, progress: bool = False, with_embedding: bool = False):
         """`predict`, one record at a time: each record is yielded as soon as it and every record before
         it are done, in input order (so a consumer that stops early keeps a prefix of the answer)."""
-        clips, crops = parse_views(views)
+        clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size, workers=workers)
         inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         items: list[tuple[str, bool]] = []           # (path, is an empty folder) in input order
         for p in inputs:
             found = find_videos([p])
-            items.extend([(str(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
+            items.extend([(os.fspath(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
         files = [p for p, empty in items if not empty]
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops)
         weight = self.model.classifier
@@ -120,9 +218,7 @@ class Recognizer:
                 done[i] = {"video": files[i], "error": error}
             scores = engine.scores_from_embeddings(emb, weight) if len(indices) else None
             for row, i in enumerate(indices):
-                top = torch.sort(scores[row], descending=True, stable=True)  # ties: the lower class id first
-                rec = {"video": files[i], "top": [{"label": self.labels[j], "score": round(float(v), 6)}
-                                                  for v, j in zip(top.values[:k].tolist(), top.indices[:k].tolist())]}
+                rec = {"video": files[i], "top": _top(scores[row], self.labels, k)}
                 if with_embedding:
                     rec["embedding"] = [round(float(x), 6) for x in emb[row].tolist()]
                 done[i] = rec
@@ -166,6 +262,9 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     runtime     "torch", or "onnx": the video model runs on ONNX Runtime's CPU provider from the
                 checkpoint's exported model.onnx (deploy.export_onnx); scoring is unchanged.
     """
+    checkpoint, clip, classifier, labels = (os.fspath(v) if isinstance(v, os.PathLike) else v
+                                            for v in (checkpoint, clip, classifier, labels))
+    check_arguments(frames=frames)
     dev = pick_device(device)
     if runtime not in ("torch", "onnx"):
         from .errors import UsageError
@@ -176,6 +275,10 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
         checkpoint = checkpoints.resolve_checkpoint(checkpoint)
     loaded = load_video_model(checkpoint, clip, head)
+    if clip and loaded.labels is not None and (classifier or names is None or names == loaded.labels):
+        warnings.warn(Text4VisWarning(
+            f"clip={clip} is ignored: {checkpoint} is self-contained (its own towers and classifier); clip= "
+            f"only replaces its text tower to build a classifier for new labels="), stacklevel=2)
     model = loaded.model
     rec = Recognizer(model, loaded.labels or [], loaded.towers, frames or loaded.num_frames or 8,
                      loaded.classifier_meta, loaded.source, dev, loaded.image_size)

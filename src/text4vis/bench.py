@@ -178,6 +178,21 @@ def time_it(fn, device, iters: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / iters
 
 
+MIN_ITERS, MIN_TIMED_S = 5, 1.0  # below these, one run's ratios are mostly noise (seen: 0.22x at 2, 0.97x at 6)
+
+
+def reliability_warnings(iters: int, timed_seconds: list[float]) -> list[str]:
+    """Sentences saying why a run's figures are unreliable: too few timed iterations, or too little time."""
+    out = []
+    if iters < MIN_ITERS:
+        out.append(f"only {iters} timed iteration{'s' * (iters != 1)}: figures from fewer than {MIN_ITERS} are "
+                   f"unreliable (ratios of one run can be off by several times); time more iterations (--iters)")
+    if timed_seconds and min(timed_seconds) < MIN_TIMED_S:
+        out.append(f"a case was timed for {min(timed_seconds):.2f} s in all: under {MIN_TIMED_S:g} s, timer and "
+                   f"warm-up effects dominate; time more iterations (--iters)")
+    return out
+
+
 def _peak(device) -> float | None:
     if device.type != "cuda":
         return None
@@ -207,11 +222,21 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
     out: dict = {"model": name, "frames": frames, "batch": batch, "mode": mode, "device": _device_name(device),
                  "gflop_per_video": flops / 1e9, "cases": {}}
 
+    timed: list[float] = []
+    if not peak:  # fields that cannot be measured here are left out, and said why once
+        out.setdefault("not_measured", {})["percent_of_peak"] = "no peak TFLOP/s known for this device"
+    if device.type != "cuda":
+        out.setdefault("not_measured", {})["peak_memory_gb"] = "measured on CUDA devices only"
+
     def record(case: str, seconds: float, dtype: torch.dtype, mem: float | None):
         vps = batch / seconds
         tf = vps * flops / 1e12
-        out["cases"][case] = {"videos_per_s": vps, "tflops": tf, "percent_of_peak": (100 * tf / peak) if peak else None,
-                              "dtype": str(dtype).replace("torch.", ""), "peak_memory_gb": mem}
+        timed.append(seconds * iters)
+        out["cases"][case] = {"videos_per_s": vps, "tflops": tf, "dtype": str(dtype).replace("torch.", "")}
+        if peak:
+            out["cases"][case]["percent_of_peak"] = 100 * tf / peak
+        if mem is not None:
+            out["cases"][case]["peak_memory_gb"] = mem
 
     def mem_reset():
         if device.type == "cuda":
@@ -223,7 +248,9 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
 
     embed, out["compiled"] = ours.embed, False
     if compile_model:
-        embed, out["compiled"], out["compile_fallback"] = compiled_or_eager(ours.embed, x[:1], device, fast)
+        embed, out["compiled"], fallback = compiled_or_eager(ours.embed, x[:1], device, fast)
+        if fallback:
+            out["compile_fallback"] = fallback
 
     def run(fn, inputs, dtype):
         with _amp(device, dtype):
@@ -281,6 +308,8 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
     base = out["cases"].get("reference_fp16") or out["cases"].get("reference_fp32")
     for case in out["cases"].values():
         case["ratio_vs_reference"] = case["videos_per_s"] / base["videos_per_s"]
+    if warn := reliability_warnings(iters, timed):
+        out["warnings"] = warn
     return out
 
 
@@ -389,4 +418,6 @@ def bench_data(frames: int = 8, iters: int = 10, input_size: int = 224, rounds: 
         base = result["cases"]["reference_jpeg_folder"]["clips_per_s_per_core"]
         for c in result["cases"].values():
             c["ratio_vs_reference"] = c["clips_per_s_per_core"] / base
+        if warn := reliability_warnings(iters, [best[case] * iters for case, _ in cases]):
+            result["warnings"] = warn
     return result

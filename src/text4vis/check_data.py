@@ -68,16 +68,18 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
     return "ok", None, n
 
 
-def _read_any(path: str, root: str, labels: list[str] | None) -> list[Sample]:
+def _read_any(path: str, root: str, labels: list[str] | None, bad: list) -> list[Sample]:
+    """The samples of a list; lines of a list file that cannot be parsed go to `bad` (broken entries). In a
+    CSV, labels that are no class name point at the wrong label list: all are reported in one DataError."""
     if path.lower().endswith(".csv"):
         return read_csv(path, labels or [], root)
-    return read_list(path, root)
+    return read_list(path, root, bad)
 
 
-def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None = None) -> dict:
+def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None = None, progress: bool = True) -> dict:
     """Check every entry of the train and val lists; print one line per problem (stderr) and a
     summary per split (stdout). With `clean_dir`, write each list without its broken entries
-    (frame counts that differ from the folder are corrected instead)."""
+    (frame counts that differ from the folder are corrected instead). `progress`: a bar (rate, ETA) on stderr."""
     labels = resolve_labels(("data.labels", cfg.data.labels))
     report: dict = {"problems": 0, "splits": {}}
     splits = [(split, path, root) for split, path, root in (("train", cfg.data.train_list, cfg.data.train_root),
@@ -105,18 +107,21 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
             print(f"{split}: {path} is a class-folder tree; checking its videos", file=sys.stderr)
             from .datasets import read_class_folders
             samples, _ = read_class_folders(path)
-        else:
-            samples = _read_any(path, root, labels)
+        unparsed: list[tuple[str, str]] = []  # every line that cannot be parsed is listed with the other problems
+        if not os.path.isdir(path):
+            samples = _read_any(path, root, labels, unparsed)
+        for _, msg in unparsed:
+            print(f"unparsable: {msg}", file=sys.stderr)
         jobs = [(s, cfg.data.image_tmpl, cfg.data.index_bias, len(labels) if labels else 0) for s in samples]
         n_workers = max(1, workers or os.cpu_count() or 1)
         counts = {"ok": 0, "missing": 0, "broken": 0, "frames": 0, "label": 0}
-        bad_lines: set[str] = set()
+        bad_lines: set[str] = {where for where, _ in unparsed}
         fixed_counts: dict[str, int] = {}
         pool = ProcessPoolExecutor(n_workers) if n_workers > 1 else None
         try:
             results = pool.map(check_sample, jobs, chunksize=4) if pool else map(check_sample, jobs)
             for s, (kind, msg, n) in tqdm(zip(samples, results), total=len(samples), desc=f"checking {split}",
-                                          unit="video", disable=len(samples) < 50):
+                                          unit="video", disable=not progress):
                 counts[kind] += 1
                 if msg:
                     tqdm.write(f"{kind}: {msg}", file=sys.stderr)
@@ -127,12 +132,14 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
         finally:
             if pool is not None:
                 pool.shutdown()
-        problems = len(samples) - counts["ok"]
+        problems = len(samples) - counts["ok"] + len(unparsed)
         report["problems"] += problems
-        report["splits"][split] = dict(counts, total=len(samples))
-        print(f"{split}: {len(samples)} entries, {counts['ok']} ok, {counts['missing']} missing, "
+        report["splits"][split] = dict(counts, total=len(samples) + len(unparsed))
+        if unparsed:
+            report["splits"][split]["unparsable"] = len(unparsed)
+        print(f"{split}: {len(samples) + len(unparsed)} entries, {counts['ok']} ok, {counts['missing']} missing, "
               f"{counts['broken']} do not decode, {counts['frames']} frame counts differ, "
-              f"{counts['label']} labels out of range")
+              f"{counts['label']} labels out of range" + (f", {len(unparsed)} lines cannot be parsed" if unparsed else ""))
         if split in clean_paths:
             out = clean_paths[split]
             written = _write_clean(path, out, {s.source for s in samples}, bad_lines, fixed_counts)

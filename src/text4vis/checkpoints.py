@@ -161,7 +161,7 @@ def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             meta = json.loads(f.metadata()[META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise WeightsError(f"{path}: damaged text4vis checkpoint ({first_line(exc, 120)})") from None
+        raise WeightsError(f"{path}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
     problem = None
     if not isinstance(meta, dict):
         problem = "its metadata is not a mapping"
@@ -217,6 +217,9 @@ def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 def read_original(path: str) -> dict[str, torch.Tensor]:
     """The model state of an original Text4Vis checkpoint (module. prefix removed)."""
     sd = unwrap_state_dict(safe_load(path))
+    if is_clip_towers(sd):
+        raise WeightsError(f"{path}: this is a CLIP model file (image and text towers, no video head), not a video "
+                           f"model checkpoint; pass it as clip= (--clip)")
     if not any(k.startswith("visual.") for k in sd):
         raise WeightsError(f"{path}: neither a text4vis checkpoint nor an original Text4Vis one (no visual.* weights)")
     check_finite(sd, path)
@@ -224,6 +227,12 @@ def read_original(path: str) -> dict[str, torch.Tensor]:
 
 
 VIDEO_KEYS = ("visual.", "fusion_model.", "logit_scale")
+CLIP_TEXT_KEYS = ("token_embedding.weight", "text_projection", "transformer.resblocks.0.attn.in_proj_weight")
+
+
+def is_clip_towers(sd: dict[str, torch.Tensor]) -> bool:
+    """A CLIP model's weights (its text tower is there) without a video head: a --clip file, not a checkpoint."""
+    return any(k in sd for k in CLIP_TEXT_KEYS) and not any(k.startswith("fusion_model.") for k in sd)
 
 
 def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

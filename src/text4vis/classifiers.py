@@ -19,6 +19,7 @@ from .errors import ClassifierError, first_line  # noqa: F401  (ClassifierError 
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ def text_classifier(towers, labels: list[str], prompts=DEFAULT_PROMPTS, cache: b
             return load_classifier(path)
         except ClassifierError:
             pass  # a damaged cache entry is rebuilt below
+    logging.getLogger("text4vis").info("building the CLIP text classifier for %d labels x %d prompts", len(labels),
+                                       len(prompts))
     # every (class, prompt) text in batches, as open_clip's zero-shot builder does, not one class at a time
     # a class name from a folder (`arm_wrestling`) is read as words in the prompt: "... arm wrestling."
     emb = towers.encode_text([p.format(prompt_name(name)) for name in labels for p in prompts])  # (C * P, D)
@@ -177,6 +180,8 @@ def load_sentence_model(name: str, device: str = "cpu"):
 def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:
     check_labels(labels, "labels")
     check_prompts([prompt])
+    logging.getLogger("text4vis").info("building the language-model classifier for %d labels with %s", len(labels),
+                                       model)
     st = load_sentence_model(model)
     with torch.no_grad():
         emb = st.encode([prompt.format(readable(n)) for n in labels], convert_to_tensor=True,
@@ -266,7 +271,7 @@ def load_classifier(path: str) -> Classifier:
             meta = json.loads((f.metadata() or {}).get("text4vis_classifier", "null"))
         tensors = load_file(path)
     except Exception as exc:
-        raise ClassifierError(f"{path}: not a classifier file ({first_line(exc, 120)})") from None
+        raise ClassifierError(f"{path}: not a classifier file ({first_line(exc, 160)})") from None
     if not isinstance(meta, dict) or not meta or "weight" not in tensors:
         raise ClassifierError(f"{path}: not a text4vis classifier file (no classifier metadata)")
     labels = meta.pop("labels", None)

@@ -329,15 +329,36 @@ def _is_our_key(dotted: str) -> bool:
     return len(parts) == 2 and parts[0] in SECTIONS and parts[1] in {f.name for f in fields(_section_cls(parts[0]))}
 
 
+def _did_you_mean(word: str, known) -> str:
+    """ "; did you mean 'data.batch_size'?" for the closest known name, or "" when none is close."""
+    import difflib
+    match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def all_keys() -> list[str]:
+    """Every config key, SECTION.FIELD."""
+    return [f"{name}.{f.name}" for name in SECTIONS for f in fields(_section_cls(name))]
+
+
 def set_value(cfg: Config, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     if len(parts) != 2 or parts[0] not in SECTIONS:
-        raise ConfigError(f"unknown config key {dotted!r}: keys are SECTION.FIELD with sections {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown config key {dotted!r}: keys are SECTION.FIELD with sections {', '.join(SECTIONS)}"
+                          + _did_you_mean(dotted, all_keys()))
     section = getattr(cfg, parts[0])
     if not hasattr(section, parts[1]):
         known = ", ".join(f.name for f in fields(section))
-        raise ConfigError(f"unknown config key {dotted!r} (the {parts[0]} section has: {known})")
+        raise ConfigError(f"unknown config key {dotted!r} (the {parts[0]} section has: {known})"
+                          + _did_you_mean(dotted, all_keys()))
     setattr(section, parts[1], _coerce(value, _field_types(section, parts[1]), dotted))
+
+
+def _one_error(problems: list[str]) -> ConfigError:
+    """Every problem found, at once: one line for one, else a count and one line per problem."""
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    return ConfigError(f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
@@ -345,6 +366,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
     Returns the config and notes (ignored original options), to be printed once."""
     cfg, notes = Config(), []
     num_classes = None
+    problems: list[str] = []  # every problem is collected, then reported at once
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"{path}: config file not found")
@@ -367,53 +389,70 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
         if original:
             values, notes = from_original(raw, path)
             num_classes = values.pop("_num_classes", None)
-            for k, v in values.items():
-                try:
-                    set_value(cfg, k, v)
-                except ConfigError as exc:
-                    raise ConfigError(f"{path}: {exc}") from None
-        else:
-            for section, entries in raw.items():
+            entries = list(values.items())
+        else:  # in file order: an unknown section is reported where it stands
+            entries = []
+            for section, body in raw.items():
                 if section not in SECTIONS:
-                    raise ConfigError(f"{path}: unknown section {section!r} (sections: {', '.join(SECTIONS)})")
-                if entries is not None and not isinstance(entries, dict):
-                    raise ConfigError(f"{path}: section {section!r} must be a mapping of KEY: VALUE")
-                for k, v in (entries or {}).items():
-                    try:
-                        set_value(cfg, f"{section}.{k}", v)
-                    except ConfigError as exc:
-                        raise ConfigError(f"{path}: {exc}") from None
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"overrides={item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
-        k, v = (x.strip() for x in item.split("=", 1))
-        if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
+                    entries.append((None, f"{path}: unknown section {section!r} (sections: {', '.join(SECTIONS)})"
+                                    + _did_you_mean(str(section), SECTIONS)))
+                elif body is not None and not isinstance(body, dict):
+                    entries.append((None, f"{path}: section {section!r} must be a mapping of KEY: VALUE"))
+                else:
+                    entries.extend((f"{section}.{k}", v) for k, v in (body or {}).items())
+        for k, v in entries:
             try:
-                parsed = yaml.safe_load(v) if v else None
-            except yaml.YAMLError:
-                parsed = v
-            k, v = map_original(k, parsed, "overrides")
-        set_value(cfg, k, v)
-    check(cfg)
+                if k is None:
+                    problems.append(v)
+                else:
+                    set_value(cfg, k, v)
+            except ConfigError as exc:
+                problems.append(f"{path}: {exc}")
+    for item in overrides or []:
+        try:
+            if "=" not in item:
+                raise ConfigError(f"overrides={item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
+            k, v = (x.strip() for x in item.split("=", 1))
+            if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
+                try:
+                    parsed = yaml.safe_load(v) if v else None
+                except yaml.YAMLError:
+                    parsed = v
+                k, v = map_original(k, parsed, "overrides")
+            set_value(cfg, k, v)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    problems.extend(config_problems(cfg))
+    if problems:
+        raise _one_error(problems)
     cfg._num_classes = num_classes  # type: ignore[attr-defined]  (checked against the label list later)
     return cfg, notes
 
 
 def check(cfg: Config) -> None:
+    """ConfigError listing every problem of a config's values (none: returns)."""
+    problems = config_problems(cfg)
+    if problems:
+        raise _one_error(problems)
+
+
+def config_problems(cfg: Config) -> list[str]:
+    """One sentence per value that cannot work."""
+    problems: list[str] = []
     if cfg.model.head not in ("transf", "mean"):
-        raise ConfigError(f"model.head {cfg.model.head!r}: choose transf or mean")
+        problems.append(f"model.head {cfg.model.head!r}: choose transf or mean")
     if cfg.classifier.type not in ("text", "lm", "lda", "random", "orthogonal", "linear"):
-        raise ConfigError(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
+        problems.append(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
     if cfg.training.mode not in ("classifier", "contrastive"):
-        raise ConfigError(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
+        problems.append(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
     if cfg.training.text_tower not in ("online", "frozen"):
-        raise ConfigError(f"training.text_tower {cfg.training.text_tower!r}: choose online or frozen")
+        problems.append(f"training.text_tower {cfg.training.text_tower!r}: choose online or frozen")
     for key, value in (("optim.precision", cfg.optim.precision), ("evaluation.precision", cfg.evaluation.precision)):
         if value not in PRECISIONS:
-            raise ConfigError(f"{key} {value!r}: choose {', '.join(PRECISIONS)}")
-    if cfg.data.num_frames < 1 or cfg.data.batch_size < 1 or cfg.optim.grad_accumulation < 1:
-        raise ConfigError("data.num_frames, data.batch_size and optim.grad_accumulation must be at least 1")
-    at_least = {"optim.epochs": (cfg.optim.epochs, 1), "training.print_freq": (cfg.training.print_freq, 1),
+            problems.append(f"{key} {value!r}: choose {', '.join(PRECISIONS)}")
+    at_least = {"data.num_frames": (cfg.data.num_frames, 1), "data.batch_size": (cfg.data.batch_size, 1),
+                "optim.grad_accumulation": (cfg.optim.grad_accumulation, 1), "optim.epochs": (cfg.optim.epochs, 1),
+                "training.print_freq": (cfg.training.print_freq, 1),
                 "training.max_nonfinite": (cfg.training.max_nonfinite, 1),
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
@@ -422,38 +461,39 @@ def check(cfg: Config) -> None:
                 "data.min_frames": (cfg.data.min_frames, 0)}
     for key, (value, low) in at_least.items():
         if value is not None and value < low:
-            raise ConfigError(f"{key} is {value}: it must be at least {low}")
+            problems.append(f"{key} is {value}: it must be at least {low}")
     for key, value in (("optim.lr", cfg.optim.lr), ("optim.clip_ratio", cfg.optim.clip_ratio),
                        ("optim.weight_decay", cfg.optim.weight_decay), ("optim.warmup_epochs", cfg.optim.warmup_epochs)):
         if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{key} is {value}: a finite number, at least 0")
+            problems.append(f"{key} is {value}: a finite number, at least 0")
     if not (math.isfinite(cfg.optim.eps) and cfg.optim.eps > 0):
-        raise ConfigError(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
+        problems.append(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
     if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
-        raise ConfigError(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
+        problems.append(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
     for key in ("grayscale", "blur", "solarize"):
         value = getattr(cfg.data, key)
         if not 0 <= value <= 1:
-            raise ConfigError(f"data.{key} is {value}: a probability between 0 and 1")
+            problems.append(f"data.{key} is {value}: a probability between 0 and 1")
     if cfg.training.seed < 0:
-        raise ConfigError(f"training.seed is {cfg.training.seed}: a non-negative integer")
+        problems.append(f"training.seed is {cfg.training.seed}: a non-negative integer")
     if cfg.data.input_size is not None and cfg.data.input_size < 8:
-        raise ConfigError(f"data.input_size is {cfg.data.input_size}: at least 8 pixels (or null: the tower's own)")
+        problems.append(f"data.input_size is {cfg.data.input_size}: at least 8 pixels (or null: the tower's own)")
     if cfg.model.head == "transf" and cfg.data.num_frames > 77:
-        raise ConfigError(f"data.num_frames is {cfg.data.num_frames}: the transf head takes at most 77 frames")
+        problems.append(f"data.num_frames is {cfg.data.num_frames}: the transf head takes at most 77 frames")
     if not cfg.classifier.prompts or not all(isinstance(p, str) and "{}" in p for p in cfg.classifier.prompts):
-        raise ConfigError(f"classifier.prompts {cfg.classifier.prompts}: a list of texts, each with {{}} for the class name")
+        problems.append(f"classifier.prompts {cfg.classifier.prompts}: a list of texts, each with {{}} for the class name")
     if not 0 < cfg.data.crop_scale <= 1:
-        raise ConfigError(f"data.crop_scale is {cfg.data.crop_scale}: a fraction in (0, 1]")
+        problems.append(f"data.crop_scale is {cfg.data.crop_scale}: a fraction in (0, 1]")
     if not 0 <= cfg.data.max_bad_fraction <= 1:
-        raise ConfigError(f"data.max_bad_fraction is {cfg.data.max_bad_fraction}: a fraction between 0 and 1")
+        problems.append(f"data.max_bad_fraction is {cfg.data.max_bad_fraction}: a fraction between 0 and 1")
     if len(cfg.optim.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.optim.betas):
-        raise ConfigError(f"optim.betas {cfg.optim.betas}: two numbers in [0, 1), e.g. [0.9, 0.98]")
+        problems.append(f"optim.betas {cfg.optim.betas}: two numbers in [0, 1), e.g. [0.9, 0.98]")
     if cfg.data.randaug is not None and (len(cfg.data.randaug) != 2
                                          or not all(isinstance(v, int) for v in cfg.data.randaug)
                                          or not (0 <= cfg.data.randaug[0] <= 16 and 0 <= cfg.data.randaug[1] <= 30)):
-        raise ConfigError(f"data.randaug {cfg.data.randaug}: [N, M], N operations (0..16) of magnitude M (0..30), "
-                          f"e.g. [2, 9]")
+        problems.append(f"data.randaug {cfg.data.randaug}: [N, M], N operations (0..16) of magnitude M (0..30), "
+                        f"e.g. [2, 9]")
+    return problems
 
 
 def describe() -> str:

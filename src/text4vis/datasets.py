@@ -62,8 +62,19 @@ def write_list_atomic(path: str, lines: list[str]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def read_list(list_file: str, root: str = "") -> list[Sample]:
-    """Original Text4Vis list file (frames or videos), paths joined to `root`."""
+def unparsable(problems: list[str], what: str) -> DataError:
+    """One DataError for every line that cannot be parsed (the first 10 shown, one per line)."""
+    if len(problems) == 1:
+        return DataError(problems[0])
+    shown = "\n".join(f"  {p}" for p in problems[:10])
+    more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    return DataError(f"{what}: {len(problems)} lines cannot be parsed:\n{shown}{more}")
+
+
+def read_list(list_file: str, root: str = "", bad: list | None = None) -> list[Sample]:
+    """Original Text4Vis list file (frames or videos), paths joined to `root`. Lines that cannot be parsed
+    are all reported in one DataError; with `bad` (a list), they are appended to it as ("list:line",
+    message) and the rest is returned."""
     if not os.path.isfile(list_file):
         raise DataError(f"{list_file}: list file not found")
     out = []
@@ -72,6 +83,7 @@ def read_list(list_file: str, root: str = "") -> list[Sample]:
             lines = f.readlines()
     except UnicodeDecodeError as exc:
         raise _not_text(list_file, exc) from None
+    problems: list[tuple[str, str]] = []
     for lineno, line in enumerate(lines, start=1):
         parts = line.strip().split()
         if not parts:
@@ -86,10 +98,9 @@ def read_list(list_file: str, root: str = "") -> list[Sample]:
             else:
                 raise ValueError
         except ValueError:
-            raise DataError(f"{where}: cannot parse {line.strip()!r}: expected 'path label' or "
-                            f"'dir num_frames label' with integer numbers") from None
-    if not out:
-        raise DataError(f"{list_file}: list file has no entries")
+            problems.append((where, f"{where}: cannot parse {line.strip()!r}: expected 'path label' or "
+                                    f"'dir num_frames label' with integer numbers"))
+    out = _parsed(out, problems, bad, list_file, "list file")
     zero = [s for s in out if s.num_frames is not None and s.num_frames <= 0]
     if zero:  # e.g. the original HMDB51 zero-shot list (its generator globbed folder names holding `[`)
         warnings.warn(DataWarning(f"{list_file}: {len(zero)} entries say 0 frames (first: {zero[0].source}); "
@@ -97,8 +108,19 @@ def read_list(list_file: str, root: str = "") -> list[Sample]:
     return out
 
 
-def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
-    """CSV of `path,label` (label = id or class name); a first line `path,label` is a header."""
+def _parsed(out: list[Sample], problems: list, bad: list | None, path: str, kind: str) -> list[Sample]:
+    if bad is not None:
+        bad.extend(problems)
+    elif problems:
+        raise unparsable([msg for _, msg in problems], path)
+    if not out and not problems:
+        raise DataError(f"{path}: {kind} has no entries")
+    return out
+
+
+def read_csv(csv_file: str, labels: list[str], root: str = "", bad: list | None = None) -> list[Sample]:
+    """CSV of `path,label` (label = id or class name); a first line `path,label` is a header. Bad lines as
+    in read_list."""
     if not os.path.isfile(csv_file):
         raise DataError(f"{csv_file}: CSV file not found")
     index = {n: i for i, n in enumerate(labels)}
@@ -110,6 +132,7 @@ def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
         raise _not_text(csv_file, exc) from None
     except csv.Error as exc:  # e.g. a NUL byte
         raise DataError(f"{csv_file}: not a CSV file ({exc})") from None
+    problems: list[tuple[str, str]] = []
     for lineno, row in enumerate(rows, start=1):
         if not row or not "".join(row).strip():
             continue
@@ -117,7 +140,8 @@ def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
             continue
         where = f"{csv_file}:{lineno}"
         if len(row) < 2:
-            raise DataError(f"{where}: expected 'path,label', got {','.join(row)!r}")
+            problems.append((where, f"{where}: expected 'path,label', got {','.join(row)!r}"))
+            continue
         path, lab = row[0].strip(), ",".join(row[1:]).strip()
         if lab in index:
             label = index[lab]
@@ -125,11 +149,10 @@ def read_csv(csv_file: str, labels: list[str], root: str = "") -> list[Sample]:
             try:
                 label = int(lab)
             except ValueError:
-                raise DataError(f"{where}: label {lab!r} is neither a class id nor a class name") from None
+                problems.append((where, f"{where}: label {lab!r} is neither a class id nor a class name"))
+                continue
         out.append(Sample(os.path.join(root, path), label, None, where))
-    if not out:
-        raise DataError(f"{csv_file}: CSV has no entries")
-    return out
+    return _parsed(out, problems, bad, csv_file, "CSV")
 
 
 def read_class_folders(root: str) -> tuple[list[Sample], list[str]]:

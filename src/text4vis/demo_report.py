@@ -331,7 +331,8 @@ def figures(out: Path, results: dict, rows: dict, info: dict) -> dict:
             values["(z) no video training"] = 100 * results["no_transfer"]["heldout_top1"]
         plots.plot_bars(values, out / "zeroshot_top1.png", "top-1 on held-out classes (%)",
                         f"Zero-shot on {len(held)} held-out classes (dashed: chance; (b), (c), (e), (f): no rows "
-                        f"for unseen classes, chance by construction)", reference=round(100 / len(held), 1))
+                        f"for unseen classes, chance by construction)", reference=round(100 / len(held), 1),
+                        reference_label="chance")
         figs["zeroshot_top1"] = "zeroshot_top1.png"
     figs["sample_clips"] = _sample_clips(out, results, info, plots, synthetic)
     return figs

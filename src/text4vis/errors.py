@@ -59,7 +59,8 @@ class VideoIndexError(Text4VisError):
 
 
 class Text4VisWarning(UserWarning):
-    """Base class of the warnings text4vis gives on purpose (the CLI prints each as one line)."""
+    """Something text4vis did differently from what was asked, or ignored (warnings.warn; the CLI prints it
+    as one "warning:" line)."""
 
 
 class DataWarning(Text4VisWarning):

@@ -186,6 +186,9 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     # a text4vis checkpoint carries its own towers and frames; an original Text4Vis checkpoint does
     # not: the config's model.clip and data.num_frames describe it (as in the reference's test.py)
     self_contained = bool(checkpoint) and is_text4vis_checkpoint(checkpoint)
+    import logging
+    logging.getLogger("text4vis").info("%d videos in %s; loading the model (%s)", len(samples), source,
+                                       checkpoint or f"clip={clip or cfg.model.clip}")
     with process_group():
         rec = load(checkpoint=checkpoint, clip=clip or (None if self_contained else cfg.model.clip),
                    labels=names, prompts=prompts or cfg.classifier.prompts, classifier=stored,

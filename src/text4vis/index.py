@@ -29,10 +29,9 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -137,6 +137,17 @@ def plot_confusion(
     _save(fig, path)
 
 
+def similarity_scale(sim: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, colour map) of one similarity map: -1..1 (diverging) when some off-diagonal value is
+    negative; otherwise from the lowest off-diagonal value (rounded down to 0.001) to 1, so that rows that are
+    all alike (a text classifier of few classes saturates near 1) still show their differences."""
+    off = sim[~np.eye(len(sim), dtype=bool)]
+    if off.size == 0 or off.min() < 0:
+        return -1.0, 1.0, "RdBu_r"
+    low = float(np.floor(off.min() * 1000) / 1000)
+    return min(low, 0.999), 1.0, "viridis"
+
+
 def plot_correlation(
     classifiers: list[tuple[str, np.ndarray]],
     class_names: Sequence[str],
@@ -151,9 +162,12 @@ def plot_correlation(
     of class ids, or an int ``n`` (``n`` distinct random ids drawn with
     ``np.random.default_rng(seed)``, all classes when ``n >= C``), or None for
     all classes. All panels use the order from :func:`cluster_order` of the
-    FIRST classifier's similarity and the same colour scale ``-1..1``. Class
-    names label the axes when at most 60 classes are shown. Each panel is
-    ``min(16, max(5, 3 + 0.15 n))`` inches wide (total width capped at 48).
+    FIRST classifier's similarity. Each panel has its own colour bar, whose
+    range :func:`similarity_scale` chooses (stated in its label). Class names
+    label the axes when at most 60 classes are shown. A panel is
+    ``min(16, max(5, 3 + 0.15 n))`` inches high and wide (plus 1 inch), grown
+    when the longest class name and the title would leave the map less than
+    0.6 of that (total width capped at 48), so that nothing is clipped.
 
     Returns the class ids shown, in plot order.
     """
@@ -179,20 +193,23 @@ def plot_correlation(
     shown_ids = [int(i) for i in ids[order]]
     n = len(shown_ids)
 
+    labelled = n <= MAX_LABELLED
+    names = [str(class_names[i]) for i in shown_ids]
+    fs = 8 if n <= 30 else 5
+    # room for tick labels (inches, from the longest name) and the title lines, so nothing is clipped
+    label_in = (max(len(t) for t in names) * fs * 0.5 / 72 + 0.3) if labelled else 0.3
+    title_in = 0.3 * max(str(t).count("\n") + 1 for t, _ in classifiers) + 0.3
     panel = float(min(MAX_INCHES, max(5.0, 3.0 + 0.15 * n)))
     k = len(classifiers)
-    width = min(3 * MAX_INCHES, panel * k + 1.0)
-    fig, axes = plt.subplots(1, k, figsize=(width, panel), squeeze=False, layout="constrained")
-    im = None
+    side = 0.6 * panel  # the smallest map worth drawing: the figure grows when labels would leave less
+    width = min(3 * MAX_INCHES, max(panel * k + 1.0, k * (side + label_in + 0.8) + 0.5))
+    height = max(panel, side + label_in + title_in + 0.2)
+    fig, axes = plt.subplots(1, k, figsize=(width, height), squeeze=False, layout="constrained")
     for ax, (title, _), sim in zip(axes[0], classifiers, sims):
-        im = ax.imshow(
-            sim[np.ix_(order, order)], cmap="RdBu_r", vmin=-1.0, vmax=1.0,
-            interpolation="nearest",
-        )
-        ax.set_title(str(title))
-        if n <= MAX_LABELLED:
-            names = [str(class_names[i]) for i in shown_ids]
-            fs = 8 if n <= 30 else 5
+        vmin, vmax, cmap = similarity_scale(sim)
+        im = ax.imshow(sim[np.ix_(order, order)], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(str(title), fontsize=10)
+        if labelled:
             ax.set_xticks(range(n))
             ax.set_yticks(range(n))
             ax.set_xticklabels(names, rotation=90, fontsize=fs)
@@ -200,7 +217,8 @@ def plot_correlation(
         else:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.01, label="cosine similarity")
+        scale = "-1 to 1" if cmap == "RdBu_r" else f"{vmin:.3f} (lowest off-diagonal) to 1"
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(f"cosine similarity, {scale}", fontsize=8)
     _save(fig, path)
     return shown_ids
 
@@ -301,8 +319,10 @@ def plot_bars(
     ylabel: str,
     title: str,
     reference: float | None = None,
+    reference_label: str = "reference",
 ) -> None:
-    """Bar chart of named values, optional dashed horizontal ``reference`` line.
+    """Bar chart of named values, optional dashed horizontal ``reference`` line, named
+    ``reference_label`` in the legend (e.g. "chance").
 
     Width ``min(16, max(6, 1 + 0.5 * len(values)))`` inches, height 5.
     """
@@ -314,7 +334,7 @@ def plot_bars(
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
     if reference is not None:
-        ax.axhline(float(reference), color="k", linestyle="--", linewidth=1, label=f"reference ({reference:g})")
+        ax.axhline(float(reference), color="k", linestyle="--", linewidth=1, label=f"{reference_label} ({reference:g})")
         ax.legend()
     ax.set_ylabel(ylabel)
     ax.set_title(title)

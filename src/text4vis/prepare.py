@@ -19,7 +19,6 @@ import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 

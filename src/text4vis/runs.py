@@ -208,7 +208,7 @@ def _eval_summary(folder: str, res: str) -> dict:
         with open(res, encoding="utf-8") as f:
             r = json.load(f)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FolderError(f"{res}: not valid JSON ({first_line(exc, 80)})") from None
+        raise FolderError(f"{res}: not valid JSON ({first_line(exc, 160)})") from None
     if not isinstance(r, dict):
         raise FolderError(f"{res}: not a text4vis results file (expected a JSON object)")
     half = r.get("half_classes")
@@ -230,7 +230,7 @@ def run_summary(folder: str) -> dict | None:
         with open(cfg_path, encoding="utf-8") as f:
             cfg = yaml.safe_load(f)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise FolderError(f"{cfg_path}: not valid YAML ({first_line(exc, 80)})") from None
+        raise FolderError(f"{cfg_path}: not valid YAML ({first_line(exc, 160)})") from None
     try:
         values = [cfg[sec][key] for sec, key in (("classifier", "type"), ("training", "mode"), ("model", "head"))]
         shot = cfg["data"].get("shot") or "all"

@@ -52,16 +52,20 @@ def dense_view_indices(n: int, t: int, clips: int) -> list[list[int]]:
     return [[int((c * step + i * stride) % n) for i in range(t)] for c in range(clips)]
 
 
-def parse_views(text: str) -> tuple[int, int]:
-    """'4x3' -> (4 temporal clips, 3 spatial crops). Spatial crops must be 1 or 3."""
+def _what(option: str, text) -> str:
+    return f"{option}{text!r}" if option.endswith("=") else f"{option} {text}"
+
+
+def parse_views(text: str, option: str = "views=") -> tuple[int, int]:
+    """'4x3' -> (4 temporal clips, 3 spatial crops). Spatial crops must be 1 or 3. Messages name `option`."""
     try:
-        clips, crops = (int(v) for v in text.lower().split("x"))
+        clips, crops = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise ValueError(f"views={text!r}: must look like CxK, e.g. 1x1 or 4x3") from None
+        raise ValueError(f"{_what(option, text)}: must look like CxK, e.g. 1x1 or 4x3") from None
     if clips < 1 or crops not in (1, 3):
-        raise ValueError(f"views={text!r}: need at least 1 clip and 1 or 3 crops")
+        raise ValueError(f"{_what(option, text)}: need at least 1 clip and 1 or 3 crops")
     if clips > MAX_CLIPS:  # every view of a video is decoded and held at once
-        raise ValueError(f"views={text!r}: at most {MAX_CLIPS} temporal clips per video (the paper's protocol is 4x3)")
+        raise ValueError(f"{_what(option, text)}: at most {MAX_CLIPS} temporal clips per video (the paper's protocol is 4x3)")
     return clips, crops
 
 

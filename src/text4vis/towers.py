@@ -18,6 +18,7 @@ from __future__ import annotations
 from .errors import ClassifierError, WeightsError, first_line  # noqa: F401  (WeightsError re-exported: the family lives in errors.py)
 
 import contextlib
+import re
 import copy
 import os
 import pickle
@@ -41,6 +42,16 @@ OPENAI_NAMES = {
 OPENAI_CACHE = os.path.expanduser("~/.cache/clip")
 
 
+
+
+def _refusal(path: str, exc: BaseException) -> str:
+    """Our sentence for a pickle that torch.load(weights_only=True) refuses (not torch's advice to turn the
+    protection off): what it names, and what to do."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    what = f"it needs {found.group(1)}" if found else "it needs code"
+    return (f"{path}: refused: not a weights-only checkpoint ({what}, not only tensors and containers), and "
+            f"text4vis never runs code from a checkpoint; where you trust the file, load it and save its state "
+            f"dict again (torch.save(model.state_dict(), ...)) or as .safetensors")
 
 
 # ----------------------------------------------------------------------------- safe file loading
@@ -75,9 +86,7 @@ def safe_load(path: str) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         if not head.startswith((b"PK", b"\x80")):  # neither torch's zip format nor a pickle: not a refusal
             raise WeightsError(f"{path}: not a PyTorch checkpoint ({first_line(exc, 160)})") from None
-        raise WeightsError(
-            f"{path}: refused: this pickle needs code outside plain tensors and containers to load, "
-            f"and text4vis never runs code from a checkpoint ({first_line(exc, 160)})") from None
+        raise WeightsError(_refusal(path, exc)) from None
     except Exception as exc:
         raise WeightsError(f"{path}: not a PyTorch checkpoint ({first_line(exc, 160, with_type=True)})") from None
 

@@ -19,6 +19,7 @@ from .errors import VideoError, first_line  # noqa: F401  (VideoError re-exporte
 import io
 import json
 import os
+import re
 import zipfile
 from typing import Callable, Sequence
 
@@ -230,6 +231,8 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
     """
     if path.endswith(FRAME_ZIP_SUFFIX):  # `text4vis prepare` output: packed, resized JPEG frames
         return read_frame_zip(path, choose)
+    if os.path.isdir(path):  # a frame folder (see find_videos): its images in name order are the frames
+        return read_image_folder(path, choose)
     container = _open(path)
     try:
         stream = _default_stream(container)
@@ -275,7 +278,7 @@ def read_frame_zip(path: str, choose) -> tuple[np.ndarray, int]:
                         im.draft("RGB", im.size)  # decode straight to RGB in libjpeg
                         cache[i] = np.asarray(im.convert("RGB"))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RuntimeError) as exc:
-        raise VideoError(f"{path}: damaged prepared frames file ({first_line(exc, 100)})") from None
+        raise VideoError(f"{path}: damaged prepared frames file ({first_line(exc, 160)})") from None
     return np.stack([cache[i] for i in indices]), n
 
 
@@ -327,8 +330,7 @@ def read_frame_folder(directory: str, choose: Callable[[int], Sequence[int]], nu
         if i not in cache:
             name = os.path.join(directory, image_tmpl.format(i + index_bias))
             try:
-                with Image.open(name) as im:
-                    cache[i] = np.asarray(im.convert("RGB"))
+                cache[i] = _read_image(name)
             except FileNotFoundError:
                 raise VideoError(f"{name}: frame missing (frame {i} of the {num_frames} the folder holds)") from None
             except Exception as exc:
@@ -337,14 +339,67 @@ def read_frame_folder(directory: str, choose: Callable[[int], Sequence[int]], nu
     return _stack(frames, directory), num_frames
 
 
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
+
+
+def _read_image(name: str) -> np.ndarray:
+    try:
+        with Image.open(name) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise VideoError(f"{name}: not a readable image ({_short(exc)})") from None
+
+
+def _frame_order(name: str) -> list:
+    """Natural order of frame file names: frame_2.jpg before frame_10.jpg."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def frame_files(directory: str) -> list[str]:
+    """The image files (JPEG/PNG) directly in `directory`, in frame order (names compared by their numbers)."""
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise VideoError(f"{directory}: cannot list the folder ({exc.strerror or exc})") from None
+    return sorted((n for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+                   and os.path.isfile(os.path.join(directory, n))), key=_frame_order)
+
+
+def read_image_folder(directory: str, choose: Callable[[int], Sequence[int]]) -> tuple[np.ndarray, int]:
+    """Frames of a frame folder given as one video (predict): its images in frame order, N = how many."""
+    names = frame_files(directory)
+    if not names:
+        raise VideoError(f"{directory}: a folder without video files or frame images")
+    indices = [int(i) for i in choose(len(names))]
+    cache: dict[int, np.ndarray] = {}
+    for i in indices:
+        if i not in cache:
+            cache[i] = _read_image(os.path.join(directory, names[i]))
+    return _stack([cache[i] for i in indices], directory), len(names)
+
+
+def is_frame_folder(directory: str, files: Sequence[str]) -> bool:
+    """A folder holding image files and no video files (directly) is one video: its frames."""
+    exts = {os.path.splitext(f)[1].lower() for f in files}
+    return bool(exts & IMAGE_EXTENSIONS) and not exts & VIDEO_EXTENSIONS
+
+
 def find_videos(paths: Sequence[str]) -> list[str]:
     """Expand files and folders (recursively, by video extension) into a list of inputs, in order.
-    Paths that do not exist are kept, so that the caller reports them as failed inputs."""
+    A folder that holds image files (JPEG/PNG) and no video files is one input, a frame folder (its
+    subfolders are not searched). Paths that do not exist are kept, so that the caller reports them
+    as failed inputs."""
     out: list[str] = []
-    for p in paths:
+    for p in map(os.fspath, paths):
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
                 dirs.sort()
+                if is_frame_folder(root, files):
+                    out.append(root)
+                    dirs.clear()
+                    continue
                 out.extend(os.path.join(root, f) for f in sorted(files)
                            if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS)
         else:

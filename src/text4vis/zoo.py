@@ -250,7 +250,7 @@ def model_card(config: dict, entry: ZooEntry | None, folder: str, hub_id: str | 
              f"Converted by text4vis {config['library_version']} from `{src['file']}` "
              f"({src['format']}, SHA-256 `{src['sha256']}`).", "", "## Published accuracy", ""]
     if entry:
-        lines += [f"| dataset | metric | value | protocol | source |", "|---|---|---|---|---|",
+        lines += ["| dataset | metric | value | protocol | source |", "|---|---|---|---|---|",
                   f"| {dataset} (validation{', split 1' if entry.dataset in ('ucf101', 'hmdb51') else ''}) | "
                   f"{entry.metric} | {entry.value:.1f}% | {entry.protocol} | [Text4Vis model zoo]({SOURCE_ZOO}) |",
                   "", f"The number is the authors' (published with the original file `{entry.file or 'name not stated'}`, "

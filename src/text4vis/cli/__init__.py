@@ -8,16 +8,41 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import warnings
 
 from ..errors import Text4VisError, UsageError  # noqa: F401
-from .common import add_model_args, check_numbers, flag_names, with_flags  # noqa: F401
+from .common import add_model_args, check_numbers, flag_names, show_progress, with_flags  # noqa: F401
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "timeline", "index", "serve", "train", "data", "evaluate", "classifier", "compare",
                    "bench", "demo", "zoo", "export"]
+
+
+class _StatusLines(logging.Handler):
+    """The library's INFO lines (logger "text4vis") as "text4vis: ..." on stderr, while a command runs."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"text4vis: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _warning_printer(command: str, fallback, names: dict[str, str]):
+    """The library's own warnings (Text4VisWarning) as one line "text4vis COMMAND: warning: ...", its
+    parameters named as this command's flags; other libraries' warnings as Python shows them."""
+    from ..errors import Text4VisWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Text4VisWarning):
+            print(f"text4vis {command}: warning: {with_flags(str(message), names)}", file=sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+    return show
 
 
 def _known_errors():
@@ -40,21 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warnings(prefix: str) -> None:
-    """The library's own warnings (Text4VisWarning) print as one line "PREFIX: warning: ..."."""
-    import warnings
-    from ..errors import Text4VisWarning
-    shown = getattr(warnings.showwarning, "text4vis_next", warnings.showwarning)  # install once
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, Text4VisWarning):
-            print(f"{prefix}: warning: {message}", file=file or sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
-    show.text4vis_next = shown
-    warnings.showwarning = show
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,9 +73,15 @@ def main(argv=None) -> int:
         return 2
     errors = _known_errors()
     args.flag_names = flag_names(parser, args)  # library messages name parameters; users read flags
-    _one_line_warnings(f"text4vis {args.command}")
+    status = _StatusLines() if show_progress(args) else None  # "loading the model ...": the library's log lines
+    log, level = logging.getLogger("text4vis"), logging.getLogger("text4vis").level
+    if status:
+        log.addHandler(status)
+        log.setLevel(logging.INFO)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # the library's own warnings: one line each, as errors are
+            warnings.showwarning = _warning_printer(args.command, warnings.showwarning, args.flag_names)
+            return int(args.func(args) or 0)
     except errors as exc:
         print(f"text4vis {args.command}: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 2
@@ -81,6 +97,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("text4vis: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if status:
+            log.removeHandler(status)
+            log.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -100,13 +101,17 @@ def cmd_bench(args) -> int:
         result = bench_model(args.model, args.frames, args.batch, args.mode, pick_device(args.device),
                              iters=args.iters, warmup=args.warmup, compile_model=args.compile, cfg=cfg)
         unit = "videos_per_s"
+    for warning in result.get("warnings", []):  # too few iterations: said on stderr, whatever the format
+        print(f"text4vis bench: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(" ".join(f"{k}={v}" for k, v in result.items() if k != "cases"))
+    print(" ".join(f"{k}={v}" for k, v in result.items() if k not in ("cases", "warnings", "not_measured")))
     for case, r in result["cases"].items():
         extra = "".join(f"  {k}={v:.3g}" if isinstance(v, float) else f"  {k}={v}" for k, v in r.items() if k != unit)
         print(f"  {case:<24} {r[unit]:10.2f} {unit}{extra}")
+    for field, why in result.get("not_measured", {}).items():
+        print(f"  {field}: n/a ({why})")
     return 0
 
 

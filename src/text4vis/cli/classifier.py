@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -181,9 +180,11 @@ def cmd_classifier_plot(args) -> int:
     for path, c in items[1:]:
         if c.labels != names:
             raise UsageError(f"{path}: its classes differ from {items[0][0]}'s; plot classifiers of one label set")
-    panels = [(f"{os.path.basename(p)} ({c.meta.get('type', '?')})", c.weight.numpy()) for p, c in items]
+    from ..names import short_names  # several runs' best.safetensors: named by what tells them apart
+    panels = [(f"{name} ({c.meta.get('type', '?')})", c.weight.numpy())
+              for name, (_, c) in zip(short_names([p for p, _ in items]), items)]
     shown = plots.plot_correlation(panels, names, args.out, classes=_pick_classes(args.classes, names), seed=args.seed)
-    print(f"{args.out}: {len(panels)} panel(s), {len(shown)} classes")
+    print(f"{args.out}: {len(panels)} panel(s), {len(shown)} classes; panels: {'; '.join(t for t, _ in panels)}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import sys
 
 from ..errors import UsageError, check_numbers  # noqa: F401  (check_numbers: the library's, given flag names)
 
@@ -49,6 +50,12 @@ def with_flags(message: str, names: dict[str, str]) -> str:
                 pass
         return flag if value in ("", "True") else f"{flag} {value}"
     return _PARAM.sub(replace, message)
+
+
+def show_progress(args) -> bool:
+    """Progress bars and status lines ("loading the model ...") go to stderr when it is a terminal, unless
+    --quiet (in pipes and log files they would be noise)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -45,7 +45,10 @@ def cmd_compare(args) -> int:
             skipped += 1
             print(f"text4vis compare: warning: {exc}; skipped", file=sys.stderr)
             continue
-        rows.append(r)
+        rows.append(dict(r, folder=folder))
+    from ..names import short_names  # runs/*/full: each row named by what tells its folder apart
+    for r, name in zip(rows, short_names([r["folder"] for r in rows])):
+        r["name"] = name
     if not rows:
         raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
     fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731

@@ -19,6 +19,7 @@ def add_check_data(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
     p.add_argument("--write-clean", metavar="DIR", help="write train/val lists without the broken entries to DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check_data, param_flags={"clean_dir": "--write-clean"})
 
 
@@ -28,7 +29,8 @@ def cmd_check_data(args) -> int:
     cfg, notes = load_config(args.config, args.set)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    report = check_config(cfg, workers=args.workers, clean_dir=args.write_clean)
+    from .common import show_progress
+    report = check_config(cfg, workers=args.workers, clean_dir=args.write_clean, progress=show_progress(args))
     return 1 if report["problems"] else 0
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
-from .common import UsageError, add_model_args, check_numbers
+from .common import UsageError, add_model_args, show_progress
 
 EXAMPLES_PREDICT = """examples:
   text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5
@@ -17,28 +18,32 @@ EXAMPLES_PREDICT = """examples:
 """
 
 
+def flag_name(param: str) -> str:
+    """An API parameter's command-line flag: batch_size -> --batch-size."""
+    return "--" + param.replace("_", "-")
+
+
 def cmd_predict(args) -> int:
-    from ..api import load
-    from ..sampling import parse_views
+    from ..api import check_arguments, load
     from ..video import find_videos
-    try:
-        parse_views(args.views)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    check_numbers(("--topk", args.topk, 1), ("--frames", args.frames, 1),
-                  ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0))
+    # the API's own rule, with flag names: API and CLI refuse the same values
+    check_arguments(flag_name, views=args.views, topk=args.topk, frames=args.frames, batch_size=args.batch_size,
+                    workers=args.workers)
     if args.embedding and not args.json:
         raise UsageError("--embedding adds the embedding to --json output: use both")
     files = find_videos(args.inputs)
     empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
+    log = logging.getLogger("text4vis")
+    log.info("%d video%s found; loading the model (%s)", len(files), "s" * (len(files) != 1),
+             args.checkpoint or f"--clip {args.clip or 'ViT-B/16'}")
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
                runtime=args.runtime)
     total, done, failed = len(files) + len(empty), 0, 0
     records = rec.predict_iter(args.inputs, topk=args.topk, views=args.views, batch_size=args.batch_size,
-                               workers=args.workers, progress=len(files) > 3 and not args.quiet,
+                               workers=args.workers, progress=show_progress(args),
                                with_embedding=args.embedding)
     try:
         for r in records:  # printed as soon as it and every record before it are done
@@ -79,7 +84,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: by CPU count)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per input, in input order")
     p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="no status lines or progress bar (they go to stderr only when it is a terminal)")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
                         "(`text4vis export`); scores and outputs as with torch (default torch)")
