@@ -133,7 +133,7 @@ def test_api_and_cli_share_one_rule(rec, capsys):
                         (lambda: rec.predict([ARM], batch_size=0), "batch_size= must be at least 1 (got 0)"),
                         (lambda: rec.predict([ARM], workers=-1), "workers= must be at least 0 (got -1)"),
                         (lambda: rec.predict([ARM], topk=2.5), "topk= must be a whole number (got 2.5)"),
-                        (lambda: rec.predict([ARM], views="2x2"), "views= 2x2: need at least 1 clip and 1 or 3"),
+                        (lambda: rec.predict([ARM], views="2x2"), "views='2x2': need at least 1 clip and 1 or 3"),
                         (lambda: text4vis.load(frames=0), "frames= must be at least 1 (got 0)")):
         with pytest.raises(UsageError) as e:
             call()
@@ -245,7 +245,7 @@ def test_predict_says_what_it_does_and_shows_a_bar_from_the_first_video(capsys, 
     lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
     assert lines[0] == f"text4vis: 1 video found; loading the model ({tiny_dir / 'text4vis_orig_transf.pt'})"
     assert lines[1] == "text4vis: building the CLIP text classifier for 3 labels x 1 prompts"
-    assert any("1/1" in ln and "video/s" in ln for ln in lines), err  # the bar, with its rate, for one video
+    assert any("1/1" in ln and ("video/s" in ln or "s/video" in ln) for ln in lines), err  # the bar, with its rate
     assert out.startswith(ARM)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert cli.main([*argv, "--quiet"]) == 0

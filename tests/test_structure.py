@@ -163,7 +163,8 @@ def exception_classes(src: Path = SRC) -> dict[str, list[str]]:
 
 
 def foreign_exceptions(src: Path = SRC) -> list[str]:
-    """Exception classes (by ancestry through classes of the package) not derived from Text4VisError."""
+    """Exception classes (by ancestry through classes of the package) not derived from Text4VisError.
+    Warning classes are not errors: they derive from Text4VisWarning instead (checked apart)."""
     classes = exception_classes(src)
     by_short = {}
     for full, bases in classes.items():
@@ -171,7 +172,8 @@ def foreign_exceptions(src: Path = SRC) -> list[str]:
     builtin_errors = {n for n in dir(__builtins__ if isinstance(__builtins__, dict) else __builtins__)}
     builtin_errors = {n for n in dir(__import__("builtins"))
                       if isinstance(getattr(__import__("builtins"), n), type)
-                      and issubclass(getattr(__import__("builtins"), n), BaseException)}
+                      and issubclass(getattr(__import__("builtins"), n), BaseException)
+                      and not issubclass(getattr(__import__("builtins"), n), Warning)}
 
     def ours(short, seen=()):
         if short == "Text4VisError":

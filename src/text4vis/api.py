@@ -109,7 +109,7 @@ class Recognizer:
     device: torch.device = torch.device("cpu")
     image_size: int = 0                        # crop size the model was trained at (0: the towers' own)
     precision: str = "auto"                    # GPU autocast: auto (bf16 where supported), bf16, fp16, fp32
-    video_backend: Any = None                  # runs the video model instead of `model` (deploy.OnnxVideoModel)
+    video_backend: Any = None                  # runs the video model instead of `model` (onnx_runtime.OnnxVideoModel)
 
     @property
     def input_size(self) -> int:
@@ -133,8 +133,9 @@ class Recognizer:
         if kind == "lm":
             raise ClassifierError(
                 f"{self.source}: was trained against a language-model (lm) classifier, so new labels need one too: "
-                f"build it with `text4vis classifier build --type lm --lm {self.classifier_meta.get('source') or 'NAME'} "
-                f"--labels LABELS --out new.safetensors` and pass it as classifier= (--classifier new.safetensors)")
+                f"build one for them with classifiers.lm_classifier (the `classifier build` command, type lm, "
+                f"language model {self.classifier_meta.get('source') or 'NAME'}), save it and pass the file as "
+                f"classifier='new.safetensors'")
         if kind not in ("text", None):
             raise ClassifierError(
                 f"{self.source}: was trained against {'an' if kind[:1] in 'aeiou' else 'a'} {kind} classifier, whose "
@@ -278,7 +279,7 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     if clip and loaded.labels is not None and (classifier or names is None or names == loaded.labels):
         warnings.warn(Text4VisWarning(
             f"clip={clip} is ignored: {checkpoint} is self-contained (its own towers and classifier); clip= "
-            f"only replaces its text tower to build a classifier for new labels="), stacklevel=2)
+            f"only replaces its text tower, to build a classifier for new labels (labels=)"), stacklevel=2)
     model = loaded.model
     rec = Recognizer(model, loaded.labels or [], loaded.towers, frames or loaded.num_frames or 8,
                      loaded.classifier_meta, loaded.source, dev, loaded.image_size)
@@ -298,8 +299,8 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
     if runtime == "onnx":
-        from . import deploy
+        from . import onnx_runtime
         if not spec:
             raise WeightsError("runtime='onnx' needs checkpoint= (whose exported model.onnx runs the video model)")
-        rec.video_backend = deploy.OnnxVideoModel(deploy.onnx_path(spec))
+        rec.video_backend = onnx_runtime.OnnxVideoModel(onnx_runtime.onnx_path(spec))
     return rec

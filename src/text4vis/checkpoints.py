@@ -49,7 +49,7 @@ def resolve_checkpoint(spec: str, filename: str = MODEL_FILE) -> str:
     (model.safetensors); `hf-hub:ORG/NAME[@REVISION]` gives that file of the repository, through
     huggingface_hub (downloaded once into its cache; HF_HUB_OFFLINE=1 reads the cache only)."""
     if spec.startswith(HUB_PREFIX):
-        from .zoo import hub_download
+        from .hub import hub_download
         return hub_download(spec, filename)
     if os.path.isdir(spec):
         path = os.path.join(spec, filename)
@@ -219,7 +219,7 @@ def read_original(path: str) -> dict[str, torch.Tensor]:
     sd = unwrap_state_dict(safe_load(path))
     if is_clip_towers(sd):
         raise WeightsError(f"{path}: this is a CLIP model file (image and text towers, no video head), not a video "
-                           f"model checkpoint; pass it as clip= (--clip)")
+                           f"model checkpoint; pass it as clip='{path}'")
     if not any(k.startswith("visual.") for k in sd):
         raise WeightsError(f"{path}: neither a text4vis checkpoint nor an original Text4Vis one (no visual.* weights)")
     check_finite(sd, path)

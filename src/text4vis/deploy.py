@@ -29,18 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError, WeightsError
+from .onnx_runtime import ONNX_FILE, OnnxVideoModel, import_onnxruntime, onnx_path  # noqa: F401
 
-ONNX_FILE = "model.onnx"
 PARITY_MIN_COS = 0.9999
 OPSET = 17
-
-
-def import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UsageError("runtime='onnx' needs ONNX Runtime: pip install 'text4vis[onnx]'") from None
-    return onnxruntime
 
 
 class EmbeddingGraph(nn.Module):
@@ -53,16 +45,6 @@ class EmbeddingGraph(nn.Module):
     def forward(self, frames: torch.Tensor):
         raw = self.model.embed(frames)
         return F.normalize(raw, dim=-1), raw
-
-
-def onnx_path(checkpoint: str) -> str:
-    """Where a checkpoint's ONNX model lives: model.onnx in a converted folder or hub repository,
-    <name>.onnx beside a checkpoint file."""
-    from .checkpoints import HUB_PREFIX, resolve_checkpoint
-    if checkpoint.startswith(HUB_PREFIX) or os.path.isdir(checkpoint):
-        return resolve_checkpoint(checkpoint, ONNX_FILE) if checkpoint.startswith(HUB_PREFIX) else \
-            os.path.join(checkpoint, ONNX_FILE)
-    return os.path.splitext(checkpoint)[0] + ".onnx"
 
 
 def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
@@ -173,56 +155,6 @@ def quantize_int8(path: str) -> str:
     finally:
         root.setLevel(level)
     return out
-
-
-class OnnxVideoModel:
-    """An ONNX Runtime CPU session with the part of VideoModel's interface that embedding uses
-    (embed, encode_video, eval, proj, embed_dim), so Recognizer and engine.embed_dataset run on it."""
-
-    proj = None
-
-    def __init__(self, path: str, threads: int | None = None, ort=None):
-        ort = ort or import_onnxruntime()
-        if not os.path.isfile(path):
-            raise WeightsError(f"{path}: no ONNX model there; export one first (text4vis export CHECKPOINT "
-                               f"--format onnx, or deploy.export_onnx(checkpoint))")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise WeightsError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
-        self.path = path
-        self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("text4vis", "{}"))
-        if "mean" not in self.meta:
-            raise WeightsError(f"{path}: not an ONNX model exported by text4vis (no text4vis metadata)")
-        self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(self.meta["std"], dtype=torch.float32).view(3, 1, 1)
-        self.embed_dim = int(self.session.get_outputs()[0].shape[-1])
-
-    def eval(self) -> "OnnxVideoModel":
-        return self
-
-    def _run(self, frames: torch.Tensor, output: str) -> torch.Tensor:
-        if frames.dim() == 4:
-            frames = frames.unsqueeze(0)
-        limit = self.meta.get("max_frames")
-        if limit and frames.shape[1] > limit:
-            raise UsageError(f"{self.path}: the transf head takes at most {limit} frames per clip, not {frames.shape[1]}")
-        if frames.dtype == torch.uint8:  # as VideoModel.normalize
-            frames = (frames.cpu().float().div_(255.0) - self.mean) / self.std
-        x = frames.detach().cpu().float().contiguous().numpy()
-        return torch.from_numpy(self.session.run([output], {"frames": x})[0])
-
-    def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, T, 3, S, S] (uint8, or normalised float) -> raw video embeddings [B, D]."""
-        return self._run(frames, "raw_embedding")
-
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """[B, T, 3, S, S] -> L2-normalised video embeddings [B, D]."""
-        return self._run(frames, "embedding")
 
 
 # ----------------------------------------------------------------------------- bench

@@ -54,7 +54,7 @@ def _require_fastapi():
                          f"pip install 'text4vis[serve]'") from None
 
 
-class HTTPError(Exception):
+class HTTPError(Text4VisError):
     """An answer other than 200: status, one-line message, extra headers."""
 
     def __init__(self, status: int, message: str, headers: dict | None = None):
@@ -467,7 +467,7 @@ def parse_options(fields: dict) -> dict:
     try:
         clips, crops = parse_views(views)
     except ValueError as exc:
-        raise HTTPError(400, str(exc).replace("--views", "views")) from None
+        raise HTTPError(400, str(exc)) from None
     if clips * crops > MAX_VIEWS:
         raise HTTPError(400, f"views {views}: at most {MAX_VIEWS} views (clips x crops) per request")
     labels = None
