@@ -120,6 +120,17 @@ def config_changes(stored: dict | None, current: dict, epochs_done: int, source:
     return changes
 
 
+def last_checkpoint_step(path: str) -> str:
+    """"epoch E, step S" of a `last` checkpoint, from its metadata alone ("" if it cannot be read)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, "pt") as f:
+            train = json.loads(f.metadata()["text4vis"]).get("train", {})
+        return f"epoch {train.get('epoch')}, step {train.get('global_step')}"
+    except Exception:
+        return "its step unknown"
+
+
 def resume_path(output: str, resume: str | None) -> str | None:
     """The checkpoint to resume from: `auto` is the folder's last checkpoint if there is one (else None)."""
     if resume != "auto":

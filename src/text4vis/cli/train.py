@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -48,7 +49,26 @@ def cmd_train(args) -> int:
     except TrainError as exc:  # the run started and stopped: exit 1 (its folder keeps what it finished)
         print(f"text4vis train: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(_interrupted(args), file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupted(args) -> str:
+    """What an interrupted run kept and the command that continues it."""
+    import shlex
+    from ..runs import CHECKPOINT_LAST, last_checkpoint_step
+    last = os.path.join(args.output, CHECKPOINT_LAST)
+    if not os.path.isfile(last):
+        return (f"text4vis train: interrupted before the first checkpoint; nothing to resume in {args.output} "
+                f"(a new run there starts afresh)")
+    again = ["text4vis", "train"] + (["--config", args.config] if args.config else [])
+    for item in args.set:
+        again += ["--set", item]
+    again += ["--output", args.output, "--resume", "auto"]
+    return (f"text4vis train: interrupted; the last checkpoint is {last} ({last_checkpoint_step(last)}); "
+            f"continue with: {shlex.join(again)}")
 
 
 def register(sub) -> None:
