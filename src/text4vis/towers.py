@@ -48,7 +48,7 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     """The first non-empty line of an exception's message, without terminal colour codes, cut (if longer than
     `limit`) at a word boundary."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return first_line(type(exc)(text) if text else exc, limit) if text else type(exc).__name__
+    return first_line(Exception(text), limit) if text else type(exc).__name__
 
 
 def _refusal(path: str, exc: BaseException) -> str:
