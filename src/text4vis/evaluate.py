@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -191,7 +192,7 @@ def eval_from_config(cfg, args) -> dict:
                            reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
                            batch_size=args.batch_size if args.batch_size is not None else cfg.evaluation.batch_size, workers=args.workers,
                            zero_shot=args.zero_shot or cfg.evaluation.zero_shot, splits=splits, out=args.out,
-                           info=info, progress=not args.quiet)
+                           info=info, progress=not args.quiet and sys.stderr.isatty())
         if engine.is_dist():
             # every rank exits with the same code; wait until rank 0 has written the report, or
             # torchrun stops it when another rank exits first with 1 (some video failed)
