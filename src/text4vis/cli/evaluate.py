@@ -36,6 +36,7 @@ def add_eval(sub) -> None:
 def cmd_eval(args) -> int:
     from ..config import load_config
     from ..evaluate import eval_from_config
+    from .common import show_progress
     cfg, notes = load_config(args.config, args.set)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -43,7 +44,7 @@ def cmd_eval(args) -> int:
         cfg, checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
         classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision,
         val_list=args.val_list, val_root=args.val_root, views=args.views, zero_shot=args.zero_shot,
-        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args))
     return 1 if results["num_failed"] else 0
 
 
