@@ -13,8 +13,7 @@ bench_onnx                PyTorch eager vs ONNX Runtime (optionally int8 dynamic
                           same weights, inputs and thread count.
 
 The exporter is torch.onnx's TorchScript one (dynamo=False): on torch 2.14 it exports the open_clip
-towers in under a second for tiny models, where the dynamo exporter takes ~15 s, and the graphs run
-equally fast.
+towers in under a second for tiny models, where the dynamo exporter takes ~15 s (both agree with PyTorch).
 """
 from __future__ import annotations
 

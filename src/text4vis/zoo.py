@@ -239,10 +239,11 @@ def model_card(config: dict, entry: ZooEntry | None, folder: str, hub_id: str | 
     title = entry.name if entry else os.path.basename(os.path.normpath(folder))
     dataset = DATASETS[entry.dataset] if entry else "the label set below"
     src = config["source"]
+    clip = entry.clip if entry else arch["clip"]
     lines = ["---", "license: mit", "library_name: text4vis", "pipeline_tag: video-classification",
              "tags: [video-classification, action-recognition, clip, text4vis]", "---", "",
              f"# {title}", "", "## What it is", "",
-             f"A video classifier in the text4vis format: CLIP {entry.clip if entry else arch['clip']} image tower applied to each of "
+             f"A video classifier in the text4vis format: CLIP {clip} image tower applied to each of "
              f"{config['num_frames']} frames ({config['input_size']}px), a `{arch['head']}` temporal head, and a frozen "
              f"classifier of {config['labels']['num_classes']} {dataset} classes made from the class names by the "
              f"CLIP text tower (Text4Vis: Wu, Sun, Ouyang, \"Revisiting Classifier: Transferring Vision-Language "
@@ -254,8 +255,8 @@ def model_card(config: dict, entry: ZooEntry | None, folder: str, hub_id: str | 
         lines += ["| dataset | metric | value | protocol | source |", "|---|---|---|---|---|",
                   f"| {dataset} (validation{', split 1' if entry.dataset in ('ucf101', 'hmdb51') else ''}) | "
                   f"{entry.metric} | {entry.value:.1f}% | {entry.protocol} | [Text4Vis model zoo]({SOURCE_ZOO}) |",
-                  "", f"The number is the authors' (published with the original file `{entry.file or 'name not stated'}`, "
-                  f"downloaded from: {entry.download}); this conversion did not re-measure it. "
+                  "", f"The number is the authors' (published with the original file "
+                  f"`{entry.file or 'name not stated'}`, downloaded from: {entry.download}); this conversion did not re-measure it. "
                   f"The command below measures it with text4vis on your copy of the validation set."]
     else:
         lines += ["This checkpoint is not one of the published Text4Vis checkpoints: no published number. "
