@@ -807,7 +807,10 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
             raise UsageError("the server did not answer /healthz within 5 minutes")
         asyncio.run(_clients(url, video, 1, 1.0))  # warm-up: first batches, caches
         before = _rss_mb(proc.pid)
-        cases = {f"{n} client{'s' if n > 1 else ''}": asyncio.run(_clients(url, video, n, seconds)) for n in clients}
+        cases = {}
+        for n in clients:
+            cases[f"{n} client{'s' if n > 1 else ''}"] = case = asyncio.run(_clients(url, video, n, seconds))
+            case["rss_mb_after"] = _rss_mb(proc.pid)
         after = _rss_mb(proc.pid)
         health = httpx.get(url + "/healthz", timeout=10).json()
     finally:
