@@ -150,6 +150,22 @@ class Recognizer:
         yield from ready()
 
 
+    def embed_windows(self, path, window: float = 4.0, stride: float = 2.0, frames: int | None = None,
+                      batch_size: int = 8) -> dict:
+        """Normalised embeddings of the time windows of one video (see `timeline.embed_windows`):
+        {"duration", "fps", "num_frames", "windows": [{"start", "end", "embedding": float32 [D]}]}."""
+        from .timeline import embed_windows
+        return embed_windows(self, str(path), window, stride, frames, batch_size)
+
+    def timeline(self, path, window: float = 4.0, stride: float = 2.0, frames: int | None = None, topk: int = 5,
+                 min_score: float = 0.0, smooth: int = 1, batch_size: int = 8, progress: bool = False) -> dict:
+        """What happens when in one video of any length: {"video", "duration", "fps", "windows": [{"start",
+        "end", "top"}], "segments": [{"label", "start", "end", "score"}]} (see `timeline.timeline`)."""
+        from .timeline import timeline
+        return timeline(self, str(path), window, stride, frames, topk, min_score, smooth, batch_size,
+                        progress=progress)
+
+
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
          prompts=None, classifier: str | None = None, head: str | None = None, frames: int | None = None,
          device: str = "auto", precision: str = "auto") -> Recognizer:

@@ -77,7 +77,8 @@ def window_spans(duration: float, window: float, stride: float) -> list[tuple[fl
     the video's end is the last one, cut to end there (so with stride <= window the last window ends
     at the video's end); a video shorter than one window is one window [0, duration]. With
     stride > window the video has gaps by design: the last window is the last one starting before
-    the end. Raises ValueError for a non-positive window or stride.
+    the end. Times are compared to the microsecond (a window ending within 1 us of the end reaches
+    it). Raises ValueError for a non-positive window or stride.
     """
     if not (window > 0 and stride > 0):  # also NaN
         raise ValueError(f"window and stride must be positive seconds (got window={window}, stride={stride})")
@@ -86,9 +87,11 @@ def window_spans(duration: float, window: float, stride: float) -> list[tuple[fl
     k = 0
     while True:
         start = k * stride
-        if k > 0 and start >= duration:
+        if k > 0 and start >= duration - 1e-6:
             break
         end = min(start + window, duration)
+        if end >= duration - 1e-6:
+            end = duration
         spans.append((float(round(start, 6)), float(round(end, 6))))
         if end >= duration:
             break

@@ -5,6 +5,10 @@ in presentation order, counted by this module (container headers are often missi
 Only the frames that are asked for are converted to RGB. Frames come out upright (the display
 rotation is applied), from the container's default video stream.
 
+Long videos are read in one streaming pass: `probe` (a demux-only scan: frame times from the
+timestamps) then `stream_frames` (each frame decoded at most once, only wanted frames converted),
+on the same decoding loop as the clip reader's frame-skipping path.
+
 Frame folders (the original Text4Vis "dir num_frames label" lists) are read here too.
 """
 from __future__ import annotations
@@ -108,6 +112,15 @@ def _scan_packets(container, stream, path: str) -> tuple[int, list | None]:
     return n, (pts if usable else None)
 
 
+def _set_threads(stream, threads: int) -> None:
+    """Slice threads only, never FFmpeg's frame threading ("FRAME"/"AUTO"): on a damaged H.264
+    stream frame threading can deadlock (the process then waits forever in futex_wait); slice
+    threads have no hand-off between frames (they finish within each frame's decode).
+    threads=0 lets FFmpeg choose how many."""
+    stream.thread_type = "SLICE"
+    stream.codec_context.thread_count = threads
+
+
 def _to_rgb(frame) -> np.ndarray:
     image = frame.to_ndarray(format="rgb24")  # handles yuv420p/10-bit/gray/bgra (GIF) alike
     rotation = int(getattr(frame, "rotation", 0) or 0)
@@ -138,29 +151,45 @@ def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tup
     return kept, n
 
 
-def _decode_skipping(container, stream, wanted: Sequence[int], pts: list) -> dict[int, np.ndarray]:
-    """Fast path: frame i is the packet with the i-th smallest pts; packets of unwanted frames are
-    decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
-    Returns the wanted frames it got (the caller falls back to a full decode for any missing)."""
-    order = {p: i for i, p in enumerate(sorted(pts))}
-    wanted_set = set(int(i) for i in wanted)
+def _decoded(container, stream, order: dict | None, wanted: set | None):
+    """One sequential decoding pass: (frame index, PyAV frame) for each frame out of the decoder.
+
+    `order` maps a pts to its frame index (presentation order; a frame whose pts it lacks gets None);
+    without it frames are counted as they come. With `order` and `wanted`, packets of unwanted frames
+    are decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
+    Decoding errors propagate to the caller."""
     ctx = stream.codec_context
-    kept: dict[int, np.ndarray] = {}
-    container.seek(0)
+    n = 0
     try:
         for packet in container.demux(stream):
-            if packet.size:
-                ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted_set else "NONREF"
+            if order is not None and wanted is not None and packet.size:
+                ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted else "NONREF"
             for frame in packet.decode():
-                i = order.get(frame.pts)
-                if i in wanted_set and i not in kept:
-                    kept[i] = _to_rgb(frame)
+                yield (order.get(frame.pts) if order is not None else n), frame
+                n += 1
+    finally:
+        ctx.skip_frame = "DEFAULT"
+
+
+def _decode_skipping(container, stream, wanted: Sequence[int], pts: list) -> dict[int, np.ndarray]:
+    """Fast path: frame i is the packet with the i-th smallest pts; packets of unwanted frames are
+    skipped by the decoder where possible (`_decoded`). Returns the wanted frames it got (the caller
+    falls back to a full decode for any missing)."""
+    order = {p: i for i, p in enumerate(sorted(pts))}
+    wanted_set = set(int(i) for i in wanted)
+    kept: dict[int, np.ndarray] = {}
+    container.seek(0)
+    frames = _decoded(container, stream, order, wanted_set)
+    try:
+        for i, frame in frames:
+            if i in wanted_set and i not in kept:
+                kept[i] = _to_rgb(frame)
             if len(kept) == len(wanted_set):
                 break  # everything asked for is here: the rest of the stream is not needed
     except Exception:
         pass
     finally:
-        ctx.skip_frame = "DEFAULT"
+        frames.close()
     return kept
 
 
@@ -184,11 +213,7 @@ def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int 
             raise VideoError(f"{path}: video stream has no frames")
         indices = [int(i) for i in choose(n)]
         kept: dict[int, np.ndarray] = {}
-        # Slice threads only, never FFmpeg's frame threading ("FRAME"/"AUTO"): on a damaged H.264
-        # stream frame threading can deadlock (the process then waits forever in futex_wait); slice
-        # threads have no hand-off between frames (they finish within each frame's decode).
-        stream.thread_type = "SLICE"
-        stream.codec_context.thread_count = threads
+        _set_threads(stream, threads)
         if threads == 1 and pts is not None:
             kept = _decode_skipping(container, stream, indices, pts)
         if not all(i in kept for i in indices):
@@ -261,3 +286,143 @@ def find_videos(paths: Sequence[str]) -> list[str]:
         else:
             out.append(p)
     return out
+
+
+# ----------------------------------------------------------------------------- streaming (long videos)
+
+class VideoInfo:
+    """What a demux-only scan says about a video's default stream: its frames' presentation times.
+
+    `times[i]` is the time in seconds of frame i (presentation order, the first frame at 0), from the
+    packets' presentation timestamps (so variable-frame-rate videos are right), or i / frame rate
+    when the container has no usable timestamps. `duration` is the last frame's time plus one frame.
+    """
+
+    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None):
+        self.path, self.times, self.duration, self.fps, self.pts = path, times, duration, fps, pts
+
+    @property
+    def num_frames(self) -> int:
+        return int(len(self.times))
+
+
+def probe(path: str) -> VideoInfo:
+    """Scan the packets of `path`'s default video stream (no decoding): frame times, duration, fps."""
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        n, pts = _scan_packets(container, stream, path)
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        base = float(stream.time_base) if stream.time_base else 0.0
+    finally:
+        container.close()
+    if n == 0:
+        raise VideoError(f"{path}: video stream has no frames")
+    if pts is not None and base > 0:
+        order = np.sort(np.asarray(pts, dtype=np.int64))
+        times = (order - order[0]).astype(np.float64) * base
+        step = float(np.median(np.diff(times))) if n > 1 else (1.0 / rate if rate else 0.04)
+    else:
+        step = 1.0 / rate if rate else 0.04
+        times = np.arange(n, dtype=np.float64) * step
+    duration = round(float(times[-1] + (step if step > 0 else 0.04)), 6)
+    return VideoInfo(path, times, duration, n / duration, pts)
+
+
+class DecodeStats:
+    """What one streaming pass did: frames out of the decoder, frames converted to RGB, the index of
+    the last frame that came out, and why the stream broke off early (None when it did not)."""
+
+    def __init__(self):
+        self.decoded = 0
+        self.converted = 0
+        self.last_index = -1
+        self.broken: str | None = None
+
+
+END_SLACK = 3  # frames a decoder may drop at the very end of a stream (edit lists, flushing)
+
+
+def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = None, threads: int = 0,
+                  stats: DecodeStats | None = None):
+    """One sequential pass over `path`: yields (i, RGB frame) for the indices i of `wanted` (frame
+    indices in presentation order, as in `probe`), in increasing order, each at most once.
+
+    Each frame is decoded at most once and only wanted frames are converted to RGB; packets of
+    unwanted frames are skipped by the decoder where the codec allows (`_decoded`). Frames are
+    identified by their timestamps; a wanted frame that never comes out of the decoder (an edit
+    list dropped it) is served by the next frame that does, or, within END_SLACK frames of the end,
+    by the last one. A stream that breaks off earlier ends the pass there: the indices after the
+    break are not yielded and `stats.broken` says why (VideoError when no frame decodes at all).
+    """
+    info = info or probe(path)
+    todo = sorted(set(int(i) for i in wanted))
+    if not todo:
+        return
+    order = {p: i for i, p in enumerate(sorted(info.pts))} if info.pts is not None else None
+    stats = stats if stats is not None else DecodeStats()
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        _set_threads(stream, threads)
+        frames = _decoded(container, stream, order, set(todo))
+        pos, last_frame = 0, None
+        try:
+            for i, frame in frames:
+                i = stats.last_index + 1 if i is None else i  # a frame without a known pts: the next one
+                stats.decoded += 1
+                stats.last_index = max(stats.last_index, i)
+                last_frame = frame
+                if pos < len(todo) and todo[pos] <= i:
+                    rgb = _to_rgb(frame)
+                    stats.converted += 1
+                    while pos < len(todo) and todo[pos] <= i:
+                        yield todo[pos], rgb
+                        pos += 1
+                if pos == len(todo):
+                    return  # everything asked for is out: the rest of the stream is not needed
+        except VideoError:
+            raise
+        except Exception as exc:  # a damaged stream: the pass ends where it broke
+            stats.broken = _short(exc)
+        finally:
+            frames.close()
+        if last_frame is None:
+            reason = f" ({stats.broken})" if stats.broken else ""
+            raise VideoError(f"{path}: video stream has no decodable frames{reason}")
+        if stats.broken is None and stats.last_index >= info.num_frames - 1 - END_SLACK:
+            rgb = _to_rgb(last_frame)
+            stats.converted += 1
+            for i in todo[pos:]:
+                yield i, rgb
+        elif stats.broken is None:
+            stats.broken = f"frames after {stats.last_index + 1} of {info.num_frames} do not decode"
+    finally:
+        container.close()
+
+
+def iter_all_frames(path: str, threads: int = 0):
+    """Every frame of the default video stream, upright, in presentation order, as (time in seconds,
+    RGB frame), times from the timestamps. For writing annotated copies; stops where a stream breaks."""
+    container = _open(path)
+    try:
+        stream = _default_stream(container)
+        _set_threads(stream, threads)
+        first = None
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        n = 0
+        try:
+            for _, frame in _decoded(container, stream, None, None):
+                if frame.pts is not None and frame.time_base:
+                    t = float(frame.pts * frame.time_base)
+                    first = t if first is None else first
+                    t -= first
+                else:
+                    t = n / rate
+                n += 1
+                yield t, _to_rgb(frame)
+        except Exception as exc:
+            if n == 0:
+                raise VideoError(f"{path}: video stream does not decode ({_short(exc)})") from None
+    finally:
+        container.close()

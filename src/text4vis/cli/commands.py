@@ -480,7 +480,8 @@ def add_bench(sub) -> None:
                        epilog="examples:\n"
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
-                              "  text4vis bench --data")
+                              "  text4vis bench --data\n"
+                              "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors")
     p.add_argument("--model", default="ViT-B/16",
                    help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
     p.add_argument("--frames", type=int, default=8, help="frames per video, 1 to 77 (default 8)")
@@ -498,6 +499,11 @@ def add_bench(sub) -> None:
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
     p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
+    p.add_argument("--timeline", metavar="FILE",
+                   help="time `text4vis timeline` on FILE (windows of 4 s every 2 s) against one plain PyAV decode "
+                        "of it, as a ratio, plus peak RSS; the model comes from --checkpoint/--clip")
+    p.add_argument("--checkpoint", help="with --timeline: the model's checkpoint")
+    p.add_argument("--clip", help="with --timeline: CLIP towers (a --clip value of predict)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -511,6 +517,13 @@ def cmd_bench(args) -> int:
     if args.serve:
         result = _bench_serve(args)
         unit = "requests_per_s"
+    elif args.timeline:
+        from ..api import load
+        from ..timeline import bench_timeline
+        rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
+        result = bench_timeline(rec, args.timeline)
+        print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
     elif args.data:
         result = bench_data(frames=args.frames, iters=args.iters)
         unit = "clips_per_s_per_core"
