@@ -16,7 +16,7 @@ from .common import add_model_args, check_numbers  # noqa: F401  (used by librar
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
-COMMAND_MODULES = ["predict", "timeline", "commands", "serve"]
+COMMAND_MODULES = ["predict", "timeline", "commands", "index", "serve"]
 
 
 def _known_errors():

@@ -481,7 +481,8 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
-                              "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors")
+                              "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
+                              "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search")
     p.add_argument("--model", default="ViT-B/16",
                    help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
     p.add_argument("--frames", type=int, default=8, help="frames per video, 1 to 77 (default 8)")
@@ -499,6 +500,9 @@ def add_bench(sub) -> None:
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
     p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
+    p.add_argument("--index", type=int, metavar="N", help="benchmark the video index instead: N synthetic clustered "
+                                                          "embeddings (build, search latency, recall@10, peak memory)")
+    p.add_argument("--dim", type=int, default=512, help="with --index: embedding width (default 512)")
     p.add_argument("--timeline", metavar="FILE",
                    help="time `text4vis timeline` on FILE (windows of 4 s every 2 s) against one plain PyAV decode "
                         "of it, as a ratio, plus peak RSS; the model comes from --checkpoint/--clip")
@@ -509,6 +513,13 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
+    if args.index is not None:  # before importing the model code: the figure is the index's own memory
+        from ..index import bench_index
+        from .common import check_numbers
+        check_numbers(("--index", args.index, 1), ("--dim", args.dim, 2))
+        result = bench_index(args.index, args.dim)
+        print(json.dumps(result, indent=1 if not args.json else None))
+        return 0
     from ..api import pick_device
     from ..bench import bench_data, bench_model, model_config
     from .common import UsageError, check_numbers
