@@ -58,8 +58,12 @@ def servers(tmp_path_factory, clip_file):
     key_file.write_text(KEY + "\n")
     a = Server(tmp_path_factory.mktemp("server_a"), clip_file, "--max-upload-mb", "1", "--decode-workers", "2",
                "--batch-wait-ms", "20")
+    index_dir = tmp_path_factory.mktemp("index") / "clips"
+    assert cli.main(["index", "build", *[clip(n) for n in CLIPS], "--out", str(index_dir), "--clip", clip_file,
+                     "--frames", "4", "--device", "cpu"]) == 0
     b = Server(tmp_path_factory.mktemp("server_b"), clip_file, "--max-queue", "1", "--decode-workers", "1",
-               "--api-key-file", str(key_file))
+               "--api-key-file", str(key_file), "--index", str(index_dir))
+    b.index_dir = index_dir
     try:
         yield a.wait_ready(), b.wait_ready()
     finally:
@@ -102,6 +106,7 @@ def test_health_labels_page_docs(server):
     spec = httpx.get(server.url + "/openapi.json").json()
     body = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(body["properties"]) == {"video", "labels", "topk", "views"}
+    assert {"/v1/timeline", "/v1/search", "/v1/labels", "/healthz"} <= set(spec["paths"])
     assert_error(httpx.get(server.url + "/v1/nothing"), 404)
     assert_error(httpx.get(server.url + "/v1/predict"), 405)
 
@@ -135,6 +140,54 @@ def test_client_file_name_is_only_a_label(server):
     r = httpx.post(server.url + "/v1/predict", files=files, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["video"] == "evil clip.mp4"
+
+
+def test_timeline_matches_cli(server, capsys, monkeypatch, clip_file):
+    options = {"window": "2", "stride": "1", "topk": "2"}
+    r = httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], **options), timeout=120)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    monkeypatch.chdir(SHARED_VIDEOS)
+    assert cli.main(["timeline", CLIPS[0], "--clip", clip_file, "--labels", "ucf101", "--frames", "4", "--json",
+                     "--quiet", *[a for k, v in options.items() for a in (f"--{k}", v)]]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert {k: got[k] for k in ("video", "duration", "fps")} == {k: want[k] for k in ("video", "duration", "fps")}
+    assert len(got["windows"]) == len(want["windows"]) == 9  # 10 s: windows of 2 s every 1 s
+    for a, b in zip(got["windows"] + got["segments"], want["windows"] + want["segments"]):
+        assert (a["start"], a["end"]) == (b["start"], b["end"])
+        for x, y in zip(a.get("top", [a]), b.get("top", [b])):  # the same labels; scores up to batching noise
+            assert x["label"] == y["label"] and abs(x["score"] - y["score"]) < 1e-5
+    assert len(got["segments"]) == len(want["segments"]) >= 1
+    custom = httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], labels=CUSTOM, window=5, stride=5), timeout=120)
+    assert custom.status_code == 200 and len(custom.json()["windows"]) == 2
+    assert {s["label"] for s in custom.json()["segments"]} <= set(CUSTOM.splitlines())
+    assert_error(httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], window=0)), 400, "window")
+    assert_error(httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], views="1x1")), 400, "unknown form field")
+    assert_error(httpx.post(server.url + "/v1/timeline", files={"video": ("x.mp4", b"not a video" * 9)}), 422, "x.mp4")
+    assert_error(httpx.get(server.url + "/v1/search?q=dog"), 404, "--index")
+
+
+def test_search_by_text_and_by_video(servers):
+    from text4vis import VideoIndex
+    b = servers[1]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.get(b.url + "/healthz").json()["index_entries"] == len(CLIPS)
+    r = httpx.get(b.url + "/v1/search", params={"q": "someone flipping a pancake", "k": 3}, headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    idx = VideoIndex.open(str(b.index_dir))
+    want = idx.search("someone flipping a pancake", 3)
+    got = r.json()
+    assert got["query"] == want["query"] and [h["video"] for h in got["results"]] == [h["video"] for h in want["results"]]
+    assert all(abs(x["score"] - y["score"]) < 1e-5 for x, y in zip(got["results"], want["results"]))
+    like = httpx.post(b.url + "/v1/search", **upload(CLIPS[1], k=2), headers=auth, timeout=60)
+    assert like.status_code == 200, like.text
+    hits = like.json()["results"]
+    assert like.json()["query"] == CLIPS[1] and len(hits) == 2
+    assert hits[0]["video"] == clip(CLIPS[1]) and hits[0]["score"] > 0.999  # the clip finds itself first
+    assert_error(httpx.get(b.url + "/v1/search?q=&k=3", headers=auth), 400, "q")
+    assert_error(httpx.get(b.url + "/v1/search?q=dog&k=0", headers=auth), 400, "k")
+    assert_error(httpx.get(b.url + "/v1/search?q=dog&k=many", headers=auth), 400)
+    assert_error(httpx.get(b.url + "/v1/search?q=dog"), 401)
 
 
 # ----------------------------------------------------------------------------- errors

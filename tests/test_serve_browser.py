@@ -12,6 +12,7 @@ import pytest
 
 from conftest import SHARED_VIDEOS
 from serving import Server
+from text4vis import cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIP = os.path.join(SHARED_VIDEOS, "arm_wrestling_h264.mp4")
@@ -35,7 +36,11 @@ def browser_or_skip():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_dir):
-    s = Server(tmp_path_factory.mktemp("browser_server"), str(tiny_dir / "openai_sd.pt"), "--decode-workers", "1")
+    clip_file = str(tiny_dir / "openai_sd.pt")
+    index_dir = tmp_path_factory.mktemp("browser_index") / "clips"
+    assert cli.main(["index", "build", CLIP, os.path.join(SHARED_VIDEOS, "cleaning_pool_xvid_mp3.avi"),
+                     "--out", str(index_dir), "--clip", clip_file, "--frames", "4", "--device", "cpu"]) == 0
+    s = Server(tmp_path_factory.mktemp("browser_server"), clip_file, "--decode-workers", "1", "--index", str(index_dir))
     try:
         yield s.wait_ready()
     finally:
@@ -63,11 +68,21 @@ def test_page_in_chromium(server, tmp_path):
             assert page.locator("#preview").is_visible() and page.locator("#error").is_hidden()
 
             page.fill("#labels", "\n".join(MINE))
+            page.check("#want-timeline")  # and the timeline of the same video, with the same labels
             page.click("#go")
             page.wait_for_function("document.querySelector('#result-meta').textContent.includes('your 3 labels')",
                                    timeout=60_000)
             shown = page.locator("#top li .label").all_inner_texts()
             assert sorted(shown) == sorted(MINE)  # only the custom labels, all three
+            page.wait_for_selector("#timeline .seg", timeout=60_000)
+            segments = page.locator("#timeline .seg").all_inner_texts()
+            assert segments and set(segments) <= set(MINE)
+
+            page.fill("#query", "someone cleaning a pool")  # the index is loaded: search by text
+            page.press("#query", "Enter")
+            page.wait_for_selector("#hits li .what", timeout=60_000)
+            hits = page.locator("#hits li .what").all_inner_texts()
+            assert sorted(hits) == sorted(["arm_wrestling_h264.mp4", "cleaning_pool_xvid_mp3.avi"])
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(tmp_path / "serve.png"))
             assert (tmp_path / "serve.png").stat().st_size > 10_000

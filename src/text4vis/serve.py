@@ -42,6 +42,10 @@ FIELD_LIMIT = 64 * 1024          # bytes of one non-file form field (labels, top
 MAX_LABELS = 2000                # custom labels per request
 MAX_VIEWS = 30                   # clips x crops per request
 PARAMETERS = {"video", "labels", "topk", "views"}
+TIMELINE_PARAMETERS = {"video", "labels", "topk", "window", "stride", "min_score", "smooth"}
+SEARCH_PARAMETERS = {"video", "k"}
+MAX_WINDOWS = 900                # timeline windows per request (30 minutes at the default stride)
+CHUNK = 64                       # clips per forward pass of a long timeline
 
 
 def _require_fastapi():
@@ -209,6 +213,32 @@ def decode_views(path: str, num_frames: int, input_size: int, clips: int, crops:
     return views.numpy()
 
 
+def decode_windows(path: str, window: float, stride: float, num_frames: int, input_size: int,
+                   max_windows: int) -> dict:
+    """The time windows of one video as `text4vis timeline` samples them, in one decoding pass:
+    {"clips": uint8 numpy [W, T, 3, S, S], "spans": [(start, end)], "duration", "fps"} (+ "error"
+    when the stream breaks off part-way: the windows before the break are kept)."""
+    import numpy as np
+
+    from . import timeline, video
+    info = video.probe(path)
+    plan = timeline.plan_windows(info, window, stride, num_frames)
+    if len(plan) > max_windows:
+        raise UsageError(f"{path}: {len(plan)} windows of {window:g} s every {stride:g} s; at most {max_windows} "
+                         f"per request (use a larger stride)")
+    stats = video.DecodeStats()
+    rows = {k: clip.numpy() for k, clip in timeline.window_clips(path, info, plan, input_size, stats=stats)}
+    if not rows:
+        raise VideoError(f"{path}: video stream does not decode ({stats.broken or 'no window complete'})")
+    keys = sorted(rows)
+    out = {"clips": np.stack([rows[k] for k in keys]), "spans": [(plan[k]["start"], plan[k]["end"]) for k in keys],
+           "duration": round(info.duration, 6), "fps": round(info.fps, 6)}
+    if len(rows) < len(plan):
+        out["error"] = (f"{path}: video stream breaks off ({stats.broken}); {len(plan) - len(rows)} of "
+                        f"{len(plan)} windows after it are left out")
+    return out
+
+
 # ----------------------------------------------------------------------------- model worker
 
 @dataclass
@@ -218,6 +248,8 @@ class Job:
     topk: int = 5
     labels: tuple[str, ...] | None = None
     embedding: bool = False            # return the embedding (for search) instead of top-k
+    windows: dict | None = None        # a timeline: one embedding per view (window), with its spans and times
+    call: object = None                # instead of clips: a function to run on the model's thread
     future: cf.Future = field(default_factory=cf.Future)
 
 
@@ -256,6 +288,12 @@ class ModelWorker:
             job = self._queue.get()
             if job is None:
                 return
+            if job.call is not None:  # text queries and other model work that is not a batch of clips
+                try:
+                    job.future.set_result(job.call())
+                except Exception as exc:
+                    job.future.set_exception(exc)
+                continue
             batch, stop = [job], False
             deadline = time.monotonic() + self.wait
             while len(batch) < self.max_batch:
@@ -271,6 +309,9 @@ class ModelWorker:
                         continue
                 if nxt is None:
                     stop = True
+                    break
+                if nxt.call is not None:  # runs after this batch
+                    self._queue.put(nxt)
                     break
                 batch.append(nxt)
             self.batches.append(len(batch))
@@ -308,10 +349,13 @@ class ModelWorker:
         rec = self.rec
         try:
             with torch.no_grad():
-                views = torch.cat([j.views for j in batch]).to(rec.device)
+                views = torch.cat([j.views for j in batch])
                 rec.model.eval()
-                with engine.autocast(rec.device, rec.precision):
-                    emb = rec.model.embed(views).float().cpu()
+                parts = []
+                for i in range(0, len(views), CHUNK):  # a long timeline goes through in slices
+                    with engine.autocast(rec.device, rec.precision):
+                        parts.append(rec.model.embed(views[i:i + CHUNK].to(rec.device)).float().cpu())
+                emb = torch.cat(parts)
         except Exception as exc:  # out of memory, ...: every job of this pass fails, the worker goes on
             for j in batch:
                 j.future.set_exception(exc)
@@ -319,7 +363,9 @@ class ModelWorker:
         start = 0
         for j in batch:
             n = j.views.shape[0]
-            e = F.normalize(emb[start:start + n].mean(0, keepdim=True), dim=-1)  # mean over views, as predict
+            part = emb[start:start + n]
+            # predict: the mean over a video's views; timeline: each window (view) on its own
+            e = F.normalize(part if j.windows is not None else part.mean(0, keepdim=True), dim=-1)
             start += n
             try:
                 j.future.set_result(self._answer(j, e))
@@ -332,10 +378,31 @@ class ModelWorker:
         if job.embedding:
             return {"video": job.name, "embedding": emb[0]}
         weight, names = self._classifier(job.labels)
+        if job.windows is not None:
+            return timeline_record(job, scores_from_embeddings(emb, weight).numpy(), names)
         scores = scores_from_embeddings(emb, weight)[0]
         top = torch.topk(scores, min(job.topk, len(names)))
         return {"video": job.name, "top": [{"label": names[j], "score": round(float(v), 6)}
                                            for v, j in zip(top.values.tolist(), top.indices.tolist())]}
+
+
+def timeline_record(job: Job, scores, names: list[str]) -> dict:
+    """The `text4vis timeline` record from window scores [W, C] (its rule: text4vis.timeline)."""
+    import numpy as np
+
+    from .timeline import segments
+    w = job.windows
+    k = min(job.topk, len(names))
+    windows = []
+    for (start, end), s in zip(w["spans"], scores):
+        best = np.argsort(-s, kind="stable")[:k]
+        windows.append({"start": start, "end": end,
+                        "top": [{"label": names[j], "score": round(float(s[j]), 6)} for j in best]})
+    record = {"video": job.name, "duration": w["duration"], "fps": w["fps"], "windows": windows,
+              "segments": segments(w["spans"], scores, names, w["min_score"], w["smooth"])}
+    if "error" in w:
+        record["error"] = w["error"]
+    return record
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -481,6 +548,29 @@ def parse_options(fields: dict) -> dict:
     return {"topk": topk, "clips": clips, "crops": crops, "labels": labels}
 
 
+def _float_field(fields: dict, name: str, default: float, least: float, most: float, strict: bool = False) -> float:
+    text = fields.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise HTTPError(400, f"{name} must be a number (got {text[:40]!r})") from None
+    if not (least < value <= most if strict else least <= value <= most):
+        raise HTTPError(400, f"{name} must be {'over' if strict else 'at least'} {least:g} and at most {most:g} "
+                             f"(got {text[:40]})")
+    return value
+
+
+def parse_timeline(fields: dict) -> dict:
+    """window, stride, min_score, smooth (and topk, labels) of a timeline request, checked (HTTPError 400)."""
+    opts = parse_options({k: v for k, v in fields.items() if k in ("topk", "labels")})
+    opts.update(window=_float_field(fields, "window", 4.0, 0, 3600, strict=True),
+                stride=_float_field(fields, "stride", 2.0, 0, 3600, strict=True),
+                min_score=_float_field(fields, "min_score", 0.0, 0, 1), smooth=_int_field(fields, "smooth", 1, 0, 100))
+    return opts
+
+
 # ----------------------------------------------------------------------------- the service
 
 class Service:
@@ -517,33 +607,81 @@ class Service:
         if not queued:
             self.upstream -= 1
 
-    async def views_of(self, up: Upload, clips: int, crops: int):
-        import torch
+    async def decode(self, up: Upload, fn, *args):
+        """fn(path, *args) in the decode pool; errors name the client's file, not the private one."""
         loop = asyncio.get_running_loop()
         try:
-            array = await loop.run_in_executor(self.threads, self.pool.run, decode_views, up.path,
-                                               self.rec.num_frames, self.rec.input_size, clips, crops)
-        except VideoError as exc:  # messages name the private file: name the client's instead
+            return await loop.run_in_executor(self.threads, self.pool.run, fn, up.path, *args)
+        except (VideoError, UsageError) as exc:
             message = str(exc).replace(up.path, up.name)
-            raise VideoError(message if message.startswith(up.name) else f"{up.name}: {message}") from None
-        return torch.from_numpy(array)
+            raise type(exc)(message if message.startswith(up.name) else f"{up.name}: {message}") from None
 
-    async def predict(self, request, allowed=PARAMETERS) -> tuple[Upload, dict, dict]:
-        """Admit, stream, check, decode and classify one upload -> (upload, options, record)."""
+    async def upload_then(self, request, allowed: set[str], work):
+        """Admit (503 when full), stream the upload, then `await work(upload, queue)`, where queue(job)
+        hands a job to the model worker and returns its future; the upload is deleted afterwards."""
         self.admit()
-        queued, up = False, None
+        queued, up = [], None
+
+        def queue_job(job: Job):
+            if not queued:
+                queued.append(True)
+                self.upstream -= 1
+            return asyncio.wrap_future(self.model.submit(job))
+
         try:
             up = await read_upload(request, self.folder, self.max_bytes, allowed)
-            opts = parse_options(up.fields)
-            views = await self.views_of(up, opts["clips"], opts["crops"])
-            fut = self.model.submit(Job(views, up.name, opts["topk"], opts["labels"]))
-            queued = True
-            self.upstream -= 1
-            return up, opts, await asyncio.wrap_future(fut)
+            return await work(up, queue_job)
         finally:
-            self.release(queued)
+            self.release(bool(queued))
             if up is not None and up.path:
                 _remove(up.path)
+
+    async def predict(self, request) -> dict:
+        """POST /v1/predict: the `predict --json` record of the uploaded video."""
+        import torch
+
+        async def work(up, queue_job):
+            opts = parse_options(up.fields)
+            views = await self.decode(up, decode_views, self.rec.num_frames, self.rec.input_size,
+                                      opts["clips"], opts["crops"])
+            return await queue_job(Job(torch.from_numpy(views), up.name, opts["topk"], opts["labels"]))
+        return await self.upload_then(request, PARAMETERS, work)
+
+    async def timeline(self, request) -> dict:
+        """POST /v1/timeline: the `text4vis timeline --json` record of the uploaded video."""
+        import torch
+
+        async def work(up, queue_job):
+            opts = parse_timeline(up.fields)
+            w = await self.decode(up, decode_windows, opts["window"], opts["stride"], self.rec.num_frames,
+                                  self.rec.input_size, MAX_WINDOWS)
+            clips = torch.from_numpy(w.pop("clips"))
+            w.update(min_score=opts["min_score"], smooth=opts["smooth"])
+            if "error" in w:
+                w["error"] = w["error"].replace(up.path, up.name)
+            return await queue_job(Job(clips, up.name, opts["topk"], opts["labels"], windows=w))
+        return await self.upload_then(request, TIMELINE_PARAMETERS, work)
+
+    async def search_video(self, request, index) -> dict:
+        """POST /v1/search: the index entries closest to the uploaded video (embedded as predict --views 1x1)."""
+        import torch
+
+        async def work(up, queue_job):
+            k = _int_field(up.fields, "k", 10, 1, 1000)
+            views = await self.decode(up, decode_views, self.rec.num_frames, self.rec.input_size, 1, 1)
+            emb = (await queue_job(Job(torch.from_numpy(views), up.name, embedding=True)))["embedding"]
+            record = await queue_job(Job(None, up.name, call=lambda: index.search(emb.numpy(), k)))
+            return {**record, "query": up.name}
+        return await self.upload_then(request, SEARCH_PARAMETERS, work)
+
+    async def search_text(self, q: str, k: int, index) -> dict:
+        """GET /v1/search: the index entries closest to a sentence (the index's text tower and prompts)."""
+        self.admit()
+        try:
+            self.upstream -= 1
+            return await asyncio.wrap_future(self.model.submit(Job(None, q, call=lambda: index.search(q, k))))
+        finally:
+            self.in_flight -= 1
 
 
 def _remove(path: str) -> None:
@@ -594,7 +732,6 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
     app = FastAPI(title="text4vis", version=_version(), lifespan=lifespan,
                   description="Video recognition with CLIP towers and a frozen text classifier. "
                               "Errors are {\"error\": \"...\"} with status 400, 401, 413, 422 or 503.")
-    app.state.index = index
 
     def error(status: int, message: str, headers=None) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -651,7 +788,8 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
         rec = recognizer
         return {"status": "ok", "model": rec.source, "labels": len(rec.labels), "frames": rec.num_frames,
                 "input_size": rec.input_size, "device": str(rec.device), "custom_labels": rec.towers is not None,
-                "index": app.state.index is not None, "in_flight": service.in_flight, "max_queue": service.max_queue,
+                "index": index is not None, "index_entries": len(index) if index is not None else 0,
+                "timeline": True, "in_flight": service.in_flight, "max_queue": service.max_queue,
                 "max_batch": service.model.max_batch, "max_upload_mb": max_upload_mb,
                 "forward_passes": service.model.passes,
                 "mean_batch": round(service.model.jobs / service.model.passes, 2) if service.model.passes else 0,
@@ -665,8 +803,32 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
     @app.post("/v1/predict", summary="top-k labels of an uploaded video (the `predict --json` record)",
               openapi_extra=_multipart_schema(PARAMETERS))
     async def predict(request: Request):
-        _, _, record = await request.app.state.service.predict(request)
-        return record
+        return await request.app.state.service.predict(request)
+
+    @app.post("/v1/timeline", summary="what happens when: scored time windows and labelled segments "
+                                      "(the `timeline --json` record)",
+              openapi_extra=_multipart_schema(TIMELINE_PARAMETERS))
+    async def timeline(request: Request):
+        return await request.app.state.service.timeline(request)
+
+    def need_index():
+        if index is None:
+            raise HTTPError(404, "no video index is loaded (start the server with --index DIR)")
+        return index
+
+    @app.get("/v1/search", summary="index entries closest to a sentence (the `index search` record)")
+    async def search(request: Request, q: str = "", k: int = 10):
+        idx = need_index()
+        if not q.strip():
+            raise HTTPError(400, "q: give a sentence to search for, e.g. /v1/search?q=someone+juggling")
+        if not 1 <= k <= 1000:
+            raise HTTPError(400, f"k must be between 1 and 1000 (got {k})")
+        return await request.app.state.service.search_text(q.strip()[:1000], k, idx)
+
+    @app.post("/v1/search", summary="index entries closest to an uploaded video (the `index search --like` record)",
+              openapi_extra=_multipart_schema(SEARCH_PARAMETERS))
+    async def search_video(request: Request):
+        return await request.app.state.service.search_video(request, need_index())
 
     return app
 
@@ -676,8 +838,11 @@ def _multipart_schema(names: set[str]) -> dict:
              "labels": {"type": "string", "description": "optional custom labels, one per line (zero-shot)"},
              "topk": {"type": "integer", "default": 5, "minimum": 1, "maximum": 1000},
              "views": {"type": "string", "default": "1x1", "description": "CxK: C clips x K crops (1 or 3)"},
-             "window": {"type": "integer", "default": 4, "description": "window length in seconds"},
-             "stride": {"type": "integer", "default": 2, "description": "seconds between windows"}}
+             "window": {"type": "number", "default": 4, "description": "window length in seconds"},
+             "stride": {"type": "number", "default": 2, "description": "seconds between window starts"},
+             "min_score": {"type": "number", "default": 0, "description": "smoothed score under which a window is a gap"},
+             "smooth": {"type": "integer", "default": 1, "description": "windows averaged on each side"},
+             "k": {"type": "integer", "default": 10, "description": "results"}}
     schema = {"type": "object", "required": ["video"], "properties": {k: v for k, v in props.items() if k in names}}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
@@ -807,7 +972,10 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
             raise UsageError("the server did not answer /healthz within 5 minutes")
         asyncio.run(_clients(url, video, 1, 1.0))  # warm-up: first batches, caches
         before = _rss_mb(proc.pid)
-        cases = {f"{n} client{'s' if n > 1 else ''}": asyncio.run(_clients(url, video, n, seconds)) for n in clients}
+        cases = {}
+        for n in clients:
+            cases[f"{n} client{'s' if n > 1 else ''}"] = case = asyncio.run(_clients(url, video, n, seconds))
+            case["rss_mb_after"] = _rss_mb(proc.pid)
         after = _rss_mb(proc.pid)
         health = httpx.get(url + "/healthz", timeout=10).json()
     finally:

@@ -13,7 +13,11 @@ EXAMPLES_SERVE = """examples:
   curl -F video=@clip.mp4 -F topk=3 http://127.0.0.1:8000/v1/predict
   curl -F video=@clip.mp4 -F $'labels=cooking\\ndancing' http://127.0.0.1:8000/v1/predict
 
-Endpoints: GET / (the page), GET /healthz, GET /v1/labels, POST /v1/predict, GET /docs (OpenAPI).
+  text4vis serve --index my-index --labels k400                      # adds /v1/search
+  curl 'http://127.0.0.1:8000/v1/search?q=someone+juggling&k=5'
+
+Endpoints: GET / (the page), GET /healthz, GET /v1/labels, POST /v1/predict, POST /v1/timeline,
+GET /v1/search?q=&k= and POST /v1/search (with --index), GET /docs (OpenAPI).
 Errors are {"error": "..."}: 400 bad parameters, 401 API key, 413 too large, 422 not a video, 503 busy.
 SIGTERM or Ctrl-C: in-flight requests finish, then the server exits and removes its upload folder.
 """
@@ -27,15 +31,38 @@ def cmd_serve(args) -> int:
     from .. import serve
     serve._require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
+    index = None
     if args.index:
-        raise UsageError("--index: this text4vis has no video index support yet (text4vis index)")
-    from ..api import load
-    rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
-               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
+        rec, index = _index_model(args)
+    else:
+        from ..api import load
+        rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
+                   classifier=args.classifier, frames=args.frames, device=args.device,
+                   precision=args.precision or "auto")
     serve.run(rec, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_batch=args.max_batch,
               batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, api_key=key,
-              decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout, prompts=args.prompts)
+              decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout, prompts=args.prompts,
+              index=index)
     return 0
+
+
+def _index_model(args):
+    """With --index the server runs the model that built the index (one model for predict, timeline and
+    search); --checkpoint/--clip only say where its files are now. Labels as for predict."""
+    from ..classifiers import DEFAULT_PROMPTS, load_classifier
+    from ..index import QUERY_LABEL, VideoIndex
+    from ..labels import load_labels
+    index = VideoIndex.open(args.index, checkpoint=args.checkpoint, clip=args.clip, device=args.device,
+                            precision=args.precision or "auto")
+    frames = index.info["model"]["frames"]
+    if args.frames and args.frames != frames:
+        raise UsageError(f"--frames {args.frames}: the index {args.index} was built with {frames} frames per clip")
+    rec = index.model
+    if args.classifier:
+        rec.set_classifier(load_classifier(args.classifier))
+    elif args.labels or rec.labels == [QUERY_LABEL]:  # the index loads CLIP models with a one-query classifier
+        rec.use_labels(load_labels(args.labels or "k400"), args.prompts or DEFAULT_PROMPTS)
+    return rec, index
 
 
 def register(sub) -> None:

@@ -51,6 +51,7 @@ async function loadHealth() {
     $("drop-hint").textContent = "mp4, webm, mkv, mov, avi, gif… up to " + h.max_upload_mb + " MB";
     $("timeline-opt").hidden = !h.timeline;
     $("search-box").hidden = !h.index;
+    if (h.index) $("search-title").textContent = "Search the index (" + h.index_entries + " entries)";
     if (!h.custom_labels) {
       $("labels").disabled = true;
       $("labels").placeholder = "This model has no text tower: custom labels are not available.";
@@ -179,10 +180,11 @@ function renderHits(record) {
   list.innerHTML = "";
   for (const hit of record.results || record.hits || []) {
     const li = document.createElement("li");
-    const where = hit.start != null ? " " + hit.start.toFixed(1) + "–" + hit.end.toFixed(1) + " s" : "";
+    const where = hit.end ? hit.start.toFixed(1) + "–" + hit.end.toFixed(1) + " s · " : "";
     li.innerHTML = '<span class="what"></span><span class="where"></span>';
-    li.querySelector(".what").textContent = hit.video;
-    li.querySelector(".where").textContent = where + " · " + Number(hit.score).toFixed(3);
+    li.querySelector(".what").textContent = String(hit.video).split(/[\\/]/).pop();
+    li.querySelector(".what").title = hit.video;
+    li.querySelector(".where").textContent = where + "similarity " + Number(hit.score).toFixed(3);
     list.appendChild(li);
   }
   if (!list.children.length) list.innerHTML = '<li class="hint">No matches.</li>';
