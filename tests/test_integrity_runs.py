@@ -348,3 +348,22 @@ def test_folder_names_go_into_prompts_as_words(tiny_dir):
     assert torch.allclose(folders.weight, words.weight, atol=1e-6)       # the prompts read them as words
     other = text_classifier(towers, ["armwrestling", "playing_cello"], cache=False)
     assert not torch.allclose(other.weight[0], words.weight[0], atol=1e-3)
+
+
+def test_interrupted_training_says_what_was_kept_and_how_to_continue(clip, bench, tmp_path):
+    out = tmp_path / "stopped"
+    argv = train_argv(clip, bench, out, optim__epochs=400, training__save_every_steps=1)
+    proc = subprocess.Popen([sys.executable, "-m", "text4vis", *argv], env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.safetensors").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"text4vis train: interrupted; the last checkpoint is {out / 'last.safetensors'} (epoch ")
+    assert "Traceback" not in err
+    again = line.split("continue with: ", 1)[1]
+    assert again.startswith("text4vis train ") and again.endswith(f"--output {out} --resume auto")
