@@ -100,30 +100,54 @@ class Recognizer:
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
                 progress: bool = False, with_embedding: bool = False) -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or
-        {"video", "error"}. Folders are searched recursively for video files."""
+        {"video", "error"}. Folders are searched recursively for video files; a folder that holds none
+        is one record with an error. See `predict_iter` to get each record as soon as it is done."""
+        return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding))
+
+    def predict_iter(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4,
+                     workers: int | None = None, progress: bool = False, with_embedding: bool = False):
+        """`predict`, one record at a time: each record is yielded as soon as it and every record before
+        it are done, in input order (so a consumer that stops early keeps a prefix of the answer)."""
         clips, crops = parse_views(views)
-        files = find_videos([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
-        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames,
-                         self.input_size, clips, crops)
-        result = engine.embed_dataset(self.model, ds, self.device, batch_size=batch_size, workers=workers,
-                                      progress=progress, precision=self.precision)
-        scores = engine.scores_from_embeddings(result.embeddings, self.model.classifier)
-        records: list[dict] = []
-        row = {idx: r for r, idx in enumerate(result.indices)}
-        errors = dict(result.errors)
+        inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        items: list[tuple[str, bool]] = []           # (path, is an empty folder) in input order
+        for p in inputs:
+            found = find_videos([p])
+            items.extend([(str(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
+        files = [p for p, empty in items if not empty]
+        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops)
+        weight = self.model.classifier
         k = min(topk, len(self.labels))
-        for i, p in enumerate(files):
-            if i in errors:
-                records.append({"video": p, "error": errors[i]})
-                continue
-            s = scores[row[i]]
-            top = torch.topk(s, k)
-            rec = {"video": p, "top": [{"label": self.labels[j], "score": round(float(v), 6)}
-                                       for v, j in zip(top.values.tolist(), top.indices.tolist())]}
-            if with_embedding:
-                rec["embedding"] = [round(float(x), 6) for x in result.embeddings[row[i]].tolist()]
-            records.append(rec)
-        return records
+        done: dict[int, dict] = {}                   # file index -> record, until its turn comes
+        position, next_file = 0, 0                   # next item to yield; index of the file it would be
+
+        def ready():
+            nonlocal position, next_file
+            while position < len(items):
+                path, empty = items[position]
+                if empty:
+                    yield {"video": path, "error": "a folder without video files"}
+                elif next_file in done:
+                    yield done.pop(next_file)
+                    next_file += 1
+                else:
+                    return
+                position += 1
+
+        for indices, emb, failed in engine.iter_embeddings(self.model, ds, self.device, batch_size, workers,
+                                                           progress, precision=self.precision):
+            for i, error in failed:
+                done[i] = {"video": files[i], "error": error}
+            scores = engine.scores_from_embeddings(emb, weight) if len(indices) else None
+            for row, i in enumerate(indices):
+                top = torch.topk(scores[row], k)
+                rec = {"video": files[i], "top": [{"label": self.labels[j], "score": round(float(v), 6)}
+                                                  for v, j in zip(top.values.tolist(), top.indices.tolist())]}
+                if with_embedding:
+                    rec["embedding"] = [round(float(x), 6) for x in emb[row].tolist()]
+                done[i] = rec
+            yield from ready()
+        yield from ready()
 
 
     def embed_windows(self, path, window: float = 4.0, stride: float = 2.0, frames: int | None = None,

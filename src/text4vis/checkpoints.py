@@ -146,7 +146,18 @@ def read_text4vis(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         problem = f"unknown temporal head {meta['head']!r}"
     if problem:
         raise WeightsError(f"{path}: damaged text4vis checkpoint ({problem})")
+    check_finite(tensors, path)
     return meta, tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every floating-point tensor holds finite numbers; WeightsError naming the first that does not
+    (a diverged or damaged run would otherwise predict NaN scores without a word)."""
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise WeightsError(f"{source}: tensor {name} holds {bad} non-finite value(s) (NaN or Inf) of "
+                               f"{value.numel()}; the file is damaged or was saved from a diverged run")
 
 
 def load_video_weights(model, state: dict[str, torch.Tensor], source: str) -> None:
@@ -181,6 +192,7 @@ def read_original(path: str) -> dict[str, torch.Tensor]:
     sd = unwrap_state_dict(safe_load(path))
     if not any(k.startswith("visual.") for k in sd):
         raise WeightsError(f"{path}: neither a text4vis checkpoint nor an original Text4Vis one (no visual.* weights)")
+    check_finite(sd, path)
     return sd
 
 

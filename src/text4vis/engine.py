@@ -92,12 +92,12 @@ class Embedded:
 
 
 @torch.no_grad()
-def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,
-                  progress: bool = False, desc: str = "videos", precision: str = "auto") -> Embedded:
-    """Embed every sample of a TestDataset: mean of raw embeddings over its views, L2-normalised.
-
-    Under torch.distributed each rank takes indices rank, rank + world, ... (no padding, no drops)
-    and the results are gathered on every rank, so each video is counted exactly once."""
+def iter_embeddings(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,
+                    progress: bool = False, desc: str = "videos", precision: str = "auto", timing: dict | None = None):
+    """Embed a TestDataset batch by batch, in dataset order: yields (indices, embeddings [b, D], failures)
+    as soon as each batch is done. An embedding is the mean of the raw embeddings over the sample's views,
+    L2-normalised. Under torch.distributed each rank takes indices rank, rank + world, ... (no padding).
+    `timing` (a dict) receives seconds_waiting / seconds_model as the batches go."""
     rank, world = rank_world()
     mine = list(range(rank, len(dataset), world))
     workers = default_workers(len(mine)) if workers is None else workers
@@ -105,30 +105,48 @@ def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, wor
                         num_workers=workers, collate_fn=test_collate, pin_memory=device.type == "cuda",
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     model.eval()
-    idx_out, emb_out, errors = [], [], []
-    waiting = modeling = 0.0
-    start = time.perf_counter()
+    timing = {} if timing is None else timing
+    timing.setdefault("seconds_waiting", 0.0)
+    timing.setdefault("seconds_model", 0.0)
+    dim = model.proj.out_features if getattr(model, "proj", None) is not None else model.embed_dim
     bar = tqdm(total=len(mine), desc=desc, unit="video", disable=not progress or rank != 0, leave=False)
-    t0 = time.perf_counter()
-    for indices, views, failed in loader:
-        waiting += time.perf_counter() - t0
-        errors.extend(failed)                      # TestDataset returns dataset indices
-
-        if views is not None:
-            t1 = time.perf_counter()
-            b, v = views.shape[:2]
-            with autocast(device, precision):
-                emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
-            emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1)            # mean over views
-            emb_out.append(emb.cpu())
-            idx_out.extend(indices)
-            modeling += time.perf_counter() - t1
-        bar.update(len(indices) + len(failed))
+    try:
         t0 = time.perf_counter()
-    bar.close()
+        for indices, views, failed in loader:
+            timing["seconds_waiting"] += time.perf_counter() - t0
+            emb = torch.zeros(0, dim)
+            if views is not None:
+                t1 = time.perf_counter()
+                b, v = views.shape[:2]
+                with autocast(device, precision):
+                    emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
+                emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu()     # mean over views
+                timing["seconds_model"] += time.perf_counter() - t1
+            bar.update(len(indices) + len(failed))
+            yield list(indices), emb, list(failed)     # TestDataset reports dataset indices
+            t0 = time.perf_counter()
+    finally:
+        bar.close()
+
+
+def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,
+                  progress: bool = False, desc: str = "videos", precision: str = "auto") -> Embedded:
+    """Embed every sample of a TestDataset (see iter_embeddings); under torch.distributed the results are
+    gathered on every rank, so each video is counted exactly once."""
+    rank, world = rank_world()
+    start = time.perf_counter()
+    timing: dict = {}
+    idx_out, emb_out, errors = [], [], []
+    for indices, emb, failed in iter_embeddings(model, dataset, device, batch_size, workers, progress, desc,
+                                                precision, timing):
+        errors.extend(failed)
+        if len(indices):
+            emb_out.append(emb)
+            idx_out.extend(indices)
     dim = model.proj.out_features if getattr(model, "proj", None) is not None else model.embed_dim
     embeddings = torch.cat(emb_out) if emb_out else torch.zeros(0, dim)
-    result = Embedded(idx_out, embeddings, errors, waiting, modeling, time.perf_counter() - start)
+    result = Embedded(idx_out, embeddings, errors, timing["seconds_waiting"], timing["seconds_model"],
+                      time.perf_counter() - start)
     if world > 1:
         parts = [None] * world
         dist.all_gather_object(parts, (result.indices, result.embeddings, result.errors))

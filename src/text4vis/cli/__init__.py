@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video recognition with CLIP towers and a frozen text classifier (Text4Vis).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `text4vis COMMAND --help` for each command's options and examples.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"text4vis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)

@@ -28,36 +28,41 @@ def cmd_predict(args) -> int:
     if args.embedding and not args.json:
         raise UsageError("--embedding adds the embedding to --json output: use both")
     files = find_videos(args.inputs)
+    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
-    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
-    records = rec.predict(files, topk=args.topk, views=args.views, batch_size=args.batch_size,
-                          workers=args.workers, progress=len(files) > 3 and not args.quiet,
-                          with_embedding=args.embedding)
-    failed = len(empty)
-    for folder in empty:  # a folder given on purpose that holds no video is an input that failed
-        if args.json:
-            print(json.dumps({"video": folder, "error": "a folder without video files"}), flush=True)
-        else:
-            print(f"{folder}\n   error: a folder without video files")
-    for r in records:
-        if "error" in r:
-            failed += 1
-        if args.json:
-            print(json.dumps(r), flush=True)
-        elif "error" in r:
-            print(f"{r['video']}\n   error: {r['error']}")
-        else:
-            print(r["video"])
-            width = max(len(t["label"]) for t in r["top"])
-            for k, t in enumerate(r["top"], start=1):
-                print(f"  {k:>2}. {t['label']:<{width}}  {100 * t['score']:6.2f}%")
+    total, done, failed = len(files) + len(empty), 0, 0
+    records = rec.predict_iter(args.inputs, topk=args.topk, views=args.views, batch_size=args.batch_size,
+                               workers=args.workers, progress=len(files) > 3 and not args.quiet,
+                               with_embedding=args.embedding)
+    try:
+        for r in records:  # printed as soon as it and every record before it are done
+            failed += "error" in r
+            print_record(r, args.json)
+            done += 1
+    except KeyboardInterrupt:
+        records.close()
+        print(f"text4vis predict: interrupted: {done} of {total} inputs done; their records are above",
+              file=sys.stderr)
+        return 130
     if failed:
-        print(f"text4vis: {failed} of {len(records) + len(empty)} inputs failed", file=sys.stderr)
+        print(f"text4vis: {failed} of {total} inputs failed", file=sys.stderr)
     return 1 if failed else 0
 
+
+def print_record(r: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(r), flush=True)
+    elif "error" in r:
+        print(f"{r['video']}\n   error: {r['error']}", flush=True)
+    else:
+        print(r["video"])
+        width = max(len(t["label"]) for t in r["top"])
+        for k, t in enumerate(r["top"], start=1):
+            print(f"  {k:>2}. {t['label']:<{width}}  {100 * t['score']:6.2f}%")
+        sys.stdout.flush()
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k actions for video files or folders",
