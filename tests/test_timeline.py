@@ -276,8 +276,12 @@ def test_cli_table_plot_and_annotated_copy(fitted, long_video, clip, tmp_path, c
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(long_video) and "0:00:30.0" in lines[0] and "14 windows" in lines[0]
-    assert [line.split()[3] for line in lines[1:]] == [name for name, _ in PLAN]
-    assert lines[1].split()[:3] == ["0:00:00.0", "-", "0:00:09.0"] or lines[1].split()[0] == "0:00:00.0"
+    rows = [line.split() for line in lines[1:]]  # "0:00:00.0 - 0:00:09.0 red 87.49%"
+    assert [row[3] for row in rows] == [name for name, _ in PLAN]
+    seconds = [[float(t.split(":")[1]) * 60 + float(t.split(":")[2]) for t in (row[0], row[2])] for row in rows]
+    truth = np.cumsum([0.0] + [secs for _, secs in PLAN])
+    assert np.abs(np.array(seconds) - np.stack([truth[:-1], truth[1:]], 1)).max() <= 2.0
+    assert all(row[4].endswith("%") for row in rows)
     png = tmp_path / "plots" / "concatenated.timeline.png"
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 1000
@@ -302,14 +306,23 @@ def test_each_frame_decoded_and_converted_at_most_once(rec, index10s, monkeypatc
         converted.append(frame.pts)
         return original(frame)
 
+    decoded = []
+    original_decoded = video._decoded
+
+    def counting_decoder(*args):  # every frame that comes out of the decoder
+        for i, frame in original_decoded(*args):
+            decoded.append(frame.pts)
+            yield i, frame
+
     monkeypatch.setattr(video, "_to_rgb", counting)
+    monkeypatch.setattr(video, "_decoded", counting_decoder)
     stats, held = video.DecodeStats(), tl.Held()
     out = tl.embed_windows(rec, index10s, window=4, stride=0.5, stats=stats, held=held)  # 8-fold overlap
     plan = tl.plan_windows(video.probe(index10s), 4, 0.5, rec.num_frames)
     needed = {i for w in plan for i in w["frames"]}
     assert len(out["windows"]) == len(plan) == 13
     assert len(converted) == len(set(converted)) == len(needed) == stats.converted
-    assert stats.decoded <= 250 and len(needed) < 250 / 2
+    assert len(decoded) == len(set(decoded)) == stats.decoded <= 250 and len(needed) < 250 / 2
     # the frames each window got are the frames its plan names (index video: frames show their index)
     got = dict(video.stream_frames(index10s, sorted(needed)))
     from conftest import decode_index
@@ -337,7 +350,8 @@ def test_bench_timeline_reports_ratio_and_memory(clip, index10s, capsys):
     assert out["frames"] == 250 and out["windows"] == 4 and out["frames_converted"] <= 4 * 8
     assert out["plain_decode_s"] > 0 and out["timeline_s"] > 0  # (rounded to ms: compare loosely)
     assert out["ratio_vs_plain_decode"] == pytest.approx(out["timeline_s"] / out["plain_decode_s"], rel=0.2)
-    assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16
+    assert out["cpu_ratio_vs_plain_decode"] == pytest.approx(out["timeline_cpu_s"] / out["plain_decode_cpu_s"], rel=0.2)
+    assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16 and out["rounds"] == 2
 
 
 def test_bad_window_options_are_usage_errors(clip, index10s, capsys):

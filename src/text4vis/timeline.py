@@ -100,23 +100,27 @@ def window_clips(path: str, info: video.VideoInfo, plan: list[dict], input_size:
                     remaining[j] -= 1
                     if remaining[j] == 0:
                         held.now -= 1
-        del crop
+
+
+def _put(out: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item` unless the consumer has stopped (then False)."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _producer(clips, out: queue.Queue, stop: threading.Event) -> None:
     try:
         for item in clips:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
+            if not _put(out, item, stop):
                 return
-        out.put(None)
+        _put(out, None, stop)
     except BaseException as exc:  # handed to the consumer, which raises it
-        out.put(exc)
+        _put(out, exc, stop)
     finally:
         clips.close()  # closes the video file now, also when the consumer stopped early
 
@@ -293,6 +297,7 @@ def clock(t: float, decimals: int = 1) -> str:
 
 # ----------------------------------------------------------------------------- plot
 
+OTHER = (0.75, 0.75, 0.75, 1.0)  # segments of classes without a curve
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 
 
@@ -302,6 +307,7 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8) -> None:
     Time ticks are h:mm:ss at a round step (at most ~10 ticks), so a 2-hour video reads as well as
     a 20-second one."""
     from . import plots  # matplotlib, Agg backend
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MultipleLocator
     plt = plots.plt
     windows = record["windows"]
@@ -312,7 +318,8 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8) -> None:
     for w in windows:
         counts[w["top"][0]["label"]] = counts.get(w["top"][0]["label"], 0) + 1
     classes = sorted(counts, key=lambda c: -counts[c])[:max_classes]
-    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(classes)}
+    palette = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]  # tab10 without its grey: grey is "other"
+    colours = {c: palette[i % len(palette)] for i, c in enumerate(classes)}
     fig, (ax, bars) = plt.subplots(2, 1, figsize=(14, 5.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     for c in classes:
         ys = [next((t["score"] for t in w["top"] if t["label"] == c), 0.0) for w in windows]
@@ -325,12 +332,15 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8) -> None:
     duration = max(record["duration"], 1e-3)
     for seg in record["segments"]:
         width = seg["end"] - seg["start"]
-        bars.broken_barh([(seg["start"], width)], (0, 1), color=colours.get(seg["label"], (0.6, 0.6, 0.6, 1.0)))
+        bars.broken_barh([(seg["start"], width)], (0, 1), color=colours.get(seg["label"], OTHER))
         if width > duration / 40:
             bars.text(seg["start"] + width / 2, 0.5, seg["label"], ha="center", va="center", fontsize=7,
                       clip_on=True)
     bars.set_yticks([])
     bars.set_ylabel("segments")
+    if any(seg["label"] not in colours for seg in record["segments"]):
+        bars.legend(handles=[Patch(color=OTHER, label="other classes")], loc="upper right",
+                    fontsize=7, framealpha=0.8)
     step = next((s for s in TICK_STEPS if duration / s <= 10), TICK_STEPS[-1])
     bars.set_xlim(0, duration)
     bars.xaxis.set_major_locator(MultipleLocator(step))
@@ -364,7 +374,10 @@ def annotate_video(record: dict, path: str, out_path: str) -> int:
                         raise VideoError(f"{path}: frames of {rgb.shape[1]}x{rgb.shape[0]} are too small to encode")
                     stream = out.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "veryfast"})
                     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    font = ImageFont.load_default(size=max(10, h // 18))
+                    try:
+                        font = ImageFont.load_default(size=max(10, h // 18))
+                    except TypeError:  # Pillow < 10.1: one small bitmap font
+                        font = ImageFont.load_default()
                 image = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
                 seg = label_at(segs, t)
                 text = f"{seg['label']}  {100 * seg['score']:.0f}%" if seg else "-"
@@ -389,39 +402,49 @@ def annotate_video(record: dict, path: str, out_path: str) -> int:
 
 # ----------------------------------------------------------------------------- bench
 
-def plain_decode_seconds(path: str, threads: int = 0) -> tuple[float, int]:
-    """(seconds, frames) of one plain sequential PyAV decode of `path`'s default video stream, with the
-    same decoder settings as the timeline (slice threads), converting nothing."""
-    import time
+def plain_decode(path: str, threads: int = 0) -> int:
+    """One plain sequential PyAV decode of `path`'s default video stream, with the same decoder
+    settings as the timeline (slice threads), converting nothing. Returns the number of frames."""
     container = video._open(path)
     try:
         stream = video._default_stream(container)
         video._set_threads(stream, threads)
-        start, n = time.perf_counter(), 0
-        for _ in container.decode(stream):
-            n += 1
-        return time.perf_counter() - start, n
+        return sum(1 for _ in container.decode(stream))
     finally:
         container.close()
 
 
 def bench_timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
-                   batch_size: int = 8) -> dict:
+                   batch_size: int = 8, rounds: int = 2) -> dict:
     """Time of the whole timeline computation of `path` (probe, decoding, crops, model, segments) against
-    one plain sequential decode of the same file, in this process, as a ratio; plus the process's
-    peak RSS, the frames decoded/converted and the most cropped frames held at once."""
+    one plain sequential decode of the same file, in this process, as ratios of wall-clock time and of
+    CPU time (all threads of the process: robust to other work on the machine), best of `rounds`
+    interleaved rounds; plus the process's peak RSS, the frames decoded/converted and the most cropped
+    frames held at once."""
     import resource
     import time
-    plain, n = plain_decode_seconds(path)  # also brings the file into the page cache
-    stats, held = video.DecodeStats(), Held()
-    start = time.perf_counter()
-    record = timeline(recognizer, path, window, stride, batch_size=batch_size, stats=stats, held=held)
-    seconds = time.perf_counter() - start
-    plain = min(plain, plain_decode_seconds(path)[0])  # best of two: robust to a busy machine
+
+    def timed(fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        value = fn()
+        return value, time.perf_counter() - wall, time.process_time() - cpu
+
+    best = {"plain": [float("inf")] * 2, "timeline": [float("inf")] * 2}
+    for _ in range(max(1, rounds)):  # interleaved rounds, best of each: robust to a busy machine
+        n, *plain = timed(lambda: plain_decode(path))
+        stats, held = video.DecodeStats(), Held()
+        record, *tl_times = timed(lambda: timeline(recognizer, path, window, stride, batch_size=batch_size,
+                                                   stats=stats, held=held))
+        best["plain"] = [min(a, b) for a, b in zip(best["plain"], plain)]
+        best["timeline"] = [min(a, b) for a, b in zip(best["timeline"], tl_times)]
+    (pw, pc), (tw, tc) = best["plain"], best["timeline"]
     return {"video": path, "frames": n, "duration_s": record["duration"], "windows": len(record["windows"]),
             "segments": len(record["segments"]), "window": window, "stride": stride,
             "frames_per_window": recognizer.num_frames, "input_size": recognizer.input_size,
-            "device": str(recognizer.device), "plain_decode_s": round(plain, 3), "timeline_s": round(seconds, 3),
-            "ratio_vs_plain_decode": round(seconds / plain, 3) if plain > 0 else None,
+            "device": str(recognizer.device), "rounds": max(1, rounds),
+            "plain_decode_s": round(pw, 3), "timeline_s": round(tw, 3),
+            "ratio_vs_plain_decode": round(tw / pw, 3) if pw > 0 else None,
+            "plain_decode_cpu_s": round(pc, 3), "timeline_cpu_s": round(tc, 3),
+            "cpu_ratio_vs_plain_decode": round(tc / pc, 3) if pc > 0 else None,
             "frames_decoded": stats.decoded, "frames_converted": stats.converted, "peak_frames_held": held.peak,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

@@ -5,6 +5,10 @@ in presentation order, counted by this module (container headers are often missi
 Only the frames that are asked for are converted to RGB. Frames come out upright (the display
 rotation is applied), from the container's default video stream.
 
+Long videos are read in one streaming pass: `probe` (a demux-only scan: frame times from the
+timestamps) then `stream_frames` (each frame decoded at most once, only wanted frames converted),
+on the same decoding loop as the clip reader's frame-skipping path.
+
 Frame folders (the original Text4Vis "dir num_frames label" lists) are read here too.
 """
 from __future__ import annotations
@@ -150,20 +154,19 @@ def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tup
 def _decoded(container, stream, order: dict | None, wanted: set | None):
     """One sequential decoding pass: (frame index, PyAV frame) for each frame out of the decoder.
 
-    `order` maps a pts to its frame index (presentation order); frames without a known pts take the
-    index after the previous one. With `order` and `wanted`, packets of unwanted frames are decoded
-    with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
+    `order` maps a pts to its frame index (presentation order; a frame whose pts it lacks gets None);
+    without it frames are counted as they come. With `order` and `wanted`, packets of unwanted frames
+    are decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
     Decoding errors propagate to the caller."""
     ctx = stream.codec_context
-    last = -1
+    n = 0
     try:
         for packet in container.demux(stream):
             if order is not None and wanted is not None and packet.size:
                 ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted else "NONREF"
             for frame in packet.decode():
-                i = order.get(frame.pts) if order is not None else None
-                last = last + 1 if i is None else i
-                yield last, frame
+                yield (order.get(frame.pts) if order is not None else n), frame
+                n += 1
     finally:
         ctx.skip_frame = "DEFAULT"
 
@@ -366,6 +369,7 @@ def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = Non
         pos, last_frame = 0, None
         try:
             for i, frame in frames:
+                i = stats.last_index + 1 if i is None else i  # a frame without a known pts: the next one
                 stats.decoded += 1
                 stats.last_index = max(stats.last_index, i)
                 last_frame = frame
@@ -408,7 +412,7 @@ def iter_all_frames(path: str, threads: int = 0):
         rate = float(stream.average_rate) if stream.average_rate else 25.0
         n = 0
         try:
-            for frame in container.decode(stream):
+            for _, frame in _decoded(container, stream, None, None):
                 if frame.pts is not None and frame.time_base:
                     t = float(frame.pts * frame.time_base)
                     first = t if first is None else first
