@@ -1162,7 +1162,7 @@ def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: 
         reader.close()
         load += list(os.getloadavg())
         disk = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
-    return {"n": n, "dim": dim, "vector_index": settings, "dtype": dtype, "build_s": round(build_s, 2),
+    return {"n": n, "dim": dim, "vector_index": settings, "dtype": dtype, "build_s": round(build_s, 3),
             "search_p50_ms": round(float(np.percentile(times, 50)), 3),
             "search_p99_ms": round(float(np.percentile(times, 99)), 3),
             "search_cpu_p50_ms": round(float(np.percentile(cpu, 50)), 3),
