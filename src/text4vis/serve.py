@@ -965,13 +965,16 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()  # the server's log (a pipe nobody reads would fill up and stop it)
     proc = subprocess.Popen([python or sys.executable, "-m", "text4vis", "serve", *serve_args, "--port", str(port),
                              "--max-queue", str(max(64, 2 * max(clients)))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(600):
             if proc.poll() is not None:
-                raise UsageError(f"the server did not start: {proc.stderr.read().decode(errors='replace').strip()}")
+                log.seek(0)
+                last = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise UsageError(f"the server did not start: {last[0]}")
             try:
                 health = httpx.get(url + "/healthz", timeout=2).json()
                 break
@@ -993,6 +996,7 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
     rates = [c["requests_per_s"] for c in cases.values()]
     return {"video": os.path.basename(video), "model": health["model"], "max_batch": health["max_batch"],
             "seconds_per_case": seconds, "mean_batch": health["mean_batch"], "requests": sum(c["requests"] for c in cases.values()),
