@@ -38,7 +38,7 @@ class Server:
             [sys.executable, "-m", "text4vis", "serve", "--clip", clip_file, "--labels", "ucf101", "--frames", "4",
              "--port", str(self.port), *options], env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 150.0) -> "Server":
+    def wait_ready(self, timeout: float = 150.0) -> Server:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 import torch
-
 from conftest import SHARED_VIDEOS
 from serving import Server
+
 from text4vis import cli
 from text4vis.labels import load_labels
 
@@ -399,3 +399,16 @@ def test_decode_pool_kills_a_hung_worker_and_replaces_it():
         assert pool.replaced == 2
     finally:
         pool.close()
+
+
+def test_serve_command_checks_before_loading(capsys, tmp_path, clip_file):
+    short = tmp_path / "short.txt"
+    short.write_text("abc\n")
+    for argv, words in [(["--max-batch", "0"], "--max-batch must be at least 1"),
+                        (["--port", "70000"], "--port must be at most 65535"),
+                        (["--api-key-file", str(tmp_path / "none.txt")], "cannot read it"),
+                        (["--api-key-file", str(short)], "at least 8 characters"),
+                        (["--index", str(tmp_path / "no-index"), "--clip", clip_file], "no-index")]:
+        assert cli.main(["serve", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -9,9 +9,9 @@ import shutil
 
 import httpx
 import pytest
-
 from conftest import SHARED_VIDEOS
 from serving import Server
+
 from text4vis import cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

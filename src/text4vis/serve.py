@@ -33,8 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .errors import (ClassifierError, LabelsError, Text4VisError, UsageError, VideoError, WeightsError,
-                     first_line)
+from .errors import ClassifierError, LabelsError, Text4VisError, UsageError, VideoError, WeightsError, first_line
 
 log = logging.getLogger("text4vis.serve")
 
@@ -345,6 +344,7 @@ class ModelWorker:
     def _run(self, batch: list[Job]) -> None:
         import torch
         import torch.nn.functional as F
+
         from . import engine
         rec = self.rec
         try:
@@ -374,6 +374,7 @@ class ModelWorker:
 
     def _answer(self, job: Job, emb) -> dict:
         import torch
+
         from .engine import scores_from_embeddings
         if job.embedding:
             return {"video": job.name, "embedding": emb[0]}
@@ -705,10 +706,8 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     for name, value, least in (("max_upload_mb", max_upload_mb, 0.001), ("max_batch", max_batch, 1),
                                ("batch_wait_ms", batch_wait_ms, 0), ("max_queue", max_queue, 1),
@@ -733,48 +732,7 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
                   description="Video recognition with CLIP towers and a frozen text classifier. "
                               "Errors are {\"error\": \"...\"} with status 400, 401, 413, 422 or 503.")
 
-    def error(status: int, message: str, headers=None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    @app.middleware("http")
-    async def log_and_guard(request: Request, call_next):
-        start = time.perf_counter()
-        request.state.error = None
-        if api_key and request.url.path.startswith("/v1/") and not _key_ok(request, api_key):
-            request.state.error = "missing or wrong API key"
-            response = error(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                             {"WWW-Authenticate": "Bearer"})
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # never a stack trace to the client
-                request.state.error = f"{type(exc).__name__}: {first_line(exc)}"
-                response = error(500, "internal server error")
-        ms = 1000 * (time.perf_counter() - start)
-        why = f"  {request.state.error}" if request.state.error else ""
-        log.info("%s %s %d %.0f ms%s", request.method, request.url.path, response.status_code, ms, why)
-        return response
-
-    @app.exception_handler(HTTPError)
-    async def on_http_error(request: Request, exc: HTTPError):
-        request.state.error = exc.message
-        return error(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(Text4VisError)
-    async def on_library_error(request: Request, exc: Text4VisError):
-        request.state.error = first_line(exc)
-        return error(status_of(exc), first_line(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation(request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in exc.errors())
-        request.state.error = problems
-        return error(400, problems or "bad request")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_starlette(request: Request, exc: StarletteHTTPException):
-        request.state.error = str(exc.detail)
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    _add_error_handling(app, api_key)
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -831,6 +789,57 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
         return await request.app.state.service.search_video(request, need_index())
 
     return app
+
+
+def _add_error_handling(app, api_key: str | None) -> None:
+    """One log line per request, the API key on /v1/*, and every failure as one-line JSON {"error"}."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    def error(status: int, message: str, headers=None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.middleware("http")
+    async def log_and_guard(request: Request, call_next):
+        start = time.perf_counter()
+        request.state.error = None
+        if api_key and request.url.path.startswith("/v1/") and not _key_ok(request, api_key):
+            request.state.error = "missing or wrong API key"
+            response = error(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                             {"WWW-Authenticate": "Bearer"})
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # never a stack trace to the client
+                request.state.error = f"{type(exc).__name__}: {first_line(exc)}"
+                response = error(500, "internal server error")
+        ms = 1000 * (time.perf_counter() - start)
+        why = f"  {request.state.error}" if request.state.error else ""
+        log.info("%s %s %d %.0f ms%s", request.method, request.url.path, response.status_code, ms, why)
+        return response
+
+    @app.exception_handler(HTTPError)
+    async def on_http_error(request: Request, exc: HTTPError):
+        request.state.error = exc.message
+        return error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(Text4VisError)
+    async def on_library_error(request: Request, exc: Text4VisError):
+        request.state.error = first_line(exc)
+        return error(status_of(exc), first_line(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in exc.errors())
+        request.state.error = problems
+        return error(400, problems or "bad request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_starlette(request: Request, exc: StarletteHTTPException):
+        request.state.error = str(exc.detail)
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
 
 def _multipart_schema(names: set[str]) -> dict:
@@ -956,13 +965,16 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    log = tempfile.TemporaryFile()  # the server's log (a pipe nobody reads would fill up and stop it)
     proc = subprocess.Popen([python or sys.executable, "-m", "text4vis", "serve", *serve_args, "--port", str(port),
                              "--max-queue", str(max(64, 2 * max(clients)))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(600):
             if proc.poll() is not None:
-                raise UsageError(f"the server did not start: {proc.stderr.read().decode(errors='replace').strip()}")
+                log.seek(0)
+                last = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise UsageError(f"the server did not start: {last[0]}")
             try:
                 health = httpx.get(url + "/healthz", timeout=2).json()
                 break
@@ -977,13 +989,14 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
             cases[f"{n} client{'s' if n > 1 else ''}"] = case = asyncio.run(_clients(url, video, n, seconds))
             case["rss_mb_after"] = _rss_mb(proc.pid)
         after = _rss_mb(proc.pid)
-        health = httpx.get(url + "/healthz", timeout=10).json()
+        health = httpx.get(url + "/healthz", timeout=120).json()
     finally:
         proc.terminate()
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
     rates = [c["requests_per_s"] for c in cases.values()]
     return {"video": os.path.basename(video), "model": health["model"], "max_batch": health["max_batch"],
             "seconds_per_case": seconds, "mean_batch": health["mean_batch"], "requests": sum(c["requests"] for c in cases.values()),
