@@ -540,6 +540,8 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     s = settings or (QUICK if quick else FULL)
     if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise UsageError(f"seeds= must be a whole number of at least 1 (got {seeds!r})")
         s = replace(s, seeds=seeds)
     check_settings(s, seed)
     _quiet_hf()

@@ -297,7 +297,7 @@ def _curve_figure(out: Path, results: dict) -> str:
     seeds = results["settings"]["seeds"]
     ax.set_title(f"Val top-1 per epoch on the seen classes (mean of {seeds} seed(s); band: min-max)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(out / "curves_val_top1.png", dpi=100)
     plt.close(fig)
