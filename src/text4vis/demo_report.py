@@ -280,6 +280,7 @@ def _curve_figure(out: Path, results: dict) -> str:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(9, 5.5))
     markers = "osD^v<>"
+    top = 0.0
     for i, (k, r) in enumerate(results["arms"].items()):
         curves = [c for c in r["val_curves"] if c]
         if not curves:
@@ -287,13 +288,14 @@ def _curve_figure(out: Path, results: dict) -> str:
         n = min(len(c) for c in curves)
         xs = [e for e, _ in curves[0][:n]]
         ys = 100 * np.array([[v for _, v in c[:n]] for c in curves])
+        top = max(top, float(ys.max()))
         line, = ax.plot(xs, ys.mean(0), marker=markers[i % len(markers)], label=f"({k}) {r['title']}")
         if len(curves) > 1:
             ax.fill_between(xs, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.12)
     ax.axhline(100 * results["chance_seen"], color="k", linestyle="--", linewidth=1, label="chance")
     ax.set_xlabel("epoch")
     ax.set_ylabel("val top-1 (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, min(100.0, max(top, 100 * results["chance_seen"]) + 20))   # room for the legend
     seeds = results["settings"]["seeds"]
     ax.set_title(f"Val top-1 per epoch on the seen classes (mean of {seeds} seed(s); band: min-max)")
     ax.grid(True, alpha=0.3)
