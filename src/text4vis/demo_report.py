@@ -222,13 +222,21 @@ def claims(results: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- figures
 
-def _errorbar_panel(ax, groups: list[str], series: dict[str, list], chance: list[float | None]) -> None:
+def _errorbar_panel(ax, groups: list[str], series: dict[str, list], chance: list[float | None]) -> list:
+    """Grouped bars with std whiskers; returns legend handles (plain colours, whatever the hatching)."""
+    from matplotlib.patches import Patch
+    handles = []
     width = 0.8 / max(1, len(series))
     for i, (name, stats) in enumerate(series.items()):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         means = [100 * (st["mean"] or 0.0) for st in stats]
         errs = [100 * (st["std"] or 0.0) for st in stats]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=name)
+        bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=name)
+        for bar, st in zip(bars, stats):
+            if st.get("n", 0) == 0:      # chance by construction (no rows for unseen classes), not measured
+                bar.set_hatch("//")
+                bar.set_alpha(0.4)
+        handles.append(Patch(facecolor=bars[0].get_facecolor()[:3], label=name))
     for g, c in enumerate(chance):
         if c is not None:
             ax.hlines(100 * c, g - 0.45, g + 0.45, colors="k", linestyles="--", linewidth=1)
@@ -236,6 +244,7 @@ def _errorbar_panel(ax, groups: list[str], series: dict[str, list], chance: list
     ax.set_xticklabels(groups)
     ax.set_ylim(0, 100)
     ax.grid(True, axis="y", alpha=0.3)
+    return handles
 
 
 def _paper_figure(out: Path, results: dict) -> str:
@@ -252,10 +261,10 @@ def _paper_figure(out: Path, results: dict) -> str:
     if "f" in a:
         series["(f) vision-only pretraining + linear"] = [a["f"][f] for f in fields]
     chance = [results["chance_zeroshot"], results["chance_seen"], results["chance_seen"]]
-    _errorbar_panel(left, groups, series, chance)
+    handles = _errorbar_panel(left, groups, series, chance)
     left.set_ylabel("top-1 (%)")
-    left.set_title("Vision-only vs vision-text (dashed: chance)")
-    left.legend(fontsize=8, loc="upper left")
+    left.set_title("Vision-only vs vision-text (dashed: chance; hatched: chance by construction)")
+    left.legend(handles=handles, fontsize=8, loc="upper left")
     keys = [k for k in ("c", "e", "g", "a") if k in a]
     names = {"c": "orthogonal", "e": "LDA", "g": "MiniLM,\nunaligned", "a": "text head\n(aligned)"}
     means = [100 * a[k]["final_top1"]["mean"] for k in keys]
