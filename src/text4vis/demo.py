@@ -93,15 +93,16 @@ FULL = DemoSettings(
     size=32, video_frames=8, num_frames=4, width=96, layers=2, patch=8, embed_dim=64,
     epochs=4, fewshot_epochs=1, pretrain_frames=12000, pretrain_steps=500, seeds=3,
 )
-# Quick (tests, about a minute): two shapes moving left or right. The seen classes are "circle
-# moving right" and "triangle moving left"; the held-out ones swap the motions.
+# Quick (tests, about a minute): two shapes moving left, right or growing. Seen: "circle moving right",
+# "circle growing", "triangle moving left", "triangle moving right"; held out: "circle moving left" and
+# "triangle growing" (each motion, and each shape, is seen in some trained class).
 QUICK = DemoSettings(
     shapes=("circle", "triangle"),
-    motions=("moving left", "moving right"),
-    train_per_class=100, val_per_class=20, zeroshot_per_class=20,
+    motions=("moving left", "moving right", "growing"),
+    train_per_class=60, val_per_class=15, zeroshot_per_class=20,
     size=32, video_frames=4, num_frames=4, width=64, layers=1, patch=8, embed_dim=64,
     epochs=3, fewshot_epochs=1, pretrain_frames=4000, pretrain_steps=300, seeds=1,
-    caption_words=("position",), vision_only_pretraining=False, unaligned_lm=False,
+    caption_words=("size", "position"), vision_only_pretraining=False, unaligned_lm=False,
 )
 
 
@@ -276,7 +277,7 @@ def _pretrain(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict[str
     modes = ["text"] + (["labels"] if s.vision_only_pretraining else [])
     parallel = len(modes) > 1 and s.processes > 1
     jobs = [dict(out=str(out / "pretrain"), clip_cfg=clip_config(s), settings=p, mode=m, seed=seed,
-                 quiet=parallel or not progress, threads=1 if parallel else max(1, s.processes),
+                 quiet=parallel or not progress, threads=1,
                  log=str(out / "pretrain" / f"{m}.log")) for m in modes]
     print(f"image tower: ViT {s.layers} layer(s) x width {s.width}, patch {s.patch}, {s.size}px input, embedding "
           f"{s.embed_dim}; {s.pretrain_frames} captioned frames, {s.pretrain_steps} steps of 256"
@@ -539,6 +540,8 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     s = settings or (QUICK if quick else FULL)
     if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise UsageError(f"seeds= must be a whole number of at least 1 (got {seeds!r})")
         s = replace(s, seeds=seeds)
     check_settings(s, seed)
     _quiet_hf()
