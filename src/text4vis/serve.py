@@ -771,7 +771,7 @@ def create_app(recognizer, *, max_upload_mb: float = 200, max_batch: int = 8, ba
 
     def need_index():
         if index is None:
-            raise HTTPError(404, "no video index is loaded (start the server with --index DIR)")
+            raise HTTPError(404, "no video index is loaded on this server (it was started without one)")
         return index
 
     @app.get("/v1/search", summary="index entries closest to a sentence (the `index search` record)")
