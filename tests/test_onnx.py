@@ -116,3 +116,20 @@ def test_bench_onnx_reports_both_runtimes_and_agreement():
     assert r["fp32_cosine_min"] >= 0.9999 and r["fp32_top1_agreement"] == 1.0
     assert 0.9 <= r["int8_cosine_min"] <= 1.0 and 0.0 <= r["int8_top1_agreement"] <= 1.0
     assert r["threads"] == torch.get_num_threads()
+
+
+def test_timeline_on_onnx_runtime_equals_torch(exported, capsys):
+    folder, _ = exported
+    video = REAL["dog_android_vfr_rotate180_h264_aac.mp4"]
+    torch_rec = text4vis.load(checkpoint=folder, device="cpu")
+    onnx_rec = text4vis.load(checkpoint=folder, device="cpu", runtime="onnx")
+    a = torch_rec.embed_windows(video, window=1.0, stride=0.5)
+    b = onnx_rec.embed_windows(video, window=1.0, stride=0.5)
+    assert [(w["start"], w["end"]) for w in a["windows"]] == [(w["start"], w["end"]) for w in b["windows"]]
+    cos = [float(torch.tensor(x["embedding"]) @ torch.tensor(y["embedding"])) for x, y in zip(a["windows"], b["windows"])]
+    assert len(cos) >= 2 and min(cos) >= 0.9999
+    assert main(["timeline", video, "--checkpoint", folder, "--runtime", "onnx", "--window", "1", "--stride", "0.5",
+                 "--json", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [w["top"][0]["label"] for w in record["windows"]] == \
+        [w["top"][0]["label"] for w in torch_rec.timeline(video, window=1.0, stride=0.5)["windows"]]

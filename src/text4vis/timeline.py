@@ -185,7 +185,7 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
     stats = stats if stats is not None else video.DecodeStats()
     info = video.probe(str(path))
     plan = plan_windows(info, window, stride, t)
-    model, device = recognizer.model, recognizer.device
+    model, device = recognizer.video_backend or recognizer.model, recognizer.device  # ONNX Runtime: runtime='onnx'
     model.eval()
     rows: dict[int, np.ndarray] = {}
     clips = window_clips(str(path), info, plan, recognizer.input_size, stats=stats, held=held)

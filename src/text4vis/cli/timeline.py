@@ -63,7 +63,8 @@ def cmd_timeline(args) -> int:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
     empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
-               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
+               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
+               runtime=args.runtime)
     failed, used = 0, set()
 
     def fail(video: str, error: str) -> None:
@@ -113,6 +114,9 @@ def register(sub) -> None:
                        epilog=EXAMPLES_TIMELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files and/or folders (searched recursively)")
     add_model_args(p)
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(`text4vis export`); windows and scores as with torch (default torch)")
     p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
     p.add_argument("--stride", type=float, default=2.0, help="seconds between window starts (default 2)")
     p.add_argument("--topk", type=int, default=5, help="classes kept per window in --json (default 5)")
