@@ -9,8 +9,7 @@ Public API:
     save_classifier, load_classifier
     Text4VisError              the base of every error text4vis raises on purpose (text4vis.errors)
 
-Names are imported on first use (a module __getattr__), so `import text4vis` (and the command line's
---help) does not load PyTorch, open_clip or FAISS until something needs them.
+Names are imported on first use, so `import text4vis` (and `text4vis --help`) does not load torch (nor FAISS).
 """
 from __future__ import annotations
 
@@ -20,28 +19,26 @@ from .errors import Text4VisError
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "load": "api", "Recognizer": "api", "load_towers": "towers", "VideoModel": "model", "VideoIndex": "index",
-    **{name: "classifiers" for name in ("Classifier", "text_classifier", "lm_classifier", "lda_classifier",
-                                        "random_classifier", "orthogonal_classifier", "save_classifier",
-                                        "load_classifier")},
+# public name -> the module that defines it
+_LAZY = {
+    "load": "api", "Recognizer": "api",
+    "load_towers": "towers",
+    "VideoModel": "model",
+    "VideoIndex": "index",
+    "Classifier": "classifiers", "text_classifier": "classifiers", "lm_classifier": "classifiers",
+    "lda_classifier": "classifiers", "random_classifier": "classifiers", "orthogonal_classifier": "classifiers",
+    "save_classifier": "classifiers", "load_classifier": "classifiers",
 }
-__all__ = [*_EXPORTS, "Text4VisError", "__version__"]
+__all__ = [*_LAZY, "Text4VisError", "__version__"]
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:  # a submodule (text4vis.api, ...) not imported yet
-        try:
-            return importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module 'text4vis' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'text4vis' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_LAZY))

@@ -1114,10 +1114,14 @@ def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: 
                 dtype: str = "float32", recall_queries: int = 200, clusters: int = 1000, seed: int = 0) -> dict:
     """`text4vis bench --index N`: build the vector index of N synthetic embeddings (written and read
     in chunks, as `index build` does), reopen it memory-mapped, time one query at a time, and measure
-    recall@k against exact search computed chunk by chunk over the same vectors."""
+    recall@k against exact search computed chunk by chunk over the same vectors. Search times are
+    wall clock and, as `search_cpu_*`, the CPU time of the searching thread (what the query costs
+    without other work competing for the cores); `load_average` is the machine's 1/5/15-minute load
+    before and after."""
     if n < 1 or dim < 2:
         raise UsageError(f"the index benchmark needs n >= 1 and dim >= 2 (got n={n}, dim={dim})")
     faiss = _faiss()
+    load = list(os.getloadavg())          # other work on the machine stretches every wall-clock figure
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -1136,11 +1140,12 @@ def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: 
         index = read_vector_index(os.path.join(tmp, FAISS_FILE))
         for q in qs[:20]:                                        # warm-up
             search_vectors(index, reader, q[None], k, settings)
-        times, found = [], []
+        times, cpu, found = [], [], []
         for q in qs:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             found.append(search_vectors(index, reader, q[None], k, settings)[1][0])
             times.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.thread_time() - c) * 1000)
         # exact top-k of the first recall_queries queries, chunk by chunk, on the stored vectors
         rq = qs[:recall_queries]
         best_s = np.full((len(rq), k), -np.inf, np.float32)
@@ -1156,13 +1161,17 @@ def bench_index(n: int, dim: int = 512, queries: int = 1000, k: int = 10, kind: 
         recall = np.mean([len(set(found[q][:kk].tolist()) & set(best_i[q][:kk].tolist())) / kk
                           for q in range(len(rq))])
         reader.close()
+        load += list(os.getloadavg())
         disk = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
-    return {"n": n, "dim": dim, "vector_index": settings, "dtype": dtype, "build_s": round(build_s, 2),
+    return {"n": n, "dim": dim, "vector_index": settings, "dtype": dtype, "build_s": round(build_s, 3),
             "search_p50_ms": round(float(np.percentile(times, 50)), 3),
-            "search_p99_ms": round(float(np.percentile(times, 99)), 3), "k": k, "queries": len(qs),
+            "search_p99_ms": round(float(np.percentile(times, 99)), 3),
+            "search_cpu_p50_ms": round(float(np.percentile(cpu, 50)), 3),
+            "search_cpu_p99_ms": round(float(np.percentile(cpu, 99)), 3), "k": k, "queries": len(qs),
             "recall_at_10" if k == 10 else f"recall_at_{k}": round(float(recall), 4), "recall_queries": len(rq),
             "rss_mb": round(_peak_rss_mb(), 1), "disk_mb": round(disk / 2 ** 20, 1),
-            "faiss_threads": faiss.omp_get_max_threads()}
+            "faiss_threads": faiss.omp_get_max_threads(), "load_average": [round(x, 2) for x in load],
+            "cpus": os.cpu_count()}
 
 
 def write_tags(records, path: str) -> int:
