@@ -164,7 +164,7 @@ def test_timeline_matches_cli(server, capsys, monkeypatch, clip_file):
     assert_error(httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], window=0)), 400, "window")
     assert_error(httpx.post(server.url + "/v1/timeline", **upload(CLIPS[0], views="1x1")), 400, "unknown form field")
     assert_error(httpx.post(server.url + "/v1/timeline", files={"video": ("x.mp4", b"not a video" * 9)}), 422, "x.mp4")
-    assert_error(httpx.get(server.url + "/v1/search?q=dog"), 404, "--index")
+    assert_error(httpx.get(server.url + "/v1/search?q=dog"), 404, "no video index is loaded")
 
 
 def test_search_by_text_and_by_video(servers):

@@ -987,7 +987,7 @@ def bench_serve(serve_args: list[str], video: str, clients=(1, 8), seconds: floa
         cases = {}
         for n in clients:
             cases[f"{n} client{'s' if n > 1 else ''}"] = case = asyncio.run(_clients(url, video, n, seconds))
-            case["rss_mb_after"] = _rss_mb(proc.pid)
+            case["rss_mb_after"] = round(_rss_mb(proc.pid))
         after = _rss_mb(proc.pid)
         health = httpx.get(url + "/healthz", timeout=120).json()
     finally:
