@@ -20,7 +20,7 @@ import torch
 from conftest import SHARED_VIDEOS, index_frames, stripes, tiny_openai_state_dict, write_video
 from text4vis import cli
 from text4vis.errors import VideoIndexError
-from text4vis.index import BuildLock, VideoIndex, bench_index, build_index, expand_inputs
+from text4vis.index import BuildLock, VideoIndex, bench_index, expand_inputs
 
 REAL = ["arm_wrestling_h264.mp4", "cleaning_pool_xvid_mp3.avi", "flipping_pancake_h264_opus.mkv",
         "iphone4s_rotate90_h264_aac.mov", "rotate90_keyboard_3frames_0.1s.mov"]

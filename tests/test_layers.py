@@ -3,7 +3,6 @@ line, the one atomic writer (and the file mode it gives), the run folder's metri
 and reader, the one checkpoint loader, and the batched text classifier. Tiny random-weight towers; a few seconds."""
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 

@@ -10,13 +10,12 @@ import pickle
 import time
 import zipfile
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import text4vis
-from conftest import SHARED_VIDEOS, TINY, original_text4vis_checkpoint, tiny_config, tiny_state_dict_of
+from conftest import SHARED_VIDEOS, TINY, tiny_config, tiny_state_dict_of
 from text4vis import checkpoints, classifiers, sampling, temporal, towers, transforms
 from text4vis.classifiers import ClassifierError
 from text4vis.towers import WeightsError

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import decode_index, index_frames
+from conftest import decode_index
 from text4vis import sampling, transforms
 from text4vis import datasets
 from text4vis.datasets import Sample
