@@ -133,3 +133,41 @@ def test_timeline_on_onnx_runtime_equals_torch(exported, capsys):
     record = json.loads(capsys.readouterr().out)
     assert [w["top"][0]["label"] for w in record["windows"]] == \
         [w["top"][0]["label"] for w in torch_rec.timeline(video, window=1.0, stride=0.5)["windows"]]
+
+
+def test_index_build_on_onnx_runtime_equals_torch(exported, tmp_path):
+    from text4vis.index import VideoIndex
+    folder, _ = exported
+    videos = [REAL["cricket_shot_ucf101.gif"], REAL["iphone4s_rotate90_h264_aac.mov"]]
+    built = {rt: VideoIndex.build(videos, str(tmp_path / rt), checkpoint=folder, device="cpu", workers=0, runtime=rt)
+             for rt in ("torch", "onnx")}
+    tags = {rt: list(ix.tag("ucf101", topk=3)) for rt, ix in built.items()}
+    assert [t["video"] for t in tags["torch"]] == [t["video"] for t in tags["onnx"]] == sorted(videos)
+    for a, b in zip(tags["torch"], tags["onnx"]):
+        assert [x["label"] for x in a["top"]] == [x["label"] for x in b["top"]]
+        assert max(abs(x["score"] - y["score"]) for x, y in zip(a["top"], b["top"])) < 1e-4
+
+
+def test_serve_on_onnx_runtime_answers_as_torch(exported, tmp_path):
+    import httpx
+    from serving import Server
+    folder, _ = exported
+    clip = os.path.join(os.path.dirname(folder), "tiny_clip.pt")
+    video = REAL["iphone4s_rotate90_h264_aac.mov"]
+    for rt in ("torch", "onnx"):
+        (tmp_path / rt).mkdir()
+    servers = {rt: Server(tmp_path / rt, clip, "--checkpoint", folder, "--runtime", rt, "--decode-workers", "1")
+               for rt in ("torch", "onnx")}
+    try:
+        answers = {}
+        for rt, server in servers.items():
+            server.wait_ready()
+            with open(video, "rb") as f:
+                r = httpx.post(server.url + "/v1/predict", files={"video": ("clip.mov", f)}, timeout=120)
+            assert r.status_code == 200, r.text
+            answers[rt] = r.json()["top"]
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert [t["label"] for t in answers["torch"]] == [t["label"] for t in answers["onnx"]]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(answers["torch"], answers["onnx"])) < 1e-4

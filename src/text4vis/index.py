@@ -219,15 +219,22 @@ def file_stat(path: str) -> tuple[int, float]:
 
 # ----------------------------------------------------------------------------- the model
 
+def _local_checkpoint(checkpoint):
+    """A converted folder or hf-hub:ORG/NAME checkpoint as the local file it names (what is hashed and recorded)."""
+    from .checkpoints import resolve_checkpoint
+    return os.path.abspath(resolve_checkpoint(os.fspath(checkpoint))) if checkpoint else checkpoint
+
+
 def load_model(checkpoint=None, clip=None, frames=None, device="auto", precision="auto", labels=None,
-               prompts=None, classifier=None):
-    """A Recognizer for embedding (a one-class classifier unless `labels`/`classifier` are given)."""
+               prompts=None, classifier=None, runtime="torch"):
+    """A Recognizer for embedding (a one-class classifier unless `labels`/`classifier` are given);
+    runtime='onnx' embeds on ONNX Runtime (the checkpoint's exported model.onnx), as in `load`."""
     from .api import load
     from .checkpoints import is_text4vis_checkpoint
     if labels is None and classifier is None and not (checkpoint and is_text4vis_checkpoint(checkpoint)):
         labels = [QUERY_LABEL]
     return load(checkpoint=checkpoint, clip=clip, labels=labels, prompts=prompts, classifier=classifier,
-                frames=frames, device=device, precision=precision)
+                frames=frames, device=device, precision=precision, runtime=runtime)
 
 
 def embedding_width(rec) -> int:
@@ -451,7 +458,8 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
     workers = engine.default_workers(len(flat)) if workers is None else workers
     loader = DataLoader(_Videos(flat, rec.num_frames, rec.input_size), batch_sampler=batches, num_workers=workers,
                         collate_fn=_collate, prefetch_factor=4 if workers else None)
-    rec.model.eval()
+    model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
+    model.eval()
     done: dict[int, tuple] = {}
     gi, pos = 0, 0
     with torch.no_grad():
@@ -459,7 +467,7 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
             if views is not None:
                 b, v = views.shape[:2]
                 with engine.autocast(rec.device, rec.precision):
-                    emb = rec.model.embed(views.to(rec.device).flatten(0, 1))
+                    emb = model.embed(views.to(rec.device).flatten(0, 1))
                 emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu().numpy()   # predict's rule
                 for i, e in zip(indices, emb):
                     done[i] = (e[None], None, durations[i], None)
@@ -790,10 +798,12 @@ def check_build_args(shard_size, batch_size, workers, dtype, vector_index, exact
 def build_index(inputs, out: str, *, checkpoint=None, clip=None, frames=None, prompts=None, device="auto",
                 precision="auto", window=None, stride=None, shard_size=DEFAULT_SHARD_SIZE, batch_size=8,
                 workers=None, dtype="float32", vector_index="auto", exact_below=EXACT_BELOW, nlist=None,
-                nprobe=None, progress=False) -> dict:
-    """Embed `inputs` (video files, folders, list files) into the index folder `out`; see VideoIndex.build."""
+                nprobe=None, progress=False, runtime="torch") -> dict:
+    """Embed `inputs` (video files, folders, list files) into the index folder `out`; see VideoIndex.build.
+    runtime='onnx': the videos are embedded on ONNX Runtime (the index records the model, not the runtime)."""
     window, stride = check_build_args(shard_size, batch_size, workers, dtype, vector_index, exact_below, nlist,
                                       nprobe, window, stride)
+    checkpoint = _local_checkpoint(checkpoint)
     out = os.path.abspath(out)
     rank, world, group = _dist_setup()
     lock = None
@@ -802,7 +812,8 @@ def build_index(inputs, out: str, *, checkpoint=None, clip=None, frames=None, pr
         if rank == 0:
             try:
                 lock, setup = _setup_build(inputs, out, checkpoint, clip, frames, prompts, device, precision,
-                                           window, stride, shard_size, dtype, vector_index, exact_below, nlist, nprobe)
+                                           window, stride, shard_size, dtype, vector_index, exact_below, nlist, nprobe,
+                                           runtime)
             except Exception as exc:
                 _broadcast(("error", type(exc).__name__, str(exc)), group)
                 raise
@@ -813,7 +824,7 @@ def build_index(inputs, out: str, *, checkpoint=None, clip=None, frames=None, pr
             if msg[0] == "error":
                 raise VideoIndexError(f"rank 0 stopped the build: {msg[2]}")
             setup = msg[1]
-            rec = load_model(checkpoint, clip, frames, device, precision)
+            rec = load_model(checkpoint, clip, frames, device, precision, runtime=runtime)
         plan: Plan = setup["plan"]
         mine = [g for g in range(len(plan.groups)) if g % world == rank]
         groups = [plan.groups[g] for g in mine]
@@ -850,7 +861,7 @@ def build_index(inputs, out: str, *, checkpoint=None, clip=None, frames=None, pr
 
 
 def _setup_build(inputs, out, checkpoint, clip, frames, prompts, device, precision, window, stride, shard_size,
-                 dtype, vector_index, exact_below, nlist, nprobe):
+                 dtype, vector_index, exact_below, nlist, nprobe, runtime="torch"):
     _arrow()
     _faiss()
     old = _prepare_dir(out)
@@ -866,7 +877,7 @@ def _setup_build(inputs, out, checkpoint, clip, frames, prompts, device, precisi
         videos, empty = expand_inputs(inputs)
         if not videos:
             raise UsageError(f"no videos found in {' '.join(map(str, [inputs] if isinstance(inputs, str) else inputs))}")
-        rec = load_model(checkpoint, clip, frames, device, precision)
+        rec = load_model(checkpoint, clip, frames, device, precision, runtime=runtime)
         info = {"format": FORMAT, "version": VERSION, "model": model_record(rec, checkpoint, clip, prompts,
                                                                 known=old["model"] if old else None),
                 "entries": {"window": window, "stride": stride}, "dtype": dtype,
@@ -929,7 +940,7 @@ class VideoIndex:
                                   f"embeddings, {self.index.ntotal} indexed vectors)")
         self.settings = current["vector_index"]
         self.nprobe = nprobe
-        self._overrides = {"checkpoint": checkpoint, "clip": clip, "device": device, "precision": precision}
+        self._overrides = {"checkpoint": _local_checkpoint(checkpoint), "clip": clip, "device": device, "precision": precision}
         self._model = None
 
     def _status_ok(self):
@@ -949,8 +960,8 @@ class VideoIndex:
         (checkpoint=, clip=, frames=, prompts=, device=, precision=), window= / stride= (seconds: one
         entry per time window instead of per video), shard_size=, batch_size=, workers=, dtype=
         (float32 or float16 embeddings), vector_index= (auto, flat, ivf-sq8, ivf-pq), exact_below=,
-        nlist=, nprobe=, progress=. Resumable and incremental (see the module docstring); under
-        torchrun every rank calls it. `.build_report` says what was embedded and what failed."""
+        nlist=, nprobe=, progress=, runtime= (torch or onnx). Resumable and incremental (see the module
+        docstring); under torchrun every rank calls it. `.build_report` says what was embedded and what failed."""
         report = build_index(inputs, out, **options)
         opened = cls.open(out, checkpoint=options.get("checkpoint"), clip=options.get("clip"),
                           device=options.get("device", "auto"), precision=options.get("precision", "auto"))

@@ -350,11 +350,12 @@ class ModelWorker:
         try:
             with torch.no_grad():
                 views = torch.cat([j.views for j in batch])
-                rec.model.eval()
+                model = rec.video_backend or rec.model  # ONNX Runtime when loaded with runtime='onnx'
+                model.eval()
                 parts = []
                 for i in range(0, len(views), CHUNK):  # a long timeline goes through in slices
                     with engine.autocast(rec.device, rec.precision):
-                        parts.append(rec.model.embed(views[i:i + CHUNK].to(rec.device)).float().cpu())
+                        parts.append(model.embed(views[i:i + CHUNK].to(rec.device)).float().cpu())
                 emb = torch.cat(parts)
         except Exception as exc:  # out of memory, ...: every job of this pass fails, the worker goes on
             for j in batch:

@@ -53,7 +53,7 @@ def cmd_build(args) -> int:
                          window=args.window, stride=args.stride, shard_size=args.shard_size,
                          batch_size=args.batch_size, workers=args.workers, dtype=args.dtype,
                          vector_index=args.vector_index, exact_below=args.exact_below, nlist=args.nlist,
-                         nprobe=args.nprobe, progress=not args.quiet)
+                         nprobe=args.nprobe, progress=not args.quiet, runtime=args.runtime)
     failed = len(report["failed"]) + len(report["empty_folders"])
     if _is_rank0():
         for folder in report["empty_folders"]:
@@ -161,6 +161,9 @@ def register(sub) -> None:
     b.add_argument("inputs", nargs="+", help="video files, folders and list files")
     b.add_argument("--out", required=True, metavar="DIR", help="index folder (new, empty, or an index to add to)")
     add_model_args(b)
+    b.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: embed on ONNX Runtime's CPU provider from the checkpoint's model.onnx (`text4vis "
+                        "export`); the index is the same as with torch (default torch)")
     b.add_argument("--window", type=float, help="one entry per time window of this many seconds (default: one per video)")
     b.add_argument("--stride", type=float, help="seconds between window starts (default: --window)")
     b.add_argument("--shard-size", type=int, default=1000, help="videos per shard, the unit of resuming (default 1000)")

@@ -32,13 +32,15 @@ def cmd_serve(args) -> int:
     serve._require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
     index = None
+    if args.index and args.runtime != "torch":
+        raise UsageError("--runtime onnx is not for --index: the index's model serves on torch")
     if args.index:
         rec, index = _index_model(args)
     else:
         from ..api import load
         rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                    classifier=args.classifier, frames=args.frames, device=args.device,
-                   precision=args.precision or "auto")
+                   precision=args.precision or "auto", runtime=args.runtime)
     serve.run(rec, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_batch=args.max_batch,
               batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, api_key=key,
               decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout, prompts=args.prompts,
@@ -72,6 +74,9 @@ def register(sub) -> None:
                                    "with a time limit; uploads are streamed to a private folder and deleted.",
                        epilog=EXAMPLES_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: the video model runs on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(`text4vis export`; not with --index, whose model runs on torch) (default torch)")
     g = p.add_argument_group("service")
     g.add_argument("--index", metavar="DIR", help="a video index (text4vis index) for /v1/search")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
