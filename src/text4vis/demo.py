@@ -535,7 +535,8 @@ def summarize(runs: list[dict], s: DemoSettings, chance_zs: float) -> dict:
 def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: int = 0,
              progress: bool = True, settings: DemoSettings | None = None, seeds: int | None = None) -> dict:
     """Run the whole demo into `out`; returns the results dict (also written to results.json).
-    `seeds` overrides the settings' number of transfer seeds."""
+    `seeds` overrides the settings' number of transfer seeds. Runs go to spawned worker processes
+    (settings.processes): call this from a script under `if __name__ == "__main__":`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")          # everything the demo needs is local
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     s = settings or (QUICK if quick else FULL)
