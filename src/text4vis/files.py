@@ -1,6 +1,7 @@
 """Writing files safely: outputs checked before any work, and every file written whole or not at all."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable
 
@@ -93,3 +94,12 @@ def check_output_file(path: str, name: str, extensions: tuple[str, ...], what: s
         if not ours:
             raise OutputError(f"{name}={path!r}: exists and is not {what} written by text4vis; not replaced "
                               f"(overwrite=True replaces it)")
+
+
+def sha256_file(path: str) -> str:
+    """The SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints are large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .files import sha256_file  # noqa: F401  (also text4vis.index.sha256_file)
 from .errors import UsageError, VideoError, VideoIndexError, first_line
 
 FORMAT = "text4vis-index"
@@ -85,14 +86,6 @@ def _write_json(path: str, obj: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
     _fsync_replace(tmp, path)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class NpyWriter:

@@ -17,12 +17,12 @@ its configs and its README history (for the file names of the OneDrive downloads
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 
 from .hub import _hub, hub_download, parse_hub_spec  # noqa: F401  (hub_download: re-exported)
+from .files import sha256_file
 from .errors import OutputError, UsageError, WeightsError, first_line
 
 SOURCE_REPO = "https://github.com/whwu95/Text4Vis"
@@ -123,14 +123,6 @@ def find_entry(source: str | None = None, name: str | None = None) -> ZooEntry |
     return next((e for e in ZOO if e.file and e.file.lower() == base), None)
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- convert
 
 def convert(source: str, out: str, clip: str | None = None, labels: str | None = None, frames: int | None = None,
@@ -160,7 +152,7 @@ def convert(source: str, out: str, clip: str | None = None, labels: str | None =
                                 classifier_meta=rec.classifier_meta, settings=settings, include_text=True)
     resolved = checkpoints.resolve_checkpoint(source)
     config = folder_config(rec, entry, source=resolved, labels_spec=labels, clip=clip or rec.towers.source,
-                           model_sha256=sha256(model_path), original=original)
+                           model_sha256=sha256_file(model_path), original=original)
     _write_text(os.path.join(out, "config.json"), json.dumps(config, indent=1) + "\n")
     _write_text(os.path.join(out, "README.md"), model_card(config, entry, out, hub_id))
     return config
@@ -210,7 +202,7 @@ def folder_config(rec, entry: ZooEntry | None, source: str, labels_spec, clip: s
                    "num_classes": len(rec.labels), "names": list(rec.labels)},
         "prompts": list(rec.classifier_meta.get("prompts") or []),
         "classifier": {k: v for k, v in rec.classifier_meta.items() if k != "prompts"},
-        "source": {"file": os.path.basename(source), "sha256": sha256(source),
+        "source": {"file": os.path.basename(source), "sha256": sha256_file(source),
                    "format": "original Text4Vis (torch.save dict)" if original else "text4vis safetensors",
                    "zoo_entry": entry.name if entry else None},
         "published": None if entry is None else {
