@@ -7,7 +7,7 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end demo on the synthetic benchmark (CPU, about 7 minutes)",
+    p = sub.add_parser("demo", help="offline end-to-end demo on the synthetic benchmark (CPU, about 8 minutes)",
                        formatter_class=RAW,
                        description="Render the synthetic benchmark, pretrain a small image tower against the frozen "
                                    "MiniLM language model on captioned frames (cached in OUT/pretrain/), transfer it "
@@ -17,7 +17,7 @@ def add_demo(sub) -> None:
                                    "ablation tables with the demo's numbers beside them), results.json and figures. "
                                    "No GPU, downloaded weights, dataset or network needed.",
                        epilog="examples:\n"
-                              "  text4vis demo                            # about 7 minutes on 2 cores (--quick: about 1 minute)\n"
+                              "  text4vis demo                            # about 8 minutes on 2 cores (--quick: about 1 minute)\n"
                               "  text4vis demo --quick --out /tmp/demo    # about 1 minute, smaller everything, 1 seed\n"
                               "  text4vis demo --seeds 5                  # more transfer seeds (longer)")
     p.add_argument("--out", default="demo-report", help="report folder (default: ./demo-report)")
