@@ -25,7 +25,7 @@ from .labels import load_labels
 from .model import VideoModel
 from .sampling import parse_views
 from .towers import Towers, WeightsError, load_towers  # noqa: F401  (load_towers re-exported)
-from .video import find_videos
+from .video import list_inputs
 
 DEFAULT_LABELS = "k400"
 __all__ = ["load", "Recognizer", "pick_device", "DEFAULT_CLIP", "DEFAULT_LABELS"]
@@ -187,11 +187,7 @@ class Recognizer:
         """`predict`, one record at a time: each record is yielded as soon as it and every record before
         it are done, in input order (so a consumer that stops early keeps a prefix of the answer)."""
         clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size, workers=workers)
-        inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        items: list[tuple[str, bool]] = []           # (path, is an empty folder) in input order
-        for p in inputs:
-            found = find_videos([p])
-            items.extend([(os.fspath(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
+        items = list_inputs(paths)                   # (path, is an empty folder) in input order
         files = [p for p, empty in items if not empty]
         ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops)
         weight = self.model.classifier

@@ -22,6 +22,7 @@ import numpy as np
 from . import engine, metrics
 from .datasets import FrameReader, TestDataset, check_labels_in_range, load_split
 from .devices import process_group
+from .files import check_output
 from .labels import load_labels, resolve_labels
 from .sampling import parse_views
 
@@ -173,7 +174,7 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     if zero_shot and len(names) < 2:
         raise UsageError(f"zero_shot=True: the half-classes protocol needs at least 2 classes ({len(names)} given)")
     if out and engine.rank_world()[0] == 0:
-        engine.check_output(out, "out", folder=True)       # before the evaluation, not after it
+        check_output(out, "out", folder=True)       # before the evaluation, not after it
     subsets = []
     for path in splits or []:
         split_names = load_labels(path, "splits")

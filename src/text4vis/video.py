@@ -407,6 +407,17 @@ def find_videos(paths: Sequence[str]) -> list[str]:
     return out
 
 
+def list_inputs(paths) -> list[tuple[str, bool]]:
+    """`find_videos`, keeping track of the inputs: (path, is_empty_folder) in input order, each folder walked
+    once. A folder given as an input that holds no video is one (folder, True) item, so that a caller can
+    report it as a failed input in its place."""
+    items: list[tuple[str, bool]] = []
+    for p in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+        found = find_videos([p])
+        items.extend([(os.fspath(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
+    return items
+
+
 # ----------------------------------------------------------------------------- streaming (long videos)
 
 class VideoInfo:

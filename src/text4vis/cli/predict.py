@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from .common import UsageError, add_model_args, show_progress
@@ -25,14 +24,15 @@ def flag_name(param: str) -> str:
 
 def cmd_predict(args) -> int:
     from ..api import check_arguments, load
-    from ..video import find_videos
+    from ..video import list_inputs
     # the API's own rule, with flag names: API and CLI refuse the same values
     check_arguments(flag_name, views=args.views, topk=args.topk, frames=args.frames, batch_size=args.batch_size,
                     workers=args.workers)
     if args.embedding and not args.json:
         raise UsageError("--embedding adds the embedding to --json output: use both")
-    files = find_videos(args.inputs)
-    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
+    items = list_inputs(args.inputs)  # each folder walked once; the expanded paths go to predict_iter
+    files = [p for p, empty in items if not empty]
+    empty = [p for p, is_empty in items if is_empty]
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
     log = logging.getLogger("text4vis")
@@ -42,7 +42,7 @@ def cmd_predict(args) -> int:
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
                runtime=args.runtime)
     total, done, failed = len(files) + len(empty), 0, 0
-    records = rec.predict_iter(args.inputs, topk=args.topk, views=args.views, batch_size=args.batch_size,
+    records = rec.predict_iter([p for p, _ in items], topk=args.topk, views=args.views, batch_size=args.batch_size,
                                workers=args.workers, progress=show_progress(args),
                                with_embedding=args.embedding)
     try:

@@ -46,10 +46,10 @@ def _print_table(r: dict, window: float, stride: float) -> None:
 
 def cmd_timeline(args) -> int:
     from ..api import load
-    from ..engine import check_output
+    from ..files import check_output
     from ..errors import Text4VisError, first_line
     from ..timeline import annotate_video, plot_timeline
-    from ..video import find_videos
+    from ..video import list_inputs
     if not (args.window > 0 and args.stride > 0):
         raise UsageError(f"--window and --stride must be positive seconds (got {args.window} and {args.stride})")
     check_numbers(("--topk", args.topk, 1), ("--frames", args.frames, 1), ("--min-score", args.min_score, 0.0, 1.0),
@@ -58,10 +58,11 @@ def cmd_timeline(args) -> int:
         if folder:
             check_output(folder, option, folder=True)
             os.makedirs(folder, exist_ok=True)
-    files = find_videos(args.inputs)
+    items = list_inputs(args.inputs)  # each folder walked once
+    files = [p for p, empty in items if not empty]
     if not files:
         raise UsageError(f"no videos found in {' '.join(args.inputs)}")
-    empty = [p for p in args.inputs if os.path.isdir(p) and not find_videos([p])]
+    empty = [p for p, is_empty in items if is_empty]
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
                runtime=args.runtime)
