@@ -58,7 +58,7 @@ def add_bench(sub) -> None:
 
 def cmd_bench(args) -> int:
     if args.index is not None:  # before importing the model code: the figure is the index's own memory
-        from ..index import bench_index
+        from ..index.bench import bench_index
         from .common import check_numbers
         check_numbers(("--index", args.index, 1), ("--dim", args.dim, 2))
         result = bench_index(args.index, args.dim)

@@ -39,15 +39,9 @@ def _index_options(args) -> dict:
 
 def cmd_build(args) -> int:
     from ..index import build_index
-    check_numbers(("--frames", args.frames, 1), ("--shard-size", args.shard_size, 1),
-                  ("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0),
-                  ("--exact-below", args.exact_below, 0), ("--nlist", args.nlist, 1), ("--nprobe", args.nprobe, 1))
     if args.labels or args.classifier:
         raise UsageError("--labels/--classifier belong to `index tag`: an index stores embeddings, "
                          "and any label set can tag it later")
-    if args.stride is not None and args.window is None:
-        raise UsageError("--stride needs --window (seconds per window)")
-    check_numbers(("--window", args.window, 1e-3), ("--stride", args.stride, 1e-3))
     report = build_index(args.inputs, args.out, checkpoint=args.checkpoint, clip=args.clip, frames=args.frames,
                          prompts=args.prompts, device=args.device, precision=args.precision or "auto",
                          window=args.window, stride=args.stride, shard_size=args.shard_size,

@@ -1,0 +1,211 @@
+"""The model of an index (loading, the identity recorded in index.json) and the embedding of whole
+videos or time windows, shard by shard."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import UsageError, VideoError, VideoIndexError, first_line
+from ..files import sha256_file
+from .inputs import file_stat
+
+QUERY_LABEL = "video"           # a one-class classifier: loading a model for embedding needs some labels
+
+
+# ----------------------------------------------------------------------------- the model
+
+def local_checkpoint(checkpoint):
+    """A converted folder or hf-hub:ORG/NAME checkpoint as the local file it names (what is hashed and recorded)."""
+    from ..checkpoints import resolve_checkpoint
+    return os.path.abspath(resolve_checkpoint(os.fspath(checkpoint))) if checkpoint else checkpoint
+
+
+def load_model(checkpoint=None, clip=None, frames=None, device="auto", precision="auto", labels=None,
+               prompts=None, classifier=None, runtime="torch"):
+    """A Recognizer for embedding (a one-class classifier unless `labels`/`classifier` are given);
+    runtime='onnx' embeds on ONNX Runtime (the checkpoint's exported model.onnx), as in `load`."""
+    from ..api import load
+    from ..checkpoints import is_text4vis_checkpoint
+    if labels is None and classifier is None and not (checkpoint and is_text4vis_checkpoint(checkpoint)):
+        labels = [QUERY_LABEL]
+    return load(checkpoint=checkpoint, clip=clip, labels=labels, prompts=prompts, classifier=classifier,
+                frames=frames, device=device, precision=precision, runtime=runtime)
+
+
+def embedding_width(rec) -> int:
+    proj = getattr(rec.model, "proj", None)
+    return int(proj.out_features) if proj is not None else int(rec.model.embed_dim)
+
+
+def model_record(rec, checkpoint, clip, prompts, known: dict | None = None) -> dict:
+    """What index.json says about the model that built the index (and what identifies it). A file
+    that `known` (an earlier record) names, unchanged (same path, size and mtime), keeps its recorded
+    hash instead of being hashed again."""
+    record = {"checkpoint": None, "checkpoint_sha256": None, "checkpoint_size": None, "checkpoint_mtime": None,
+              "clip": clip, "clip_sha256": None, "clip_size": None, "clip_mtime": None, "source": rec.source,
+              "towers": rec.towers.source if rec.towers is not None else None, "head": rec.model.head_type,
+              "frames": int(rec.num_frames), "input_size": int(rec.input_size), "embedding_width": embedding_width(rec),
+              "prompts": list(prompts or rec.classifier_meta.get("prompts") or _default_prompts())}
+    for name, path in (("checkpoint", checkpoint), ("clip", clip)):
+        if not path or not os.path.isfile(path):
+            continue
+        path = os.path.abspath(path)
+        size, mtime = file_stat(path)
+        k = known or {}
+        same = k.get(name) == path and (k.get(f"{name}_size"), k.get(f"{name}_mtime")) == (size, mtime)
+        record.update({name: path, f"{name}_size": size, f"{name}_mtime": mtime,
+                       f"{name}_sha256": k[f"{name}_sha256"] if same and k.get(f"{name}_sha256") else sha256_file(path)})
+    return record
+
+
+def _default_prompts():
+    from ..classifiers import DEFAULT_PROMPTS
+    return DEFAULT_PROMPTS
+
+
+IDENTITY = ("checkpoint_sha256", "clip", "head", "frames", "input_size", "embedding_width")
+
+
+def _identity(record: dict) -> dict:
+    """The fields that tell models apart; a local CLIP file is known by its hash, not its path."""
+    ident = {k: record.get(k) for k in IDENTITY}
+    if record.get("clip_sha256"):
+        ident["clip"] = record["clip_sha256"]
+    return ident
+
+
+def check_same_model(recorded: dict, other: dict, where: str) -> None:
+    """VideoIndexError when `other` is not the model that built the index at `where`."""
+    a, b = _identity(recorded), _identity(other)
+    for key in IDENTITY:
+        if a[key] != b[key]:
+            built = recorded.get("checkpoint") or recorded.get("clip") or recorded.get("source")
+            raise VideoIndexError(f"{where} was built with another model ({key} {a[key]} there, {b[key]} here); "
+                                  f"use the model that built it ({built})")
+
+
+
+# ----------------------------------------------------------------------------- embedding shards
+
+class _Videos:
+    """Dataset of whole videos sampled as `predict --views 1x1`, with each video's duration."""
+
+    def __init__(self, paths: list[str], num_frames: int, input_size: int):
+        from ..datasets import Sample, TestDataset
+        self.paths = paths
+        self.ds = TestDataset([Sample(p, -1, None, p) for p in paths], num_frames, input_size, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        index, views, error = self.ds[i]
+        return index, views, error, (video_duration(self.paths[i]) if error is None else None)
+
+
+def _collate(batch):
+    import torch
+    ok = [b for b in batch if b[1] is not None]
+    views = torch.stack([b[1] for b in ok]) if ok else None
+    return [b[0] for b in ok], views, [(b[0], b[2]) for b in batch if b[1] is None], {b[0]: b[3] for b in ok}
+
+
+def video_duration(path: str) -> float | None:
+    """Seconds of the default video stream from the container's header (None when it does not say)."""
+    try:
+        import av
+
+        from ..video import _default_stream
+        with av.open(path, metadata_errors="ignore") as c:
+            s = _default_stream(c)
+            if s.duration is not None and s.time_base:
+                return round(float(s.duration * s.time_base), 6)
+            return round(c.duration / 1e6, 6) if c.duration else None
+    except Exception:
+        return None
+
+
+def _error_text(path: str, exc: BaseException) -> str:
+    if isinstance(exc, VideoError):
+        return first_line(exc)
+    return f"{path}: {type(exc).__name__}: {first_line(exc)}"
+
+
+def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None) -> None:
+    """Embed whole videos, shard by shard: `on_group(g, items)` receives, for shard g, one
+    (embeddings [n, D] or None, error or None, duration, spans or None) per video, in order.
+    Batches never straddle two shards, so a shard's numbers do not depend on its neighbours."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from .. import engine
+    flat = [p for g in groups for p, _, _ in g]
+    if not flat:
+        return
+    batches, start = [], 0
+    for g in groups:
+        batches.extend(list(range(i, min(i + batch_size, start + len(g)))) for i in range(start, start + len(g), batch_size))
+        start += len(g)
+    workers = engine.default_workers(len(flat)) if workers is None else workers
+    loader = DataLoader(_Videos(flat, rec.num_frames, rec.input_size), batch_sampler=batches, num_workers=workers,
+                        collate_fn=_collate, prefetch_factor=4 if workers else None)
+    model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
+    model.eval()
+    done: dict[int, tuple] = {}
+    gi, pos = 0, 0
+    with torch.no_grad():
+        for indices, views, failed, durations in loader:
+            if views is not None:
+                b, v = views.shape[:2]
+                with engine.autocast(rec.device, rec.precision):
+                    emb = model.embed(views.to(rec.device).flatten(0, 1))
+                emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu().numpy()   # predict's rule
+                for i, e in zip(indices, emb):
+                    done[i] = (e[None], None, durations[i], None)
+            for i, msg in failed:
+                done[i] = (None, msg, None, None)
+            if bar is not None:
+                bar.update(len(indices) + len(failed))
+            while gi < len(groups) and all(j in done for j in range(pos, pos + len(groups[gi]))):
+                on_group(gi, [done.pop(j) for j in range(pos, pos + len(groups[gi]))])
+                pos += len(groups[gi])
+                gi += 1
+
+
+def embed_window_groups(rec, groups, window: float, stride: float, batch_size: int, on_group, bar=None) -> None:
+    """Embed the time windows of each video (`timeline.embed_windows`, as `text4vis timeline` windows
+    them), shard by shard. A stream that breaks off part-way keeps the windows before the break and
+    is recorded as failed too (its one-line error)."""
+    from ..timeline import embed_windows
+    for gi, g in enumerate(groups):
+        items = []
+        for p, _, _ in g:
+            try:
+                r = embed_windows(rec, p, window, stride, batch_size=batch_size)
+                emb = np.stack([w["embedding"] for w in r["windows"]]).astype(np.float32)
+                items.append((emb, r.get("error"), r["duration"], [(w["start"], w["end"]) for w in r["windows"]]))
+            except UsageError:
+                raise
+            except Exception as exc:  # one video never stops the build
+                items.append((None, _error_text(p, exc), None, None))
+            if bar is not None:
+                bar.update(1)
+        on_group(gi, items)
+
+
+def shard_rows(group, items, dim: int) -> tuple[list[dict], np.ndarray]:
+    """Metadata rows and embeddings of one shard: a row per embedded entry, and a row with status
+    "error" for a video that failed (or broke off part-way)."""
+    rows, embs = [], []
+    for (path, size, mtime), (emb, error, duration, spans) in zip(group, items):
+        base = {"path": path, "size": size, "mtime": mtime, "duration": duration}
+        for k, e in enumerate(emb if emb is not None else []):
+            start, end = spans[k] if spans else (None, None)
+            rows.append(dict(base, start=start, end=end, status="ok", error=None))
+            embs.append(e)
+        if error is not None:
+            rows.append(dict(base, start=None, end=None, status="error", error=error))
+    return rows, (np.stack(embs).astype(np.float32) if embs else np.zeros((0, dim), np.float32))
+
