@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import write_video
 from text4vis import cli
-from text4vis.check_data import check_config
-from text4vis.config import load_config
+from text4vis.train.check_data import check_config
+from text4vis.train.config import load_config
 
 
 def frames(n: int, seed: int) -> np.ndarray:

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from text4vis import cli
-from text4vis.config import ORIGINAL_KEYS, Config, ConfigError, describe, load_config
+from text4vis.errors import ConfigError
+from text4vis.train.config import ORIGINAL_KEYS, Config, describe, load_config
 
 
 def write(tmp_path, obj, name="cfg.yaml") -> str:

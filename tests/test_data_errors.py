@@ -22,8 +22,8 @@ from PIL import Image
 
 from conftest import SHARED_VIDEOS, write_video
 from text4vis import cli, video
-from text4vis.check_data import check_config
-from text4vis.config import load_config
+from text4vis.train.check_data import check_config
+from text4vis.train.config import load_config
 from text4vis.datasets import DataError, FrameReader, check_image_tmpl, read_csv, read_list
 from text4vis.prepare import prepare_list
 from text4vis.video import VideoError, read_frames
@@ -304,7 +304,7 @@ def test_check_data_with_bad_image_tmpl_neither_hangs_nor_crashes(frame_folder_c
     result = run_python(f"""
         import sys, time
         from text4vis import cli
-        from text4vis.check_data import check_sample
+        from text4vis.train.check_data import check_sample
         from text4vis.datasets import Sample
         for tmpl in ("img_00001.jpg", "{{x}}.jpg", "img_{{:05d"):
             rc = cli.main(["check-data", "--config", {str(d / 'cfg.yaml')!r}, "--workers", "1",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from text4vis.cli import main as cli_main
-from text4vis.demo import QUICK, active_arms
+from text4vis.demo.run import QUICK, active_arms
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VERDICTS = {"reproduced", "not reproduced", "opposite", "not shown (within noise)"}

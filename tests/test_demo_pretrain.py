@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from text4vis import demo_report, synthetic
-from text4vis.demo_pretrain import PretrainSettings, cache_key, pretrain
+from text4vis import synthetic
+from text4vis.demo import report as demo_report
+from text4vis.demo.pretrain import PretrainSettings, cache_key, pretrain
 
 CLIP_CFG = dict(embed_dim=32, vision_cfg=dict(layers=1, width=64, patch_size=8, image_size=32),
                 text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=1, layers=1), quick_gelu=True)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 import yaml
 
 from conftest import TINY, original_text4vis_checkpoint, tiny_openai_state_dict, tiny_state_dict_of
-from text4vis import metrics, plots
+from text4vis import plots
+from text4vis.train import metrics
 from text4vis.cli import main as cli_main
 
 FRAMES = 4
@@ -118,7 +119,7 @@ def test_metrics_recompute_exactly(main_run):
     again = metrics.summarize(p["scores"], p["labels"])
     for key in ("top1", "top5", "mean_class_accuracy", "mAP", "num_videos"):
         assert again[key] == r[key], key
-    from text4vis.evaluate import recompute
+    from text4vis.train.evaluate import recompute
     assert recompute(str(main_run["out"] / "predictions.npz")) == again
 
 
@@ -372,7 +373,7 @@ def test_nothing_scored_is_null_in_strict_json(ev):
 
 
 def test_json_safe_turns_undefined_values_into_null():
-    from text4vis.evaluate import json_safe
+    from text4vis.train.evaluate import json_safe
     got = json_safe({"a": float("nan"), "b": [np.float32(0.5), np.int64(3), float("inf")], "c": {"d": np.bool_(True)}})
     assert got == {"a": None, "b": [0.5, 3, None], "c": {"d": True}}
     json.dumps(got, allow_nan=False)

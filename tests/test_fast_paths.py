@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import SHARED_VIDEOS, TINY, index_frames, write_video
-from text4vis import bench, prepare, transforms
+from text4vis import bench, devices, prepare, transforms, video
 from text4vis.sampling import segment_indices, view_indices
 from text4vis.video import VideoError, read_frames
 
@@ -56,7 +56,7 @@ def test_prepared_frames_match_resized_video(tmp_path):
     again = prepare.convert_video(src, dst, short_side=64)
     assert again["skipped"]                                   # resumable: finished outputs are kept
     from conftest import decode_index
-    frames, n = prepare.read_frame_zip(dst, lambda n: view_indices(n, 8, 1)[0])
+    frames, n = video.read_frame_zip(dst, lambda n: view_indices(n, 8, 1)[0])
     assert n == 40 and frames.shape == (8, 64, 128, 3)
     assert [decode_index(f) for f in frames] == view_indices(40, 8, 1)[0]
 
@@ -75,7 +75,7 @@ def test_prepared_list_and_damaged_file(tmp_path):
     broken = out / "broken.frames.zip"
     broken.write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(VideoError, match="broken.frames.zip"):
-        prepare.read_frame_zip(str(broken), lambda n: [0])
+        video.read_frame_zip(str(broken), lambda n: [0])
 
 
 def test_normalize_matches_plain_formula():
@@ -114,16 +114,15 @@ def test_bf16_autocast_within_tolerance_of_fp32(tiny_pair):
 
 
 def test_precision_names(monkeypatch):
-    from text4vis import engine
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert [engine.precision_name(cpu, p) for p in engine.PRECISIONS] == ["fp32"] * 4
+    assert [devices.precision_name(cpu, p) for p in devices.PRECISIONS] == ["fp32"] * 4
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert [engine.precision_name(gpu, p) for p in engine.PRECISIONS] == ["bf16", "bf16", "fp16", "fp32"]
+    assert [devices.precision_name(gpu, p) for p in devices.PRECISIONS] == ["bf16", "bf16", "fp16", "fp32"]
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert engine.precision_name(gpu, "auto") == "fp16"           # older GPUs: fp16 autocast
+    assert devices.precision_name(gpu, "auto") == "fp16"           # older GPUs: fp16 autocast
     with pytest.raises(ValueError):
-        engine.precision_name(cpu, "fp64")
-    assert isinstance(engine.autocast(cpu, "bf16"), type(engine.autocast(cpu)))  # CPU: no autocast at all
+        devices.precision_name(cpu, "fp64")
+    assert isinstance(devices.autocast(cpu, "bf16"), type(devices.autocast(cpu)))  # CPU: no autocast at all
 
 
 def test_compiled_path_falls_back_cleanly(monkeypatch, tiny_pair):

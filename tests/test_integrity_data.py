@@ -296,7 +296,7 @@ def test_cli_eval_scores_the_zero_count_entries(tmp_path):
 import glob  # noqa: E402
 import os  # noqa: E402
 
-from text4vis.config import load_config  # noqa: E402
+from text4vis.train.config import load_config  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

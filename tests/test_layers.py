@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import text4vis
-from text4vis import checkpoints, classifiers, files, runs
+from text4vis import checkpoints, classifiers, files
+from text4vis.train import runs
 from text4vis.cli import build_parser
 from text4vis.cli.common import flag_names, with_flags
 from text4vis.errors import DeviceError, Text4VisError, UsageError, check_numbers
@@ -178,14 +179,13 @@ def test_one_loader_for_every_checkpoint_and_its_classifier(tiny_dir, tmp_path):
 
 
 def test_old_style_flag_names_still_read_well(tmp_path):
-    """A CLI handler may still pass its flag (`engine.check_output(args.out, "--out")`): the message is then
+    """A CLI handler may still pass its flag (`files.check_output(args.out, "--out")`): the message is then
     written as before, `--out PATH: ...`."""
-    from text4vis import engine
     from text4vis.labels import LabelsError, load_labels
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(Text4VisError, match=rf"^--out {afile}: exists and is not a folder$"):
-        engine.check_output(str(afile), "--out", folder=True)
+        files.check_output(str(afile), "--out", folder=True)
     with pytest.raises(LabelsError, match=r"^--splits nope: not a built-in label set"):
         load_labels("nope", "--splits")
     with pytest.raises(LabelsError, match=r"^labels='nope': not a built-in label set"):

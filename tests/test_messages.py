@@ -89,7 +89,6 @@ def test_refused_pickle_is_our_sentence(tmp_path, kind, capsys, tiny_dir):
 @pytest.mark.parametrize("name", ["openai_sd.pt", "openai_jit.pt", "open_clip_ckpt.pt"])
 def test_clip_file_as_checkpoint_says_so(capsys, tiny_dir, name, monkeypatch):
     monkeypatch.setattr(towers, "load_towers", lambda *a, **k: pytest.fail("no towers must be looked up"))
-    monkeypatch.setattr(text4vis.api, "load_towers", lambda *a, **k: pytest.fail("no towers must be looked up"))
     path = tiny_dir / name
     line = error_line(capsys, "predict", ARM, "--checkpoint", path, "--labels", "ucf101")
     assert line == (f"text4vis predict: error: {path}: this is a CLIP model file (image and text towers, no video "
@@ -172,7 +171,8 @@ def test_lm_checkpoint_with_new_labels_suggests_what_works(capsys, own, tmp_path
 
 def test_config_reports_every_problem_at_once(tmp_path, capsys):
     import yaml
-    from text4vis.config import ConfigError, load_config
+    from text4vis.errors import ConfigError
+    from text4vis.train.config import load_config
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"batch_sise": 3, "num_frames": 0}, "optim": {"lr": "fast"},
                                    "optimizer": {"epochs": 2}}))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from text4vis import metrics as M
+from text4vis.train import metrics as M
 
 
 def test_topk_tie_lower_index_wins():
@@ -204,7 +204,7 @@ def test_summarize():
 
 def test_protocol_skips_splits_without_videos():
     """A split whose kept classes have no video (partial val list) is reported but not averaged."""
-    from text4vis.metrics import split_protocol
+    from text4vis.train.metrics import split_protocol
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(6, 8))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)

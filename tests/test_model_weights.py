@@ -397,7 +397,6 @@ def test_own_format_roundtrip_without_clip(saved, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import text4vis.api
     monkeypatch.setattr(towers, "load_towers", lambda *a, **k: pytest.fail("no --clip must be needed"))
-    monkeypatch.setattr(text4vis.api, "load_towers", lambda *a, **k: pytest.fail("no --clip must be needed"))
     back = text4vis.load(checkpoint=paths[True])
     assert back.labels == rec.labels and back.num_frames == 8 and back.input_size == 32
     assert back.model.head_type == "transf"

@@ -4,7 +4,10 @@
 - no library module imports text4vis.cli;
 - no function over MAX_LINES lines;
 - no `--flag` in a message the library raises (flags belong to the CLI, which maps parameter names);
-- every exception class derives from errors.Text4VisError.
+- every exception class derives from errors.Text4VisError;
+- the layers: the flat model library (src/text4vis/*.py) never imports a product package (PRODUCTS), and a
+  product imports another product only where PRODUCT_DEPENDS declares it (see CONTRIBUTING.md);
+- no module over MAX_MODULE_LINES lines, at most MAX_TOP_MODULES modules at the top level.
 
 `python tests/test_structure.py [SRC_DIR]` prints the measurements (cycles, longest functions, module
 sizes) used in issue 11's closing note.
@@ -18,6 +21,12 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "text4vis"
 MAX_LINES = 120
+MAX_MODULE_LINES = 700
+MAX_TOP_MODULES = 30
+# The products, each a package built on the flat library; the command line (text4vis.cli) sits above all.
+PRODUCTS = ("index", "serve", "train", "demo", "watch")
+# product -> the products it is built on (the only product-to-product imports allowed)
+PRODUCT_DEPENDS: dict[str, set[str]] = {"demo": {"train"}}
 # Modules exempt from a rule (none: keep it that way).
 LONG_FUNCTION_EXEMPT: set[str] = set()
 FLAG_EXEMPT: set[str] = set()
@@ -122,6 +131,39 @@ def functions(src: Path = SRC) -> list[tuple[int, str]]:
     return sorted(out, reverse=True)
 
 
+def layer(module: str) -> str:
+    """'cli', a product's name, or 'library' (the flat modules and the package itself)."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ("cli", "__main__"):
+        return "cli"
+    if len(parts) > 1 and parts[1] in PRODUCTS:
+        return parts[1]
+    return "library"
+
+
+def layer_violations(graph: dict[str, set[str]], depends: dict[str, set[str]] | None = None) -> list[str]:
+    """'a -> b' for each import across the layers that the rule forbids: the library importing a product,
+    a product importing a product it is not declared to be built on (PRODUCT_DEPENDS)."""
+    depends = PRODUCT_DEPENDS if depends is None else depends
+    out = []
+    for module, targets in sorted(graph.items()):
+        here = layer(module)
+        if here == "cli":
+            continue
+        for target in sorted(targets):
+            there = layer(target)
+            if there in ("library", "cli", here):
+                continue   # importing the cli is test_library_never_imports_the_cli's to report
+            if here == "library" or there not in depends.get(here, set()):
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def top_level_modules(src: Path = SRC) -> list[str]:
+    """The modules directly in the package folder (not __init__/__main__)."""
+    return sorted(p.stem for p in src.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
 def module_sizes(src: Path = SRC) -> dict[str, int]:
     return {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules(src).items()}
 
@@ -217,6 +259,15 @@ def test_one_exception_base():
     assert foreign_exceptions() == []
 
 
+def test_layers_library_below_products():
+    assert layer_violations(import_graph()) == []
+
+
+def test_module_size_and_count():
+    assert {m: n for m, n in module_sizes().items() if n > MAX_MODULE_LINES} == {}
+    assert len(top_level_modules()) <= MAX_TOP_MODULES, top_level_modules()
+
+
 def test_rules_catch_what_they_should(tmp_path):
     """The checks themselves: a cycle through a function-level import, a long function, a flag in a
     raise, a foreign exception class and a library import of the cli are all found."""
@@ -235,6 +286,15 @@ def test_rules_catch_what_they_should(tmp_path):
     assert functions(pkg)[0] == (132, "text4vis.b.g")
     assert flag_messages(pkg) == ["text4vis.a:3: --device : bad"]
     assert foreign_exceptions(pkg) == ["text4vis.b.Oops"]
+    for product in ("index", "train", "demo"):
+        (pkg / product).mkdir()
+        (pkg / product / "__init__.py").write_text("")
+    (pkg / "c.py").write_text("def f():\n    from .index import x\n")            # library -> product
+    (pkg / "index" / "build.py").write_text("from ..c import f\nfrom ..train import t\n")  # undeclared
+    (pkg / "demo" / "run.py").write_text("from ..train import t\nfrom ..a import f\n")    # declared, library
+    graph = import_graph(pkg)
+    assert layer_violations(graph, {"demo": {"train"}}) == ["text4vis.c -> text4vis.index",
+                                                           "text4vis.index.build -> text4vis.train"]
 
 
 def report(src: Path = SRC) -> str:
@@ -248,6 +308,8 @@ def report(src: Path = SRC) -> str:
                  + (f" ({len(exempt)} in {', '.join(sorted(FLAG_EXEMPT))}, exempt until issue 18)" if exempt else ""))
     lines.append(f"exception classes outside Text4VisError: {', '.join(foreign_exceptions(src)) or 'none'}")
     sizes = module_sizes(src)
+    lines.append(f"layer violations: {', '.join(layer_violations(import_graph(src))) or 'none'}")
+    lines.append(f"top-level modules: {len(top_level_modules(src))}")
     lines.append(f"module sizes (lines; {len(sizes)} modules, {sum(sizes.values())} in all):")
     lines += [f"  {n:4d}  {m.removeprefix('text4vis.')}" for m, n in sorted(sizes.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)

@@ -24,14 +24,15 @@ from safetensors.torch import load_file
 import text4vis
 from text4vis import checkpoints, cli, engine, losses
 from text4vis.classifiers import random_classifier, text_classifier
-from text4vis.config import load_config
+from text4vis.train.config import load_config
 from text4vis import datasets
 from text4vis.datasets import Sample, TrainBatchSampler, few_shot, read_list
 from text4vis.labels import load_labels
 from text4vis.model import VideoModel
 from text4vis.synthetic import make_benchmark
 from text4vis.towers import load_towers
-from text4vis.train import Trainee, build_optimizer, lr_lambda, train
+from text4vis.train import train
+from text4vis.train.setup import Trainee, build_optimizer, lr_lambda
 from text4vis.video import read_all_frames
 
 SHAPES, MOTIONS = ["circle", "square"], ["moving left", "moving right"]

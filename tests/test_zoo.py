@@ -197,7 +197,7 @@ def test_hub_checkpoint_from_the_local_cache(hub_cache, converted, monkeypatch):
     assert rec.num_frames == 8 and rec.labels == local.labels
     assert text4vis.load(checkpoint="hf-hub:text4vis/k400-tiny@v1", device="cpu").num_frames == 4
     assert text4vis.load(checkpoint=f"hf-hub:text4vis/k400-tiny@{v1_commit}", device="cpu").num_frames == 4
-    path = zoo.hub_download("hf-hub:text4vis/k400-tiny", "config.json")
+    path = text4vis.hub.hub_download("hf-hub:text4vis/k400-tiny", "config.json")
     assert path.startswith(cache) and main_commit in path
 
 

@@ -20,11 +20,12 @@ from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
 from .datasets import Sample, TestDataset
 from .devices import pick_device, precision_name
-from .errors import DeviceError, Text4VisWarning, UsageError  # noqa: F401  (DeviceError re-exported)
+from .errors import Text4VisWarning, UsageError
 from .labels import load_labels
 from .model import VideoModel
+from .records import top_labels
 from .sampling import parse_views
-from .towers import Towers, WeightsError, load_towers  # noqa: F401  (load_towers re-exported)
+from .towers import Towers, WeightsError
 from .video import list_inputs
 
 DEFAULT_LABELS = "k400"
@@ -89,13 +90,6 @@ def frames_to_tensor(frames, size: int) -> torch.Tensor:
         return frames
     from .transforms import test_views
     return torch.stack([test_views(clip, size, 1)[0] for clip in frames.cpu()])
-
-
-def _top(scores: torch.Tensor, labels: list[str], k: int) -> list[dict]:
-    """The k best classes, best first; ties: the lower class id first (as metrics.ranking)."""
-    top = torch.sort(scores, descending=True, stable=True)
-    k = min(k, len(labels))
-    return [{"label": labels[j], "score": round(float(v), 6)} for v, j in zip(top.values[:k].tolist(), top.indices[:k].tolist())]
 
 
 @dataclass
@@ -170,7 +164,7 @@ class Recognizer:
         check_arguments(topk=topk)
         single = getattr(frames, "ndim", 0) == 4
         scores = engine.scores_from_embeddings(self.encode_video(frames).cpu(), self.model.classifier)
-        tops = [_top(row, self.labels, topk) for row in scores]
+        tops = top_labels(scores, self.labels, topk)
         return tops[0] if single else tops
 
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
@@ -213,9 +207,9 @@ class Recognizer:
                                                            progress, precision=self.precision):
             for i, error in failed:
                 done[i] = {"video": files[i], "error": error}
-            scores = engine.scores_from_embeddings(emb, weight) if len(indices) else None
+            tops = top_labels(engine.scores_from_embeddings(emb, weight), self.labels, k) if len(indices) else None
             for row, i in enumerate(indices):
-                rec = {"video": files[i], "top": _top(scores[row], self.labels, k)}
+                rec = {"video": files[i], "top": tops[row]}
                 if with_embedding:
                     rec["embedding"] = [round(float(x), 6) for x in emb[row].tolist()]
                 done[i] = rec
@@ -283,9 +277,8 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         names = load_labels(DEFAULT_LABELS)
     precision_name(dev, precision)  # an unknown value is a ValueError before any work
     rec.precision = precision
-    limit = getattr(getattr(model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
-    if limit is not None and rec.num_frames > limit:
-        raise WeightsError(f"{rec.source}: its transf head takes at most {limit} frames per clip, "
+    if model.max_frames is not None and rec.num_frames > model.max_frames:
+        raise WeightsError(f"{rec.source}: its transf head takes at most {model.max_frames} frames per clip, "
                            f"not frames={rec.num_frames}")
     model.to(dev).eval()
     if rec.towers is not None:

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .devices import precision_name
-from .errors import first_line
+from .devices import device_name, precision_name
+from .errors import check_numbers, first_line
 from .model import VideoModel
+from .temporal import head_max_frames
 from .towers import OPENAI_NAMES, build_clip
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s), for "percent of peak"
@@ -209,6 +210,7 @@ def _amp(device, dtype):
 def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.device, iters: int = 10,
                 warmup: int = 3, compile_model: bool = False, cfg: dict | None = None) -> dict:
     """Videos/s of text4vis and the reference on the same random weights and inputs."""
+    check_numbers(("frames", frames, 1, head_max_frames("transf")))
     cfg = cfg or model_config(name)
     torch.manual_seed(0)
     clip = build_clip(cfg)
@@ -219,7 +221,7 @@ def bench_model(name: str, frames: int, batch: int, mode: str, device: torch.dev
     fast = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision_name(device)]
     flops = flops_per_video(cfg, frames) * (3 if mode == "train" else 1)
     peak = _peak(device)
-    out: dict = {"model": name, "frames": frames, "batch": batch, "mode": mode, "device": _device_name(device),
+    out: dict = {"model": name, "frames": frames, "batch": batch, "mode": mode, "device": device_name(device),
                  "gflop_per_video": flops / 1e9, "cases": {}}
 
     timed: list[float] = []
@@ -325,13 +327,6 @@ def compiled_or_eager(fn, example, device, dtype):
         return fn, False, first_line(exc, 160, with_type=True)
 
 
-def _device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
 # ----------------------------------------------------------------------------- data loading
 
 def make_test_clip(folder: str, seconds: float = 10.0, fps: int = 25, width: int = 426, height: int = 320) -> dict:
@@ -390,7 +385,8 @@ def bench_data(frames: int = 8, iters: int = 10, input_size: int = 224, rounds: 
             arr = read_frames(clip["video"], lambda m: sampling.segment_indices(m, frames, rng), threads=1)[0]
             return transforms.normalize(train_tf(transforms.to_tensor(arr), gen))
 
-        from .prepare import convert_video, read_frame_zip
+        from .prepare import convert_video
+        from .video import read_frame_zip
         prepared = os.path.join(tmp, "clip.mp4.frames.zip")
         convert_video(clip["video"], prepared)
 

@@ -15,7 +15,7 @@ model, prompts, label names, seed) as JSON.
 """
 from __future__ import annotations
 
-from .errors import ClassifierError, first_line  # noqa: F401  (ClassifierError re-exported: see errors.py)
+from .errors import ClassifierError, first_line
 
 import hashlib
 import json

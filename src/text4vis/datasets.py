@@ -14,7 +14,7 @@ run sees the same clips. A sample that fails to decode is replaced by another on
 from __future__ import annotations
 
 from .files import atomic_write_text
-from .errors import DataError, DataWarning, first_line  # noqa: F401  (DataError re-exported: the family lives in errors.py)
+from .errors import DataError, DataWarning, first_line
 
 import csv
 import math

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UsageError, WeightsError
-from .onnx_runtime import ONNX_FILE, OnnxVideoModel, import_onnxruntime, onnx_path  # noqa: F401
+from .errors import UsageError, WeightsError, check_numbers
+from .onnx_runtime import ONNX_FILE, OnnxVideoModel, import_onnxruntime, onnx_path
 
 PARITY_MIN_COS = 0.9999
 OPSET = 17
@@ -109,7 +109,7 @@ def export_onnx(checkpoint: str, out: str | None = None, clip: str | None = None
     model = rec.model.eval()
     meta = {"input": "normalised float32 frames [B, T, 3, S, S] (uint8 / 255, minus mean, divided by std)",
             "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "num_frames": rec.num_frames,
-            "input_size": rec.input_size, "max_frames": 77 if model.head_type == "transf" else None,
+            "input_size": rec.input_size, "max_frames": model.max_frames,
             "checkpoint": os.path.basename(os.path.normpath(checkpoint)), "labels": len(rec.labels)}
     t0 = time.perf_counter()
     _export(model, out, rec.num_frames, rec.input_size, meta)
@@ -179,7 +179,10 @@ def bench_onnx(name: str, frames: int, batch: int, iters: int = 10, warmup: int 
     weights, same inputs, same thread count, interleaved `rounds` (best of each). Agreement of the
     ONNX models with PyTorch: cosine of the embeddings of `clips` rendered synthetic clips and top-1
     agreement under a random 400-class classifier."""
-    from .bench import _device_name, model_config, time_it
+    from .bench import model_config, time_it
+    from .devices import device_name
+    from .temporal import head_max_frames
+    check_numbers(("frames", frames, 1, head_max_frames("transf")))
     from .model import VideoModel
     from .towers import build_clip
     import_onnxruntime()
@@ -189,13 +192,13 @@ def bench_onnx(name: str, frames: int, batch: int, iters: int = 10, warmup: int 
                        head_heads=cfg["text_cfg"]["width"] // 64).eval()
     size = cfg["vision_cfg"]["image_size"]
     meta = {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "num_frames": frames,
-            "input_size": size, "max_frames": 77}
+            "input_size": size, "max_frames": model.max_frames}
     with tempfile.TemporaryDirectory(prefix="text4vis-bench-onnx-") as folder:  # sessions hold the model in memory
         path = os.path.join(folder, ONNX_FILE)
         t0 = time.perf_counter()
         _export(model, path, frames, size, meta)
         out: dict = {"model": name, "frames": frames, "batch": batch, "mode": "infer", "runtime": "onnx",
-                     "device": _device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
+                     "device": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
                      "export_s": round(time.perf_counter() - t0, 1), "cases": {}}
         backends = {"onnxruntime_fp32": OnnxVideoModel(path)}
         if quantize:

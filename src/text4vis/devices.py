@@ -1,23 +1,28 @@
 """Where the computation runs: device choice, the precision rule, and the torchrun process group.
 
 One place for each: `pick_device` (what `device=` means), `precision_name`/`autocast` (what
-`precision=` computes in), `process_group` (join torchrun's group for the length of a run).
+`precision=` computes in), `process_group` (join torchrun's group for the length of a run),
+`device_name` (what a benchmark record calls the device).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as dist
-
-from .config import PRECISIONS
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: the command line's parser reads PRECISIONS without loading it.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # compute precision: auto = bf16 on GPUs that have it, else fp16
 
 
 def pick_device(device: str = "auto") -> torch.device:
     """`auto`: this process's CUDA GPU (torchrun: LOCAL_RANK), else the CPU; otherwise the device named,
     checked against this machine (DeviceError naming `device=` if it is not here)."""
+    import torch
     if device in (None, "auto"):
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -42,6 +47,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def precision_name(device: torch.device, dtype: str = "auto") -> str:
     """What `autocast(device, dtype)` computes in: fp32 on the CPU; auto = bf16 where supported, else fp16."""
+    import torch
     if dtype not in PRECISIONS:
         raise ValueError(f"precision {dtype!r}: choose one of {', '.join(PRECISIONS)}")
     if device.type != "cuda":
@@ -53,6 +59,7 @@ def precision_name(device: torch.device, dtype: str = "auto") -> str:
 
 def autocast(device: torch.device, dtype: str = "auto"):
     """bf16 autocast on GPUs that have it (fp16 otherwise), or the dtype asked for; fp32 on the CPU."""
+    import torch
     name = precision_name(device, dtype)
     if name == "fp32":
         return contextlib.nullcontext()
@@ -62,15 +69,19 @@ def autocast(device: torch.device, dtype: str = "auto"):
 # ----------------------------------------------------------------------------- torchrun
 
 def is_dist() -> bool:
+    import torch.distributed as dist
     return dist.is_available() and dist.is_initialized()
 
 
 def rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
     return (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: NCCL on GPUs, gloo on CPUs. Returns (rank, world, device)."""
+    import torch
+    import torch.distributed as dist
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not dist.is_initialized():
@@ -87,9 +98,19 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 def process_group():
     """Join torchrun's process group (if launched under torchrun) for the length of the block; yields
     (rank, world, device). A group this call created is destroyed at the end, one made by the caller kept."""
+    import torch.distributed as dist
     own = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     try:
         yield setup_distributed()
     finally:
         if own and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def device_name(device) -> str:
+    """The GPU's name, or the CPU's with its cores and threads (the `device` of a benchmark record)."""
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"

@@ -14,10 +14,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import PRECISIONS  # noqa: F401  (re-exported)
 from .datasets import test_collate
-from .devices import autocast, is_dist, precision_name, rank_world  # noqa: F401  (re-exported)
-from .files import check_output  # noqa: F401  (re-exported)
+from .devices import autocast, rank_world
 
 TEST_SCALE = 100.0  # the reference's test rule: softmax(100 x cosine)
 

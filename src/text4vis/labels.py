@@ -7,7 +7,7 @@ other layouts are refused with the file and line (see parse_labels).
 """
 from __future__ import annotations
 
-from .errors import LabelsError  # noqa: F401  (re-exported: the error family lives in errors.py)
+from .errors import LabelsError
 
 import csv
 import io

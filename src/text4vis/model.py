@@ -71,6 +71,11 @@ class VideoModel(nn.Module):
             self.proj.to(device)
 
     @property
+    def max_frames(self) -> int | None:
+        """The most frames per clip its temporal head takes (the transf head's learned positions; None: any)."""
+        return getattr(self.fusion_model, "max_frames", None)
+
+    @property
     def num_classes(self) -> int:
         return 0 if self.classifier is None else int(self.classifier.shape[0])
 

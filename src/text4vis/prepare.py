@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .errors import DataError, first_line
 from .files import atomic_write
 from .video import FRAME_ZIP_SUFFIX as SUFFIX
-from .video import VideoError, frame_rate, read_all_frames, read_frame_zip  # noqa: F401  (read_frame_zip: was here)
+from .video import VideoError, frame_rate, read_all_frames
 
 
 def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) -> dict:

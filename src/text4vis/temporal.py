@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 HEADS = ("mean", "transf")
+MAX_FRAMES = 77   # frame positions the transf head learns (the original's); the mean head takes any number
 
 
 class LayerNorm(nn.LayerNorm):
@@ -88,7 +89,7 @@ class MeanHead(nn.Module):
 
 
 class TransfHead(nn.Module):
-    def __init__(self, width: int, layers: int = 6, max_frames: int = 77, heads: int | None = None):
+    def __init__(self, width: int, layers: int = 6, max_frames: int = MAX_FRAMES, heads: int | None = None):
         super().__init__()
         self.heads = heads or max(1, width // 64)
         if width % self.heads:
@@ -97,10 +98,15 @@ class TransfHead(nn.Module):
         self.transformer = Transformer(width, layers, heads=self.heads)
         self.apply(_init_weights)
 
+    @property
+    def max_frames(self) -> int:
+        """The most frames per clip: one learned position each."""
+        return self.frame_position_embeddings.num_embeddings
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:   # (b, t, d) -> (b, d)
         t = x.shape[1]
-        if t > self.frame_position_embeddings.num_embeddings:
-            raise ValueError(f"transf head takes at most {self.frame_position_embeddings.num_embeddings} frames, got {t}")
+        if t > self.max_frames:
+            raise ValueError(f"transf head takes at most {self.max_frames} frames, got {t}")
         pos = self.frame_position_embeddings.weight[:t].to(x.dtype)          # (t, d)
         y = self.transformer(x + pos)
         return (y.to(x.dtype) + x).mean(dim=1)
@@ -125,6 +131,11 @@ def build_head(kind: str, width: int, heads: int | None = None) -> nn.Module:
     if kind == "transf":
         return TransfHead(width, heads=heads)
     raise ValueError(f"unknown temporal head {kind!r}: choose one of {', '.join(HEADS)}")
+
+
+def head_max_frames(kind: str) -> int | None:
+    """The most frames per clip a head of this kind, as `build_head` builds it, takes (None: no limit)."""
+    return MAX_FRAMES if kind == "transf" else None
 
 
 def head_from_state_dict(keys) -> str:

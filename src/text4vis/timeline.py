@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from . import engine, sampling, transforms, video
 from .errors import UsageError, VideoError
+from .records import window_records
 
 DEFAULT_WINDOW, DEFAULT_STRIDE = 4.0, 2.0
 
@@ -263,13 +264,9 @@ def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: floa
     vectors = torch.from_numpy(np.stack([w["embedding"] for w in emb["windows"]]))
     scores = engine.scores_from_embeddings(vectors, recognizer.model.classifier).numpy()
     k = min(max(1, int(topk)), len(recognizer.labels))
-    windows = []
-    for w, s in zip(emb["windows"], scores):
-        best = np.argsort(-s, kind="stable")[:k]
-        windows.append({"start": w["start"], "end": w["end"],
-                        "top": [{"label": recognizer.labels[j], "score": round(float(s[j]), 6)} for j in best]})
     spans = [(w["start"], w["end"]) for w in emb["windows"]]
-    record = {"video": str(path), "duration": emb["duration"], "fps": emb["fps"], "windows": windows,
+    record = {"video": str(path), "duration": emb["duration"], "fps": emb["fps"],
+              "windows": window_records(spans, scores, recognizer.labels, k),
               "segments": segments(spans, scores, recognizer.labels, min_score, smooth)}
     if "error" in emb:
         record["error"] = emb["error"]

@@ -15,7 +15,7 @@ Nothing here ever unpickles arbitrary objects: see `safe_load`.
 """
 from __future__ import annotations
 
-from .errors import ClassifierError, WeightsError, first_line  # noqa: F401  (WeightsError re-exported: the family lives in errors.py)
+from .errors import ClassifierError, WeightsError, first_line
 
 import contextlib
 import re

@@ -14,7 +14,7 @@ output) are read here too.
 """
 from __future__ import annotations
 
-from .errors import VideoError, first_line  # noqa: F401  (VideoError re-exported: the error family lives in errors.py)
+from .errors import VideoError, first_line
 
 import io
 import json

@@ -21,9 +21,9 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from .hub import _hub, hub_download, parse_hub_spec  # noqa: F401  (hub_download: re-exported)
+from .hub import _hub, parse_hub_spec
 from .files import sha256_file
-from .errors import OutputError, UsageError, WeightsError, first_line
+from .errors import OutputError, UsageError, WeightsError, check_numbers, first_line
 
 SOURCE_REPO = "https://github.com/whwu95/Text4Vis"
 SOURCE_ZOO = SOURCE_REPO + "#model-zoo"
@@ -133,6 +133,7 @@ def convert(source: str, out: str, clip: str | None = None, labels: str | None =
     Returns config.json's content."""
     from . import checkpoints
     from .api import load
+    check_numbers(("frames", frames, 1))    # the most: the head's (load)
     entry = find_entry(source, zoo)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputError(f"out={out}: exists and is not a folder")

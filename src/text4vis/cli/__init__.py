@@ -13,8 +13,8 @@ import os
 import sys
 import warnings
 
-from ..errors import Text4VisError, UsageError  # noqa: F401
-from .common import add_model_args, check_numbers, flag_names, show_progress, with_flags  # noqa: F401
+from ..errors import Text4VisError
+from .common import flag_names, show_progress, with_flags
 
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.

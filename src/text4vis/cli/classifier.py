@@ -85,7 +85,7 @@ def _classifier_from(path: str):
 
 def cmd_classifier_build(args) -> int:
     from .. import classifiers
-    from .common import UsageError, check_numbers
+    from ..errors import UsageError, check_numbers
     from ..labels import load_labels
     check_numbers(("--dim", args.dim, 1))
     if args.type == "lda" and not 0 < args.fraction <= 1:
@@ -123,10 +123,10 @@ def cmd_classifier_build(args) -> int:
 def _build_lda(args):
     """(the LDA classifier, how many of the chosen videos failed to decode); each failure is one line on stderr."""
     from ..api import load
-    from ..config import load_config
+    from ..train.config import load_config
     from ..datasets import FrameReader
-    from .common import UsageError
-    from ..train import lda_from_model
+    from ..errors import UsageError
+    from ..train.setup import lda_from_model
     cfg, _ = load_config(args.config, args.set)
     cfg.classifier.lda_fraction, cfg.classifier.seed = args.fraction, args.seed
     from ..datasets import load_split
@@ -154,7 +154,7 @@ def _build_lda(args):
 
 
 def _pick_classes(spec: str, names: list[str]):
-    from .common import UsageError, check_numbers
+    from ..errors import UsageError, check_numbers
     if spec == "all":
         return None
     if spec.strip().lstrip("+-").isdigit():
@@ -172,7 +172,7 @@ def _pick_classes(spec: str, names: list[str]):
 
 def cmd_classifier_plot(args) -> int:
     from .. import plots
-    from .common import UsageError
+    from ..errors import UsageError
     from ..files import check_output_file
     check_output_file(args.out, "out", (".png",), "a PNG image", plots.is_text4vis_png, args.overwrite)
     items = [(path, _classifier_from(path)) for path in args.inputs]
@@ -190,7 +190,7 @@ def cmd_classifier_plot(args) -> int:
 
 def cmd_classifier_inspect(args) -> int:
     from .. import plots
-    from .common import check_numbers
+    from ..errors import check_numbers
     check_numbers(("--k", args.k, 1))
     c = _classifier_from(args.input)
     print(f"{args.input}: {c.meta.get('type', '?')} classifier, {c.num_classes} classes x {c.dim} dims")

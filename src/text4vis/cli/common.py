@@ -7,7 +7,6 @@ import ast
 import re
 import sys
 
-from ..errors import UsageError, check_numbers  # noqa: F401  (check_numbers: the library's, given flag names)
 
 # `name=VALUE` as library messages write a parameter: VALUE quoted (repr), bare, or absent
 _PARAM = re.compile(r"(?<![\w.\-])([a-z_][\w.]*)=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;:()'\"]*)")
@@ -72,7 +71,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier", help="a stored classifier file (from `text4vis classifier build`)")
     g.add_argument("--frames", type=int, help="frames per clip T (default: the checkpoint's, else 8)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
-    from ..config import PRECISIONS
+    from ..devices import PRECISIONS
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="GPU compute precision: auto = bf16 autocast where supported (fastest); fp32 = the "
                         "reference test scripts' precision, to reproduce published numbers most closely "

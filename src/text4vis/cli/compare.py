@@ -30,8 +30,8 @@ def _is_compare_table(path: str) -> bool:
 
 def cmd_compare(args) -> int:
     from ..files import atomic_write_text, check_output_file
-    from ..runs import FolderError, run_summary
-    from .common import UsageError
+    from ..train.runs import FolderError, run_summary
+    from ..errors import UsageError
     if args.out:
         check_output_file(args.out, "out", (".md",), "a Markdown table", _is_compare_table, args.overwrite)
     rows, skipped = [], 0

@@ -24,8 +24,8 @@ def add_check_data(sub) -> None:
 
 
 def cmd_check_data(args) -> int:
-    from ..check_data import check_config
-    from ..config import load_config
+    from ..train.check_data import check_config
+    from ..train.config import load_config
     cfg, notes = load_config(args.config, args.set)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -88,7 +88,7 @@ def add_synth(sub) -> None:
 
 
 def cmd_synth(args) -> int:
-    from .common import check_numbers
+    from ..errors import check_numbers
     check_numbers(("--frames", args.frames, 1), ("--size", args.size, 8),
                   ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1))
     from ..files import check_output

@@ -1,4 +1,4 @@
-"""`text4vis demo`: the offline end-to-end demo (library: demo.py)."""
+"""`text4vis demo`: the offline end-to-end demo (library: the demo/ package)."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +29,7 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from ..demo import run_demo
+    from ..demo.run import run_demo
     run_demo(args.out, quick=args.quick, seed=args.seed, seeds=args.seeds)
     return 0
 

@@ -34,8 +34,8 @@ def add_eval(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from ..config import load_config
-    from ..evaluate import eval_from_config
+    from ..train.config import load_config
+    from ..train.evaluate import eval_from_config
     from .common import show_progress
     cfg, notes = load_config(args.config, args.set)
     for n in notes:

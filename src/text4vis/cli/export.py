@@ -15,8 +15,6 @@ then:
 
 def cmd_export(args) -> int:
     from ..deploy import PARITY_MIN_COS, export_onnx
-    from .common import check_numbers
-    check_numbers(("--frames", args.frames, 1, 77))
     r = export_onnx(args.checkpoint, out=args.out, clip=args.clip, frames=args.frames, video=args.video,
                     quantize=args.quantize)
     if args.json:

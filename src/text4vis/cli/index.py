@@ -5,7 +5,9 @@ import argparse
 import json
 import sys
 
-from .common import UsageError, add_model_args, check_numbers
+from ..errors import UsageError, check_numbers
+
+from .common import add_model_args
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -217,6 +219,6 @@ def _moved_model_args(p) -> None:
     g.add_argument("--checkpoint", help="where the index's checkpoint is now, if it moved")
     g.add_argument("--clip", help="where the index's CLIP file is now, if it moved")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
-    from ..config import PRECISIONS
+    from ..devices import PRECISIONS
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="GPU compute precision (default auto); the CPU computes in fp32")

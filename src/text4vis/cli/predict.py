@@ -6,7 +6,9 @@ import json
 import logging
 import sys
 
-from .common import UsageError, add_model_args, show_progress
+from ..errors import UsageError
+
+from .common import add_model_args, show_progress
 
 EXAMPLES_PREDICT = """examples:
   text4vis predict clip.mp4 other.webm --clip ViT-B/16 --labels k400 --topk 5

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import UsageError, add_model_args, check_numbers
+from ..errors import UsageError, check_numbers
+
+from .common import add_model_args
 
 EXAMPLES_SERVE = """examples:
   text4vis serve --clip ViT-B/16 --labels k400                      # http://127.0.0.1:8000/

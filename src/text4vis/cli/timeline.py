@@ -6,7 +6,9 @@ import json
 import os
 import sys
 
-from .common import UsageError, add_model_args, check_numbers
+from ..errors import UsageError, check_numbers
+
+from .common import add_model_args
 
 EXAMPLES_TIMELINE = """examples:
   text4vis timeline match.mp4 --checkpoint runs/x/best.safetensors

@@ -30,8 +30,9 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .common import UsageError, with_flags
-    from ..config import describe, load_config
+    from ..errors import UsageError
+    from .common import with_flags
+    from ..train.config import describe, load_config
     if args.help_config:
         print(describe())
         return 0
@@ -58,7 +59,7 @@ def cmd_train(args) -> int:
 def _interrupted(args) -> str:
     """What an interrupted run kept and the command that continues it."""
     import shlex
-    from ..runs import CHECKPOINT_LAST, last_checkpoint_step
+    from ..train.runs import CHECKPOINT_LAST, last_checkpoint_step
     last = os.path.join(args.output, CHECKPOINT_LAST)
     if not os.path.isfile(last):
         return (f"text4vis train: interrupted before the first checkpoint; nothing to resume in {args.output} "

@@ -26,7 +26,7 @@ Authentication: huggingface_hub's own (HF_TOKEN, or `hf auth login`).
 
 
 def cmd_convert(args) -> int:
-    from .common import UsageError, check_numbers
+    from ..errors import UsageError
     if args.list:
         from ..zoo import zoo_table
         for row in zoo_table():
@@ -35,7 +35,6 @@ def cmd_convert(args) -> int:
         return 0
     if not args.source or not args.out:
         raise UsageError("give a checkpoint and --out FOLDER (or --list)")
-    check_numbers(("--frames", args.frames, 1, 77))
     from ..zoo import convert
     config = convert(args.source, args.out, clip=args.clip, labels=args.labels, frames=args.frames,
                      prompts=args.prompts, zoo=args.zoo, hub_id=args.hub_id)

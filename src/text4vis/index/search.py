@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from ..records import top_labels
 from ..errors import UsageError, VideoError, VideoIndexError, first_line
 from .build import build_index
 from .embedding import check_same_model, embed_video_groups, load_model, local_checkpoint, model_record
@@ -177,12 +178,12 @@ class VideoIndex:
         paths = self.ok.column("path").to_pylist()
         starts, ends = self.ok.column("start").to_pylist(), self.ok.column("end").to_pylist()
         for start, emb in self.vectors.chunks(chunk):
-            top = torch.topk(scores_from_embeddings(torch.from_numpy(emb), weight), k)
-            for j, (vals, ids) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
+            tops = top_labels(scores_from_embeddings(torch.from_numpy(emb), weight), rec.labels, k)
+            for j, top in enumerate(tops):
                 r = {"video": paths[start + j]}
                 if windowed:
                     r.update(start=starts[start + j], end=ends[start + j])
-                r["top"] = [{"label": rec.labels[i], "score": round(float(v), 6)} for v, i in zip(vals, ids)]
+                r["top"] = top
                 yield r
 
     def tag(self, labels=None, topk: int = 5, prompts=None, classifier: str | None = None) -> list[dict]:

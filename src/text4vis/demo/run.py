@@ -4,7 +4,7 @@ No GPU, no downloaded CLIP and no dataset are needed. In a few minutes on a lapt
 
 1. renders the synthetic "shapes in motion" benchmark (text4vis.synthetic): classes are sentences
    "{shape} {motion}"; a few shape x motion combinations are held out for zero-shot testing;
-2. **pretrains** the starting point the paper stands on, at toy scale (text4vis.demo_pretrain): a small
+2. **pretrains** the starting point the paper stands on, at toy scale (text4vis.demo.pretrain): a small
    ViT image tower is aligned with language on single captioned frames ("a small red circle in the top
    left") against the frozen MiniLM language model (locked-text tuning); for the vision-only contrast
    the same tower is pretrained on the same frames with word labels instead. Both are cached in
@@ -22,7 +22,7 @@ No GPU, no downloaded CLIP and no dataset are needed. In a few minutes on a lapt
    and (z) the pretrained tower with no video training at all (mean of frames, text classifier);
 4. predicts a freshly rendered clip with the vision-text model;
 5. writes DIR/report.md (the paper's two ablation tables with the demo's numbers beside them, and which
-   claims the toy reproduces), DIR/results.json and PNG figures (text4vis.demo_report).
+   claims the toy reproduces), DIR/results.json and PNG figures (text4vis.demo.report).
 
 Everything is seeded; the numbers in the report are whatever the runs measured.
 """
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TrainError, UsageError
+from ..errors import TrainError, UsageError
 
 __all__ = ["DemoSettings", "FULL", "QUICK", "ARMS", "run_demo"]
 
@@ -246,7 +246,7 @@ def _prepare_output(out: Path) -> None:
 
 
 def _render(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict:
-    from . import synthetic
+    from .. import synthetic
     t0 = time.perf_counter()
     info = synthetic.make_benchmark(out / "data", seed=seed, shapes=s.shapes, motions=s.motions,
                                     train_per_class=s.train_per_class, val_per_class=s.val_per_class,
@@ -262,7 +262,7 @@ def _render(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict:
 def _pretrain_job(job: dict) -> dict:
     """One pretraining (its own process when run in parallel)."""
     import torch
-    from .demo_pretrain import pretrain
+    from .pretrain import pretrain
     torch.set_num_threads(1)
     with _quiet(Path(job["log"])) if job["quiet"] else contextlib.nullcontext():
         return pretrain(job["out"], job["clip_cfg"], job["settings"], job["mode"], job["seed"],
@@ -271,7 +271,7 @@ def _pretrain_job(job: dict) -> dict:
 
 def _pretrain(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict[str, dict]:
     """The text (and vision-only) pretraining, cached under out/pretrain/."""
-    from .demo_pretrain import PretrainSettings
+    from .pretrain import PretrainSettings
     p = PretrainSettings(frames=s.pretrain_frames, steps=s.pretrain_steps, attributes=s.caption_words,
                          object_scale=s.object_scale)
     modes = ["text"] + (["labels"] if s.vision_only_pretraining else [])
@@ -295,8 +295,8 @@ def _pretrain(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict[str
 def _text_classifier_files(work: Path, text_head: str, seen: list[str], held: list[str], unaligned: bool) -> dict:
     """Classifier files the runs load: the text classifier (MiniLM through the pretraining's text
     head) for the seen and the held-out names; raw MiniLM rows for arm (g)."""
-    from . import classifiers
-    from .demo_pretrain import text_rows
+    from .. import classifiers
+    from .pretrain import text_rows
     files = {}
     for split, names in (("seen", seen), ("heldout", held)):
         if not names:
@@ -314,7 +314,7 @@ def _text_classifier_files(work: Path, text_head: str, seen: list[str], held: li
 def make_config(s: DemoSettings, info: dict, clip_path: str, arm: Arm, seed: int, shot: int | None,
                 cls_file: str | None):
     """The training config of one transfer run, built in code (same budget for every arm)."""
-    from .config import Config, check
+    from ..train.config import Config, check
     cfg = Config()
     d = cfg.data
     d.train_list, d.train_root = str(info["train_list"]), str(info["root"])
@@ -367,11 +367,12 @@ def _run_job(job: dict) -> dict:
     classifiers made from text, on the held-out classes."""
     import torch
     torch.set_num_threads(1)
-    from .api import load
-    from .classifiers import load_classifier
-    from .datasets import load_split
-    from .evaluate import run_eval
-    from .train import CHECKPOINT_LAST, train
+    from ..api import load
+    from ..classifiers import load_classifier
+    from ..datasets import load_split
+    from ..train.evaluate import run_eval
+    from ..train import train
+    from ..train.runs import CHECKPOINT_LAST
     run_dir = Path(job["run_dir"])
     r: dict = {"arm": job["arm"], "seed": job["seed"], "mode": job["mode"]}
     with _quiet(run_dir / "log.txt"):
@@ -408,7 +409,7 @@ def _map(fn, jobs: list[dict], processes: int, on_done=None) -> list[dict]:
     order. A failed job stops the demo with a TrainError naming it and its log."""
     def fail(job, exc):
         where = job.get("run_dir") or job.get("log") or ""
-        from .errors import first_line
+        from ..errors import first_line
         return TrainError(f"demo run {job.get('arm', job.get('mode'))} ({where}) failed: {first_line(exc)}")
 
     results: list = [None] * len(jobs)
@@ -458,9 +459,9 @@ def _transfer(s: DemoSettings, info: dict, towers: dict, files: dict, work: Path
 
 def _no_transfer(s: DemoSettings, info: dict, towers: dict, files: dict, work: Path) -> dict:
     """(z): the pretrained tower alone, frames averaged, text classifier; no video training at all."""
-    from .api import load
-    from .datasets import load_split
-    from .evaluate import run_eval
+    from ..api import load
+    from ..datasets import load_split
+    from ..train.evaluate import run_eval
     clip = str(Path(towers["text"]["dir"]) / "clip.pt")
     out = {}
     for split, names, list_file in (("seen", info["classes"], info["val_list"]),
@@ -477,8 +478,8 @@ def _no_transfer(s: DemoSettings, info: dict, towers: dict, files: dict, work: P
 
 
 def _predict_new_clip(out: Path, s: DemoSettings, seen: list[str], checkpoint: str, seed: int) -> dict:
-    from . import synthetic
-    from .api import load
+    from .. import synthetic
+    from ..api import load
     rng = np.random.default_rng([seed, 4242])
     true_name = seen[int(rng.integers(len(seen)))]
     shape, motion = synthetic.parse_class_name(true_name)
@@ -576,7 +577,7 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
     prediction = _predict_new_clip(out, s, seen, best_a["checkpoint"], seed)
 
     stage("Writing the report: tables, figures, report.md, results.json")
-    from . import demo_report
+    from . import report
     results = {
         "mode": mode, "seed": seed, "settings": asdict(s), "seen_classes": seen, "heldout_classes": held,
         "num_train": info["num_train"], "num_val": info["num_val"], "num_zeroshot": info["num_zeroshot"],
@@ -584,18 +585,18 @@ def run_demo(out: str | os.PathLike = "demo-report", quick: bool = False, seed: 
         "pretraining": {m: {k: v for k, v in t.items() if k != "loss_curve"} | {"loss_curve": t.get("loss_curve", [])}
                         for m, t in towers.items()},
         "arms": summarize(runs, s, chance_zs), "no_transfer": no_transfer, "prediction": prediction,
-        "paper": demo_report.PAPER,
+        "paper": report.PAPER,
         "seconds": {"data": info["seconds"], "pretrain": t_pretrain, "transfer": t_transfer},
         "machine": {"cpus": os.cpu_count(), "processes": s.processes, "python": platform.python_version(),
                     "torch": _torch_version(), "platform": platform.platform()},
     }
     rows = {r["arm"]: r["classifier_rows"] for r in runs if "classifier_rows" in r}
-    results["figures"] = demo_report.figures(out, results, rows, info)
+    results["figures"] = report.figures(out, results, rows, info)
     results["seconds"]["total"] = time.perf_counter() - t_start
-    results["claims"] = demo_report.claims(results)
+    results["claims"] = report.claims(results)
     (out / "results.json").write_text(json.dumps(_no_nan(results), indent=1, default=_json_default) + "\n")
-    (out / "report.md").write_text(demo_report.report_markdown(results))
-    print("\n" + demo_report.paper_tables(results))
+    (out / "report.md").write_text(report.report_markdown(results))
+    print("\n" + report.paper_tables(results))
     stage("Done")
     print(f"wall time {results['seconds']['total']:.0f}s; report: {out / 'report.md'}; numbers: {out / 'results.json'}")
     return results

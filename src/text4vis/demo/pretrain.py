@@ -60,7 +60,7 @@ def cache_key(p: PretrainSettings, clip_cfg: dict, mode: str, seed: int) -> str:
 # ----------------------------------------------------------------------------- data
 
 def _data(p: PretrainSettings, size: int, seed: int):
-    from . import synthetic
+    from .. import synthetic
     rng = np.random.default_rng([seed, 777])
     return synthetic.render_captioned_frames(p.frames + p.heldout_frames, rng, size, attributes=p.attributes,
                                              keep=p.keep, object_scale=p.object_scale)
@@ -82,7 +82,7 @@ def _labels(named: list[dict]) -> tuple[np.ndarray, list[list[str]]]:
 def _embed_captions(captions: list[str], threads: int) -> tuple[dict[str, int], "np.ndarray"]:
     """Unique captions -> rows of frozen MiniLM embeddings (normalised, 384-d)."""
     import torch
-    from .classifiers import DEFAULT_LM, load_sentence_model
+    from ..classifiers import DEFAULT_LM, load_sentence_model
     unique = sorted(set(captions))
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
@@ -118,11 +118,12 @@ def _contrastive_loss(img, txt, ids, scale):
 def _train_loop(visual, heads, x, batch_fn, p: PretrainSettings, seed: int, progress: bool, extra_params=()):
     """The optimiser loop shared by both modes: AdamW, warmup then cosine; returns the loss curve."""
     import torch
+
+    from ..train.setup import lr_lambda
     params = list(visual.parameters()) + [q for h in heads for q in h.parameters()] + list(extra_params)
     opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
     warm = max(1, p.steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, p.steps - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(p.steps, warm))   # the training loop's schedule
     g = torch.Generator().manual_seed(seed)
     curve = []
     bar = None
@@ -155,8 +156,8 @@ def pretrain(out_dir: str | Path, clip_cfg: dict, p: PretrainSettings, mode: str
     (with "dir", "clip", "text_head" paths and "cached": whether it was reused)."""
     import torch
     from open_clip.model import CLIP
-    from .errors import UsageError
-    from .transforms import OPENAI_MEAN, OPENAI_STD
+    from ..errors import UsageError
+    from ..transforms import OPENAI_MEAN, OPENAI_STD
 
     if mode not in MODES:
         raise UsageError(f"pretrain mode={mode!r} is not one of {', '.join(MODES)}")
@@ -223,7 +224,7 @@ def _pretrain_text(visual, x, captions, n_train, p, seed, progress, threads, cli
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": head.weight.detach().clone()}, str(folder / "text_head.pt"))
     # what was learned, on held-out frames: pick the right shape word among all shapes ("a circle", ...)
-    from . import synthetic
+    from .. import synthetic
     with torch.no_grad():
         img = torch.nn.functional.normalize(visual(x[n_train:]), dim=-1)
         held_caps = captions[n_train:]
@@ -271,7 +272,7 @@ def text_rows(text_head: str | Path, names: list[str], threads: int = 1):
     embeddings of the names, projected to the image tower's width, L2-normalised. [C, D] tensor."""
     import torch
     import torch.nn.functional as F
-    from .classifiers import readable
+    from ..classifiers import readable
     weight = torch.load(str(text_head), weights_only=True)["weight"]
     _, emb = _embed_captions([readable(n) for n in names], threads)
     index = {c: i for i, c in enumerate(sorted(set(readable(n) for n in names)))}

@@ -19,12 +19,14 @@ import time
 
 import numpy as np
 
-from . import engine, metrics
-from .datasets import FrameReader, TestDataset, check_labels_in_range, load_split
-from .devices import process_group
-from .files import check_output
-from .labels import load_labels, resolve_labels
-from .sampling import parse_views
+from .. import engine
+
+from . import metrics
+from ..datasets import FrameReader, TestDataset, check_labels_in_range, load_split
+from ..devices import is_dist, precision_name, process_group, rank_world
+from ..files import check_output
+from ..labels import load_labels, resolve_labels
+from ..sampling import parse_views
 
 
 def recompute(npz_path: str) -> dict:
@@ -52,7 +54,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     results: dict = dict(info or {})
     results.update({
         "protocol": "zero-shot" if zero_shot else "standard",
-        "views": views, "frames": rec.num_frames, "precision": engine.precision_name(rec.device, rec.precision), "input_size": rec.input_size, "dense": dense,
+        "views": views, "frames": rec.num_frames, "precision": precision_name(rec.device, rec.precision), "input_size": rec.input_size, "dense": dense,
         "num_classes": len(names), "num_videos": int(len(labels)), "num_failed": len(emb.errors),
         "failed": [{"video": samples[i].path, "error": msg} for i, msg in emb.errors],
     })
@@ -76,7 +78,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
         results["class_splits"]["names"] = [s for s, _ in splits]
     results["speed"] = {"videos_per_s": len(samples) / max(wall, 1e-9), "seconds": wall,
                         "seconds_waiting_for_decode": emb.seconds_waiting, "seconds_model": emb.seconds_model}
-    rank, _ = engine.rank_world()
+    rank, _ = rank_world()
     if out and rank == 0:
         write_outputs(out, results, videos, labels, scores, e, c, names)
     if rank == 0:
@@ -85,7 +87,7 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
 
 
 def write_outputs(out, results, videos, labels, scores, embeddings, classifier, names) -> None:
-    from . import plots
+    from .. import plots
     os.makedirs(out, exist_ok=True)
     np.savez_compressed(os.path.join(out, "predictions.npz"), videos=videos.astype(str), labels=labels,
                         scores=scores.astype(np.float32), embeddings=embeddings.astype(np.float32),
@@ -146,10 +148,10 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                      progress: bool = True) -> dict:
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
     arguments left None take the config's values. Joins torchrun's process group when launched under it."""
-    from .api import load
-    from .checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
-    from .classifiers import check_same_labels, load_classifier
-    from .errors import ConfigError, LabelsError, UsageError, check_numbers
+    from ..api import load
+    from ..checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
+    from ..classifiers import check_same_labels, load_classifier
+    from ..errors import ConfigError, LabelsError, UsageError, check_numbers
     if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
         checkpoint = resolve_checkpoint(checkpoint)
     names = resolve_labels(("labels", labels), ("data.labels", cfg.data.labels))
@@ -173,7 +175,7 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     zero_shot = zero_shot or cfg.evaluation.zero_shot
     if zero_shot and len(names) < 2:
         raise UsageError(f"zero_shot=True: the half-classes protocol needs at least 2 classes ({len(names)} given)")
-    if out and engine.rank_world()[0] == 0:
+    if out and rank_world()[0] == 0:
         check_output(out, "out", folder=True)       # before the evaluation, not after it
     subsets = []
     for path in splits or []:
@@ -203,7 +205,7 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                            batch_size=batch_size if batch_size is not None else cfg.evaluation.batch_size,
                            workers=workers, zero_shot=zero_shot, splits=subsets, out=out, info=info,
                            progress=progress)
-        if engine.is_dist():
+        if is_dist():
             # every rank exits with the same code; wait until rank 0 has written the report, or
             # torchrun stops it when another rank exits first with 1 (some video failed)
             import torch.distributed as dist

@@ -16,8 +16,8 @@ import shutil
 
 import yaml
 
-from .errors import ConfigError, DataError, OutputError, first_line
-from .files import atomic_write_text, check_output
+from ..errors import ConfigError, DataError, OutputError, first_line
+from ..files import atomic_write_text, check_output
 
 CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"

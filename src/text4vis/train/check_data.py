@@ -18,10 +18,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import Config
-from .errors import first_line
-from .datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
-from .labels import resolve_labels
-from .video import VideoError, count_frames, read_frames
+from ..errors import first_line
+from ..datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
+from ..labels import resolve_labels
+from ..video import VideoError, count_frames, read_frames
 
 MIN_DECODED = 0.9  # a video is broken when fewer than this fraction of its packets decode to frames
 
@@ -105,7 +105,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
     for split, path, root in splits:
         if os.path.isdir(path):
             print(f"{split}: {path} is a class-folder tree; checking its videos", file=sys.stderr)
-            from .datasets import read_class_folders
+            from ..datasets import read_class_folders
             samples, _ = read_class_folders(path)
         unparsed: list[tuple[str, str]] = []  # every line that cannot be parsed is listed with the other problems
         if not os.path.isdir(path):

@@ -316,7 +316,7 @@ def _curve_figure(out: Path, results: dict) -> str:
 
 
 def _pretrain_figure(out: Path, results: dict) -> str:
-    from . import plots
+    from .. import plots
     series = {f"{m} pretraining ({'contrastive vs frozen MiniLM' if m == 'text' else 'word labels'})":
               [(float(s), float(v)) for s, v in t.get("loss_curve", [])] for m, t in results["pretraining"].items()}
     plots.plot_curves(series, out / "pretrain_loss.png", "step", "training loss",
@@ -326,7 +326,8 @@ def _pretrain_figure(out: Path, results: dict) -> str:
 
 def figures(out: Path, results: dict, rows: dict, info: dict) -> dict:
     """All figures of the report; returns {name: file name}."""
-    from . import metrics, plots, synthetic
+    from .. import plots, synthetic
+    from ..train import metrics
     seen, held = results["seen_classes"], results["heldout_classes"]
     figs = {"paper_tables": _paper_figure(out, results), "curves_val_top1": _curve_figure(out, results),
             "pretrain_loss": _pretrain_figure(out, results)}
@@ -411,7 +412,7 @@ def _setup(results: dict) -> list[str]:
         f"({', '.join(s['shapes'])} x {', '.join(s['motions'])}): {len(seen)} classes are trained on "
         f"({results['num_train']} training, {results['num_val']} val videos); {len(held)} are held out for "
         f"zero-shot ({results['num_zeroshot']} videos): {', '.join(held) or 'none'}.",
-        f"* **Pretraining** (`text4vis.demo_pretrain`, cached in `pretrain/`): {s['pretrain_frames']} single frames "
+        f"* **Pretraining** (`text4vis.demo.pretrain`, cached in `pretrain/`): {s['pretrain_frames']} single frames "
         f"of the same renderer (all six shapes, random colours, sizes and positions), each with a caption that "
         f"names the shape and, each with probability 1/2, its {', '.join(s['caption_words'])}, e.g. "
         f"{', '.join(repr(c) for c in pt.get('example_captions', [])[:3])}. A ViT of {s['layers']} layer(s), "

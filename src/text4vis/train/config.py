@@ -6,7 +6,8 @@ carries its meaning in a comment; `text4vis train --help-config` prints them.
 """
 from __future__ import annotations
 
-from .errors import ConfigError, first_line  # noqa: F401  (ConfigError re-exported: see errors.py)
+from ..devices import PRECISIONS
+from ..errors import ConfigError, first_line
 
 import dataclasses
 import math
@@ -18,7 +19,6 @@ from typing import Any
 import yaml
 
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # compute precision: auto = bf16 on GPUs that have it, else fp16
 
 
 
