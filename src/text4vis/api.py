@@ -150,7 +150,7 @@ class Recognizer:
         frames = frames_to_tensor(frames, self.input_size)
         if self.video_backend is not None:
             return self.video_backend.encode_video(frames)
-        limit = getattr(getattr(self.model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
+        limit = self.model.max_frames
         if limit is not None and frames.shape[1] > limit:
             raise UsageError(f"frames: {frames.shape[1]} frames per video, but this model's transf head takes at "
                              f"most {limit}")
