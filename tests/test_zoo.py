@@ -243,10 +243,38 @@ def test_push_to_hub_dry_run_lists_the_folder(converted, tmp_path, capsys):
     assert r["files"] == ["README.md", "config.json", "model.safetensors"]
     assert (r["private"], r["revision"], r["dry_run"], r["repo_id"]) == (True, "v1", True, "me/k400-tiny")
     assert r["bytes"] == sum(os.path.getsize(os.path.join(folder, f)) for f in r["files"])
-    assert main(["push-to-hub", folder, "not-a-repo-id", "--dry-run"]) == 2
-    assert "ORG/NAME" in capsys.readouterr().err
+    for bad in ("not-a-repo-id", "hf-hub:me/x", "me/x@v1", "me/na me", "me/--x", "me/" + "x" * 100):
+        assert main(["push-to-hub", folder, bad, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "ORG/NAME" in err and repr(bad) in err
     assert main(["push-to-hub", str(tmp_path), "me/x", "--dry-run"]) == 2
     assert "not a converted folder" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_only_text4vis_files(converted, tmp_path, capsys):
+    """A token, a log and a rejected export in the folder stay on this machine unless --include names them."""
+    import shutil
+    folder = tmp_path / "folder"
+    shutil.copytree(converted[2], folder)
+    (folder / "my_token.txt").write_text("hf_secret\n")
+    (folder / "model.onnx.rejected").write_bytes(b"onnx")
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "run.log").write_text("log\n")
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["files"] == ["README.md", "config.json", "model.onnx", "model.safetensors"]
+    assert r["left_out"] == ["logs/run.log", "model.onnx.rejected", "my_token.txt"]
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "my_token.txt" in out.splitlines()[-1] and "--include" in out and "  my_token.txt" not in out
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--json", "--include", "logs/*"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "logs/run.log" in r["files"] and "my_token.txt" in r["left_out"]
+    for pattern in ("../x", "/etc/passwd", "nothing*"):
+        assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--include", pattern]) == 2
+        err = capsys.readouterr().err
+        assert f"--include {pattern}" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_push_to_hub_calls_huggingface_hub(converted, monkeypatch):

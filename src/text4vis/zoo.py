@@ -274,29 +274,65 @@ def model_card(config: dict, entry: ZooEntry | None, folder: str, hub_id: str | 
 
 # ----------------------------------------------------------------------------- the Hub
 
-def upload_list(folder: str) -> list[str]:
-    """The files push_to_hub uploads: every file of a converted folder (sorted, relative paths)."""
+# What push_to_hub uploads from a converted folder: the files text4vis writes there (convert: the card
+# files; export: the ONNX model and its int8 variant). Anything else (tokens, logs, a rejected export)
+# goes up only when named with include=.
+FOLDER_FILES = CARD_FILES + ("model.onnx", "model.int8.onnx")
+
+
+def upload_list(folder: str, include=()) -> tuple[list[str], list[str]]:
+    """(files push_to_hub uploads, files it leaves out) of a converted folder, sorted relative paths: the
+    files text4vis writes there (FOLDER_FILES) and those matching an `include` pattern (glob, relative to
+    the folder, as huggingface_hub's allow_patterns)."""
+    import fnmatch
+
     from .checkpoints import MODEL_FILE
     if not os.path.isdir(folder):
         raise UsageError(f"folder={folder}: not a folder")
     if not os.path.isfile(os.path.join(folder, MODEL_FILE)) or not os.path.isfile(os.path.join(folder, "config.json")):
         raise UsageError(f"folder={folder}: not a converted folder (needs {MODEL_FILE} and config.json)")
-    files = []
+    include = [include] if isinstance(include, str) else list(include or ())
+    for pattern in include:
+        if os.path.isabs(pattern) or ".." in pattern.replace("\\", "/").split("/"):
+            raise UsageError(f"include={pattern!r}: a pattern relative to the folder, inside it")
+    present = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.relpath(os.path.join(root, n), folder) for n in names if not n.startswith(".")
-                  and ".tmp" not in n]
-    return sorted(files)
+        dirs[:] = sorted(dirs)
+        present += [os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/") for n in names]
+    chosen = [f for f in present if f in FOLDER_FILES or any(fnmatch.fnmatchcase(f, p) for p in include)]
+    for pattern in include:
+        if not any(fnmatch.fnmatchcase(f, pattern) for f in present):
+            raise UsageError(f"include={pattern!r}: matches no file in {folder}")
+    return sorted(chosen), sorted(set(present) - set(chosen))
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A Hub repository id as huggingface_hub accepts it (ORG/NAME; its own validator when installed)."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise UsageError(f"repo_id={repo_id!r}: a Hub repository id is ORG/NAME")
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:  # the upload itself needs it and says so; a dry run checks the shape only
+        return repo_id
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UsageError(f"repo_id={repo_id!r}: not a valid Hub repository id ORG/NAME "
+                         f"({first_line(exc).split(':')[0]})") from None
+    return repo_id
 
 
 def push_to_hub(folder: str, repo_id: str, private: bool = False, revision: str | None = None,
-                dry_run: bool = False, token: str | None = None, commit_message: str | None = None) -> dict:
+                dry_run: bool = False, token: str | None = None, commit_message: str | None = None,
+                include=()) -> dict:
     """Upload a converted folder to the hub repository `repo_id` (created when missing; `private`),
-    on branch `revision` (default main). `dry_run` only lists what would be uploaded."""
-    parse_hub_spec(repo_id)
-    files = upload_list(folder)
+    on branch `revision` (default main): the files text4vis wrote there (FOLDER_FILES) and those
+    matching an `include` glob; the others are listed as "left_out". `dry_run` only lists."""
+    check_repo_id(repo_id)
+    files, left_out = upload_list(folder, include)
     result = {"repo_id": repo_id, "private": private, "revision": revision or "main", "files": files,
-              "bytes": sum(os.path.getsize(os.path.join(folder, f)) for f in files), "dry_run": dry_run}
+              "bytes": sum(os.path.getsize(os.path.join(folder, f)) for f in files), "left_out": left_out,
+              "dry_run": dry_run}
     if dry_run:
         return result
     api = _hub().HfApi(token=token)

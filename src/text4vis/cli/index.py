@@ -48,6 +48,9 @@ def cmd_build(args) -> int:
     if args.stride is not None and args.window is None:
         raise UsageError("--stride needs --window (seconds per window)")
     check_numbers(("--window", args.window, 1e-3), ("--stride", args.stride, 1e-3))
+    if args.untrusted:
+        from ..video import media_files_only
+        media_files_only()
     report = build_index(args.inputs, args.out, checkpoint=args.checkpoint, clip=args.clip, frames=args.frames,
                          prompts=args.prompts, device=args.device, precision=args.precision or "auto",
                          window=args.window, stride=args.stride, shard_size=args.shard_size,
@@ -177,6 +180,10 @@ def register(sub) -> None:
     b.add_argument("--exact-below", type=int, default=100_000, help="auto uses exact search below this many entries (default 100000)")
     b.add_argument("--nlist", type=int, help="IVF cells (default: about sqrt(entries))")
     b.add_argument("--nprobe", type=int, help="IVF cells searched per query (default: max(8, nlist/64))")
+    b.add_argument("--untrusted", action="store_true",
+                   help="the inputs come from someone else (a downloaded list, a shared folder): open only "
+                        "self-contained video files, so that no playlist or reference file (HLS, concat, ...) "
+                        "can make FFmpeg read other files; each such input is a failed input")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
