@@ -136,7 +136,7 @@ def convert(source: str, out: str, clip: str | None = None, labels: str | None =
     entry = find_entry(source, zoo)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputError(f"out={out}: exists and is not a folder")
-    if os.path.isdir(out) and set(os.listdir(out)) - set(CARD_FILES) - {"model.onnx"}:
+    if os.path.isdir(out) and set(os.listdir(out)) - set(FOLDER_FILES):
         raise OutputError(f"out={out}: a folder holding other files; give a new or a converted folder")
     original = not checkpoints.is_text4vis_checkpoint(checkpoints.resolve_checkpoint(source))
     clip = clip or (entry.clip if entry and original else None)

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from ..onnx_runtime import RUNTIMES
 from .common import UsageError, add_model_args, check_numbers
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -164,8 +165,9 @@ def register(sub) -> None:
     b.add_argument("inputs", nargs="+", help="video files, folders and list files")
     b.add_argument("--out", required=True, metavar="DIR", help="index folder (new, empty, or an index to add to)")
     add_model_args(b)
-    b.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
-                   help="onnx: embed on ONNX Runtime's CPU provider from the checkpoint's model.onnx (`text4vis "
+    b.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="onnx: embed on ONNX Runtime's CPU provider from the checkpoint's model.onnx (onnx-int8: its "
+                        "model.int8.onnx) (`text4vis "
                         "export`); the index is the same as with torch (default torch)")
     b.add_argument("--window", type=float, help="one entry per time window of this many seconds (default: one per video)")
     b.add_argument("--stride", type=float, help="seconds between window starts (default: --window)")
