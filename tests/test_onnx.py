@@ -206,6 +206,6 @@ def test_a_stale_export_is_refused_and_a_failed_export_writes_nothing(tmp_path, 
             text4vis.load(checkpoint=folder, device="cpu", runtime=runtime)
     assert main(["predict", REAL["cricket_shot_ucf101.gif"], "--checkpoint", folder, "--runtime", "onnx"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "model.onnx: stale" in err and "text4vis export" in err
+    assert len(err.splitlines()) == 1 and "model.onnx: stale" in err and "the `export` command" in err
     deploy.export_onnx(folder)
     assert text4vis.load(checkpoint=folder, device="cpu", runtime="onnx").video_backend is not None

@@ -74,7 +74,7 @@ class OnnxVideoModel:
             reason = ("records no hash of the weights it was exported from" if "weights_sha256" not in self.meta
                       else "was exported from other weights than the checkpoint's now")
             raise WeightsError(f"{path}: stale: it {reason} ({source}); re-export it with "
-                               f"`text4vis export CHECKPOINT --format onnx`")
+                               f"deploy.export_onnx(checkpoint) (the `export` command)")
         self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(self.meta["std"], dtype=torch.float32).view(3, 1, 1)
         self.embed_dim = int(self.session.get_outputs()[0].shape[-1])

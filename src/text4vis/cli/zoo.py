@@ -44,7 +44,8 @@ def cmd_convert(args) -> int:
           f"{config['architecture']['head']} head, {config['num_frames']} frames, {config['input_size']}px, "
           f"{config['labels']['num_classes']} classes)")
     if pub:
-        print(f"published: {pub['metric']} {pub['value']}% on {pub['dataset']}, {pub['views']} ({pub['source']})")
+        print(f"published: {pub['metric']} {pub['value']}% on {pub['dataset']}, {pub['views']} ({pub['source']})"
+              + ("" if pub["verified"] else "; recognised by name only, so unverified for this file (the card says so)"))
     else:
         print("published: none known for this file (the card says so)")
     return 0
