@@ -89,6 +89,8 @@ def _worker_main(conn) -> None:
         import torch
         torch.set_num_threads(1)
         from . import datasets  # noqa: F401  (imported once here, not in the first job's time)
+        from .video import media_files_only
+        media_files_only()  # every file this process opens is an upload: no playlist may read other files
         conn.send(("ready", None))
         while True:
             job = conn.recv()
@@ -417,9 +419,6 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-_SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
-
-
 def _display_name(filename: str) -> str:
     """The client's file name as a label: its last component, printable, at most 200 characters."""
     base = re.split(r"[\\/]", filename or "")[-1]
@@ -464,8 +463,8 @@ async def read_upload(request, folder: str, max_bytes: int, allowed: set[str]) -
             if b"filename" not in disp:
                 raise HTTPError(400, "form field 'video' must be a file")
             up.name = _display_name(disp[b"filename"].decode("utf-8", "replace"))
-            ext = os.path.splitext(up.name)[1]
-            up.path = os.path.join(folder, uuid.uuid4().hex + (ext.lower() if _SAFE_EXT.match(ext) else ""))
+            # a random name with no extension of the client's: FFmpeg picks the demuxer by content alone
+            up.path = os.path.join(folder, uuid.uuid4().hex + ".upload")
             part["file"] = open(up.path, "xb")
         else:
             part["data"] = bytearray()

@@ -11,9 +11,10 @@ import signal
 import time
 
 import httpx
+import numpy as np
 import pytest
 import torch
-from conftest import SHARED_VIDEOS
+from conftest import SHARED_VIDEOS, write_video
 from serving import Server
 
 from text4vis import cli
@@ -199,6 +200,48 @@ def test_undecodable_is_422(server, odd_inputs):
     assert_error(post({"video": ("half.mp4", half)}), 422, "half.mp4")
     log = server.log_text()
     assert "POST /v1/predict 422" in log and "notes.mp4: not a readable video" in log and "Traceback" not in log
+
+
+def write_private_ts(path) -> None:
+    """A small MPEG-TS video: the server's own file that no upload may read."""
+    write_video(str(path), np.full((20, 48, 64, 3), 90, np.uint8), fps=10)
+
+
+def test_uploaded_playlists_read_no_other_file(server, tmp_path):
+    """An HLS playlist or concat list naming the server's own files (absolute, or relative to the upload
+    folder) is refused without opening them: the answer is the same whether the file exists or not."""
+    private = tmp_path / "private.ts"
+    write_private_ts(private)
+    missing = tmp_path / "missing.ts"
+    rel = os.path.relpath(private, server.tmp)  # from the server's TMPDIR; the upload folder is one below it
+    hls = "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{}\n#EXT-X-ENDLIST\n"
+    answers = []
+    for target in (private, missing, "../" + rel):
+        for name, body in (("list.m3u8", hls.format(target)), ("list.ffconcat", f"ffconcat version 1.0\nfile '{target}'\n")):
+            for route in ("/v1/predict", "/v1/timeline"):
+                r = httpx.post(server.url + route, files={"video": (name, body.encode())}, timeout=60)
+                answers.append(assert_error(r, 422, name, "not a readable video"))
+    assert len(set(answers)) == 2, answers  # one message per client file name, whatever the playlist names
+    assert str(private) not in server.log_text()
+
+
+def test_media_files_only_is_a_switch_of_the_reader(tmp_path, monkeypatch):
+    """A playlist the user chose opens as FFmpeg opens it; under media_files_only() it is refused, while the
+    real clips (MP4, MOV, AVI, MKV, GIF, MPEG-TS) still open."""
+    from text4vis import video
+    private = tmp_path / "private.ts"
+    write_private_ts(private)
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{private}\n#EXT-X-ENDLIST\n")
+    monkeypatch.setenv(video.MEDIA_FILES_ONLY_ENV, "0")
+    assert video.probe(str(playlist)).num_frames == 20
+    video.media_files_only()
+    assert os.environ[video.MEDIA_FILES_ONLY_ENV] == "1"
+    with pytest.raises(video.VideoError, match="playlists and reference files are refused"):
+        video.probe(str(playlist))
+    assert video.probe(str(private)).num_frames == 20
+    for name in CLIPS + ["cricket_shot_ucf101.gif"]:
+        assert video.probe(clip(name)).num_frames > 0
 
 
 def test_bad_parameters_are_400(server):
