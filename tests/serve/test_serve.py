@@ -393,7 +393,8 @@ def test_sigterm_finishes_the_request_in_flight(servers, clip_file):
 
 def test_model_worker_batches_concurrent_jobs(clip_file):
     import text4vis
-    from text4vis.serve import Job, ModelWorker, decode_views
+    from text4vis.serve.batching import Job, ModelWorker
+    from text4vis.serve.decode import decode_views
     rec = text4vis.load(clip=clip_file, labels="ucf101", frames=4, device="cpu")
     views = {n: torch.from_numpy(decode_views(clip(n), 4, rec.input_size, 1, 1)) for n in CLIPS}
     single = ModelWorker(rec, max_batch=1)
@@ -417,9 +418,32 @@ def test_model_worker_batches_concurrent_jobs(clip_file):
         assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(alone[n]["top"], r["top"]))
 
 
+def test_model_worker_breaks_ties_in_label_order(clip_file, monkeypatch):
+    """The service's records use the one top-k rule (records.py): equal scores in label order, for a
+    predict record and for each window of a timeline record (tests/test_records.py: the other surfaces)."""
+    import text4vis
+    from text4vis import engine
+    from text4vis.serve.batching import Job, ModelWorker
+    labels = ["a", "b", "c", "d", "e"]
+    tied = torch.tensor([[0.1, 0.3, 0.3, 0.0, 0.3]])     # b, c and e tie
+    monkeypatch.setattr(engine, "scores_from_embeddings", lambda emb, weight: tied.expand(len(emb), -1).clone())
+    rec = text4vis.load(clip=clip_file, labels=labels, frames=4, device="cpu")
+    views = torch.zeros(2, 4, 3, rec.input_size, rec.input_size, dtype=torch.uint8)
+    windows = {"spans": [(0.0, 1.0), (1.0, 2.0)], "duration": 2.0, "fps": 25.0, "min_score": 0.0, "smooth": 0}
+    worker = ModelWorker(rec, max_batch=1)
+    try:
+        record = worker.submit(Job(views, "v.mp4", 4)).result(60)
+        timeline = worker.submit(Job(views, "v.mp4", 4, windows=windows)).result(60)
+    finally:
+        worker.stop()
+    want = ["b", "c", "e", "a"]
+    assert [t["label"] for t in record["top"]] == want
+    assert [[t["label"] for t in w["top"]] for w in timeline["windows"]] == [want, want]
+
+
 def test_decode_pool_kills_a_hung_worker_and_replaces_it():
     from text4vis.errors import VideoError
-    from text4vis.serve import DecodePool, DecodeTimeout, decode_views
+    from text4vis.serve.decode import DecodePool, DecodeTimeout, decode_views
     pool = DecodePool(workers=1, timeout_s=1.5)
     try:
         (before,) = pool.pids()

@@ -31,7 +31,7 @@ def cmd_serve(args) -> int:
                   ("--max-queue", args.max_queue, 1), ("--decode-workers", args.decode_workers, 1),
                   ("--decode-timeout", args.decode_timeout, 0.1), ("--frames", args.frames, 1))
     from .. import serve
-    serve._require_fastapi()  # before loading a model: a missing extra is one line at once
+    serve.require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
     index = None
     if args.index and args.runtime != "torch":
