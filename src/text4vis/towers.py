@@ -26,11 +26,12 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import open_clip
 import torch
-from open_clip.model import CLIP, CustomTextCLIP
 
+from . import open_clip_lite
 from .transforms import OPENAI_MEAN, OPENAI_STD
+
+open_clip = open_clip_lite.LazyPackage()  # all of open_clip, imported on first use: OpenAI-format towers never need it
 
 OPENAI_NAMES = {
     "RN50": "RN50",
@@ -148,8 +149,7 @@ def openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
     """An fp32 open_clip model (random weights) from a config dict."""
-    cls = CustomTextCLIP if "hf_model_name" in cfg.get("text_cfg", {}) else CLIP
-    return cls(**copy.deepcopy(cfg)).float().eval()
+    return open_clip_lite.clip_class(cfg)(**copy.deepcopy(cfg)).float().eval()
 
 
 # ----------------------------------------------------------------------------- the towers
@@ -189,8 +189,8 @@ class Towers:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
             if self.tokenizer_name == "openai":
-                from open_clip.tokenizer import SimpleTokenizer
-                self._tokenizer = SimpleTokenizer(context_length=self.context_length)
+                tokenizer = open_clip_lite.submodule("tokenizer")  # not all of open_clip
+                self._tokenizer = tokenizer.SimpleTokenizer(context_length=self.context_length)
             else:
                 self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
         for text in texts:  # the tokenizer would cut longer texts silently (class name included)
