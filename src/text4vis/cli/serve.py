@@ -32,9 +32,9 @@ def cmd_serve(args) -> int:
     serve._require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
     index = None
-    serve.start_decoders()  # the decode workers' imports run while the model loads
     if args.index and args.runtime != "torch":
         raise UsageError("--runtime onnx is not for --index: the index's model serves on torch")
+    serve.start_decoders()  # the decode workers' imports run while the model loads
     if args.index:
         rec, index = _index_model(args)
     else:
