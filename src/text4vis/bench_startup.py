@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from .errors import Text4VisError, first_line
+
 HEAVY = ("transformers", "torchvision", "torch._dynamo", "open_clip.model", "timm", "matplotlib", "sklearn",
          "scipy", "sentence_transformers", "onnxruntime", "faiss", "tensorboard")
 
@@ -37,7 +39,10 @@ import text4vis.api as api
 w1, c1 = time.perf_counter(), time.process_time()
 rec = api.load(clip=sys.argv[1], device="cpu")
 w2, c2 = time.perf_counter(), time.process_time()
-top = rec.predict([sys.argv[2]])[0]["top"][0]["label"]
+record = rec.predict([sys.argv[2]])[0]
+if "error" in record:
+    sys.exit(record["error"])
+top = record["top"][0]["label"]
 w3, c3 = time.perf_counter(), time.process_time()
 print(json.dumps({"import": [w1 - w0, c1 - c0], "load": [w2 - w1, c2 - c1], "first_result": [w3 - w2, c3 - c2],
                   "top": top, "heavy": [m for m in json.loads(sys.argv[3]) if m in sys.modules]}))
@@ -71,13 +76,14 @@ def _cpu_children() -> float:
 
 
 def _timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """(wall s, CPU s, stdout) of one process; an error names the command and its last stderr line."""
+    """(wall s, CPU s, stdout) of one process; an error says which process failed and its last stderr line."""
     w, c = time.perf_counter(), _cpu_children()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     wall, cpu = time.perf_counter() - w, _cpu_children() - c
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"bench --startup: {' '.join(cmd[:4])} ... failed: {last}")
+        raise Text4VisError(f"a measured process ({'text4vis predict' if '-m' in cmd else 'import, load, predict'}) "
+                            f"failed: {first_line(last, 200)}")
     return wall, cpu, out.stdout
 
 
