@@ -279,7 +279,8 @@ def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool 
     cfg = openai_config(sd)
     cfg["quick_gelu"] = quick_gelu
     clip = build_clip(cfg)
-    sd = {k: v.float() for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    # fp16 files (OpenAI's) become fp32 in load_state_dict's copy: no fp32 copy of the whole file first
+    sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     missing, unexpected = clip.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "attn_mask"]
     if missing or unexpected:
@@ -375,7 +376,7 @@ def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], sour
     image-tower weight (and text-tower weight, `with_text`) must be there, in its shape."""
     try:
         clip = build_clip(cfg)
-        missing, _ = clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        missing, _ = clip.load_state_dict(state, strict=False)  # its copy makes fp16 tensors fp32
     except Exception as exc:  # a config that builds nothing, or a tensor of another shape
         raise WeightsError(f"{source}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
     missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias"))]
