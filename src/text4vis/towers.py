@@ -26,11 +26,12 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import open_clip
 import torch
-from open_clip.model import CLIP, CustomTextCLIP
 
+from . import open_clip_lite
 from .transforms import OPENAI_MEAN, OPENAI_STD
+
+open_clip = open_clip_lite.LazyPackage()  # all of open_clip, imported on first use: OpenAI-format towers never need it
 
 OPENAI_NAMES = {
     "RN50": "RN50",
@@ -148,8 +149,7 @@ def openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
     """An fp32 open_clip model (random weights) from a config dict."""
-    cls = CustomTextCLIP if "hf_model_name" in cfg.get("text_cfg", {}) else CLIP
-    return cls(**copy.deepcopy(cfg)).float().eval()
+    return open_clip_lite.clip_class(cfg)(**copy.deepcopy(cfg)).float().eval()
 
 
 # ----------------------------------------------------------------------------- the towers
@@ -189,8 +189,8 @@ class Towers:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
             if self.tokenizer_name == "openai":
-                from open_clip.tokenizer import SimpleTokenizer
-                self._tokenizer = SimpleTokenizer(context_length=self.context_length)
+                tokenizer = open_clip_lite.submodule("tokenizer")  # not all of open_clip
+                self._tokenizer = tokenizer.SimpleTokenizer(context_length=self.context_length)
             else:
                 self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
         for text in texts:  # the tokenizer would cut longer texts silently (class name included)
@@ -279,7 +279,8 @@ def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool 
     cfg = openai_config(sd)
     cfg["quick_gelu"] = quick_gelu
     clip = build_clip(cfg)
-    sd = {k: v.float() for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    # fp16 files (OpenAI's) become fp32 in load_state_dict's copy: no fp32 copy of the whole file first
+    sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     missing, unexpected = clip.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "attn_mask"]
     if missing or unexpected:
@@ -375,7 +376,7 @@ def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], sour
     image-tower weight (and text-tower weight, `with_text`) must be there, in its shape."""
     try:
         clip = build_clip(cfg)
-        missing, _ = clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        missing, _ = clip.load_state_dict(state, strict=False)  # its copy makes fp16 tensors fp32
     except Exception as exc:  # a config that builds nothing, or a tensor of another shape
         raise WeightsError(f"{source}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
     missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias"))]

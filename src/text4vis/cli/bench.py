@@ -21,6 +21,7 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
+                              "  text4vis bench --startup --json    # fresh processes: import, model load, first result\n"
                               "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
                               "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search\n"
                               "  text4vis bench --runtime onnx --model ViT-B/32 --frames 8 --batch 4 --json --quantize int8")
@@ -29,7 +30,8 @@ def add_bench(sub) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames per video, 1 to 77 (default 8)")
     p.add_argument("--batch", type=int, default=32, help="videos per batch, at least 1 (default 32)")
     p.add_argument("--mode", choices=["infer", "train"], default="infer")
-    p.add_argument("--iters", type=int, default=10, help="timed iterations, at least 1 (default 10)")
+    p.add_argument("--iters", type=int, help="timed iterations, at least 1 (default 10; with --startup: "
+                                             "processes per model, default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first, at least 0 (default 3)")
     p.add_argument("--compile", action="store_true", help="torch.compile the text4vis model (falls back to eager)")
     p.add_argument("--device", default="auto")
@@ -48,7 +50,11 @@ def add_bench(sub) -> None:
                    help='with --serve: the server\'s options, e.g. "--clip ViT-B/16 --labels k400 --max-batch 8"')
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
     p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
-    p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
+    p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip); "
+                                   "with --startup: the clip to predict (default: a generated 0.2 s 320x240 clip)")
+    p.add_argument("--startup", nargs="?", const="tiny,ViT-B/16", metavar="MODELS",
+                   help="start-up of `predict` in fresh processes: interpreter, import, model load, first result, "
+                        "wall and CPU seconds, for random-weight models: tiny and/or ViT-B/16 (default both)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
@@ -57,6 +63,9 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
+    if args.startup:  # fresh processes measure themselves; this one imports no model code first
+        return _bench_startup(args)
+    args.iters = 10 if args.iters is None else args.iters
     if args.index is not None:  # before importing the model code: the figure is the index's own memory
         from ..index.bench import bench_index
         from ..errors import check_numbers
@@ -110,6 +119,22 @@ def cmd_bench(args) -> int:
         print(f"  {case:<24} {r[unit]:10.2f} {unit}{extra}")
     for field, why in result.get("not_measured", {}).items():
         print(f"  {field}: n/a ({why})")
+    return 0
+
+
+def _bench_startup(args) -> int:
+    from ..bench_startup import MODELS, bench_startup, format_table
+    from .common import UsageError, check_numbers
+    models = [m.strip() for m in args.startup.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if not models or unknown:
+        raise UsageError(f"--startup {args.startup}: choose from {', '.join(MODELS)} (comma-separated)")
+    runs = 3 if args.iters is None else args.iters
+    check_numbers(("--iters", runs, 1))
+    if args.video and not os.path.isfile(args.video):
+        raise UsageError(f"--video {args.video}: no such file")
+    result = bench_startup(args.video, models, runs)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
 

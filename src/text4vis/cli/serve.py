@@ -36,6 +36,7 @@ def cmd_serve(args) -> int:
     index = None
     if args.index and args.runtime != "torch":
         raise UsageError("--runtime onnx is not for --index: the index's model serves on torch")
+    serve.start_decoders()  # the decode workers' imports run while the model loads
     if args.index:
         rec, index = _index_model(args)
     else:

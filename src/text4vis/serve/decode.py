@@ -54,6 +54,17 @@ class _Worker:
         self.conn.close()
 
 
+DECODE_PRELOAD = ["text4vis.serve.decode", "text4vis.datasets"]  # what the decode workers' forkserver imports once
+
+
+def start_decoders() -> None:
+    """Start the forkserver the decode workers fork from now, so that its imports run while this process
+    loads the model (DecodePool then uses it): the service answers sooner."""
+    from multiprocessing import forkserver
+    mp.get_context("forkserver").set_forkserver_preload(DECODE_PRELOAD)
+    forkserver.ensure_running()
+
+
 class DecodePool:
     """N worker processes; `run(fn, *args)` (blocking, thread-safe) runs fn in one of them with a time
     limit. On timeout the worker is killed and replaced and DecodeTimeout is raised; a worker that dies
@@ -67,7 +78,7 @@ class DecodePool:
         # Never fork the server itself (it holds threads and a model): workers fork from a clean
         # forkserver that imported the decoder once, so a replacement starts in milliseconds.
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["text4vis.serve.decode", "text4vis.datasets"])
+        self._ctx.set_forkserver_preload(DECODE_PRELOAD)
         self.timeout_s, self.start_timeout_s = float(timeout_s), float(start_timeout_s)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
