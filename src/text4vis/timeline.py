@@ -15,10 +15,11 @@
     segments  the window scores are smoothed over neighbouring windows (mean over `smooth` windows
               on each side); each window's label is its smoothed top-1 class, or a gap when that
               smoothed score is under `min_score`. A window stands for the part of the video
-              nearest its centre (from halfway to the previous window's centre to halfway to the
-              next one's, never outside the window itself), so these parts tile [0, duration]
-              when stride <= window; consecutive windows with the same label merge into one
-              segment, scored by the mean of their smoothed scores.
+              nearest its centre (`window_parts`: two overlapping windows meet halfway between
+              their centres, moved into their overlap when a short last window puts it outside),
+              so these parts tile [0, duration] whenever stride <= window; consecutive windows
+              with the same label merge into one segment, scored by the mean of their smoothed
+              scores. With stride > window the time between windows is a gap.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import engine, sampling, transforms, video
+from .checks import check_float, check_int
 from .errors import UsageError, VideoError
 
 DEFAULT_WINDOW, DEFAULT_STRIDE = 4.0, 2.0
@@ -45,12 +47,15 @@ def plan_windows(info: video.VideoInfo, window: float, stride: float, num_frames
 
     Window [start, end) holds the frames whose time is in it (the last window every frame up to
     the end); a window that holds no frame (a long frame of a variable-rate video, or a gap)
-    takes the frame shown at its start. T indices follow the test-time rule over its frames."""
+    takes the frame shown at its start. T indices follow the test-time rule over its frames; on a
+    variable-frame-rate video (`sampling.is_variable_rate`) over its time instead
+    (`sampling.time_view_indices`), so a burst of fast frames does not take all T samples."""
     try:
         spans = sampling.window_spans(info.duration, window, stride)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     times, n = info.times, info.num_frames
+    variable = sampling.is_variable_rate(times)  # then T frames are spread over each window's time
     out = []
     for k, (start, end) in enumerate(spans):
         lo = int(np.searchsorted(times, start - 1e-9, "left"))
@@ -58,7 +63,10 @@ def plan_windows(info: video.VideoInfo, window: float, stride: float, num_frames
         if hi <= lo:
             lo = max(0, min(n - 1, int(np.searchsorted(times, start + 1e-9, "right")) - 1))
             hi = lo + 1
-        indices = [lo + i for i in sampling.view_indices(hi - lo, num_frames, 1)[0]]
+        if variable and hi - lo > 1:
+            indices = sampling.time_view_indices(times, lo, hi, start, end, num_frames)
+        else:
+            indices = [lo + i for i in sampling.view_indices(hi - lo, num_frames, 1)[0]]
         out.append({"start": start, "end": end, "frames": indices})
     return out
 
@@ -152,19 +160,27 @@ def _batches(clips: Iterator, batch_size: int) -> Iterator[tuple[list[int], torc
 
 # ----------------------------------------------------------------------------- embeddings and scores
 
+MAX_SMOOTH = 10_000  # windows on each side: more than any video has at a useful stride
+
+
+def check_timeline_args(window=DEFAULT_WINDOW, stride=DEFAULT_STRIDE, frames=None, topk=5, min_score=0.0,
+                        smooth=1, batch_size=8) -> dict:
+    """The numeric parameters of `timeline`/`embed_windows`, checked before any work with the functions of
+    `checks` (the CLI calls this too, so both refuse the same values): window and stride finite seconds
+    (`sampling.check_window_times`), frames None or at least 1, topk and batch_size at least 1, min_score a
+    probability, smooth 0..MAX_SMOOTH. Returns them as plain ints and floats; UsageError naming `name=value`."""
+    window, stride = sampling.check_window_times(window, stride)
+    return {"window": window, "stride": stride, "frames": check_int("frames", frames, 1, optional=True),
+            "topk": check_int("topk", topk, 1), "min_score": check_float("min_score", min_score, 0.0, 1.0),
+            "smooth": check_int("smooth", smooth, 0, MAX_SMOOTH), "batch_size": check_int("batch_size", batch_size, 1)}
+
+
 def _num_frames(recognizer, frames: int | None) -> int:
-    t = int(frames or recognizer.num_frames)
-    if t < 1:
-        raise UsageError(f"frames={frames}: need at least 1 frame per window")
+    t = recognizer.num_frames if frames is None else frames
     pos = getattr(recognizer.model.fusion_model, "frame_position_embeddings", None)
     if pos is not None and t > pos.num_embeddings:
         raise UsageError(f"frames={t}: this model's transf head takes at most {pos.num_embeddings} frames per clip")
     return t
-
-
-def _check_times(window: float, stride: float) -> None:
-    if not (window > 0 and stride > 0):
-        raise UsageError(f"window={window}, stride={stride}: both must be positive seconds")
 
 
 @torch.no_grad()
@@ -178,19 +194,24 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
     (mean of one view, L2-normalised). `frames`: T per window (default: the recognizer's).
     `stats`/`held` (optional) receive the decoding counts and the most cropped frames held at once.
     A stream that breaks off part-way keeps the windows before the break and adds "error" (one
-    line). Raises VideoError for a file that cannot be decoded, UsageError for bad window/stride/frames.
+    line); a file cut short (its header declares more than it holds) is analysed as far as it goes and
+    adds "warning" (one line). Raises VideoError for a file that cannot be decoded, UsageError for bad
+    window/stride/frames/batch_size (`check_timeline_args`) or a stride far below the video's frame
+    interval (`sampling.check_stride_for_video`).
     """
-    _check_times(window, stride)
-    t = _num_frames(recognizer, frames)
+    args = check_timeline_args(window, stride, frames, batch_size=batch_size)
+    window, stride, batch_size = args["window"], args["stride"], args["batch_size"]
+    t = _num_frames(recognizer, args["frames"])
     stats = stats if stats is not None else video.DecodeStats()
     info = video.probe(str(path))
+    sampling.check_stride_for_video(stride, info.duration, info.num_frames, str(path))
     plan = plan_windows(info, window, stride, t)
     model, device = recognizer.video_backend or recognizer.model, recognizer.device  # ONNX Runtime: runtime='onnx'
     model.eval()
     rows: dict[int, np.ndarray] = {}
     clips = window_clips(str(path), info, plan, recognizer.input_size, stats=stats, held=held)
     bar = tqdm(total=len(plan), unit="window", desc=os.path.basename(str(path)), disable=not progress, leave=False)
-    for ks, batch in _batches(clips, max(1, int(batch_size))):
+    for ks, batch in _batches(clips, batch_size):
         with engine.autocast(device, recognizer.precision):
             emb = model.embed(batch.to(device, non_blocking=True))
         emb = F.normalize(emb.float(), dim=-1).cpu().numpy().astype(np.float32)  # predict's rule (1 view)
@@ -202,6 +223,9 @@ def embed_windows(recognizer, path: str, window: float = DEFAULT_WINDOW, stride:
     windows = [{"start": w["start"], "end": w["end"], "embedding": rows[k]} for k, w in enumerate(plan) if k in rows]
     out = {"duration": round(info.duration, 6), "fps": round(info.fps, 6), "num_frames": info.num_frames,
            "windows": windows}
+    if info.header_duration is not None:  # a file cut short: analysed as far as its frames go, and said
+        out["warning"] = (f"{path}: the file is cut short: its header says {clock(info.header_duration)}, "
+                          f"its frames end at {clock(info.duration)}; analysed up to there")
     if len(rows) < len(plan):  # the stream broke off: keep the windows before the break, say so
         at = info.times[min(max(stats.last_index, 0), info.num_frames - 1)]
         out["error"] = (f"{path}: video stream breaks off at {clock(at)} ({stats.broken}); "
@@ -213,30 +237,56 @@ def smooth_scores(scores: np.ndarray, radius: int) -> np.ndarray:
     """Mean of each window's scores with `radius` windows on each side (fewer at the ends)."""
     if radius <= 0 or len(scores) < 2:
         return scores
+    radius = min(int(radius), len(scores))  # a wider radius averages the same windows
     c = np.cumsum(np.vstack([np.zeros((1, scores.shape[1])), scores]), axis=0)
     idx = np.arange(len(scores))
     lo, hi = np.maximum(0, idx - radius), np.minimum(len(scores), idx + radius + 1)
     return (c[hi] - c[lo]) / (hi - lo)[:, None]
 
 
+def window_parts(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The part of the video each window stands for: from the boundary with the previous window to the
+    boundary with the next. Two overlapping (or touching) windows meet at the point halfway between their
+    centres, moved into their overlap when it falls outside (a short last window has its centre close to
+    the previous one's), so the parts of overlapping windows tile them with no gap; windows that do not
+    overlap (stride > window) keep their own ends, and the time between them stays a gap."""
+    parts = []
+    left = spans[0][0] if spans else 0.0
+    for k, (s, e) in enumerate(spans):
+        if k + 1 < len(spans):
+            ns, ne = spans[k + 1]
+            if ns <= e:  # overlapping or touching: one shared boundary inside the overlap
+                right = min(max((s + e + ns + ne) / 4, ns), e)
+                parts.append((left, right))
+                left = right
+            else:  # a gap between the windows
+                parts.append((left, e))
+                left = ns
+        else:
+            parts.append((left, e))
+    return parts
+
+
 def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[str], min_score: float = 0.0,
              smooth: int = 1) -> list[dict]:
     """Labelled segments [{"label", "start", "end", "score"}] from window scores [W, C] (see the module
-    docstring for the rule): ordered, not overlapping, inside [0, last window's end]."""
+    docstring for the rule): ordered, not overlapping, inside [0, last window's end]; with overlapping
+    windows and no gap (min_score 0) they tile [first start, last end], and two consecutive segments never
+    have the same label unless a gap lies between them."""
     if not spans:
         return []
     sm = smooth_scores(np.asarray(scores, dtype=np.float64), smooth)
     top, val = sm.argmax(1), sm.max(1)
-    centres = [(s + e) / 2 for s, e in spans]
     out: list[dict] = []
     run: list[int] = []
-    for k, (s, e) in enumerate(spans):
-        left = s if k == 0 else max(s, (centres[k - 1] + centres[k]) / 2)
-        right = e if k == len(spans) - 1 else min(e, (centres[k] + centres[k + 1]) / 2)
-        if val[k] < min_score or right <= left:
+    for k, (left, right) in enumerate(window_parts(spans)):
+        if right - left < 1e-9:  # a part of no length (rounding): it neither adds nor breaks a segment
+            continue
+        if val[k] < min_score:
+            run = []
             continue
         label = labels[int(top[k])]
-        if out and out[-1]["label"] == label and abs(out[-1]["end"] - left) < 1e-6 and run and run[-1] == k - 1:
+        if run and out[-1]["label"] == label and abs(out[-1]["end"] - left) < 1e-6:
             out[-1]["end"] = right
             run.append(k)
             out[-1]["score"] = float(np.mean(val[run]))
@@ -248,21 +298,18 @@ def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[
     return out
 
 
-def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
-             frames: int | None = None, topk: int = 5, min_score: float = 0.0, smooth: int = 1,
-             batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None,
-             progress: bool = False) -> dict:
-    """The timeline record of one video: {"video", "duration", "fps", "windows": [{"start", "end",
-    "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}, plus "error" when the
-    stream broke off part-way (the windows before the break are kept)."""
-    if not 0.0 <= min_score <= 1.0:
-        raise UsageError(f"min_score={min_score}: a probability, between 0 and 1")
-    if smooth < 0:
-        raise UsageError(f"smooth={smooth}: the number of neighbouring windows on each side, at least 0")
-    emb = embed_windows(recognizer, path, window, stride, frames, batch_size, stats, held, progress)
+def timeline_scores(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+                    frames: int | None = None, topk: int = 5, min_score: float = 0.0, smooth: int = 1,
+                    batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None,
+                    progress: bool = False) -> tuple[dict, np.ndarray]:
+    """`timeline`'s record and the scores it was made from: float32 [windows, classes], every class of
+    every window (the record keeps `topk` of them; `plot_timeline` draws these)."""
+    args = check_timeline_args(window, stride, frames, topk, min_score, smooth, batch_size)
+    emb = embed_windows(recognizer, path, args["window"], args["stride"], args["frames"], args["batch_size"],
+                        stats, held, progress)
     vectors = torch.from_numpy(np.stack([w["embedding"] for w in emb["windows"]]))
     scores = engine.scores_from_embeddings(vectors, recognizer.model.classifier).numpy()
-    k = min(max(1, int(topk)), len(recognizer.labels))
+    k = min(args["topk"], len(recognizer.labels))
     windows = []
     for w, s in zip(emb["windows"], scores):
         best = np.argsort(-s, kind="stable")[:k]
@@ -270,10 +317,23 @@ def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: floa
                         "top": [{"label": recognizer.labels[j], "score": round(float(s[j]), 6)} for j in best]})
     spans = [(w["start"], w["end"]) for w in emb["windows"]]
     record = {"video": str(path), "duration": emb["duration"], "fps": emb["fps"], "windows": windows,
-              "segments": segments(spans, scores, recognizer.labels, min_score, smooth)}
-    if "error" in emb:
-        record["error"] = emb["error"]
-    return record
+              "segments": segments(spans, scores, recognizer.labels, args["min_score"], args["smooth"])}
+    for key in ("warning", "error"):
+        if key in emb:
+            record[key] = emb[key]
+    return record, scores
+
+
+def timeline(recognizer, path: str, window: float = DEFAULT_WINDOW, stride: float = DEFAULT_STRIDE,
+             frames: int | None = None, topk: int = 5, min_score: float = 0.0, smooth: int = 1,
+             batch_size: int = 8, stats: video.DecodeStats | None = None, held: Held | None = None,
+             progress: bool = False) -> dict:
+    """The timeline record of one video: {"video", "duration", "fps", "windows": [{"start", "end",
+    "top": [{"label", "score"}]}], "segments": [{"label", "start", "end", "score"}]}, plus "error" when the
+    stream broke off part-way (the windows before the break are kept) and "warning" when the file is cut
+    short. Every numeric parameter is checked first (`check_timeline_args`): UsageError naming `name=value`."""
+    return timeline_scores(recognizer, path, window, stride, frames, topk, min_score, smooth, batch_size,
+                           stats, held, progress)[0]
 
 
 def label_at(segs: list[dict], t: float) -> dict | None:

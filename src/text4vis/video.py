@@ -426,10 +426,14 @@ class VideoInfo:
     `times[i]` is the time in seconds of frame i (presentation order, the first frame at 0), from the
     packets' presentation timestamps (so variable-frame-rate videos are right), or i / frame rate
     when the container has no usable timestamps. `duration` is the last frame's time plus one frame.
+    `header_duration` is the length the container's header declares when it declares more frames than
+    the file holds (a file cut short: a faststart MP4 whose header says 12 s with 6 s of data), else None.
     """
 
-    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None):
+    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None,
+                 header_duration: float | None = None):
         self.path, self.times, self.duration, self.fps, self.pts = path, times, duration, fps, pts
+        self.header_duration = header_duration
 
     @property
     def num_frames(self) -> int:
@@ -444,6 +448,8 @@ def probe(path: str) -> VideoInfo:
         n, pts = _scan_packets(container, stream, path)
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         base = float(stream.time_base) if stream.time_base else 0.0
+        declared = int(stream.frames or 0)  # the header's frame count (MP4/MOV), 0 when unknown
+        header = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     finally:
         container.close()
     if n == 0:
@@ -456,7 +462,8 @@ def probe(path: str) -> VideoInfo:
         step = 1.0 / rate if rate else 0.04
         times = np.arange(n, dtype=np.float64) * step
     duration = round(float(times[-1] + (step if step > 0 else 0.04)), 6)
-    return VideoInfo(path, times, duration, n / duration, pts)
+    cut = declared > n + END_SLACK and header is not None and header > duration + step  # the data ends early
+    return VideoInfo(path, times, duration, n / duration, pts, round(header, 6) if cut else None)
 
 
 class DecodeStats:
