@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
@@ -358,106 +359,192 @@ def clock(t: float, decimals: int = 1) -> str:
 # ----------------------------------------------------------------------------- plot
 
 OTHER = (0.75, 0.75, 0.75, 1.0)  # segments of classes without a curve
+ANNOTATE_TIME_BASE = Fraction(1, 90000)  # annotated copies: MPEG's 90 kHz clock
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 
 
-def plot_timeline(record: dict, path: str, max_classes: int = 8) -> None:
-    """PNG of one timeline record: the scores of the most frequent classes over time (at most
-    `max_classes` curves: top-1 in most windows first), the segments as coloured labelled bars below.
-    Time ticks are h:mm:ss at a round step (at most ~10 ticks), so a 2-hour video reads as well as
-    a 20-second one."""
+def is_annotated_copy(path: str) -> bool:
+    """An MP4 that `annotate_video` wrote (its comment tag says so)."""
+    import av
+    with av.open(path) as c:
+        return str(c.metadata.get("comment", "")).startswith(ANNOTATED_TAG)
+
+
+ANNOTATED_TAG = "text4vis timeline annotated copy"
+
+
+def check_plot_path(path: str, overwrite: bool = False) -> None:
+    """Before any work: `path` can take a timeline plot (README's output rule: a .png name; an existing file
+    is replaced only if it is a PNG text4vis wrote, or with overwrite=True). OutputError naming `plot=`."""
+    from .files import check_output_file
+    from .plots import is_text4vis_png
+    check_output_file(path, "plot", (".png",), "a PNG plot", is_text4vis_png, overwrite)
+
+
+def check_annotate_path(path: str, overwrite: bool = False) -> None:
+    """Before any work: `path` can take an annotated copy (a .mp4 name; an existing file is replaced only if
+    it is an annotated copy text4vis wrote, or with overwrite=True). OutputError naming `annotate=`."""
+    from .files import check_output_file
+    check_output_file(path, "annotate", (".mp4",), "an annotated copy", is_annotated_copy, overwrite)
+
+
+def _curves(record: dict, classes: list[str], scores, labels) -> tuple[dict, str]:
+    """class -> score per window: the model's scores of every class when given ([windows, classes]), else
+    the record's top-k lists with NaN (a gap in the line) where a class is not among a window's top-k."""
+    windows = record["windows"]
+    if scores is not None and labels is not None and len(scores) == len(windows):
+        return {c: np.asarray(scores, dtype=np.float64)[:, list(labels).index(c)] for c in classes}, "score"
+    return ({c: np.array([next((t["score"] for t in w["top"] if t["label"] == c), np.nan) for w in windows])
+             for c in classes}, "score (gaps: not in the window's top-k)")
+
+
+def _fit_labels(fig, bars, segs: list[dict], texts: list[str], families: list[str]) -> None:
+    """Each segment's label centred on its bar, shortened with an ellipsis to fit inside it (3 px padding on
+    each side), left out when not even two characters fit: labels never overlap, whatever the number of
+    segments."""
+    fig.canvas.draw()  # the layout is final: pixel widths are known
+    renderer = fig.canvas.get_renderer()
+    to_px = bars.transData.transform
+    for seg, text in zip(segs, texts):
+        room = to_px((seg["end"], 0))[0] - to_px((seg["start"], 0))[0] - 6
+        t = bars.text((seg["start"] + seg["end"]) / 2, 0.5, text, ha="center", va="center", fontsize=7,
+                      fontfamily=families, clip_on=True)
+
+        def fits(n: int) -> bool:
+            t.set_text(text if n >= len(text) else text[:n].rstrip() + "\u2026")
+            return t.get_window_extent(renderer).width <= room
+
+        if fits(len(text)):
+            continue
+        lo, hi = 1, len(text) - 1  # the longest prefix that fits: fits(lo) is assumed, hi is the first to try
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        if lo < 2 or not fits(lo):
+            t.remove()
+
+
+def plot_timeline(record: dict, path: str, max_classes: int = 8, scores=None, labels=None,
+                  overwrite: bool = False) -> None:
+    """PNG of one timeline record: scores over time of the most frequent classes (at most `max_classes`
+    curves: top-1 in most windows first), the segments as coloured bars below with their labels fitted
+    (shortened or left out where a bar is too narrow). `scores` [windows, classes] with `labels`
+    (`timeline_scores`): the curves are the model's scores of those classes in every window; without them
+    the record's top-k lists are drawn, with a gap where a class is outside a window's top-k. The legend
+    sits right of the curves; names in any script render with an installed font that has them
+    (`plots.fonts_for`). Time ticks are h:mm:ss at a round step (at most ~10). `path` follows the output
+    rule (`check_plot_path`)."""
+    check_plot_path(path, overwrite)
     from . import plots  # matplotlib, Agg backend
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MultipleLocator
     plt = plots.plt
-    windows = record["windows"]
+    windows, segs = record["windows"], record["segments"]
     centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
     counts: dict[str, int] = {}
-    for seg in record["segments"]:
-        counts[seg["label"]] = counts.get(seg["label"], 0) + 1
-    for w in windows:
-        counts[w["top"][0]["label"]] = counts.get(w["top"][0]["label"], 0) + 1
+    for name in [seg["label"] for seg in segs] + [w["top"][0]["label"] for w in windows]:
+        counts[name] = counts.get(name, 0) + 1
     classes = sorted(counts, key=lambda c: -counts[c])[:max_classes]
+    curves, ylabel = _curves(record, classes, scores, labels)
+    title = f"{os.path.basename(record['video'])}: {len(windows)} window{'s' if len(windows) != 1 else ''}, " \
+            f"{clock(record['duration'], 0)}"
+    families, texts = plots.fonts_for([title, *classes, *[seg["label"] for seg in segs]])
+    title, names, seg_texts = texts[0], dict(zip(classes, texts[1:1 + len(classes)])), texts[1 + len(classes):]
     palette = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]  # tab10 without its grey: grey is "other"
     colours = {c: palette[i % len(palette)] for i, c in enumerate(classes)}
-    fig, (ax, bars) = plt.subplots(2, 1, figsize=(14, 5.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    fig, (ax, bars) = plt.subplots(2, 1, figsize=(14, 5.5), sharex=True, layout="constrained",
+                                   gridspec_kw={"height_ratios": [4, 1]})
     for c in classes:
-        ys = [next((t["score"] for t in w["top"] if t["label"] == c), 0.0) for w in windows]
-        ax.plot(centres, ys, color=colours[c], lw=1.4, label=c, marker="." if len(windows) < 60 else None)
+        ax.plot(centres, curves[c], color=colours[c], lw=1.4, label=names[c], marker="." if len(windows) < 60 else None)
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("score (window top-k)")
-    ax.set_title(f"{os.path.basename(record['video'])}: {len(windows)} windows, {clock(record['duration'], 0)}")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontfamily=families)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, ncol=2, framealpha=0.8)
+    handles = ax.get_legend_handles_labels()[0]
+    if any(seg["label"] not in colours for seg in segs):
+        handles.append(Patch(color=OTHER, label="other classes"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8,
+              prop={"family": families, "size": 8})  # outside the axes: never over a curve
     duration = max(record["duration"], 1e-3)
-    for seg in record["segments"]:
-        width = seg["end"] - seg["start"]
-        bars.broken_barh([(seg["start"], width)], (0, 1), color=colours.get(seg["label"], OTHER))
-        if width > duration / 40:
-            bars.text(seg["start"] + width / 2, 0.5, seg["label"], ha="center", va="center", fontsize=7,
-                      clip_on=True)
+    for seg in segs:
+        bars.broken_barh([(seg["start"], seg["end"] - seg["start"])], (0, 1), color=colours.get(seg["label"], OTHER))
     bars.set_yticks([])
     bars.set_ylabel("segments")
-    if any(seg["label"] not in colours for seg in record["segments"]):
-        bars.legend(handles=[Patch(color=OTHER, label="other classes")], loc="upper right",
-                    fontsize=7, framealpha=0.8)
     step = next((s for s in TICK_STEPS if duration / s <= 10), TICK_STEPS[-1])
     bars.set_xlim(0, duration)
     bars.xaxis.set_major_locator(MultipleLocator(step))
     bars.xaxis.set_major_formatter(FuncFormatter(lambda x, _: clock(x, 0)))
     bars.set_xlabel("time (h:mm:ss)")
-    fig.tight_layout()
+    _fit_labels(fig, bars, segs, seg_texts, families)
     plots._save(fig, path)
 
 
 # ----------------------------------------------------------------------------- annotated copy
 
-def annotate_video(record: dict, path: str, out_path: str) -> int:
+def annotate_video(record: dict, path: str, out_path: str, overwrite: bool = False) -> int:
     """Write `out_path`, an H.264 MP4 copy of `path` with the current segment's label and score (and
-    the time) drawn on every frame; audio is dropped. Frames are written at the average frame rate.
-    Returns the number of frames written."""
-    import av
-    from fractions import Fraction
-    from PIL import Image, ImageDraw, ImageFont
-    segs = record["segments"]
-    rate = Fraction(record["fps"] or 25.0).limit_denominator(1001)
-    written = 0
-    tmp = out_path + ".part.mp4"
+    the time) drawn on every frame; audio is dropped. Every frame keeps its own timestamp (a variable
+    frame rate stays variable, so the time drawn is the time the frame is shown). The file is written
+    whole or not at all, tagged as text4vis's (`is_annotated_copy`); `out_path` follows the output rule
+    (`check_annotate_path`). Returns the number of frames written."""
+    check_annotate_path(out_path, overwrite)
+    from .files import atomic_write
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    try:
-        with av.open(tmp, "w") as out:
-            stream = font = None
+    written = 0
+
+    def write(tmp: str) -> None:
+        nonlocal written
+        import av
+        with av.open(tmp, "w", format="mp4") as out:
+            out.metadata["comment"] = ANNOTATED_TAG
+            stream = None
+            last = -1
             for t, rgb in video.iter_all_frames(path):
                 if stream is None:
-                    h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-                    if h < 2 or w < 2:
-                        raise VideoError(f"{path}: frames of {rgb.shape[1]}x{rgb.shape[0]} are too small to encode")
-                    stream = out.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "veryfast"})
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-                    try:
-                        font = ImageFont.load_default(size=max(10, h // 18))
-                    except TypeError:  # Pillow < 10.1: one small bitmap font
-                        font = ImageFont.load_default()
-                image = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
-                seg = label_at(segs, t)
-                text = f"{seg['label']}  {100 * seg['score']:.0f}%" if seg else "-"
-                draw = ImageDraw.Draw(image)
-                box = draw.textbbox((0, 0), f"{text}\n{clock(t)}", font=font)
-                pad = max(2, h // 100)
-                draw.rectangle((0, 0, box[2] + 2 * pad, box[3] + 2 * pad), fill=(0, 0, 0))
-                draw.text((pad, pad), f"{text}\n{clock(t)}", fill=(255, 255, 255), font=font)
-                frame = av.VideoFrame.from_image(image)
-                frame.pts, frame.time_base = written, 1 / rate
+                    stream, draw = _annotated_stream(out, record, path, rgb)
+                frame = draw(rgb, t)
+                last = frame.pts = max(last + 1, round(t / ANNOTATE_TIME_BASE))  # the frame's own time
+                frame.time_base = ANNOTATE_TIME_BASE
                 out.mux(stream.encode(frame))
                 written += 1
             if stream is None:
                 raise VideoError(f"{path}: video stream has no decodable frames")
             out.mux(stream.encode(None))
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(out_path, write)
     return written
+
+
+def _annotated_stream(out, record: dict, path: str, first: np.ndarray):
+    """The H.264 stream of an annotated copy, sized from the first frame, and the function that draws the
+    label box on a frame (RGB, time) -> av.VideoFrame."""
+    import av
+    from PIL import Image, ImageDraw, ImageFont
+    h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
+    if h < 2 or w < 2:
+        raise VideoError(f"{path}: frames of {first.shape[1]}x{first.shape[0]} are too small to encode")
+    rate = Fraction(record["fps"] or 25.0).limit_denominator(1001)  # the average rate: a hint for players
+    stream = out.add_stream("libx264", rate=rate, options={"crf": "23", "preset": "veryfast"})
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.codec_context.time_base = ANNOTATE_TIME_BASE
+    try:
+        font = ImageFont.load_default(size=max(10, h // 18))
+    except TypeError:  # Pillow < 10.1: one small bitmap font
+        font = ImageFont.load_default()
+    segs = record["segments"]
+
+    def draw(rgb: np.ndarray, t: float):
+        image = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
+        seg = label_at(segs, t)
+        text = f"{seg['label']}  {100 * seg['score']:.0f}%" if seg else "-"
+        pen = ImageDraw.Draw(image)
+        box = pen.textbbox((0, 0), f"{text}\n{clock(t)}", font=font)
+        pad = max(2, h // 100)
+        pen.rectangle((0, 0, box[2] + 2 * pad, box[3] + 2 * pad), fill=(0, 0, 0))
+        pen.text((pad, pad), f"{text}\n{clock(t)}", fill=(255, 255, 255), font=font)
+        return av.VideoFrame.from_image(image)
+
+    return stream, draw
 
 
 # ----------------------------------------------------------------------------- bench
