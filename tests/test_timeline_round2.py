@@ -52,8 +52,7 @@ def test_short_last_window_does_not_split_a_label():
     assert all(s <= left < right <= e for (s, e), (left, right) in zip(spans, parts))  # inside each window
 
 
-def _check_property(duration, window, stride, labels_per_window, min_score, smooth, scores):
-    spans = sampling.window_spans(duration, window, stride)
+def _check_property(spans, duration, window, stride, min_score, smooth, scores):
     names = ["A", "B", "C"]
     segs = tl.segments(spans, scores, names, min_score=min_score, smooth=smooth)
     prev_end = 0.0
@@ -63,15 +62,17 @@ def _check_property(duration, window, stride, labels_per_window, min_score, smoo
         prev_end = s["end"]
     for a, b in zip(segs, segs[1:]):  # equal labels that touch are one segment
         assert not (a["label"] == b["label"] and abs(a["end"] - b["start"]) < 1e-6), (duration, window, stride, segs)
-    covered = [(s, e) for s, e in spans]
-    for s in segs:  # every segment lies inside the windows (gaps between windows stay gaps)
-        assert any(ws - 1e-6 <= s["start"] and s["end"] <= we + 1e-6 for ws, we in covered) or stride <= window
-    if min_score == 0.0 and stride <= window:  # overlapping windows, no gaps asked: they tile [0, duration]
-        assert segs[0]["start"] == 0.0 and segs[-1]["end"] == pytest.approx(duration, abs=2e-6)
+    if stride > window:  # windows apart: every segment lies inside one window (the time between is a gap)
+        starts = [ws for ws, _ in spans]
+        for s in segs:
+            ws, we = spans[max(0, int(np.searchsorted(starts, s["start"] + 1e-6)) - 1)]
+            assert ws - 1e-6 <= s["start"] and s["end"] <= we + 1e-6, (duration, window, stride, segs)
+        if min_score == 0.0:  # and together they are the windows
+            total = sum(s["end"] - s["start"] for s in segs)
+            assert abs(total - sum(e - s for s, e in spans)) < 1e-5
+    elif min_score == 0.0:  # overlapping windows, no gaps asked: they tile [0, duration]
+        assert segs[0]["start"] == 0.0 and abs(segs[-1]["end"] - duration) < 2e-6, (duration, window, stride, segs)
         assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:])), (duration, window, stride, segs)
-    if stride > window and min_score == 0.0:  # the union of segments is the union of windows
-        total = sum(s["end"] - s["start"] for s in segs)
-        assert total == pytest.approx(sum(e - s for s, e in spans), abs=1e-5)
 
 
 def test_segments_property_20000_cases_every_stride_window_ratio():
@@ -83,7 +84,8 @@ def test_segments_property_20000_cases_every_stride_window_ratio():
         window = float(rng.choice([0.5, 1.0, 2.0, 4.0, 4.0, 8.0]) * rng.uniform(0.5, 1.5))
         stride = float(window * ratio)
         duration = float(rng.uniform(0.05, 25 * window))
-        n = len(sampling.window_spans(duration, window, stride))
+        spans = sampling.window_spans(duration, window, stride)
+        n = len(spans)
         kind = case % 4
         if kind == 0:  # one label everywhere: one segment per run of touching windows
             scores = np.tile([0.8, 0.15, 0.05], (n, 1))
@@ -92,7 +94,7 @@ def test_segments_property_20000_cases_every_stride_window_ratio():
         else:
             scores = rng.dirichlet(np.ones(3), size=n)
         min_score = 0.0 if case % 3 else float(rng.uniform(0.3, 0.7))
-        _check_property(duration, window, stride, None, min_score, int(case % 3), scores)
+        _check_property(spans, duration, window, stride, min_score, int(case % 3), scores)
 
 
 def test_old_and_new_rule_agree_when_the_last_window_is_whole():
@@ -199,3 +201,279 @@ def test_huge_smooth_is_the_whole_video():
     spans = sampling.window_spans(10.0, 2.0, 2.0)
     scores = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.9, 0.1]])
     assert tl.segments(spans, scores, ["A", "B"], smooth=10_000) == tl.segments(spans, scores, ["A", "B"], smooth=5)
+
+
+# ----------------------------------------------------------------------------- item 2: never replace a user's file
+
+def test_plot_and_annotate_never_replace_other_files(clip, short, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    import text4vis.api
+    plots, ann = tmp_path / "plots", tmp_path / "ann"
+    plots.mkdir()
+    ann.mkdir()
+    notes = plots / "short.timeline.png"
+    notes.write_text("my notes\n")
+    foreign = ann / "short.annotated.mp4"
+    foreign.write_bytes(open(short, "rb").read())  # someone's video of the same name
+    real_load = text4vis.api.load
+    monkeypatch.setattr(text4vis.api, "load", lambda **kw: pytest.fail("work started before the outputs were checked"))
+    args = ["timeline", short, "--clip", clip, "--labels", "ucf101", "--window", "1", "--stride", "1"]
+    assert cli.main([*args, "--plot", str(plots)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"text4vis timeline: error: --plot {notes}: exists and is not a PNG plot written by "
+                           f"text4vis; not replaced (--overwrite replaces it)")
+    Image.new("RGB", (8, 8)).save(notes)  # a PNG, but not text4vis's
+    assert cli.main([*args, "--plot", str(plots)]) == 2
+    assert cli.main([*args, "--annotate", str(ann)]) == 2
+    err = capsys.readouterr().err
+    assert f"--annotate {foreign}: exists and is not an annotated copy written by text4vis" in err
+    assert foreign.read_bytes() == open(short, "rb").read() and Image.open(notes).size == (8, 8)
+    # --overwrite replaces them; then they are text4vis's own, replaced by a second run without it
+    monkeypatch.setattr(text4vis.api, "load", real_load)
+    for extra in (["--overwrite"], []):
+        assert cli.main([*args, "--plot", str(plots), "--annotate", str(ann), *extra]) == 0
+        capsys.readouterr()
+        assert tl.is_annotated_copy(str(foreign))
+        from text4vis.plots import is_text4vis_png
+        assert is_text4vis_png(str(notes))
+    with pytest.raises(text4vis.errors.OutputError, match=r"^plot='.*notes.txt': a PNG plot is written here"):
+        tl.plot_timeline({"video": "v", "duration": 1.0, "windows": [], "segments": []}, str(tmp_path / "notes.txt"))
+
+
+# ----------------------------------------------------------------------------- item 3: side outputs that fail
+
+def tiny_gif(path, frames: int = 10) -> None:
+    from PIL import Image
+    images = [Image.new("RGB", (1, 1), (i * 20, 0, 0)) for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+
+
+def test_annotate_failure_keeps_the_timeline(clip, tmp_path, capsys):
+    gif = str(tmp_path / "dot.gif")
+    tiny_gif(gif)
+    ann = tmp_path / "ann"
+    code = cli.main(["timeline", gif, "--clip", clip, "--labels", "ucf101", "--window", "0.5", "--stride", "0.5",
+                     "--json", "--annotate", str(ann), "--plot", str(tmp_path / "plots")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    r = json.loads(out)  # the record is printed whole
+    assert r["video"] == gif and r["duration"] == pytest.approx(1.0) and len(r["windows"]) == 2 and r["segments"]
+    assert "error" not in r
+    lines = err.strip().splitlines()
+    assert lines == [f"text4vis timeline: error: {ann / 'dot.annotated.mp4'}: annotated copy not written: "
+                     f"{gif}: frames of 1x1 are too small to encode", "text4vis: 1 of 1 input failed"]
+    assert (tmp_path / "plots" / "dot.timeline.png").exists() and not list(ann.iterdir())  # no partial file
+    # the table: the segments, then the error
+    assert cli.main(["timeline", gif, "--clip", clip, "--labels", "ucf101", "--window", "0.5", "--stride", "0.5",
+                     "--annotate", str(ann)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{gif}  (0:00:01.0") and "2 windows" in out[0]
+    assert out[-1] == (f"   error: {ann / 'dot.annotated.mp4'}: annotated copy not written: {gif}: frames of 1x1 "
+                       f"are too small to encode")
+
+
+def test_a_246_character_name_gets_its_side_outputs(clip, tmp_path, capsys):
+    name = "a" * 242 + ".mp4"
+    path = str(tmp_path / name)
+    write_video(path, index_frames(10), fps=10)
+    code = cli.main(["timeline", path, "--clip", clip, "--labels", "ucf101", "--json", "--plot", str(tmp_path / "p"),
+                     "--annotate", str(tmp_path / "a")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["video"] == path
+    for folder, suffix in (("p", ".timeline.png"), ("a", ".annotated.mp4")):
+        [made] = os.listdir(tmp_path / folder)
+        assert made.endswith(suffix) and made.startswith("a" * 200) and len(made.encode()) <= 255 - 24
+
+
+# ----------------------------------------------------------------------------- item 6: variable frame rate
+
+def vfr_clip(path: str) -> np.ndarray:
+    """5 s at 5 fps, then 1 s at 50 fps (75 frames); returns the frame times."""
+    import av
+    from fractions import Fraction
+    times, t = [], 0
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=50)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, image in enumerate(index_frames(75)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            times.append(t / 1000)
+            out.mux(stream.encode(frame))
+            t += 200 if i < 25 else 20
+        out.mux(stream.encode(None))
+    return np.array(times)
+
+
+def test_vfr_windows_spread_over_time_and_annotate_keeps_timestamps(rec, tmp_path):
+    import av
+    path = str(tmp_path / "vfr.mp4")
+    times = vfr_clip(path)
+    info = video.probe(path)
+    assert np.allclose(info.times, times, atol=1e-3) and sampling.is_variable_rate(info.times)
+    [whole] = tl.plan_windows(info, 10.0, 10.0, 8)  # one window: the whole 6 s video
+    targets = np.arange(8) * info.duration / 8
+    assert np.abs(info.times[whole["frames"]] - targets).max() <= 0.2  # within one 5 fps frame of each time
+    assert sum(info.times[whole["frames"]] >= 5.0) == 1  # not 5 of 8 in the fast last second
+    r = rec.timeline(path, window=2, stride=2)
+    out = str(tmp_path / "vfr.annotated.mp4")
+    assert tl.annotate_video(r, path, out) == 75
+    with av.open(out) as c:
+        got = np.array([float(f.pts * f.time_base) for f in c.decode(video=0)])
+    assert np.abs(got - got[0] - times).max() < 1e-3  # each frame keeps its own time
+    # constant-rate clips keep the frames rule of `predict` (the index video: 25 fps)
+    cfr = str(tmp_path / "cfr.mp4")
+    write_video(cfr, index_frames(50))
+    assert not sampling.is_variable_rate(video.probe(cfr).times)
+    assert tl.plan_windows(video.probe(cfr), 4.0, 2.0, 8)[0]["frames"] == sampling.view_indices(50, 8, 1)[0]
+
+
+# ----------------------------------------------------------------------------- item 7: plots
+
+def _plotted(monkeypatch, record, **kw):
+    """plot_timeline's figure, kept open: (score axes, bar axes, figure)."""
+    from text4vis import plots
+    kept = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: kept.setdefault("fig", fig))
+    tl.plot_timeline(record, "unused.png", **kw)
+    fig = kept["fig"]
+    return fig.axes[0], fig.axes[1], fig
+
+
+def _record(n: int, labels: list[str], seconds: float = 2.0, topk: int = 1, rng=None):
+    rng = rng or np.random.default_rng(0)
+    scores = rng.dirichlet(np.ones(len(labels)), size=n)
+    spans = [(i * seconds, (i + 1) * seconds) for i in range(n)]
+    windows = [{"start": s, "end": e, "top": [{"label": labels[j], "score": float(row[j])}
+                                               for j in np.argsort(-row)[:topk]]} for (s, e), row in zip(spans, scores)]
+    return {"video": "v.mp4", "duration": n * seconds, "fps": 25.0, "windows": windows,
+            "segments": tl.segments(spans, scores, labels, smooth=0)}, scores
+
+
+def test_plot_draws_the_models_scores_not_the_top_k(monkeypatch):
+    import matplotlib.pyplot as plt
+    labels = ["walking", "running", "jumping"]
+    record, scores = _record(12, labels, topk=1)
+    ax, _, fig = _plotted(monkeypatch, record, scores=scores, labels=labels)
+    for line in ax.get_lines():
+        assert np.allclose(line.get_ydata(), scores[:, labels.index(line.get_label())])
+    plt.close(fig)
+    ax, _, fig = _plotted(monkeypatch, record)  # without scores: gaps where a class is not in the top-k, never 0
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), dtype=float)
+        tops = np.array([w["top"][0]["label"] == line.get_label() for w in record["windows"]])
+        assert np.isnan(y[~tops]).all() and (y[tops] > 0).all()
+    plt.close(fig)
+
+
+def test_plot_labels_fit_and_legend_is_beside_the_curves(monkeypatch):
+    import matplotlib.pyplot as plt
+    labels = [f"a rather long class name number {i} of the data set" for i in range(12)]
+    record, scores = _record(1800, labels, seconds=4.0, rng=np.random.default_rng(3))  # 2 hours
+    record["segments"][3]["label"] = labels[0]
+    ax, bars, fig = _plotted(monkeypatch, record, scores=scores, labels=labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in bars.texts]
+    to_px = bars.transData.transform
+    for t, box in zip(bars.texts, boxes):  # each label inside its own segment's bar
+        x = t.get_position()[0]
+        seg = next(s for s in record["segments"] if s["start"] <= x <= s["end"])
+        assert to_px((seg["start"], 0))[0] <= box.x0 and box.x1 <= to_px((seg["end"], 0))[0]
+    assert all(a.x1 <= b.x0 + 0.5 for a, b in zip(boxes, boxes[1:]))  # none overlap
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # beside the curves, not over them
+    plt.close(fig)
+    record, scores = _record(3, ["a short one", "another"], seconds=10.0)  # wide bars: whole labels
+    _, bars, fig = _plotted(monkeypatch, record, scores=scores, labels=["a short one", "another"])
+    assert sorted(t.get_text() for t in bars.texts) == sorted(s["label"] for s in record["segments"])
+    plt.close(fig)
+
+
+def test_plot_any_script_without_matplotlib_warnings(tmp_path, caplog):
+    import logging
+    import warnings
+    from matplotlib import font_manager
+    from text4vis import plots
+    from text4vis.errors import Text4VisWarning
+    labels = ["跳舞", "운동", "прыжки"]
+    record, scores = _record(6, labels)
+    record["video"] = "视频.mp4"
+    png = str(tmp_path / "cjk.timeline.png")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="matplotlib"):
+        warnings.simplefilter("always")
+        tl.plot_timeline(record, png, scores=scores, labels=labels)
+    assert not [w for w in caught if not issubclass(w.category, Text4VisWarning)]  # no matplotlib warning
+    assert not caplog.records
+    families, texts = plots.fonts_for(labels)
+    if texts == labels:  # an installed font has them: it is used
+        assert len(families) > 1 and not caught
+    else:  # none has: one warning of ours, the characters drawn as a square
+        [w] = caught
+        assert "no installed font has the characters" in str(w.message)
+        assert texts[2] == "прыжки" and set(texts[0]) == {plots.MISSING_GLYPH}
+    # a character only another installed font has: that font joins the list, the text is unchanged
+    default = plots._charmap(font_manager.findfont("DejaVu Sans"))
+    other = next(((e.name, c) for e in font_manager.fontManager.ttflist for c in sorted(plots._charmap(e.fname))
+                  if c > 0x2000 and c not in default and chr(c).isprintable()), None)
+    if other:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            families, texts = plots.fonts_for([f"x{chr(other[1])}"])
+        assert texts == [f"x{chr(other[1])}"] and len(families) == 2
+
+
+# ----------------------------------------------------------------------------- item 13: inputs and messages
+
+def test_frame_folder_is_a_timeline_input(clip, tmp_path, capsys):
+    from PIL import Image
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(index_frames(20)):
+        Image.fromarray(image).save(folder / f"img_{i + 1:05d}.jpg")
+    code = cli.main(["timeline", str(tmp_path), "--clip", clip, "--labels", "ucf101", "--json", "--window", "0.4",
+                     "--stride", "0.4", "--annotate", str(tmp_path / "ann")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["video"] == str(folder) and r["fps"] == video.FRAME_FOLDER_RATE == 25.0
+    assert r["duration"] == pytest.approx(0.8) and [(w["start"], w["end"]) for w in r["windows"]] == [(0.0, 0.4), (0.4, 0.8)]
+    assert len(video.read_all_frames(str(tmp_path / "ann" / "frames.annotated.mp4"))) == 20
+
+
+def test_truncated_faststart_mp4_is_analysed_with_a_warning(clip, tmp_path, capsys):
+    import av
+    whole, fast = str(tmp_path / "whole.mp4"), str(tmp_path / "fast.mp4")
+    write_video(whole, index_frames(120), fps=10, options={"g": "10"})  # 12 s
+    with av.open(whole) as src, av.open(fast, "w", options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    data = open(fast, "rb").read()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index is at the start
+    cut = str(tmp_path / "cut.mp4")
+    mdat = data.find(b"mdat")
+    open(cut, "wb").write(data[: mdat + (len(data) - mdat) // 2])  # half the frames' data is gone
+    code = cli.main(["timeline", cut, "--clip", clip, "--labels", "ucf101", "--json"])
+    out, err = capsys.readouterr()
+    r = json.loads(out)
+    assert code == 0 and 3.0 < r["duration"] < 9.0 and r["windows"] and "error" not in r, (r.get("error"), err)
+    assert r["warning"] == (f"{cut}: the file is cut short: its header says 0:00:12.0, its frames end at "
+                            f"{tl.clock(r['duration'])}; analysed up to there")
+    assert video.probe(whole).header_duration is None
+    assert cli.main(["timeline", cut, "--clip", clip, "--labels", "ucf101"]) == 0
+    assert "   warning: " in capsys.readouterr().out
+
+
+def test_singular_messages(clip, tmp_path, capsys):
+    path = str(tmp_path / "one.mp4")
+    write_video(path, index_frames(10), fps=10)
+    assert cli.main(["timeline", path, str(tmp_path / "missing.mp4"), "--clip", clip, "--labels", "ucf101"]) == 1
+    out, err = capsys.readouterr()
+    assert "(0:00:01.0, 10.00 fps, 1 window of 4 s every 2 s)" in out
+    assert "1 of 2 inputs failed" in err
+    assert cli.main(["timeline", str(tmp_path / "missing.mp4"), "--clip", clip, "--labels", "ucf101"]) == 1
+    assert "text4vis: 1 of 1 input failed" in capsys.readouterr().err

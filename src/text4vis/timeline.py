@@ -279,23 +279,25 @@ def segments(spans: list[tuple[float, float]], scores: np.ndarray, labels: list[
     sm = smooth_scores(np.asarray(scores, dtype=np.float64), smooth)
     top, val = sm.argmax(1), sm.max(1)
     out: list[dict] = []
-    run: list[int] = []
+    runs: list[list[float]] = []  # the smoothed scores of each segment's windows
+    open_run = False              # the last segment can still grow (no gap window since)
     for k, (left, right) in enumerate(window_parts(spans)):
         if right - left < 1e-9:  # a part of no length (rounding): it neither adds nor breaks a segment
             continue
         if val[k] < min_score:
-            run = []
+            open_run = False
             continue
         label = labels[int(top[k])]
-        if run and out[-1]["label"] == label and abs(out[-1]["end"] - left) < 1e-6:
+        if open_run and out[-1]["label"] == label and abs(out[-1]["end"] - left) < 1e-6:
             out[-1]["end"] = right
-            run.append(k)
-            out[-1]["score"] = float(np.mean(val[run]))
+            runs[-1].append(float(val[k]))
         else:
-            out.append({"label": label, "start": left, "end": right, "score": float(val[k])})
-            run = [k]
-    for seg in out:
-        seg["start"], seg["end"], seg["score"] = round(seg["start"], 6), round(seg["end"], 6), round(seg["score"], 6)
+            out.append({"label": label, "start": left, "end": right})
+            runs.append([float(val[k])])
+            open_run = True
+    for seg, run in zip(out, runs):
+        seg["start"], seg["end"] = round(seg["start"], 6), round(seg["end"], 6)
+        seg["score"] = round(float(np.mean(run)), 6)
     return out
 
 
