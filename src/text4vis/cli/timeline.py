@@ -18,6 +18,8 @@ video's end; a video shorter than one window is one window); times come from the
 Each window is scored as `predict` scores a clip (T frames spread over it, resize, centre crop).
 Segments: window scores are averaged with SMOOTH neighbouring windows on each side, each window
 takes its top-1 class (a gap under --min-score), and consecutive windows with the same label merge.
+--plot/--annotate never replace a file that is not text4vis's own plot or annotated copy (--overwrite does);
+a plot or annotated copy that fails is reported after the video's timeline, which is kept.
 Exit status: 0 all videos done, 1 some inputs failed (one line each), 2 usage or setup error.
 """
 
@@ -155,7 +157,8 @@ def register(sub) -> None:
                        description="Score time windows of videos of any length and merge them into labelled "
                                    "segments, in one decoding pass per video (memory bounded by the window).",
                        epilog=EXAMPLES_TIMELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="video files and/or folders (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="video files, frame folders (images, read at 25 fps) and/or folders "
+                                            "(searched recursively)")
     add_model_args(p)
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
