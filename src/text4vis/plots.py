@@ -78,6 +78,8 @@ def fonts_for(texts: Sequence[str]) -> tuple[list[str], list[str]]:
     families = [font_manager.FontProperties(fname=default).get_name()]
     if need:
         for entry in font_manager.fontManager.ttflist:
+            if entry.name.startswith("Last Resort"):  # one placeholder box per Unicode block: not the glyphs
+                continue
             have = need & _charmap(entry.fname)
             if have and entry.name not in families:
                 families.append(entry.name)

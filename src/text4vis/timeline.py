@@ -409,20 +409,22 @@ def _fit_labels(fig, bars, segs: list[dict], texts: list[str], families: list[st
     to_px = bars.transData.transform
     for seg, text in zip(segs, texts):
         room = to_px((seg["end"], 0))[0] - to_px((seg["start"], 0))[0] - 6
+        if room < 8:  # narrower than any two characters: no label (and no text to measure)
+            continue
         t = bars.text((seg["start"] + seg["end"]) / 2, 0.5, text, ha="center", va="center", fontsize=7,
                       fontfamily=families, clip_on=True)
 
-        def fits(n: int) -> bool:
+        def width(n: int) -> float:
             t.set_text(text if n >= len(text) else text[:n].rstrip() + "\u2026")
-            return t.get_window_extent(renderer).width <= room
+            return t.get_window_extent(renderer).width
 
-        if fits(len(text)):
+        full = width(len(text))
+        if full <= room:
             continue
-        lo, hi = 1, len(text) - 1  # the longest prefix that fits: fits(lo) is assumed, hi is the first to try
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-        if lo < 2 or not fits(lo):
+        n = min(len(text) - 1, int(len(text) * room / full))  # about as many characters as fit
+        while n >= 2 and width(n) > room:
+            n -= 1
+        if n < 2:
             t.remove()
 
 
@@ -468,8 +470,11 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8, scores=None, la
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8,
               prop={"family": families, "size": 8})  # outside the axes: never over a curve
     duration = max(record["duration"], 1e-3)
+    spans_of: dict = {}  # colour -> bars: one call per colour (a 2-hour video has thousands of segments)
     for seg in segs:
-        bars.broken_barh([(seg["start"], seg["end"] - seg["start"])], (0, 1), color=colours.get(seg["label"], OTHER))
+        spans_of.setdefault(colours.get(seg["label"], OTHER), []).append((seg["start"], seg["end"] - seg["start"]))
+    for colour, spans in spans_of.items():
+        bars.broken_barh(spans, (0, 1), color=colour)
     bars.set_yticks([])
     bars.set_ylabel("segments")
     step = next((s for s in TICK_STEPS if duration / s <= 10), TICK_STEPS[-1])
