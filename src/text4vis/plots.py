@@ -8,6 +8,9 @@ the size is exact).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +54,21 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
         plt.close(fig)
 
 
+@contextlib.contextmanager
+def quiet_matplotlib():
+    """matplotlib's own warnings and log lines (layout, fonts) kept off stderr while a figure is drawn: the
+    caller has dealt with what they would say (`fonts_for`); text4vis's own warnings still pass."""
+    log = logging.getLogger("matplotlib")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"matplotlib\.")
+            yield
+    finally:
+        log.setLevel(level)
+
+
 MISSING_GLYPH = "\u25a1"  # WHITE SQUARE, in DejaVu Sans: stands for a character no installed font has
 _CHARMAPS: dict[str, set] = {}
 
@@ -70,7 +88,6 @@ def fonts_for(texts: Sequence[str]) -> tuple[list[str], list[str]]:
     then, for characters it lacks (CJK class names, say), the installed fonts that have them (matplotlib
     falls back along the list). A character no installed font has becomes MISSING_GLYPH in the texts
     returned, with one Text4VisWarning naming what to install, instead of matplotlib's warning per glyph."""
-    import warnings
     from matplotlib import font_manager
     from .errors import Text4VisWarning
     default = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))

@@ -394,7 +394,7 @@ def _curves(record: dict, classes: list[str], scores, labels) -> tuple[dict, str
     """class -> score per window: the model's scores of every class when given ([windows, classes]), else
     the record's top-k lists with NaN (a gap in the line) where a class is not among a window's top-k."""
     windows = record["windows"]
-    if scores is not None and labels is not None and len(scores) == len(windows):
+    if scores is not None and labels is not None and len(scores) == len(windows) and set(classes) <= set(labels):
         return {c: np.asarray(scores, dtype=np.float64)[:, list(labels).index(c)] for c in classes}, "score"
     return ({c: np.array([next((t["score"] for t in w["top"] if t["label"] == c), np.nan) for w in windows])
              for c in classes}, "score (gaps: not in the window's top-k)")
@@ -414,7 +414,7 @@ def _fit_labels(fig, bars, segs: list[dict], texts: list[str], families: list[st
         t = bars.text((seg["start"] + seg["end"]) / 2, 0.5, text, ha="center", va="center", fontsize=7,
                       fontfamily=families, clip_on=True)
 
-        def width(n: int) -> float:
+        def width(n: int, t=t, text=text) -> float:
             t.set_text(text if n >= len(text) else text[:n].rstrip() + "\u2026")
             return t.get_window_extent(renderer).width
 
@@ -440,11 +440,7 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8, scores=None, la
     rule (`check_plot_path`)."""
     check_plot_path(path, overwrite)
     from . import plots  # matplotlib, Agg backend
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
-    plt = plots.plt
     windows, segs = record["windows"], record["segments"]
-    centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
     counts: dict[str, int] = {}
     for name in [seg["label"] for seg in segs] + [w["top"][0]["label"] for w in windows]:
         counts[name] = counts.get(name, 0) + 1
@@ -454,6 +450,18 @@ def plot_timeline(record: dict, path: str, max_classes: int = 8, scores=None, la
             f"{clock(record['duration'], 0)}"
     families, texts = plots.fonts_for([title, *classes, *[seg["label"] for seg in segs]])
     title, names, seg_texts = texts[0], dict(zip(classes, texts[1:1 + len(classes)])), texts[1 + len(classes):]
+    with plots.quiet_matplotlib():
+        _draw_timeline(record, path, classes, curves, ylabel, title, names, seg_texts, families)
+
+
+def _draw_timeline(record: dict, path: str, classes: list[str], curves: dict, ylabel: str, title: str,
+                   names: dict, seg_texts: list[str], families: list[str]) -> None:
+    from . import plots
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+    plt = plots.plt
+    windows, segs = record["windows"], record["segments"]
+    centres = np.array([(w["start"] + w["end"]) / 2 for w in windows])
     palette = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]  # tab10 without its grey: grey is "other"
     colours = {c: palette[i % len(palette)] for i, c in enumerate(classes)}
     fig, (ax, bars) = plt.subplots(2, 1, figsize=(14, 5.5), sharex=True, layout="constrained",

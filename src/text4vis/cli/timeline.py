@@ -99,7 +99,7 @@ def cmd_timeline(args) -> int:
         nonlocal failed
         failed += 1
         if args.json:
-            print(json.dumps({"video": video, "error": error}), flush=True)
+            print(json.dumps({"video": video, "error": error}, allow_nan=False), flush=True)
         else:
             print(f"{video}\n   error: {error}", flush=True)
 
