@@ -479,3 +479,18 @@ def test_singular_messages(clip, tmp_path, capsys):
     assert "1 of 2 inputs failed" in err
     assert cli.main(["timeline", str(tmp_path / "missing.mp4"), "--clip", clip, "--labels", "ucf101"]) == 1
     assert "text4vis: 1 of 1 input failed" in capsys.readouterr().err
+
+
+def test_cli_plot_with_cjk_names_keeps_stderr_clean(clip, short, tmp_path):
+    import subprocess
+    import sys
+    labels = tmp_path / "names.txt"
+    labels.write_text("跳舞\n운동\n", encoding="utf-8")  # every plotted class has CJK/Hangul characters
+    run = subprocess.run([sys.executable, "-m", "text4vis", "timeline", short, "--clip", clip, "--labels", str(labels),
+                          "--window", "1", "--stride", "1", "--plot", str(tmp_path / "p")],
+                         capture_output=True, text=True, timeout=300)  # a real process: its real stderr
+    code, err = run.returncode, run.stderr
+    assert code == 0 and (tmp_path / "p" / "short.timeline.png").exists(), err
+    # nothing from matplotlib; at most text4vis's own line about a missing font
+    assert all(line.startswith("text4vis timeline: warning: no installed font has the characters")
+               for line in err.splitlines()), err
