@@ -1,0 +1,218 @@
+"""Newer backbones: open_clip SigLIP / SigLIP2 / EVA02 / MetaCLIP and transformers CLIP / SigLIP / SigLIP2.
+
+Each tiny random-weight model is built by its own library (backbone_fixtures.py), loaded through text4vis,
+and checked against that library: text embeddings against open_clip's `encode_text` / transformers'
+`get_text_features`, frame embeddings (uint8 frames through text4vis's normalisation with the family's
+mean/std) against `encode_image` / `get_image_features`. Then each runs predict -> train one step ->
+predict from the saved checkpoint with its source folder gone (the tokenizer travels in the checkpoint),
+timeline, index build/search and ONNX export, offline (conftest sets HF_HUB_OFFLINE).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import backbone_fixtures as bf
+from conftest import SHARED_VIDEOS
+from text4vis import checkpoints, families
+from text4vis.cli import main as cli_main
+from text4vis.model import VideoModel
+from text4vis.synthetic import make_benchmark
+from text4vis.towers import load_towers
+
+TEXTS = ["a video of a person dancing.", "a photo of a dog.", "cleaning the pool"]
+CLIP_VIDEO = os.path.join(SHARED_VIDEOS, "arm_wrestling_h264.mp4")
+OPEN_CLIP = ["tiny-SigLIP", "tiny-SigLIP2", "tiny-EVA02", "tiny-MetaCLIP"]
+HF = ["clip", "siglip", "siglip2"]
+
+
+def run_cli(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli_main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+    assert "Traceback" not in out.getvalue() + err.getvalue()
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def toks(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toks")
+    return {"spm": bf.spm_tokenizer_dir(str(d / "spm")), "bpe": bf.clip_bpe_dir(str(d / "bpe"))}
+
+
+@pytest.fixture(scope="module")
+def oc(toks, tmp_path_factory):
+    d = tmp_path_factory.mktemp("open_clip")
+    return {name: bf.open_clip_family(name, cfg, pre, str(d))
+            for name, (cfg, pre) in bf.open_clip_configs(toks["spm"]).items()}
+
+
+@pytest.fixture(scope="module")
+def hf(toks, tmp_path_factory):
+    return bf.hf_models(str(tmp_path_factory.mktemp("hf")), toks["spm"], toks["bpe"])
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """2 classes x (2 train + 1 val) real H.264 videos of 4 frames, 32x32."""
+    return make_benchmark(tmp_path_factory.mktemp("bench"), shapes=["circle", "square"], motions=["moving left"],
+                          heldout=[], train_per_class=2, val_per_class=1, num_frames=4, size=32, progress=False)
+
+
+def frames_for(size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (2, 2, 3, size, size), dtype=torch.uint8, generator=g)   # (b, t, 3, s, s)
+
+
+def reference_input(frames: torch.Tensor, mean, std) -> torch.Tensor:
+    x = frames.flatten(0, 1).float() / 255.0
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def text4vis_frames(towers, frames: torch.Tensor) -> torch.Tensor:
+    model = VideoModel(towers.clip.visual, towers.embed_dim, "mean", mean=towers.mean, std=towers.std).eval()
+    with torch.no_grad():
+        return model.frame_embeddings(frames).flatten(0, 1)
+
+
+# ----------------------------------------------------------------------------- parity
+
+@pytest.mark.parametrize("name", OPEN_CLIP)
+def test_open_clip_family_parity(name, oc):
+    ref = oc[name]
+    for spec in (f"{name}:{ref['file']}", f"local-dir:{ref['dir']}", ref["dir"]):
+        towers = load_towers(spec)
+        with torch.no_grad():
+            want = F.normalize(ref["model"].encode_text(ref["tokenizer"](TEXTS)), dim=-1)
+        assert F.cosine_similarity(towers.encode_text(TEXTS), want).min() >= 0.9999
+        assert towers.context_length == ref["model"].context_length if hasattr(ref["model"], "context_length") else True
+        if spec.startswith("local-dir:") or os.path.isdir(spec):    # the folder's own preprocessing
+            assert towers.mean == tuple(ref["pre"]["mean"]) and towers.std == tuple(ref["pre"]["std"])
+            assert towers.preprocess["resize_mode"] == ref["pre"]["resize_mode"]
+        frames = frames_for(towers.input_size)
+        with torch.no_grad():
+            want = ref["model"].encode_image(reference_input(frames, towers.mean, towers.std))
+        assert F.cosine_similarity(text4vis_frames(towers, frames), want).min() >= 0.9999
+        bias = getattr(ref["model"], "logit_bias", None)
+        assert towers.logit_bias == (None if bias is None else pytest.approx(-3.0))
+
+
+def test_family_preprocessing_comes_from_the_architecture():
+    """A MODEL:/path file has no tag: the preprocessing every tag of the architecture agrees on."""
+    pre = families.preprocess_of("ViT-B-16-SigLIP", None)
+    assert pre["mean"] == (0.5, 0.5, 0.5) and pre["std"] == (0.5, 0.5, 0.5) and pre["resize_mode"] == "squash"
+    assert families.preprocess_of("ViT-B-16-SigLIP2", "webli")["mean"] == (0.5, 0.5, 0.5)
+    assert families.preprocess_of("ViT-B-16", "openai")["mean"][0] == pytest.approx(0.48145466)
+
+
+@pytest.mark.parametrize("kind", HF)
+def test_transformers_parity(kind, hf):
+    import transformers
+    from transformers import AutoTokenizer
+    folder = hf[kind]
+    towers = load_towers(folder)
+    assert towers.family == "hf"
+    cls = {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel, "siglip2": transformers.Siglip2Model}
+    ref = cls[kind].from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        want = ref.get_text_features(**tok(TEXTS, padding="max_length", max_length=towers.context_length,
+                                           return_tensors="pt")).pooler_output
+    assert F.cosine_similarity(towers.encode_text(TEXTS), F.normalize(want, dim=-1)).min() >= 0.9999
+    frames = frames_for(towers.input_size)
+    x = reference_input(frames, towers.mean, towers.std)
+    with torch.no_grad():
+        if kind == "siglip2":   # what Siglip2ImageProcessor gives a square image at the model's size
+            p = ref.config.vision_config.patch_size
+            n, s = x.shape[0], x.shape[-1] // p
+            patches = x.reshape(n, 3, s, p, s, p).permute(0, 2, 4, 3, 5, 1).reshape(n, s * s, p * p * 3)
+            want = ref.get_image_features(pixel_values=patches, pixel_attention_mask=torch.ones(n, s * s, dtype=torch.long),
+                                          spatial_shapes=torch.tensor([[s, s]] * n)).pooler_output
+        else:
+            want = ref.get_image_features(pixel_values=x).pooler_output
+    assert F.cosine_similarity(text4vis_frames(towers, frames), want).min() >= 0.9999
+    assert towers.mean == ((0.5,) * 3 if kind != "clip" else (0.48145466, 0.4578275, 0.40821073))  # its processor's
+    assert (towers.logit_bias is None) == (kind == "clip")
+
+
+def test_hf_id_offline_names_the_download_command():
+    from text4vis.errors import WeightsError
+    with pytest.raises(WeightsError) as err:
+        load_towers("hf:google/siglip-base-patch16-224@main")
+    assert "hf download google/siglip-base-patch16-224 --revision main" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- everywhere
+
+def _spec(kind: str, oc, hf, tmp_path) -> str:
+    """A private copy of the model's folder (it is deleted later in the test)."""
+    src = oc[kind]["dir"] if kind in oc else hf[kind]
+    dst = tmp_path / "model"
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+@pytest.mark.parametrize("kind", ["tiny-SigLIP", "tiny-EVA02", "tiny-MetaCLIP", "clip", "siglip", "siglip2"])
+def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_path):
+    spec = _spec(kind, oc, hf, tmp_path)
+    labels = str(bench["labels_csv"])
+    val = sorted(str(p) for p in (bench["root"] / "videos" / "val").rglob("*.mp4"))
+    model = ["--frames", "2", "--device", "cpu", "--workers", "0"]
+    rc, out, _ = run_cli(["predict", *val, "--clip", spec, "--labels", labels, "--json", "--topk", "2", "--quiet", *model])
+    assert rc == 0
+    zero_shot = [json.loads(line) for line in out.splitlines()]
+    assert len(zero_shot) == 2 and all(len(r["top"]) == 2 for r in zero_shot)
+    # train one step (the paper's recipe: image tower at lr x clip_ratio, head at lr, text classifier frozen)
+    run = tmp_path / "run"
+    items = {"model.clip": spec, "data.num_frames": 2, "data.batch_size": 4, "data.workers": 0, "optim.epochs": 1,
+             "optim.lr": 1e-3, "optim.warmup_epochs": 0, "training.print_freq": 1, "evaluation.batch_size": 2,
+             "data.train_list": bench["train_list"], "data.train_root": bench["root"], "data.labels": labels}
+    args = ["train", "--output", run, "--quiet"]
+    for k, v in items.items():
+        args += ["--set", f"{k}={v}"]
+    rc, _, err = run_cli(args)
+    assert rc == 0, err
+    best = run / "best.safetensors"
+    meta, tensors = checkpoints.read_text4vis(str(best))
+    assert meta["clip"]["preprocess"]["resize_mode"] in ("shortest", "squash")
+    if kind not in ("tiny-EVA02", "tiny-MetaCLIP"):    # a sentencepiece / HF tokenizer travels with the checkpoint
+        assert any(k.startswith("tokenizer.") for k in tensors)
+    shutil.rmtree(spec)                                   # the source is gone: the checkpoint is self-contained
+    rc, out, err = run_cli(["predict", *val, "--checkpoint", best, "--json", "--quiet", *model])
+    assert rc == 0, err
+    trained = [json.loads(line) for line in out.splitlines()]
+    assert [r["video"] for r in trained] == val and all(len(r["top"]) == 2 for r in trained)
+    # a new label set through the stored text tower and tokenizer (no network, no source folder)
+    rc, out, err = run_cli(["predict", val[0], "--checkpoint", best, "--labels", "dancing,cooking,swimming",
+                            "--json", "--quiet", *model])
+    assert rc == 0, err
+    assert {t["label"] for t in json.loads(out)["top"]} <= {"dancing", "cooking", "swimming"}
+    # timeline on a real clip
+    rc, out, err = run_cli(["timeline", CLIP_VIDEO, "--checkpoint", best, "--window", "1", "--stride", "1", "--json",
+                            "--quiet", "--frames", "2", "--device", "cpu"])
+    assert rc == 0, err
+    tl = json.loads(out)
+    assert tl["windows"] and tl["windows"][0]["top"]
+    # index build and search; the model identity is recorded
+    idx = tmp_path / "index"
+    rc, _, err = run_cli(["index", "build", *val, "--out", idx, "--checkpoint", best, *model])
+    assert rc == 0, err
+    rc, out, err = run_cli(["index", "search", idx, "--like", val[0], "-k", "1", "--json"])
+    assert rc == 0, err
+    assert json.loads(out)["results"][0]["video"] == val[0]
+    assert json.load(open(idx / "index.json"))["model"]["checkpoint"] == str(best)
+    # ONNX export with its parity check on a real clip
+    rc, out, err = run_cli(["export", best, "--format", "onnx", "--frames", "2", "--video", CLIP_VIDEO])
+    assert rc == 0, err
+    assert "(>= 0.9999: ok)" in out
