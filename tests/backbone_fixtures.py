@@ -64,6 +64,17 @@ def clip_bpe_dir(folder: str) -> str:
     return out
 
 
+def gemma_tokenizer(folder: str) -> str:
+    """SigLIP2's tokenizer class (Siglip2Tokenizer, Gemma's byte-fallback BPE) over a character vocabulary."""
+    from transformers import Siglip2Tokenizer
+    chars = sorted(set("".join(SENTENCES).replace(" ", "")) | set("abcdefghijklmnopqrstuvwxyz.,_-'"))
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "\u2581": 5}
+    for c in chars:
+        vocab.setdefault(c, len(vocab))
+    Siglip2Tokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return folder
+
+
 # ----------------------------------------------------------------------------- open_clip families
 
 def _siglip_text(vocab: int, tok_dir: str, gelu_tanh: bool = False) -> dict:
@@ -152,12 +163,12 @@ def hf_models(folder: str, spm_dir: str, bpe_dir: str) -> dict[str, str]:
                                 vision_config=dict(small, image_size=32, patch_size=8), projection_dim=24))
     siglip = SiglipModel(SiglipConfig(text_config=dict(small, vocab_size=128, max_position_embeddings=32),
                                       vision_config=dict(small, image_size=32, patch_size=8)))
-    siglip2 = Siglip2Model(Siglip2Config(text_config=dict(small, vocab_size=128, max_position_embeddings=32),
+    siglip2 = Siglip2Model(Siglip2Config(text_config=dict(small, vocab_size=128, max_position_embeddings=64),
                                          vision_config=dict(small, num_patches=16, patch_size=8)))
     for kind, model, tok, proc in (
             ("clip", clip, bpe_dir, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
             ("siglip", siglip, spm_dir, SiglipImageProcessor(size={"height": 32, "width": 32})),
-            ("siglip2", siglip2, spm_dir, None)):
+            ("siglip2", siglip2, gemma_tokenizer(os.path.join(folder, "gemma")), None)):
         with torch.no_grad():
             model.logit_scale.fill_(2.5)
             if getattr(model, "logit_bias", None) is not None:

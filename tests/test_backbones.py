@@ -169,8 +169,9 @@ def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_pa
     labels = str(bench["labels_csv"])
     val = sorted(str(p) for p in (bench["root"] / "videos" / "val").rglob("*.mp4"))
     model = ["--frames", "2", "--device", "cpu", "--workers", "0"]
-    rc, out, _ = run_cli(["predict", *val, "--clip", spec, "--labels", labels, "--json", "--topk", "2", "--quiet", *model])
-    assert rc == 0
+    rc, out, err = run_cli(["predict", *val, "--clip", spec, "--labels", labels, "--json", "--topk", "2", "--quiet",
+                            *model])
+    assert rc == 0, err
     zero_shot = [json.loads(line) for line in out.splitlines()]
     assert len(zero_shot) == 2 and all(len(r["top"]) == 2 for r in zero_shot)
     # train one step (the paper's recipe: image tower at lr x clip_ratio, head at lr, text classifier frozen)
@@ -194,7 +195,9 @@ def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_pa
     trained = [json.loads(line) for line in out.splitlines()]
     assert [r["video"] for r in trained] == val and all(len(r["top"]) == 2 for r in trained)
     # a new label set through the stored text tower and tokenizer (no network, no source folder)
-    rc, out, err = run_cli(["predict", val[0], "--checkpoint", best, "--labels", "dancing,cooking,swimming",
+    new_labels = tmp_path / "new_labels.txt"
+    new_labels.write_text("dancing\ncooking\nswimming\n")
+    rc, out, err = run_cli(["predict", val[0], "--checkpoint", best, "--labels", new_labels,
                             "--json", "--quiet", *model])
     assert rc == 0, err
     assert {t["label"] for t in json.loads(out)["top"]} <= {"dancing", "cooking", "swimming"}

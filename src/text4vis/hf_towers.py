@@ -62,6 +62,9 @@ class HFVisual(nn.Module):
         self.vision_model = vision_model
         self.visual_projection = projection
         self.patch = patch                      # SigLIP2: frames are cut into patches of this side
+        vc = vision_model.config
+        size = int(getattr(vc, "image_size", 0) or round(getattr(vc, "num_patches", 256) ** 0.5) * vc.patch_size)
+        self.image_size = (size, size)          # as open_clip's towers say theirs (train reads it)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.patch:                          # Siglip2: (n, 3, h, w) -> (n, nh*nw, p*p*3), as its processor
@@ -168,7 +171,7 @@ def load(spec: str):
         embed_dim = model.config.projection_dim
     else:
         embed_dim = vc.hidden_size
-    size = int(getattr(vc, "image_size", 0) or round((getattr(vc, "num_patches", 256)) ** 0.5) * vc.patch_size)
+    size = clip.visual.image_size[0]
     cfg = {"family": "hf", "class": kind, "hf_config": model.config.to_dict(), "embed_dim": int(embed_dim),
            "vision_cfg": {"image_size": size}, "text_cfg": {"context_length": int(tc.max_position_embeddings),
                                                              "width": int(tc.hidden_size)}}
