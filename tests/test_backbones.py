@@ -219,3 +219,24 @@ def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_pa
     rc, out, err = run_cli(["export", best, "--format", "onnx", "--frames", "2", "--video", CLIP_VIDEO])
     assert rc == 0, err
     assert "(>= 0.9999: ok)" in out
+
+
+def test_sigmoid_scores_use_the_towers_bias_and_softmax_ignores_it(oc, tmp_path):
+    import text4vis
+    from text4vis.errors import WeightsError
+    rec = text4vis.load(clip=f"local-dir:{oc['tiny-SigLIP']['dir']}", labels=["dancing", "cooking", "swimming"],
+                        device="cpu", frames=2)
+    frames = frames_for(rec.input_size)
+    emb = rec.encode_video(frames)
+    cos = emb @ F.normalize(rec.model.classifier, dim=-1).t()
+    scores = rec.sigmoid_scores(frames)
+    want = torch.sigmoid(torch.exp(torch.tensor(2.5)) * cos - 3.0)      # scale e^2.5, bias -3 (fixture)
+    assert [list(s) for s in scores] == [["dancing", "cooking", "swimming"]] * 2
+    assert torch.tensor([list(s.values()) for s in scores]) == pytest.approx(want, abs=1e-5)
+    # classification is a softmax over labels: adding the same bias to every logit changes nothing
+    top = rec.classify(frames[0], topk=3)
+    logits = 100 * cos[0]
+    assert [t["score"] for t in top] == pytest.approx(sorted((logits - 3.0).softmax(-1).tolist(), reverse=True), abs=1e-5)
+    clip = text4vis.load(clip=f"local-dir:{oc['tiny-MetaCLIP']['dir']}", labels=["a", "b"], device="cpu", frames=2)
+    with pytest.raises(WeightsError, match="not a sigmoid model"):
+        clip.sigmoid_scores(frames_for(clip.input_size))

@@ -21,6 +21,7 @@ every class's logit cancels; the bias is kept with the towers (`Towers.logit_bia
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -158,11 +159,11 @@ def read_tokenizer_dir(folder: str) -> dict[str, bytes]:
 
 def materialize(files: dict[str, bytes]) -> str:
     """A folder holding these tokenizer files (under the text4vis cache, by content hash; written once)."""
-    from .classifiers import CACHE_DIR
+    cache = os.environ.get("TEXT4VIS_CACHE", os.path.expanduser("~/.cache/text4vis"))   # as classifiers.CACHE_DIR
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode() + b"\0" + files[name])
-    folder = os.path.join(CACHE_DIR, "tokenizers", h.hexdigest()[:24])
+    folder = os.path.join(cache, "tokenizers", h.hexdigest()[:24])
     if not os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tok-", dir=os.path.dirname(folder))
@@ -177,9 +178,10 @@ def materialize(files: dict[str, bytes]) -> str:
     return folder
 
 
-def hf_tokenizer(towers):
+def hf_tokenizer(towers, hub_access=contextlib.nullcontext):
     """open_clip's HFTokenizer for these towers, with the text config's context length, `clean` and mode:
-    from the files kept with the towers, else from the Hub cache (`hf_tokenizer_name`)."""
+    from the files kept with the towers, else from the Hub cache (`hf_tokenizer_name`, read inside
+    `hub_access()`: towers.hub_access, which fails at once when the Hub cannot be reached)."""
     from open_clip.tokenizer import HFTokenizer
     text_cfg = towers.config.get("text_cfg", {})
     kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
@@ -188,7 +190,6 @@ def hf_tokenizer(towers):
         if towers.tokenizer_files:
             return HFTokenizer(source, context_length=towers.context_length,
                                tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
-        from .towers import hub_access
         with hub_access():
             return HFTokenizer(source, context_length=towers.context_length,
                                tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
@@ -205,7 +206,9 @@ def tokenizer_files_of(towers) -> dict[str, bytes] | None:
         return None
     if towers.tokenizer_files:
         return towers.tokenizer_files
-    tok = towers._tokenizer or hf_tokenizer(towers)
+    if towers._tokenizer is None:
+        towers.tokenize(["a"])          # builds the tokenizer as the towers do (Hub cache, bounded)
+    tok = towers._tokenizer
     inner = getattr(tok, "tokenizer", None)
     if inner is None or not hasattr(inner, "save_pretrained"):
         return None
@@ -226,3 +229,15 @@ def from_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, bytes] | None:
     files = {k[len(TOKENIZER_PREFIX):]: bytes(v.numpy().tobytes()) for k, v in tensors.items()
              if k.startswith(TOKENIZER_PREFIX)}
     return files or None
+
+
+# ----------------------------------------------------------------------------- sigmoid scores
+
+def sigmoid_scores(embeddings: torch.Tensor, classifier: torch.Tensor, scale: float, bias: float) -> torch.Tensor:
+    """Independent per-label scores sigmoid(scale * cos + bias) [N, C] of normalised embeddings against
+    classifier rows: a sigmoid model's (SigLIP's) pretraining score, each label on its own (alerts,
+    multi-label tags), unlike the softmax over the label set that classification uses. `scale` is the
+    towers' logit_scale.exp() and `bias` their logit_bias, as pretrained."""
+    w = torch.nn.functional.normalize(classifier.detach().float().cpu(), dim=-1)
+    cos = torch.nn.functional.normalize(embeddings.detach().float().cpu(), dim=-1) @ w.t()
+    return torch.sigmoid(scale * cos + bias)

@@ -115,13 +115,12 @@ def build(cfg: dict[str, Any]) -> HFClip:
 
 # ----------------------------------------------------------------------------- loading
 
-def _resolve(spec: str) -> str:
+def _resolve(spec: str, hub_access) -> str:
     """The local folder behind a spec: itself, or the Hub cache's snapshot of hf:ORG/NAME[@REV]."""
     if not spec.startswith(PREFIX):
         return spec
     repo, _, rev = spec[len(PREFIX):].partition("@")
     from huggingface_hub import snapshot_download
-    from .towers import hub_access
     try:
         with hub_access():
             return snapshot_download(repo, revision=rev or None,
@@ -151,11 +150,11 @@ def preprocess_of(folder: str, kind: str) -> dict[str, Any]:
     return out
 
 
-def load(spec: str):
-    """Towers (towers.Towers) of a transformers CLIP/SigLIP/SigLIP2 folder or `hf:` id."""
+def load(spec: str, make_towers, hub_access):
+    """Towers (`make_towers`: towers.Towers) of a transformers CLIP/SigLIP/SigLIP2 folder or `hf:` id (read
+    inside `hub_access()`: towers.hub_access)."""
     from .families import read_tokenizer_dir
-    from .towers import Towers
-    folder = _resolve(spec)
+    folder = _resolve(spec, hub_access)
     kind = MODEL_TYPES.get(_model_type(folder))
     if kind is None:
         raise WeightsError(f"clip={spec!r}: a transformers model of type {_model_type(folder)!r}; text4vis reads "
@@ -179,7 +178,7 @@ def load(spec: str):
     files = read_tokenizer_dir(folder)
     # AutoTokenizer picks the class from the model type as it does for the folder (siglip2 -> Siglip2Tokenizer)
     files["config.json"] = json.dumps({"model_type": _model_type(folder)}).encode()
-    return Towers(clip=clip, config=json.loads(json.dumps(cfg, default=str)), source=spec,
+    return make_towers(clip=clip, config=json.loads(json.dumps(cfg, default=str)), source=spec,
                   tokenizer_name=spec, mean=pre["mean"], std=pre["std"],
                   preprocess={k: pre[k] for k in ("interpolation", "resize_mode")}, tokenizer_files=files)
 

@@ -216,7 +216,7 @@ class Towers:
                 self._tokenizer = tokenizer(self)
             else:  # SigLIP's sentencepiece, SigLIP2's Gemma ...: with the text config's length, clean and mode
                 from .families import hf_tokenizer
-                self._tokenizer = hf_tokenizer(self)
+                self._tokenizer = hf_tokenizer(self, hub_access)
         for text in texts:  # the tokenizer would cut longer texts silently (class name included)
             n = self.token_count(text)
             if n is not None and n > self.context_length:
@@ -383,7 +383,7 @@ def load_towers(spec: str) -> Towers:
     if families.is_local_dir(spec):
         return families.load_local_dir(spec, Towers)
     if hf_towers.is_hf_spec(spec):
-        return hf_towers.load(spec)
+        return hf_towers.load(spec, Towers, hub_access)
     if os.path.isfile(spec):
         return _from_state_dict(unwrap_state_dict(safe_load(spec), spec), spec)
     if spec in OPENAI_NAMES:
