@@ -8,7 +8,7 @@
     pooling, projection bias in the text tower), EVA02 (timm's `eva02_tiny_patch14_224` image tower) and
     MetaCLIP (OpenAI's architecture with QuickGELU and MetaCLIP's tag preprocessing);
     each saved as a state-dict file (for `MODEL:/path`) and as an open_clip folder (`local-dir:`);
-  * transformers CLIPModel, SiglipModel and Siglip2Model from tiny XxxConfig(...) + save_pretrained.
+  * transformers CLIPModel, SiglipModel, Siglip2Model and XCLIPModel from tiny XxxConfig(...) + save_pretrained.
 Nothing touches the network or a Hub cache.
 """
 from __future__ import annotations
@@ -154,7 +154,7 @@ def hf_models(folder: str, spm_dir: str, bpe_dir: str) -> dict[str, str]:
     """Tiny transformers CLIPModel / SiglipModel / Siglip2Model folders (save_pretrained, with tokenizer and
     preprocessor config): kind -> folder."""
     from transformers import (AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, Siglip2Config,
-                              Siglip2Model, SiglipConfig, SiglipImageProcessor, SiglipModel)
+                              Siglip2Model, SiglipConfig, SiglipImageProcessor, SiglipModel, XCLIPConfig, XCLIPModel)
     out = {}
     torch.manual_seed(0)
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
@@ -165,7 +165,13 @@ def hf_models(folder: str, spm_dir: str, bpe_dir: str) -> dict[str, str]:
                                       vision_config=dict(small, image_size=32, patch_size=8)))
     siglip2 = Siglip2Model(Siglip2Config(text_config=dict(small, vocab_size=128, max_position_embeddings=64),
                                          vision_config=dict(small, num_patches=16, patch_size=8)))
+    xclip = XCLIPModel(XCLIPConfig(text_config=dict(small, vocab_size=49408, max_position_embeddings=77,
+                                                    eos_token_id=49407),
+                                   vision_config=dict(small, image_size=32, patch_size=8, num_frames=2),
+                                   projection_dim=24, prompt_layers=1, mit_hidden_size=24, mit_intermediate_size=48,
+                                   mit_num_hidden_layers=1, mit_num_attention_heads=2))
     for kind, model, tok, proc in (
+            ("xclip", xclip, bpe_dir, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
             ("clip", clip, bpe_dir, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
             ("siglip", siglip, spm_dir, SiglipImageProcessor(size={"height": 32, "width": 32})),
             ("siglip2", siglip2, gemma_tokenizer(os.path.join(folder, "gemma")), None)):

@@ -1,4 +1,5 @@
-"""Hugging Face `transformers` image-text models as text4vis towers: CLIPModel, SiglipModel, Siglip2Model.
+"""Hugging Face `transformers` image-text models as text4vis towers: CLIPModel, SiglipModel, Siglip2Model
+(and XCLIPModel's frame and text towers).
 
 `--clip` accepts a folder written by `save_pretrained` (config.json, model weights, tokenizer files,
 preprocessor_config.json) or `hf:ORG/NAME[@REVISION]` (read from the Hugging Face cache, downloaded once
@@ -14,6 +15,12 @@ treat them as they treat open_clip towers. The config stored in text4vis checkpo
 {"family": "hf", "class", "hf_config" (the model's config as a dict), "embed_dim", "vision_cfg": {image_size},
 "text_cfg": {context_length, width}}, and the tokenizer's files are kept with it (families.py), so a
 checkpoint loads with no network. `transformers` is imported only when such a model is loaded.
+
+X-CLIP (XCLIPModel) is read as its frame tower (vision_model + visual_projection, the per-frame part of
+get_video_features) and its text tower (get_text_features), with a text4vis temporal head on top: its
+multi-frame integration transformer (`mit`) and its video-conditioned prompt generator are not used, because
+the prompt generator makes every class's text embedding depend on the video being scored, which a frozen
+classifier [C, D] built once from the class names cannot express (the paper's recipe); see the README.
 
 SigLIP2 (NaFlex) takes patches, not images: a square frame of side S is cut into (S/p)^2 patches in the
 processor's order, with its spatial shape and a full attention mask (what Siglip2ImageProcessor gives a
@@ -31,7 +38,7 @@ from torch import nn
 from .errors import WeightsError, first_line
 
 PREFIX = "hf:"
-MODEL_TYPES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}
+MODEL_TYPES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model", "xclip": "XCLIPModel"}
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
@@ -136,7 +143,7 @@ def preprocess_of(folder: str, kind: str) -> dict[str, Any]:
     """mean, std, interpolation and resize mode from the folder's preprocessor_config.json (the model's
     defaults where it has none: OpenAI's statistics for CLIP, 0.5 for SigLIP)."""
     from .transforms import OPENAI_MEAN, OPENAI_STD
-    clip = kind == "CLIPModel"
+    clip = kind in ("CLIPModel", "XCLIPModel")
     out = {"mean": tuple(OPENAI_MEAN) if clip else (0.5, 0.5, 0.5), "std": tuple(OPENAI_STD) if clip else (0.5, 0.5, 0.5),
            "interpolation": "bicubic" if clip else "bilinear", "resize_mode": "shortest" if clip else "squash"}
     path = os.path.join(folder, "preprocessor_config.json")
@@ -166,7 +173,7 @@ def load(spec: str, make_towers, hub_access):
         raise WeightsError(f"clip={spec!r}: transformers cannot load {folder} ({first_line(exc, 160)})") from None
     clip = HFClip(model.float().eval(), kind).eval()
     vc, tc = model.config.vision_config, model.config.text_config
-    if kind == "CLIPModel":
+    if kind in ("CLIPModel", "XCLIPModel"):
         embed_dim = model.config.projection_dim
     else:
         embed_dim = vc.hidden_size

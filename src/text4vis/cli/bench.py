@@ -49,6 +49,9 @@ def add_bench(sub) -> None:
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
     p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
+    p.add_argument("--towers", metavar="ARCH",
+                   help="throughput of one backbone's image and text towers: an open_clip architecture (random "
+                        "weights: ViT-B-16, ViT-B-16-SigLIP, EVA02-B-16 ...) or a --clip value (bench_towers.py)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
@@ -69,6 +72,12 @@ def cmd_bench(args) -> int:
     from .common import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
+    if args.towers:
+        from ..bench_towers import bench_towers
+        result = bench_towers(args.towers, batch=args.batch, iters=args.iters,
+                              device="cpu" if args.device == "auto" else args.device)
+        print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
     if args.timeline:
         from ..api import load
         from ..timeline import bench_timeline
