@@ -186,3 +186,33 @@ def hf_models(folder: str, spm_dir: str, bpe_dir: str) -> dict[str, str]:
             proc.save_pretrained(d)
         out[kind] = d
     return out
+
+
+# ----------------------------------------------------------------------------- ViCLIP (published layout)
+
+VICLIP_TINY = dict(embed_dim=32, quick_gelu=True,
+                   vision_cfg=dict(layers=2, width=64, patch_size=8, image_size=32),
+                   text_cfg=dict(context_length=32, vocab_size=49408, width=64, heads=1, layers=1))
+
+
+def viclip_checkpoint(path: str, num_frames: int = 2, seed: int = 0, temporal: bool = True) -> dict:
+    """A ViCLIP checkpoint as InternVid publishes it (torch.save({"model": state dict}), vision_encoder.* with a
+    (1, p, p) 3-D patch embedding and a temporal embedding [1, T, width], text_encoder.* with a 32-token
+    context, temp), its towers' weights drawn by open_clip's CLIP of the same sizes (QuickGELU).
+    Returns {"path", "open_clip"}: the open_clip model holding the same weights is the reference for one frame."""
+    from open_clip.model import CLIP
+    torch.manual_seed(seed)
+    ref = CLIP(**copy.deepcopy(VICLIP_TINY)).float().eval()
+    sd = {}
+    for k, v in ref.state_dict().items():
+        if k.startswith("visual."):
+            name = "vision_encoder." + k[len("visual."):]
+            sd[name] = v.unsqueeze(2).clone() if k == "visual.conv1.weight" else v.clone()
+        elif k not in ("logit_scale", "attn_mask"):
+            sd["text_encoder." + k] = v.clone()
+    width = VICLIP_TINY["vision_cfg"]["width"]
+    sd["vision_encoder.temporal_positional_embedding"] = (torch.randn(1, num_frames, width) * 0.5 if temporal
+                                                          else torch.zeros(1, num_frames, width))
+    sd["temp"] = torch.tensor(1 / 100.0)
+    torch.save({"model": sd}, path)
+    return {"path": path, "open_clip": ref}

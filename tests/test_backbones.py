@@ -158,15 +158,53 @@ def test_hf_id_offline_names_the_download_command():
 
 # ----------------------------------------------------------------------------- everywhere
 
+def test_viclip_published_layout_matches_clip_towers_on_one_frame(tmp_path):
+    """ViCLIP's towers are CLIP's where time does not enter: its text tower (context 32) and, for a clip of
+    one frame (the temporal embedding's mean added, zero here), its video tower equal open_clip's CLIP
+    holding the same weights. (The multi-frame path was compared with InternVid's reference code on real
+    clips: see the README.)"""
+    from open_clip.tokenizer import SimpleTokenizer
+    f = bf.viclip_checkpoint(str(tmp_path / "ViClip-tiny.pth"), num_frames=2, temporal=False)
+    towers = load_towers(f["path"])
+    assert towers.family == "viclip" and towers.context_length == 32 and towers.embed_dim == 32
+    assert towers.mean == (0.485, 0.456, 0.406)
+    assert float(towers.clip.logit_scale.detach().exp()) == pytest.approx(100.0)  # 1 / temp
+    with torch.no_grad():
+        want = F.normalize(f["open_clip"].encode_text(SimpleTokenizer(context_length=32)(TEXTS)), dim=-1)
+    assert F.cosine_similarity(towers.encode_text(TEXTS), want).min() >= 0.9999
+    frames = frames_for(32)[:, :1]                                                  # clips of one frame
+    with torch.no_grad():
+        want = f["open_clip"].encode_image(reference_input(frames, towers.mean, towers.std))
+    assert F.cosine_similarity(text4vis_frames(towers, frames), want).min() >= 0.9999
+
+
+def test_viclip_frames_attend_jointly(tmp_path):
+    """The video tower sees the clip whole: each clip's embedding depends on all its frames and their order
+    (a temporal embedding), and is the same for each of its frames."""
+    f = bf.viclip_checkpoint(str(tmp_path / "ViClip-tiny.pth"), num_frames=2)
+    towers = load_towers(f["path"])
+    frames = frames_for(32)                                                          # (2 clips, 2 frames)
+    emb = text4vis_frames(towers, frames).view(2, 2, -1)
+    assert torch.equal(emb[:, 0], emb[:, 1])
+    swapped = text4vis_frames(towers, frames.flip(1)).view(2, 2, -1)
+    assert F.cosine_similarity(emb[:, 0], swapped[:, 0]).max() < 0.9999
+    other = frames.clone()
+    other[:, 1] = 255 - other[:, 1]
+    assert F.cosine_similarity(emb[:, 0], text4vis_frames(towers, other).view(2, 2, -1)[:, 0]).max() < 0.9999
+
+
 def _spec(kind: str, oc, hf, tmp_path) -> str:
-    """A private copy of the model's folder (it is deleted later in the test)."""
+    """A private copy of the model's folder or file (it is deleted later in the test)."""
+    if kind == "viclip":
+        return bf.viclip_checkpoint(str(tmp_path / "ViClip-tiny.pth"), num_frames=2)["path"]
     src = oc[kind]["dir"] if kind in oc else hf[kind]
     dst = tmp_path / "model"
     shutil.copytree(src, dst)
     return str(dst)
 
 
-@pytest.mark.parametrize("kind", ["tiny-SigLIP", "tiny-EVA02", "tiny-MetaCLIP", "clip", "siglip", "siglip2", "xclip"])
+@pytest.mark.parametrize("kind", ["tiny-SigLIP", "tiny-EVA02", "tiny-MetaCLIP", "clip", "siglip", "siglip2", "xclip",
+                                  "viclip"])
 def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_path):
     spec = _spec(kind, oc, hf, tmp_path)
     labels = str(bench["labels_csv"])
@@ -190,9 +228,9 @@ def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_pa
     best = run / "best.safetensors"
     meta, tensors = checkpoints.read_text4vis(str(best))
     assert meta["clip"]["preprocess"]["resize_mode"] in ("shortest", "squash")
-    if kind not in ("tiny-EVA02", "tiny-MetaCLIP"):    # a sentencepiece / HF tokenizer travels with the checkpoint
+    if kind not in ("tiny-EVA02", "tiny-MetaCLIP", "viclip"):   # a sentencepiece / HF tokenizer travels with it
         assert any(k.startswith("tokenizer.") for k in tensors)
-    shutil.rmtree(spec)                                   # the source is gone: the checkpoint is self-contained
+    (os.remove if os.path.isfile(spec) else shutil.rmtree)(spec)   # the source is gone: the checkpoint is self-contained
     rc, out, err = run_cli(["predict", *val, "--checkpoint", best, "--json", "--quiet", *model])
     assert rc == 0, err
     trained = [json.loads(line) for line in out.splitlines()]

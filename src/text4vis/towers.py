@@ -7,8 +7,9 @@
   * any open_clip `MODEL:PRETRAINED` pair (`ViT-B-16:laion2b_s34b_b88k`), or `MODEL:/path/file`;
   * an `hf-hub:org/repo` id, or an open_clip folder (`local-dir:/path`, or the folder itself: its
     open_clip_config.json, weights and tokenizer files; families.py: SigLIP, EVA, MetaCLIP, DFN ...);
-  * a Hugging Face transformers model (CLIPModel, SiglipModel, Siglip2Model): a `save_pretrained` folder
-    or `hf:ORG/NAME[@REV]` (hf_towers.py);
+  * a Hugging Face transformers model (CLIPModel, SiglipModel, Siglip2Model, XCLIPModel): a
+    `save_pretrained` folder or `hf:ORG/NAME[@REV]` (hf_towers.py);
+  * a published ViCLIP checkpoint (InternVid's .pth; viclip.py: a video tower replacing image tower + head);
   * a local file: an OpenAI checkpoint (TorchScript archive or plain state dict, fp16 or fp32)
     or an open_clip checkpoint with OpenAI key names. The architecture is inferred from the
     tensor shapes, as OpenAI's and open_clip's loaders do.
@@ -154,6 +155,9 @@ def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
     if cfg.get("family") == "hf":
         from . import hf_towers
         return hf_towers.build(cfg)
+    if cfg.get("family") == "viclip":
+        from . import viclip
+        return viclip.build(cfg)
     from . import families
     return families.build(cfg)
 
@@ -176,8 +180,8 @@ class Towers:
 
     @property
     def family(self) -> str:
-        """"hf" (transformers classes, hf_towers.py) or "open_clip"."""
-        return "hf" if self.config.get("family") == "hf" else "open_clip"
+        """"hf" (transformers classes, hf_towers.py), "viclip" (viclip.py) or "open_clip"."""
+        return self.config.get("family") or "open_clip"
 
     @property
     def logit_bias(self) -> float | None:
@@ -385,7 +389,11 @@ def load_towers(spec: str) -> Towers:
     if hf_towers.is_hf_spec(spec):
         return hf_towers.load(spec, Towers, hub_access)
     if os.path.isfile(spec):
-        return _from_state_dict(unwrap_state_dict(safe_load(spec), spec), spec)
+        sd = unwrap_state_dict(safe_load(spec), spec)
+        from . import viclip  # a video-native backbone's published checkpoint (ViCLIP)
+        if viclip.is_viclip(sd):
+            return viclip.from_published(sd, spec, Towers)
+        return _from_state_dict(sd, spec)
     if spec in OPENAI_NAMES:
         local = os.path.join(OPENAI_CACHE, spec.replace("/", "-") + ".pt")
         if os.path.isfile(local):
