@@ -281,3 +281,12 @@ def test_sigmoid_scores_use_the_towers_bias_and_softmax_ignores_it(oc, tmp_path)
     clip = text4vis.load(clip=f"local-dir:{oc['tiny-MetaCLIP']['dir']}", labels=["a", "b"], device="cpu", frames=2)
     with pytest.raises(WeightsError, match="not a sigmoid model"):
         clip.sigmoid_scores(frames_for(clip.input_size))
+
+
+def test_bench_towers_reports_both_towers(oc):
+    rc, out, err = run_cli(["bench", "--towers", f"local-dir:{oc['tiny-SigLIP']['dir']}", "--batch", "2", "--iters", "1",
+                            "--json"])
+    assert rc == 0, err
+    r = json.loads(out)
+    assert (r["input_size"], r["embed_dim"], r["context_length"]) == (160, 96, 32)
+    assert r["image_frames_per_s"] > 0 and r["text_prompts_per_s"] > 0 and r["device"] == "cpu"
