@@ -242,6 +242,19 @@ def test_predict_train_predict_timeline_index_export(kind, oc, hf, bench, tmp_pa
                             "--json", "--quiet", *model])
     assert rc == 0, err
     assert {t["label"] for t in json.loads(out)["top"]} <= {"dancing", "cooking", "swimming"}
+    # eval on the val list (the paper's protocol: top-1 of the trained checkpoint)
+    rc, out, err = run_cli(["eval", "--checkpoint", best, "--val-list", bench["val_list"], "--val-root", bench["root"],
+                            "--frames", "2", "--device", "cpu", "--workers", "0", "--out", tmp_path / "eval", "--quiet"])
+    assert rc == 0, err
+    results = json.load(open(tmp_path / "eval" / "results.json"))
+    assert results["num_videos"] == 2 and 0 <= results["top1"] <= 100
+    # convert into a folder (model.safetensors, config.json, README.md) that predicts as the checkpoint does
+    folder = tmp_path / "converted"
+    rc, out, err = run_cli(["convert", best, "--out", folder])
+    assert rc == 0, err
+    rc, out, err = run_cli(["predict", *val, "--checkpoint", folder, "--json", "--quiet", *model])
+    assert rc == 0, err
+    assert [json.loads(line)["top"] for line in out.splitlines()] == [r["top"] for r in trained]
     # timeline on a real clip
     rc, out, err = run_cli(["timeline", CLIP_VIDEO, "--checkpoint", best, "--window", "1", "--stride", "1", "--json",
                             "--quiet", "--frames", "2", "--device", "cpu"])
