@@ -303,3 +303,26 @@ def test_bench_towers_reports_both_towers(oc):
     r = json.loads(out)
     assert (r["input_size"], r["embed_dim"], r["context_length"]) == (160, 96, 32)
     assert r["image_frames_per_s"] > 0 and r["text_prompts_per_s"] > 0 and r["device"] == "cpu"
+
+
+@pytest.mark.parametrize("kind", ["viclip"])   # (SigLIP's served answer equalled predict's too: one server keeps it quick)
+def test_serve_answers_as_predict(kind, oc, hf, tmp_path):
+    """`text4vis serve` on a video-native backbone (a real server on 127.0.0.1) answers what `predict --json`
+    prints."""
+    import httpx
+    from serving import Server
+    spec = _spec(kind, oc, hf, tmp_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dancing\ncooking\nswimming\n")
+    server = Server(tmp_path, spec, "--labels", labels, "--frames", "2", "--decode-workers", "1").wait_ready()
+    try:
+        with open(CLIP_VIDEO, "rb") as f:
+            r = httpx.post(server.url + "/v1/predict", files={"video": ("clip.mp4", f.read())},
+                           data={"topk": "3"}, timeout=120)
+    finally:
+        server.stop()
+    assert r.status_code == 200, r.text
+    rc, out, err = run_cli(["predict", CLIP_VIDEO, "--clip", spec, "--labels", labels, "--frames", "2", "--json",
+                            "--topk", "3", "--quiet", "--device", "cpu"])
+    assert rc == 0, err
+    assert r.json()["top"] == json.loads(out)["top"]
