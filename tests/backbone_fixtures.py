@@ -167,9 +167,10 @@ def hf_models(folder: str, spm_dir: str, bpe_dir: str) -> dict[str, str]:
                                          vision_config=dict(small, num_patches=16, patch_size=8)))
     xclip = XCLIPModel(XCLIPConfig(text_config=dict(small, vocab_size=49408, max_position_embeddings=77,
                                                     eos_token_id=49407),
-                                   vision_config=dict(small, image_size=32, patch_size=8, num_frames=2),
-                                   projection_dim=24, prompt_layers=1, mit_hidden_size=24, mit_intermediate_size=48,
-                                   mit_num_hidden_layers=1, mit_num_attention_heads=2))
+                                   vision_config=dict(small, image_size=32, patch_size=8, num_frames=2,
+                                                      mit_hidden_size=24, mit_intermediate_size=48,
+                                                      mit_num_hidden_layers=1, mit_num_attention_heads=2),
+                                   projection_dim=24, prompt_layers=1, prompt_num_attention_heads=2))
     for kind, model, tok, proc in (
             ("xclip", xclip, bpe_dir, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
             ("clip", clip, bpe_dir, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),

@@ -139,8 +139,9 @@ def test_transformers_parity(kind, hf):
             patches = x.reshape(n, 3, s, p, s, p).permute(0, 2, 4, 3, 5, 1).reshape(n, s * s, p * p * 3)
             want = ref.get_image_features(pixel_values=patches, pixel_attention_mask=torch.ones(n, s * s, dtype=torch.long),
                                           spatial_shapes=torch.tensor([[s, s]] * n)).pooler_output
-        elif kind == "xclip":   # the per-frame part of get_video_features (before its `mit`)
-            want = ref.visual_projection(ref.vision_model(pixel_values=x).pooler_output)
+        elif kind == "xclip":   # get_video_features: clips of the model's 2 frames through its `mit`
+            want = ref.get_video_features(pixel_values=x.view(frames.shape)).pooler_output
+            want = want.repeat_interleave(frames.shape[1], dim=0)
         else:
             want = ref.get_image_features(pixel_values=x).pooler_output
     assert F.cosine_similarity(text4vis_frames(towers, frames), want).min() >= 0.9999

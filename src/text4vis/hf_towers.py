@@ -16,11 +16,11 @@ treat them as they treat open_clip towers. The config stored in text4vis checkpo
 "text_cfg": {context_length, width}}, and the tokenizer's files are kept with it (families.py), so a
 checkpoint loads with no network. `transformers` is imported only when such a model is loaded.
 
-X-CLIP (XCLIPModel) is read as its frame tower (vision_model + visual_projection, the per-frame part of
-get_video_features) and its text tower (get_text_features), with a text4vis temporal head on top: its
-multi-frame integration transformer (`mit`) and its video-conditioned prompt generator are not used, because
-the prompt generator makes every class's text embedding depend on the video being scored, which a frozen
-classifier [C, D] built once from the class names cannot express (the paper's recipe); see the README.
+X-CLIP (XCLIPModel) is a video tower (get_video_features: frame tower, then its multi-frame integration
+transformer `mit` over the clip's T frames, T = the model's own frame count) and its text tower
+(get_text_features). Its video-conditioned prompt generator is not used: it makes every class's text
+embedding depend on the video being scored, which a frozen classifier [C, D] built once from the class
+names cannot express (the paper's recipe); see the README.
 
 SigLIP2 (NaFlex) takes patches, not images: a square frame of side S is cut into (S/p)^2 patches in the
 processor's order, with its spatial shape and a full attention mask (what Siglip2ImageProcessor gives a
@@ -62,18 +62,34 @@ def _model_type(folder: str) -> str:
 # ----------------------------------------------------------------------------- the wrapper
 
 class HFVisual(nn.Module):
-    """The image tower: frames [N, 3, S, S] (normalised) -> image features [N, D], as get_image_features."""
+    """The image tower: frames [N, 3, S, S] (normalised) -> image features [N, D], as get_image_features.
+    With X-CLIP's `mit` it is a video tower (video_native, as viclip.VideoTower): frames [B*T, ...] and T ->
+    get_video_features of each clip, repeated for its T frames."""
 
-    def __init__(self, vision_model: nn.Module, projection: nn.Module | None, patch: int | None = None):
+    def __init__(self, vision_model: nn.Module, projection: nn.Module | None, patch: int | None = None,
+                 mit: nn.Module | None = None):
         super().__init__()
         self.vision_model = vision_model
         self.visual_projection = projection
+        self.mit = mit                          # X-CLIP's multi-frame integration transformer
+        self.video_native = mit is not None     # VideoModel passes the clip length
         self.patch = patch                      # SigLIP2: frames are cut into patches of this side
         vc = vision_model.config
         size = int(getattr(vc, "image_size", 0) or round(getattr(vc, "num_patches", 256) ** 0.5) * vc.patch_size)
         self.image_size = (size, size)          # as open_clip's towers say theirs (train reads it)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int = 1) -> torch.Tensor:
+        feats = self.frame_features(x)
+        if self.mit is None:
+            return feats
+        frames = self.mit.position_embedding.shape[1]
+        if num_frames != frames:
+            raise WeightsError(f"X-CLIP's video tower takes clips of exactly {frames} frames (its multi-frame "
+                               f"transformer's positions), not frames={num_frames}")
+        video = self.mit(feats.view(-1, num_frames, feats.shape[-1])).pooler_output      # (b, d)
+        return video.repeat_interleave(num_frames, dim=0)                                 # (b*t, d)
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.patch:                          # Siglip2: (n, 3, h, w) -> (n, nh*nw, p*p*3), as its processor
             n, c, h, w = x.shape
             p = self.patch
@@ -95,7 +111,8 @@ class HFClip(nn.Module):
         super().__init__()
         self.kind = kind
         patch = model.config.vision_config.patch_size if kind == "Siglip2Model" else None
-        self.visual = HFVisual(model.vision_model, getattr(model, "visual_projection", None), patch)
+        self.visual = HFVisual(model.vision_model, getattr(model, "visual_projection", None), patch,
+                               getattr(model, "mit", None))
         self.text_model = model.text_model
         self.text_projection = getattr(model, "text_projection", None)
         self.logit_scale = model.logit_scale
