@@ -167,6 +167,21 @@ class Recognizer:
         tops = top_labels(scores, self.labels, topk)
         return tops[0] if single else tops
 
+    def sigmoid_scores(self, frames) -> list[dict[str, float]]:
+        """Per-label independent scores of a sigmoid model (SigLIP): sigmoid(scale x cosine + bias) with the
+        towers' pretrained logit_scale and logit_bias, one {label: score} per video (frames as in
+        `encode_video`). Labels do not compete (several may be near 1, or none), unlike `classify`'s softmax.
+        Meaningful zero-shot (the towers' calibration); a model fine-tuned with a softmax loss keeps the
+        bias but not that calibration. WeightsError for models without a logit bias (CLIP)."""
+        from .families import sigmoid_scores
+        bias = self.towers.logit_bias if self.towers is not None else None
+        if bias is None:
+            raise WeightsError(f"{self.source}: not a sigmoid model (no logit_bias: CLIP is trained with a softmax); "
+                               f"use classify() for scores over the label set")
+        scale = float(self.towers.clip.logit_scale.detach().flatten()[0].exp())
+        scores = sigmoid_scores(self.encode_video(frames), self.model.classifier, scale, bias)
+        return [{label: round(float(v), 6) for label, v in zip(self.labels, row)} for row in scores]
+
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
                 progress: bool = False, with_embedding: bool = False) -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or

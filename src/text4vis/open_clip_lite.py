@@ -149,12 +149,13 @@ def _private_model() -> types.ModuleType | None:
         return mod
 
 
-def clip_class(cfg: dict[str, Any]) -> type:
-    """The open_clip class that builds `cfg` (CLIP or CustomTextCLIP keyword arguments)."""
+def clip_class(cfg: dict[str, Any], custom_text: bool = False) -> type:
+    """The open_clip class that builds `cfg` (CLIP or CustomTextCLIP keyword arguments): CustomTextCLIP
+    for `custom_text` configs and Hugging Face text towers, as open_clip's factory chooses."""
     text, vision = cfg.get("text_cfg", {}) or {}, cfg.get("vision_cfg", {}) or {}
-    if "hf_model_name" in text:
-        return submodule("model").CustomTextCLIP
-    if "open_clip.model" in sys.modules or "timm_model_name" in vision:
-        return submodule("model").CLIP
-    lite = _private_model()
-    return (lite or submodule("model")).CLIP
+    hf_text = "hf_model_name" in text
+    if hf_text or "timm_model_name" in vision or "open_clip.model" in sys.modules:
+        module = submodule("model")
+    else:
+        module = _private_model() or submodule("model")
+    return module.CustomTextCLIP if custom_text or hf_text else module.CLIP

@@ -55,6 +55,9 @@ def add_bench(sub) -> None:
     p.add_argument("--startup", nargs="?", const="tiny,ViT-B/16", metavar="MODELS",
                    help="start-up of `predict` in fresh processes: interpreter, import, model load, first result, "
                         "wall and CPU seconds, for random-weight models: tiny and/or ViT-B/16 (default both)")
+    p.add_argument("--towers", metavar="ARCH",
+                   help="throughput of one backbone's image and text towers: an open_clip architecture (random "
+                        "weights: ViT-B-16, ViT-B-16-SigLIP, EVA02-B-16 ...) or a --clip value (bench_towers.py)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
@@ -78,6 +81,12 @@ def cmd_bench(args) -> int:
     from ..errors import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
+    if args.towers:
+        from ..bench_towers import bench_towers
+        result = bench_towers(args.towers, batch=args.batch, iters=args.iters,
+                              device="cpu" if args.device == "auto" else args.device)
+        print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
     if args.timeline:
         from ..api import load
         from ..timeline import bench_timeline

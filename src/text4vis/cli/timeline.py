@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import UsageError
+from ..onnx_runtime import RUNTIMES
 from .common import add_model_args
 
 EXAMPLES_TIMELINE = """examples:
