@@ -141,7 +141,9 @@ def test_file_windows_equal_timeline_vfr_rotated(rec):
     events = list(rec.watch(path, window=2, stride=1, topk=3))
     assert_same_windows(windows_of(events), record)
     segs = [e for e in events if e.get("event") == "segment" and "end" in e]
-    assert [{k: s[k] for k in ("label", "start", "end", "score")} for s in segs] == record["segments"]
+    assert [(s["label"], s["start"], s["end"]) for s in segs] == \
+        [(s["label"], s["start"], s["end"]) for s in record["segments"]]
+    assert np.allclose([s["score"] for s in segs], [s["score"] for s in record["segments"]], atol=1e-4)
     summary = events[-1]
     assert summary["event"] == "summary" and summary["dropped"] == 0 and summary["windows"] == len(record["windows"])
 
@@ -193,7 +195,7 @@ def test_cli_file_fast_realtime_and_stdin_equal_timeline(clip, rec, arm_ts):
 
 def test_udp_live_equals_timeline_on_recorded_copy(clip, rec, arm_ts):
     port = wb.free_udp_port()
-    proc = run_watch(clip, wb.udp_url(port), "--window", "2", "--stride", "1", "--stall-timeout", "2",
+    proc = run_watch(clip, wb.udp_url(port), "--window", "2", "--stride", "1", "--stall-timeout", "3",
                      "--no-reconnect")
     try:
         assert wb.wait_bound(port, 90), "the watcher never bound its UDP port"
@@ -216,3 +218,189 @@ def test_udp_live_equals_timeline_on_recorded_copy(clip, rec, arm_ts):
     kinds = [e["event"] for e in events if "event" in e]
     assert kinds[0] == "opened" and "stall" in kinds and kinds[-1] == "summary"
     assert [s for s in events if s.get("event") == "stall"][0]["final"] is True
+
+
+# ----------------------------------------------------------------------------- alerts, webhook, clips
+
+PLAN = [("red", 3.0), ("green", 3.0), ("red", 3.0), ("blue", 2.0)]  # two red episodes
+
+
+class Hook(BaseHTTPRequestHandler):
+    """Records POSTed JSON; answers 500 to the first request (the sender must retry)."""
+    received: list = []
+    calls = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).calls += 1
+        if type(self).calls == 1:
+            self.send_response(500)
+            self.end_headers()
+            return
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hook_server():
+    Hook.received, Hook.calls = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def colours(clip, tmp_path_factory):
+    """A colour stream (red, green, red, blue) as MPEG-TS, a classifier of colour prototypes (each row the
+    window embedding of a reference clip of that colour, as test_timeline builds them) and an alert
+    classifier holding the red row alone."""
+    from text4vis.classifiers import Classifier, save_classifier
+    from conftest import write_video
+    d = tmp_path_factory.mktemp("colours")
+    r = text4vis.load(clip=clip, labels=list(COLOURS), device="cpu")
+    rows = []
+    for k, name in enumerate(COLOURS):
+        path = str(d / f"{name}.mp4")
+        write_video(path, colour_clip(name, 3.0, seed=100 + k), fps=10)
+        rows.append(torch.from_numpy(r.embed_windows(path, window=2, stride=1)["windows"][0]["embedding"]))
+    cls = Classifier(torch.stack(rows), list(COLOURS), {"type": "prototypes"})
+    save_classifier(cls, str(d / "colours.safetensors"))
+    save_classifier(Classifier(rows[0][None], ["red"], {"type": "prototypes"}), str(d / "red.safetensors"))
+    frames = np.concatenate([colour_clip(name, secs, seed=k) for k, (name, secs) in enumerate(PLAN)])
+    ts = wb.make_ts(None, str(d / "colours.ts"), fps=10, frames=frames)
+    r.set_classifier(cls)
+    emb = r.embed_windows(ts, window=2, stride=1)["windows"]
+    red = rows[0].numpy() / np.linalg.norm(rows[0].numpy())
+    sims = {(w["start"], w["end"]): float(w["embedding"] @ red) for w in emb}
+    pure_red = [v for (s, e), v in sims.items() if e <= 3 or (6 <= s and e <= 9)]
+    not_red = [v for (s, e), v in sims.items() if (3 <= s and e <= 6) or s >= 9]
+    assert min(pure_red) > max(not_red), "the red prototype must be unmistakable"
+    threshold = (min(pure_red) + max(not_red)) / 2
+    return {"rec": r, "ts": ts, "classifier": str(d / "colours.safetensors"), "red": str(d / "red.safetensors"),
+            "threshold": threshold}
+
+
+def test_alerts_once_per_episode_webhook_and_clips(clip, colours, hook_server, tmp_path):
+    clips = str(tmp_path / "clips")
+    code, events, err = finish(run_watch(clip, colours["ts"], "--classifier", colours["classifier"],
+                                         "--alert-classifier", colours["red"],
+                                         "--alert-score", f"{colours['threshold']:.6f}", "--alert-for", "1",
+                                         "--window", "2", "--stride", "1", "--webhook", hook_server,
+                                         "--clips", clips))
+    assert code == 0, err
+    alerts_seen = [e for e in events if e.get("event") == "alert"]
+    assert len(alerts_seen) == 2  # one per red episode, although several windows of each score above
+    assert all(a["query"] == "red" and a["score"] >= colours["threshold"] for a in alerts_seen)
+    assert alerts_seen[0]["end"] <= 4.0 and 6.0 <= alerts_seen[1]["start"] <= alerts_seen[1]["end"] <= 10.0
+    # --alert-for 1: the alert comes with the second window above the score, not the first
+    above = [w for w in windows_of(events) if w["alerts"]["red"] >= colours["threshold"]]
+    assert alerts_seen[0]["end"] == above[0]["end"] + 1.0
+    # segments online = timeline's segments of the same stream
+    record = colours["rec"].timeline(colours["ts"], window=2, stride=1)
+    segs = [{k: e[k] for k in ("label", "start", "end", "score")} for e in events
+            if e.get("event") == "segment" and "end" in e]
+    assert [s["label"] for s in segs] == ["red", "green", "red", "blue"]
+    assert [(s["label"], s["start"], s["end"]) for s in segs] == \
+        [(s["label"], s["start"], s["end"]) for s in record["segments"]]
+    assert np.allclose([s["score"] for s in segs], [s["score"] for s in record["segments"]], atol=1e-4)
+    # the webhook got every alert and segment event (the first POST failed and was retried)
+    deadline = time.time() + 20
+    want = [e for e in events if e.get("event") in ("alert", "segment")]
+    while len(Hook.received) < len(want) and time.time() < deadline:
+        time.sleep(0.05)
+    assert Hook.calls == len(want) + 1 and Hook.received == want
+    # a clip per alert: H.264 packets as they were sent, from a keyframe, covering the alert's window
+    saved = [e for e in events if e.get("event") == "clip"]
+    assert sorted(e["path"] for e in saved) == sorted(a["clip"] for a in alerts_seen)
+    for a in alerts_seen:
+        with av.open(a["clip"]) as c:
+            s = c.streams.video[0]
+            assert s.codec_context.name == "h264"
+            frames = [f for f in c.decode(s)]
+            span = len(frames) / 10.0
+        assert span >= (a["end"] - a["start"]) and span <= a["end"] - a["start"] + 5.0 + 3.0 + 1.0
+
+
+def test_sentence_alerts_score_by_cosine(rec, arm_ts):
+    """A sentence alert's score is the cosine of the window embedding with the text tower's embedding."""
+    events = list(rec.watch(arm_ts, window=2, stride=1, alerts=["two people arm wrestling"], alert_score=-1.0))
+    wins = windows_of(events)
+    emb = rec.embed_windows(arm_ts, window=2, stride=1)["windows"]
+    text = rec.towers.encode_text(["two people arm wrestling"]).float()[0].numpy()
+    text /= np.linalg.norm(text)
+    for w, e in zip(wins, emb):
+        assert w["alerts"]["two people arm wrestling"] == pytest.approx(float(e["embedding"] @ text), abs=1e-4)
+    assert [e["event"] for e in events if e.get("event") == "alert"] == ["alert"]  # never below: one episode
+
+
+# ----------------------------------------------------------------------------- streams fail, the watcher does not
+
+def test_reconnect_after_restart_then_sigint(clip, arm_ts):
+    port = wb.free_udp_port()
+    proc = run_watch(clip, wb.udp_url(port), "--window", "2", "--stride", "1", "--stall-timeout", "1")
+    senders = []
+    try:
+        assert wb.wait_bound(port, 90)
+        senders.append(wb.UdpSender(arm_ts, port))
+        senders[0].start()
+        assert wait_for(proc, lambda e: e.get("event") == "stall", 40), proc.lines
+        senders.append(wb.UdpSender(arm_ts, port, repeat=3))  # the source comes back (timestamps restart)
+        senders[1].start()
+        assert wait_for(proc, lambda e: e.get("event") == "reconnected", 40), proc.lines
+        first = wait_for(proc, lambda e: "event" not in e and e["start"] >= 6.0, 40)
+        assert first is not None, proc.lines
+        code, events, err = finish(proc, signal.SIGINT)  # mid-stream
+    finally:
+        for s in senders:
+            s.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0 and "Traceback" not in err, err
+    kinds = [e.get("event") for e in events if "event" in e]
+    assert kinds[0] == "opened" and "stall" in kinds and "reconnected" in kinds
+    stall = next(e for e in events if e.get("event") == "stall")
+    assert stall["reconnect_in"] > 0 and stall["attempt"] == 1
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["epochs"] >= 2
+    starts = [w["start"] for w in windows_of(events)]
+    assert starts == sorted(starts) and starts[0] == 0.0  # times go on after the reconnect
+    closed = [e for e in events if e.get("event") == "segment" and "end" in e]
+    assert closed and closed[-1]["end"] >= first["end"]  # the last segment closed on SIGINT
+
+
+def test_broken_sources_one_event_each(clip, arm_ts, tmp_path):
+    """Three sources in one process: one that never sends, one that stalls, garbage on stdin."""
+    silent, stalling = wb.free_udp_port(), wb.free_udp_port()
+    garbage = tmp_path / "garbage.ts"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    with open(garbage, "rb") as f:
+        proc = run_watch(clip, wb.udp_url(silent), wb.udp_url(stalling), "-", "--window", "2", "--stride", "1",
+                         "--stall-timeout", "1.5", "--no-reconnect", stdin=f)
+    sender = wb.UdpSender(arm_ts, stalling)
+    try:
+        assert wb.wait_bound(stalling, 90)
+        sender.start()
+        time.sleep(2.5)
+        sender.stop()  # it stalls after about 2.5 s
+        code, events, err = finish(proc, timeout=60)
+    finally:
+        sender.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1 and "Traceback" not in err, err  # two sources failed for good
+    by = {}
+    for e in events:
+        if "event" in e and e["event"] not in ("summary", "segment"):
+            by.setdefault(e["source"], []).append(e)
+    assert [e["event"] for e in by[wb.udp_url(silent)]] == ["error"]
+    assert "no data for 1.5 s" in by[wb.udp_url(silent)][0]["error"]
+    assert [e["event"] for e in by[wb.udp_url(stalling)]] == ["opened", "stall"]
+    assert windows_of(events, wb.udp_url(stalling))
+    assert [e["event"] for e in by["-"]] == ["error"]
