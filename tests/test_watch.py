@@ -173,6 +173,51 @@ def test_hysteresis_once_per_episode():
     assert fired == [False, False, True, False, False, False, False, False, True, False]
 
 
+def test_pts_wrap_and_restart_in_one_stream(rec, arm_ts, tmp_path):
+    """MPEG-TS timestamps wrap at 2**33; a stream whose timestamps start again (the same stream twice, back to
+    back) is a new epoch whose times go on after the first one's end."""
+    from text4vis.watch.sources import Epoch
+    ep = Epoch(0.0, None)
+    base = 1 / 90000
+    assert ep.seconds(2 ** 33 - 9000, base) == 0.0
+    assert ep.seconds(9000, base) == pytest.approx(0.2)  # wrapped: 0.2 s later, not 95443 s earlier
+    twice = tmp_path / "twice.ts"
+    twice.write_bytes(open(arm_ts, "rb").read() * 2)
+    events = list(rec.watch(str(twice), window=2, stride=1))
+    assert [e["event"] for e in events if e.get("event") == "restarted"] == ["restarted"]
+    wins = windows_of(events)
+    first = rec.timeline(arm_ts, window=2, stride=1)["windows"]
+    assert [(w["start"], w["end"]) for w in wins[:len(first)]] == [(w["start"], w["end"]) for w in first]
+    second = wins[len(first):]
+    assert len(second) == len(first) and second[0]["start"] >= 5.0  # after the first epoch's end
+    assert np.allclose([w["end"] - w["start"] for w in second], [w["end"] - w["start"] for w in first])
+    assert events[-1]["epochs"] == 2
+
+
+def test_memory_bounded_over_many_windows():
+    """The ring holds about one window of frames and the segment state a few windows, whatever the length."""
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    peaks = []
+    for seconds in (10, 120):
+        w = ww.Windower(2.0, 1.0, 2, 8)
+        seg = ws.OnlineSegments(["a", "b"], 0.0, 2)
+        for i in range(seconds * 10):
+            for win in w.add(i / 10, rgb, 0.0):
+                seg.add(win.start, win.end, np.array([0.6, 0.4]) if (win.k // 7) % 2 else np.array([0.3, 0.7]))
+        peaks.append((w.peak, len(seg.buf), len(w.steps)))
+    assert peaks[0] == peaks[1] and peaks[0][0] <= 22
+
+
+def test_breaking_the_loop_closes_the_source(rec, arm_ts):
+    w = rec.watch(arm_ts, window=2, stride=1, realtime=True)
+    for event in w:
+        if "event" not in event:
+            break
+    src = w.sources[0]
+    src.join(timeout=10)
+    assert src.stop_event.is_set() and not src.is_alive()
+
+
 # ----------------------------------------------------------------------------- live sources, CLI
 
 def test_cli_file_fast_realtime_and_stdin_equal_timeline(clip, rec, arm_ts):

@@ -162,3 +162,102 @@ def wait_bound(port: int, timeout: float = 60.0) -> bool:
 
 def udp_url(port: int) -> str:
     return f"udp://127.0.0.1:{port}?localaddr=127.0.0.1"
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+def _proc_stat(pid: int) -> tuple[float, float]:
+    """(CPU seconds used by process `pid`, its RSS in MB), from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    return cpu, rss
+
+
+def _quantiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "max": None}
+    a = np.asarray(values)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p95": round(float(np.percentile(a, 95)), 3),
+            "max": round(float(a.max()), 3)}
+
+
+def bench_watch(model_args: list[str], sources: int = 1, seconds: float = 120.0, video_path: str | None = None,
+                fps: int = 10, window: float = 2.0, stride: float = 1.0, watch_args: list[str] | None = None,
+                width: int = 320) -> dict:
+    """Run `text4vis watch` on `sources` MPEG-TS streams sent over UDP on 127.0.0.1 at real pace for `seconds`
+    (H.264 at `fps`, made from `video_path` or a generated clip). Latency of a window = wall time its line was
+    read from the watcher's stdout minus wall time the window's last frame was sent. Also: dropped windows,
+    the watcher's CPU share (CPU seconds / wall seconds; 1.0 = one core fully busy) and RSS over the run."""
+    from ..bench import make_test_clip
+    with tempfile.TemporaryDirectory(prefix="text4vis-bench-watch-") as tmp:
+        src = video_path or make_test_clip(tmp, seconds=10.0)["video"]
+        ts = make_ts(src, os.path.join(tmp, "stream.ts"), fps=fps, seconds=seconds, width=width)
+        sched = ts_schedule(ts)
+        pts0 = min(p for _, _, p in sched)
+        frame_times = sorted(((p - pts0) / 90000.0, p) for _, _, p in sched)  # MPEG-TS: 90 kHz
+        ports = [free_udp_port() for _ in range(sources)]
+        urls = [udp_url(p) for p in ports]
+        cmd = [sys.executable, "-m", "text4vis", "watch", *urls, "--json", "--window", str(window), "--stride",
+               str(stride), "--stall-timeout", "5", "--no-reconnect", *model_args, *(watch_args or [])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[tuple[float, str]] = []
+
+        def read():
+            for line in proc.stdout:
+                lines.append((time.time(), line))
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            for p in ports:
+                if not wait_bound(p, 300):
+                    raise RuntimeError(f"text4vis watch did not open udp port {p}: {proc.stderr.read()[-500:]}")
+            cpu0, rss0 = _proc_stat(proc.pid)
+            wall0 = time.time()
+            senders = [UdpSender(ts, p) for p in ports]
+            for s in senders:
+                s.start()
+            rss_series = []
+            while not all(s.finished.is_set() for s in senders):
+                time.sleep(1.0)
+                rss_series.append(round(_proc_stat(proc.pid)[1], 1))
+            time.sleep(min(3.0, window + 1.0))  # the last windows
+            cpu1, rss1 = _proc_stat(proc.pid)
+            wall1 = time.time()
+            proc.send_signal(2)  # SIGINT: a clean stop
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        reader.join(timeout=10)
+        events = [(t, json.loads(line)) for t, line in lines]
+    latencies, first_min, last_min, per_source = [], [], [], {}
+    dropped = {}
+    t_list = [t for t, _ in frame_times]
+    for printed, ev in events:
+        if ev.get("event") == "summary":
+            dropped[ev["source"]] = ev["dropped"]
+        if "event" in ev or ev["end"] - ev["start"] < window - 1e-6:
+            continue  # events, and the tail window cut when the stream stops (it ends with the stall, not a frame)
+        i = urls.index(ev["source"])
+        j = int(np.searchsorted(t_list, ev["end"] - 1e-9, "left")) - 1  # the window's last frame
+        sent = senders[i].sent.get(frame_times[j][1]) if j >= 0 else None
+        if sent is None:
+            continue
+        lat = printed - sent
+        latencies.append(lat)
+        per_source.setdefault(ev["source"], []).append(lat)
+        if ev["end"] <= 60:
+            first_min.append(lat)
+        if ev["end"] > seconds - 60:
+            last_min.append(lat)
+    return {"sources": sources, "seconds": seconds, "fps": fps, "window": window, "stride": stride,
+            "windows": len(latencies), "latency_s": _quantiles(latencies),
+            "latency_first_minute_s": _quantiles(first_min), "latency_last_minute_s": _quantiles(last_min),
+            "dropped_windows": sum(dropped.values()), "cpu_share": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+            "cpus": os.cpu_count(), "rss_mb_start": round(rss0, 1), "rss_mb_end": round(rss1, 1),
+            "rss_mb_max_during": max(rss_series) if rss_series else None,
+            "load_avg": [round(x, 2) for x in os.getloadavg()], "exit_code": proc.returncode}

@@ -7,7 +7,7 @@ is reopened with exponential backoff when reconnecting is on (the default for ne
 each step an event. Times are seconds since the first frame of the source: within one connection from
 the frames' PTS (33-bit MPEG-TS wrap-around undone); a restart (a new connection, or timestamps that
 jump back or leap forward) starts a new epoch whose times go on from the wall-clock time elapsed since
-the first frame, and whose windows start again at its first frame.
+the first frame (never before the previous epoch's end), and whose windows start again at its first frame.
 """
 from __future__ import annotations
 
@@ -100,6 +100,7 @@ class Source(threading.Thread):
         self.lock = threading.Lock()
         self._stream = None
         self._progress = 0.0
+        self.stream_end = 0.0                   # end of the last epoch, seconds since the first frame
 
     # -- the thread ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -214,7 +215,8 @@ class Source(threading.Thread):
     # -- frames -> windows --------------------------------------------------------------------------
     def _new_epoch(self) -> None:
         now = time.time()
-        offset = 0.0 if self.first_wall is None else round(now - self.first_wall, 3)
+        # the wall-clock time since the first frame, and never before the end of the previous epoch
+        offset = 0.0 if self.first_wall is None else max(round(now - self.first_wall, 3), self.stream_end)
         self.epoch = Epoch(offset, Windower(self.opt.window, self.opt.stride, self.num_frames, self.input_size))
         self.epochs += 1
 
@@ -223,6 +225,8 @@ class Source(threading.Thread):
         if ep is None:
             return
         self._hand(ep, ep.windower.finish(time.time()))
+        if ep.windower.last_t is not None:
+            self.stream_end = round(ep.offset + ep.windower.duration(), 6)
         self.peak_frames = max(self.peak_frames, ep.windower.peak)
         self._save_clips(final=True)
         self.inbox.control(self.index, {"kind": "epoch_end"})
