@@ -42,6 +42,8 @@ def cmd_watch(args) -> int:
         check_output(args.clips, "--clips", folder=True)
     if args.webhook and not args.webhook.startswith(("http://", "https://")):
         raise UsageError(f"--webhook {args.webhook}: an http:// or https:// URL")
+    from ..watch.runner import check_sources
+    check_sources(args.sources)  # before the model loads
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
                classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
     w = watch(rec, args.sources, alerts=args.alert or (), alert_classifier=args.alert_classifier,

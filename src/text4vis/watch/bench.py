@@ -260,4 +260,6 @@ def bench_watch(model_args: list[str], sources: int = 1, seconds: float = 120.0,
             "dropped_windows": sum(dropped.values()), "cpu_share": round((cpu1 - cpu0) / (wall1 - wall0), 3),
             "cpus": os.cpu_count(), "rss_mb_start": round(rss0, 1), "rss_mb_end": round(rss1, 1),
             "rss_mb_max_during": max(rss_series) if rss_series else None,
+            "rss_mb_each_tenth": [rss_series[min(len(rss_series) - 1, len(rss_series) * i // 10)]
+                                  for i in range(1, 11)] if rss_series else [],
             "load_avg": [round(x, 2) for x in os.getloadavg()], "exit_code": proc.returncode}

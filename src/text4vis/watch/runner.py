@@ -33,6 +33,12 @@ def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def top_k(scores: np.ndarray, labels: list[str], k: int) -> list[dict]:
+    """A window's top-k, as `timeline.timeline` writes them (best first, ties: the lower class id first)."""
+    best = np.argsort(-scores, kind="stable")[:k]
+    return [{"label": labels[j], "score": round(float(scores[j]), 6)} for j in best]
+
+
 class Inbox:
     """Windows, events and controls of all sources, in the order they happened; at most `capacity`
     windows (the oldest dropped for live sources, producers of files wait)."""
@@ -83,6 +89,21 @@ class Inbox:
             return out
 
 
+def check_sources(names) -> list:
+    """The sources as `sources.Spec`s; UsageError for an empty list, stdin twice, or a path that is no file."""
+    names = [names] if isinstance(names, (str, os.PathLike)) else list(names)
+    if not names:
+        raise UsageError("sources=[]: give at least one source (a URL, a device, '-' for stdin, or a file)")
+    specs = [parse_source(os.fspath(s)) for s in names]
+    if sum(s.kind == "stdin" for s in specs) > 1:
+        raise UsageError("sources: '-' (stdin) can be given once")
+    for s in specs:
+        if s.kind == "file" and not os.path.exists(s.target):
+            raise UsageError(f"sources={s.name!r}: no such file, and not a URL (rtsp://, udp://, http://, ...), "
+                             f"a device (/dev/video0, webcam:0) or '-'")
+    return specs
+
+
 class Watch:
     """Iterate for the events of the sources (dicts, see the README); `stop()` (any thread, e.g. a signal
     handler) ends the iteration cleanly: sources closed, the open segments closed, one "summary" event
@@ -92,16 +113,7 @@ class Watch:
         from ..timeline import _num_frames
         self.rec, self.opt = recognizer, options or WatchOptions()
         self.opt.check()
-        names = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
-        if not names:
-            raise UsageError("sources=[]: give at least one source (a URL, a device, '-' for stdin, or a file)")
-        self.specs = [parse_source(os.fspath(s)) for s in names]
-        if sum(s.kind == "stdin" for s in self.specs) > 1:
-            raise UsageError("sources: '-' (stdin) can be given once")
-        for s in self.specs:
-            if s.kind == "file" and not os.path.exists(s.target):
-                raise UsageError(f"sources={s.name!r}: no such file, and not a URL (rtsp://, udp://, http://, ...), "
-                                 f"a device (/dev/video0, webcam:0) or '-'")
+        self.specs = check_sources(sources)
         self.num_frames = _num_frames(recognizer, self.opt.frames)
         if self.opt.clips:
             os.makedirs(self.opt.clips, exist_ok=True)
@@ -195,7 +207,6 @@ class Watch:
             if self.alert_matrix.shape[1] != emb.shape[1]:
                 alerts_mod.check_dim(self.opt.alerts, emb.shape[1])
             alert_scores = (emb @ self.alert_matrix.t()).numpy()
-        from ..api import _top
         k = min(opt.topk, len(rec.labels))
         for row, (index, item) in enumerate(batch):
             src = self.sources[index]
@@ -203,7 +214,7 @@ class Watch:
             self.windows += 1
             start, end, wall0 = item["start"], item["end"], item["wall0"]
             record = {"source": src.spec.name, "start": start, "end": end, "time": iso(wall0 + end),
-                      "top": _top(scores[row], rec.labels, k),
+                      "top": top_k(scores[row].numpy(), rec.labels, k),
                       "latency": round(time.time() - item["arrival"], 3), "dropped": self.inbox.dropped[index]}
             if alert_scores is not None:
                 record["alerts"] = {a.query: round(float(v), 4) for a, v in zip(opt.alerts, alert_scores[row])}

@@ -49,7 +49,7 @@ def parse_source(text: str) -> Spec:
         return Spec(text, f"/dev/video{n}" if m else text, "device", "v4l2")
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in NETWORK:
-        options = {"overrun_nonfatal": "1", "fifo_size": "100000"} if scheme == "udp" else {}
+        options = {"overrun_nonfatal": "1"} if scheme == "udp" else {}
         if scheme in ("rtsp", "rtsps"):
             options["rtsp_transport"] = "tcp"
         return Spec(text, text, "network", None, options)
