@@ -220,49 +220,20 @@ def test_breaking_the_loop_closes_the_source(rec, arm_ts):
 
 # ----------------------------------------------------------------------------- live sources, CLI
 
-def test_cli_file_fast_realtime_and_stdin_equal_timeline(clip, rec, arm_ts):
+def test_stdin_and_realtime_equal_timeline(clip, rec, arm_ts):
     record = rec.timeline(arm_ts, window=2, stride=1, topk=5)
-    with open(arm_ts, "rb") as f:
-        piped = run_watch(clip, "-", "--window", "2", "--stride", "1", stdin=f)
-        code, events, err = finish(piped)
+    with open(arm_ts, "rb") as f:  # the command line, an MPEG-TS byte stream on stdin
+        code, events, err = finish(run_watch(clip, "-", "--window", "2", "--stride", "1", stdin=f))
     assert code == 0, err
     assert_same_windows(windows_of(events), record)
     assert events[0]["event"] == "opened" and events[-1]["event"] == "summary"
     t0 = time.time()
-    code, events, err = finish(run_watch(clip, arm_ts, "--window", "2", "--stride", "1", "--realtime"))
-    assert code == 0, err
-    assert time.time() - t0 >= 5.0  # 5 s of video at its own pace
+    events = list(rec.watch(arm_ts, window=2, stride=1, realtime=True))  # the file at its own pace
+    assert time.time() - t0 >= 4.9  # the last of 50 frames at 10 fps is due 4.9 s after the first
     live = windows_of(events)
     assert_same_windows(live, record)
     for w in live:  # the ISO wall-clock time of each window's end
         assert w["time"].endswith("+00:00") and 0 <= w["latency"] < 30
-
-
-def test_udp_live_equals_timeline_on_recorded_copy(clip, rec, arm_ts):
-    port = wb.free_udp_port()
-    proc = run_watch(clip, wb.udp_url(port), "--window", "2", "--stride", "1", "--stall-timeout", "3",
-                     "--no-reconnect")
-    try:
-        assert wb.wait_bound(port, 90), "the watcher never bound its UDP port"
-        sender = wb.UdpSender(arm_ts, port)
-        sender.start()
-        sender.finished.wait(30)
-        code, events, err = finish(proc, timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert code == 0, err
-    record = rec.timeline(arm_ts, window=2, stride=1, topk=5)
-    live = windows_of(events)
-    assert len(live) == len(record["windows"]) and live[-1]["dropped"] == 0, events
-    # The one intentional difference: a stream that stops keeps its last frames in the MPEG-TS demuxer (a
-    # PES ends when the next begins), so the live tail window ends a frame or two earlier than the file's.
-    assert_same_windows(live[:-1], {"windows": record["windows"][:-1]})
-    assert live[-1]["start"] == record["windows"][-1]["start"]
-    assert record["windows"][-1]["end"] - 0.35 <= live[-1]["end"] <= record["windows"][-1]["end"]
-    kinds = [e["event"] for e in events if "event" in e]
-    assert kinds[0] == "opened" and "stall" in kinds and kinds[-1] == "summary"
-    assert [s for s in events if s.get("event") == "stall"][0]["final"] is True
 
 
 # ----------------------------------------------------------------------------- alerts, webhook, clips
@@ -420,32 +391,56 @@ def test_reconnect_after_restart_then_sigint(clip, arm_ts):
     assert closed and closed[-1]["end"] >= first["end"]  # the last segment closed on SIGINT
 
 
-def test_broken_sources_one_event_each(clip, arm_ts, tmp_path):
-    """Three sources in one process: one that never sends, one that stalls, garbage on stdin."""
-    silent, stalling = wb.free_udp_port(), wb.free_udp_port()
+def test_udp_live_equals_timeline_and_broken_sources(clip, rec, arm_ts, tmp_path):
+    """Three sources in one process: a UDP stream sent at its real pace that then stops (its windows are
+    timeline's on the recorded copy; then one stall line), a UDP port that never gets anything (one error
+    line), garbage on stdin (one error line). No traceback; exit 1 (two sources failed for good)."""
+    silent, live = wb.free_udp_port(), wb.free_udp_port()
     garbage = tmp_path / "garbage.ts"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
     with open(garbage, "rb") as f:
-        proc = run_watch(clip, wb.udp_url(silent), wb.udp_url(stalling), "-", "--window", "2", "--stride", "1",
-                         "--stall-timeout", "1.5", "--no-reconnect", stdin=f)
-    sender = wb.UdpSender(arm_ts, stalling)
+        proc = run_watch(clip, wb.udp_url(silent), wb.udp_url(live), "-", "--window", "2", "--stride", "1",
+                         "--stall-timeout", "3", "--no-reconnect", stdin=f)
+    sender = wb.UdpSender(arm_ts, live)
     try:
-        assert wb.wait_bound(stalling, 90)
+        assert wb.wait_bound(live, 90), "the watcher never bound its UDP port"
         sender.start()
-        time.sleep(2.5)
-        sender.stop()  # it stalls after about 2.5 s
+        sender.finished.wait(30)
         code, events, err = finish(proc, timeout=60)
     finally:
         sender.stop()
         if proc.poll() is None:
             proc.kill()
-    assert code == 1 and "Traceback" not in err, err  # two sources failed for good
+    assert code == 1 and "Traceback" not in err, err
     by = {}
     for e in events:
         if "event" in e and e["event"] not in ("summary", "segment"):
             by.setdefault(e["source"], []).append(e)
     assert [e["event"] for e in by[wb.udp_url(silent)]] == ["error"]
-    assert "no data for 1.5 s" in by[wb.udp_url(silent)][0]["error"]
-    assert [e["event"] for e in by[wb.udp_url(stalling)]] == ["opened", "stall"]
-    assert windows_of(events, wb.udp_url(stalling))
+    assert "no data for 3 s" in by[wb.udp_url(silent)][0]["error"]
     assert [e["event"] for e in by["-"]] == ["error"]
+    assert [e["event"] for e in by[wb.udp_url(live)]] == ["opened", "stall"]
+    assert by[wb.udp_url(live)][1]["final"] is True
+    record = rec.timeline(arm_ts, window=2, stride=1, topk=5)
+    got = windows_of(events, wb.udp_url(live))
+    assert len(got) == len(record["windows"]) and got[-1]["dropped"] == 0, events
+    # The one intentional difference: a stream that stops keeps its last frames in the MPEG-TS demuxer (a
+    # PES ends when the next begins), so the live tail window ends a frame or two earlier than the file's.
+    assert_same_windows(got[:-1], {"windows": record["windows"][:-1]})
+    assert got[-1]["start"] == record["windows"][-1]["start"]
+    assert record["windows"][-1]["end"] - 0.35 <= got[-1]["end"] <= record["windows"][-1]["end"]
+
+
+def test_terminal_view_lines_off_a_terminal():
+    import io
+    from text4vis.watch.sinks import TerminalView
+    out = io.StringIO()
+    view = TerminalView(out)
+    view({"source": "cam", "start": 0.0, "end": 2.0, "top": [{"label": "red", "score": 0.9}], "latency": 0.1,
+          "dropped": 0})  # a window: only the status line on a terminal, nothing here
+    view({"source": "cam", "event": "segment", "label": "red", "start": 0.0, "end": 4.5, "score": 0.87})
+    view({"source": "cam", "event": "alert", "query": "red", "score": 0.95, "start": 1.0, "end": 3.0})
+    view({"source": "cam", "event": "stall", "reason": "cam: no data for 10 s", "reconnect_in": 0.5})
+    assert out.getvalue().splitlines() == [
+        "cam       0.0 -      4.5 s  red  87.0%", "cam  ALERT 'red'  score 0.950  at 1.0-3.0 s",
+        "cam  stall: cam: no data for 10 s"]

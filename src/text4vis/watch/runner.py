@@ -222,6 +222,7 @@ class Watch:
             for ev in self.segs[index].add(start, end, scores[row].numpy()):
                 yield self._segment_event(index, ev)
             if alert_scores is None:
+                src.done_windows += 1
                 continue
             for a, h, value in zip(opt.alerts, self.hyst[index], alert_scores[row]):
                 if h.update(start, end, float(value)):
@@ -234,6 +235,7 @@ class Watch:
                         ev["clip"] = os.path.join(opt.clips, name)
                         src.request_clip(ev["clip"], start, end)
                     yield ev
+            src.done_windows += 1
 
     def _segment_event(self, index: int, ev: dict) -> dict:
         src = self.sources[index]

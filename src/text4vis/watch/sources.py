@@ -101,6 +101,8 @@ class Source(threading.Thread):
         self._stream = None
         self._progress = 0.0
         self.stream_end = 0.0                   # end of the last epoch, seconds since the first frame
+        self.handed = 0                         # windows handed to the inbox
+        self.done_windows = 0                   # of those, scored by the runner (alerts and clip requests made)
 
     # -- the thread ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -228,6 +230,11 @@ class Source(threading.Thread):
         if ep.windower.last_t is not None:
             self.stream_end = round(ep.offset + ep.windower.duration(), 6)
         self.peak_frames = max(self.peak_frames, ep.windower.peak)
+        if self.opt.clips:  # alerts on this epoch's last windows still get their clip (bounded wait)
+            deadline = time.time() + 10.0
+            while (self.done_windows + self.inbox.dropped[self.index] < self.handed and time.time() < deadline
+                   and not self.stop_event.is_set()):
+                time.sleep(0.02)
         self._save_clips(final=True)
         self.inbox.control(self.index, {"kind": "epoch_end"})
         self.epoch = None
@@ -267,6 +274,7 @@ class Source(threading.Thread):
 
     def _hand(self, ep: Epoch, windows) -> None:
         for w in windows:
+            self.handed += 1
             self.inbox.window(self.index, {"kind": "window", "start": round(w.start + ep.offset, 6),
                                            "end": round(w.end + ep.offset, 6), "clip": w.clip,
                                            "arrival": w.arrival, "wall0": self.first_wall,
