@@ -47,7 +47,8 @@ def add_bench(sub) -> None:
     p.add_argument("--serve-args", default="", metavar="ARGS",
                    help='with --serve: the server\'s options, e.g. "--clip ViT-B/16 --labels k400 --max-batch 8"')
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
-    p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
+    p.add_argument("--seconds", type=float, default=10,
+                   help="with --serve: seconds per case; with --watch: seconds of stream (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip)")
     p.add_argument("--watch", action="store_true",
                    help="benchmark `text4vis watch`: --sources MPEG-TS streams over UDP on 127.0.0.1 at real pace for "

@@ -45,7 +45,8 @@ def cmd_watch(args) -> int:
     from ..watch.runner import check_sources
     check_sources(args.sources)  # before the model loads
     rec = load(checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
-               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto")
+               classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision or "auto",
+               runtime=args.runtime)
     w = watch(rec, args.sources, alerts=args.alert or (), alert_classifier=args.alert_classifier,
               window=args.window, stride=args.stride, frames=args.frames, topk=args.topk, min_score=args.min_score,
               smooth=args.smooth, batch_size=args.batch_size, queue=args.queue, realtime=args.realtime,
@@ -93,6 +94,8 @@ def register(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="URL, device, '-' (stdin) or file; several at once")
     add_model_args(p)
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx")
     p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
     p.add_argument("--stride", type=float, default=2.0, help="seconds between window starts (default 2)")
     p.add_argument("--topk", type=int, default=5, help="classes per window line (default 5)")
