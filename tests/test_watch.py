@@ -444,3 +444,53 @@ def test_terminal_view_lines_off_a_terminal():
     assert out.getvalue().splitlines() == [
         "cam       0.0 -      4.5 s  red  87.0%", "cam  ALERT 'red'  score 0.950  at 1.0-3.0 s",
         "cam  stall: cam: no data for 10 s"]
+
+
+# ----------------------------------------------------------------------------- the service's streams (SSE)
+
+def test_stream_hub_serves_events_as_sse(rec, arm_ts):
+    """A real HTTP server on 127.0.0.1 with the /v1/streams router: add a stream, read its events as
+    Server-Sent Events (the same window lines as `watch`), list it with its current label, delete it."""
+    httpx = pytest.importorskip("httpx")
+    uvicorn = pytest.importorskip("uvicorn")
+    from fastapi import FastAPI
+    from text4vis.watch.service import StreamHub, router
+    hub = StreamHub(rec, window=2, stride=1)
+    app = FastAPI()
+    app.include_router(router(hub))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not (server.started and server.servers) and time.time() < deadline:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(base + "/v1/streams", json={"source": arm_ts, "bogus": 1}).status_code == 422
+        r = httpx.post(base + "/v1/streams", json={"source": arm_ts, "realtime": True})
+        assert r.status_code == 200, r.text
+        sid = r.json()["id"]
+        got = []
+        with httpx.stream("GET", f"{base}/v1/streams/{sid}/events", timeout=30) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    got.append((kind, json.loads(line[6:])))
+                    if kind == "end" or len(got) > 100:
+                        break
+        windows = [ev for kind, ev in got if kind == "window"]
+        record = rec.timeline(arm_ts, window=2, stride=1)
+        assert [(w["start"], w["end"]) for w in windows] == [(w["start"], w["end"]) for w in record["windows"]]
+        assert got[-1][0] == "end" and any(kind == "segment" for kind, _ in got)
+        listed = httpx.get(base + "/v1/streams").json()["streams"]
+        assert listed[0]["id"] == sid and listed[0]["current"]["label"] == windows[-1]["top"][0]["label"]
+        assert httpx.delete(f"{base}/v1/streams/{sid}").json() == {"deleted": sid}
+        assert httpx.delete(f"{base}/v1/streams/{sid}").status_code == 404
+    finally:
+        hub.close()
+        server.should_exit = True
+        thread.join(timeout=10)
