@@ -494,3 +494,49 @@ def test_stream_hub_serves_events_as_sse(rec, arm_ts):
         hub.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_http_source_equals_timeline(rec, arm_ts):
+    """An http:// source (a real HTTP server on 127.0.0.1 serving the recording)."""
+    from http.server import SimpleHTTPRequestHandler
+    from functools import partial
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=os.path.dirname(arm_ts)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(arm_ts)}"
+        events = list(rec.watch(url, window=2, stride=1, reconnect=False))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_same_windows(windows_of(events), rec.timeline(arm_ts, window=2, stride=1))
+    assert [e["event"] for e in events if "event" in e and e["event"] != "segment"] == ["opened", "ended", "summary"]
+
+
+def test_model_behind_drops_windows_never_queues(rec, arm_ts):
+    """A live source and a model slower than the windows arrive: windows are dropped (counted), the inbox
+    never holds more than `queue` windows, every window is either scored or dropped."""
+    import dataclasses
+
+    class Slow:
+        def __init__(self, model):
+            self.model = model
+
+        def eval(self):
+            return self
+
+        def embed(self, x):
+            time.sleep(0.4)
+            return self.model.embed(x)
+    slow = dataclasses.replace(rec, video_backend=Slow(rec.model))
+    w = slow.watch(arm_ts, window=1, stride=0.2, realtime=True, batch_size=1, queue=1)
+    events = list(w)
+    summary = events[-1]
+    spans = [(s, e) for s, e in __import__("text4vis").sampling.window_spans(5.0, 1.0, 0.2)]
+    assert summary["dropped"] > 0 and summary["windows"] + summary["dropped"] == len(spans)
+    assert w.inbox.peak == 1
+    got = windows_of(events)
+    assert [w_["dropped"] for w_ in got] == sorted(w_["dropped"] for w_ in got)  # a running count per source

@@ -48,6 +48,7 @@ class Inbox:
         self.items: deque = deque()
         self.windows = 0
         self.dropped = [0] * sources
+        self.peak = 0  # most windows waiting at once
         self.cond = threading.Condition()
 
     def window(self, index: int, item: dict, block: bool, stop: threading.Event) -> None:
@@ -63,6 +64,7 @@ class Inbox:
                         break
             self.items.append((index, item))
             self.windows += 1
+            self.peak = max(self.peak, self.windows)
             self.cond.notify_all()
 
     def event(self, index: int, event: dict | None) -> None:
