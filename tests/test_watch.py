@@ -48,6 +48,11 @@ def arm_ts(tmp_path_factory):
     return wb.make_ts(ARM, str(tmp_path_factory.mktemp("ts") / "arm.ts"), fps=10, seconds=5)
 
 
+@pytest.fixture(scope="module")
+def short_ts(tmp_path_factory):
+    return wb.make_ts(ARM, str(tmp_path_factory.mktemp("ts") / "arm_short.ts"), fps=10, seconds=2.5)
+
+
 def run_watch(clip, *args, stdin=None):
     """Start `text4vis watch` in a subprocess; a thread collects its stdout lines."""
     cmd = [sys.executable, "-m", "text4vis", "watch", *args, "--clip", clip, "--device", "cpu", "--json"]
@@ -358,19 +363,19 @@ def test_sentence_alerts_score_by_cosine(rec, arm_ts):
 
 # ----------------------------------------------------------------------------- streams fail, the watcher does not
 
-def test_reconnect_after_restart_then_sigint(clip, arm_ts):
+def test_reconnect_after_restart_then_sigint(clip, arm_ts, short_ts):
     port = wb.free_udp_port()
     proc = run_watch(clip, wb.udp_url(port), "--window", "2", "--stride", "1", "--stall-timeout", "1")
     senders = []
     try:
         assert wb.wait_bound(port, 90)
-        senders.append(wb.UdpSender(arm_ts, port))
+        senders.append(wb.UdpSender(short_ts, port))
         senders[0].start()
         assert wait_for(proc, lambda e: e.get("event") == "stall", 40), proc.lines
         senders.append(wb.UdpSender(arm_ts, port, repeat=3))  # the source comes back (timestamps restart)
         senders[1].start()
         assert wait_for(proc, lambda e: e.get("event") == "reconnected", 40), proc.lines
-        first = wait_for(proc, lambda e: "event" not in e and e["start"] >= 6.0, 40)
+        first = wait_for(proc, lambda e: "event" not in e and e["start"] >= 3.5, 40)
         assert first is not None, proc.lines
         code, events, err = finish(proc, signal.SIGINT)  # mid-stream
     finally:
