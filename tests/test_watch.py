@@ -545,3 +545,11 @@ def test_model_behind_drops_windows_never_queues(rec, arm_ts):
     assert w.inbox.peak == 1
     got = windows_of(events)
     assert [w_["dropped"] for w_ in got] == sorted(w_["dropped"] for w_ in got)  # a running count per source
+
+
+def test_duration_stops_cleanly(rec, arm_ts):
+    events = list(rec.watch(arm_ts, window=1, stride=1, realtime=True, duration=2.5))
+    wins = windows_of(events)
+    assert events[-1]["event"] == "summary" and 1 <= len(wins) <= 3  # 1 s windows of a 2.5 s run of a 5 s file
+    closed = [e for e in events if e.get("event") == "segment" and "end" in e]
+    assert closed and closed[-1]["end"] == wins[-1]["end"]  # the open segment was closed at the stop

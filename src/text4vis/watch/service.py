@@ -18,7 +18,7 @@ import queue
 import threading
 from collections import deque
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from . import watch
 
 ALLOWED = {"window", "stride", "alert_score", "alert_for", "topk", "min_score", "smooth", "realtime",
@@ -41,7 +41,7 @@ class Stream:
             for ev in self.watch:
                 self._publish(ev)
         except Exception as exc:  # a stream that fails is one event, never a crash of the service
-            self._publish({"source": self.source, "event": "error", "error": f"{type(exc).__name__}: {exc}"})
+            self._publish({"source": self.source, "event": "error", "error": first_line(exc, with_type=True)})
         finally:
             self.done.set()
             self._publish(None)
