@@ -157,8 +157,10 @@ def test_file_windows_equal_timeline_vfr_rotated(rec):
 def test_online_segments_equal_timeline_segments(smooth, min_score):
     rng = np.random.default_rng(smooth)
     labels = ["a", "b", "c"]
-    for n in (1, 2, 7, 30):
+    for n, cut in ((1, 0), (2, 0), (7, 0), (30, 0), (7, 2.2), (12, 0.4)):
         spans = [ww.full_span(k, 3.0, 1.0) for k in range(n)]
+        if cut:  # the last window cut at the end of the stream, as timeline cuts it
+            spans[-1] = (spans[-1][0], round(spans[-1][0] + cut, 6))
         raw = rng.random((n, 3)) ** 3
         scores = raw / raw.sum(1, keepdims=True)
         want = tl.segments(spans, scores, labels, min_score, smooth)

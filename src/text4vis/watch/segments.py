@@ -6,9 +6,11 @@ under `min_score`; a window stands for the part of the stream nearest its centre
 neighbours' centres, never outside the window); consecutive windows with the same label merge, scored by
 the mean of their smoothed scores. Online, window k is settled once window k + max(smooth, 1) has been
 scored (its smoothed score and the right edge of its part need them), so segment events come
-max(smooth, 1) strides after the window. Memory is bounded: only the last 2 * smooth + 2 windows'
-scores are kept and a segment's score is a running mean (`timeline.segments` holds every window; the
-segments are the same, tested on recorded streams).
+max(smooth, 1) strides after the window. Each window's part and gap decision come from
+`timeline.segments` itself, asked about the window and its two neighbours (`_piece`); the merging of
+consecutive parts is done here, with bounded memory: only the last 2 * smooth + 3 windows' scores are
+kept and a segment's score is a running mean (`timeline.segments` holds every window; the segments are
+the same, tested against it).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from ..timeline import smooth_scores
+from ..timeline import segments, smooth_scores
 
 
 class OnlineSegments:
@@ -60,14 +62,11 @@ class OnlineSegments:
         self.settled = k + 1
         items = [it for it in self.buf if k - self.r <= it[0] <= k + self.r]
         sm = smooth_scores(np.stack([it[2] for it in items]), self.r)[[it[0] for it in items].index(k)]
-        top, val = int(sm.argmax()), float(sm.max())
-        (s, e), prev, nxt = self._row(k)[1], self._row(k - 1), self._row(k + 1)
-        centre = (s + e) / 2
-        left = s if prev is None else max(s, (sum(prev[1]) / 2 + centre) / 2)
-        right = e if nxt is None else min(e, (centre + sum(nxt[1]) / 2) / 2)
-        if val < self.min_score or right <= left:
+        val = float(sm.max())
+        piece = self._piece(k, sm)
+        if piece is None:  # a gap (under min_score) or a part of no length
             return [self._close()] if self.open is not None else []
-        label = self.labels[top]
+        left, right, label = piece
         seg = self.open
         if seg is not None and seg["label"] == label and abs(seg["end"] - left) < 1e-6 and seg["last_k"] == k - 1:
             seg.update(end=right, sum=seg["sum"] + val, n=seg["n"] + 1, last_k=k)
@@ -76,6 +75,23 @@ class OnlineSegments:
         self.open = {"label": label, "start": left, "end": right, "sum": val, "n": 1, "last_k": k}
         out.append({"event": "segment", "label": label, "start": round(left, 6), "score": round(val, 6)})
         return out
+
+    def _piece(self, k: int, smoothed: np.ndarray):
+        """(left, right, label) of window k's part, or None for a gap: asked of `timeline.segments` itself,
+        on window k and its neighbours (a part depends on them alone), each window given classes of its own
+        (a block-diagonal score matrix) so that none merges with another."""
+        local = [it for it in (self._row(k - 1), self._row(k), self._row(k + 1)) if it is not None]
+        c = len(self.labels)
+        rows = np.zeros((len(local), len(local) * c))
+        for j, it in enumerate(local):
+            rows[j, j * c:(j + 1) * c] = smoothed if it[0] == k else it[2]
+        names = [f"{j}:{i}" for j in range(len(local)) for i in range(c)]
+        mine = [j for j, it in enumerate(local) if it[0] == k][0]
+        for seg in segments([it[1] for it in local], rows, names, self.min_score, 0):
+            j, i = (int(x) for x in seg["label"].split(":"))
+            if j == mine:
+                return seg["start"], seg["end"], self.labels[i]
+        return None
 
     def _close(self) -> dict:
         seg, self.open = self.open, None

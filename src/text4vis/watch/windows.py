@@ -25,6 +25,7 @@ import torch
 from .. import sampling, transforms, video
 
 EPS = 1e-9  # timeline.plan_windows' tolerance on frame times
+VARIABLE_TOLERANCE = 0.15  # sampling.is_variable_rate's default (where it exists)
 
 
 @dataclass
@@ -103,6 +104,16 @@ class Windower:
             seen += c
         return float(values[-1][0])
 
+    def _variable_rate(self) -> bool:
+        """`sampling.is_variable_rate` over the frame steps seen so far (where the sampling module has that
+        rule: timeline samples the windows of a variable-frame-rate video over time). Online only the past
+        is known, so on a file whose frame rate becomes irregular later the windows before that point are
+        sampled by frame count here, over time by timeline."""
+        if not hasattr(sampling, "is_variable_rate") or sum(self.steps.values()) < 2:
+            return False
+        median = self.median_step()
+        return median > 0 and max(self.steps) - min(self.steps) > VARIABLE_TOLERANCE * median
+
     def finish(self, arrival: float) -> list[Window]:
         """The windows left when the stream ends, cut as `timeline` cuts a file of this duration."""
         if not self.ring:
@@ -126,7 +137,10 @@ class Windower:
         if hi <= lo:  # no frame in the window: the one shown at its start
             lo = max(0, min(len(times) - 1, bisect.bisect_right(times, start + EPS) - 1))
             hi = lo + 1
-        picks = [lo + i for i in sampling.view_indices(hi - lo, self.t, 1)[0]]
+        if hi - lo > 1 and self._variable_rate():  # sampled over the window's time, as timeline does then
+            picks = sampling.time_view_indices(times, lo, hi, start, end, self.t)
+        else:
+            picks = [lo + i for i in sampling.view_indices(hi - lo, self.t, 1)[0]]
         clip = torch.stack([self._crop(self.ring[i]) for i in picks])
         return Window(self.k, start, end, clip, arrival, hi - lo)
 
