@@ -19,7 +19,7 @@ from .common import flag_names, show_progress, with_flags
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "timeline", "index", "serve", "train", "data", "evaluate", "classifier", "compare",
-                   "bench", "demo", "zoo", "export"]
+                   "bench", "demo", "zoo", "export", "watch"]
 
 
 class _StatusLines(logging.Handler):

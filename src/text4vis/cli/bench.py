@@ -49,7 +49,8 @@ def add_bench(sub) -> None:
     p.add_argument("--serve-args", default="", metavar="ARGS",
                    help='with --serve: the server\'s options, e.g. "--clip ViT-B/16 --labels k400 --max-batch 8"')
     p.add_argument("--clients", default="1,8", help="with --serve: concurrent clients per case (default 1,8)")
-    p.add_argument("--seconds", type=float, default=10, help="with --serve: seconds per case (default 10)")
+    p.add_argument("--seconds", type=float, default=10,
+                   help="with --serve: seconds per case; with --watch: seconds of stream (default 10)")
     p.add_argument("--video", help="with --serve: the video to upload (default: a generated 10 s 426x320 clip); "
                                    "with --startup: the clip to predict (default: a generated 0.2 s 320x240 clip)")
     p.add_argument("--startup", nargs="?", const="tiny,ViT-B/16", metavar="MODELS",
@@ -58,6 +59,12 @@ def add_bench(sub) -> None:
     p.add_argument("--towers", metavar="ARCH",
                    help="throughput of one backbone's image and text towers: an open_clip architecture (random "
                         "weights: ViT-B-16, ViT-B-16-SigLIP, EVA02-B-16 ...) or a --clip value (bench_towers.py)")
+    p.add_argument("--watch", action="store_true",
+                   help="benchmark `text4vis watch`: --sources MPEG-TS streams over UDP on 127.0.0.1 at real pace for "
+                        "--seconds (made from --video); latency p50/p95/max, dropped windows, CPU share, RSS")
+    p.add_argument("--sources", type=int, default=1, help="with --watch: streams watched at once (default 1)")
+    p.add_argument("--watch-args", default="", metavar="ARGS",
+                   help='with --watch: more watch options, e.g. "--labels k400 --window 2 --stride 1"')
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
@@ -92,6 +99,16 @@ def cmd_bench(args) -> int:
         from ..timeline import bench_timeline
         rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
         result = bench_timeline(rec, args.timeline)
+        print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
+    if args.watch:  # text4vis.watch.bench: the live path, end to end
+        import shlex
+        from ..watch.bench import bench_watch
+        check_numbers(("--sources", args.sources, 1), ("--seconds", args.seconds, 5))
+        model = [*(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+                 *(["--clip", args.clip] if args.clip else []), "--device", args.device]
+        extra = shlex.split(args.watch_args)
+        result = bench_watch(model, args.sources, args.seconds, args.video, watch_args=extra)
         print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
         return 0
     if args.serve:
