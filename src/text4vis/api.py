@@ -247,14 +247,6 @@ class Recognizer:
         return timeline(self, str(path), window, stride, frames, topk, min_score, smooth, batch_size,
                         progress=progress)
 
-    def watch(self, sources, window: float = 4.0, stride: float = 2.0, alerts=(), **options):
-        """Live video: an iterable of events (dicts) as they happen on `sources` (URLs FFmpeg reads, devices,
-        '-' for stdin, files): a line per scored window {"source", "start", "end", "time", "top", ...},
-        segment and alert events, source events (see `text4vis.watch`). Stopping the loop closes the sources;
-        `.stop()` on the returned object ends it cleanly from another thread."""
-        from .watch import watch
-        return watch(self, sources, alerts=alerts, window=window, stride=stride, **options)
-
 
 def load(checkpoint: str | None = None, clip: str | None = None, labels: str | list[str] | None = None,
          prompts=None, classifier: str | Classifier | None = None, head: str | None = None,

@@ -150,7 +150,7 @@ def cmd_bench(args) -> int:
 
 def _bench_startup(args) -> int:
     from ..bench_startup import MODELS, bench_startup, format_table
-    from .common import UsageError, check_numbers
+    from ..errors import UsageError, check_numbers
     models = [m.strip() for m in args.startup.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if not models or unknown:

@@ -6,7 +6,8 @@ import json
 import signal
 import sys
 
-from .common import add_model_args, check_numbers
+from ..errors import check_numbers
+from .common import add_model_args
 
 EXAMPLES = """examples:
   text4vis watch rtsp://camera.local/stream --checkpoint best.safetensors --window 2 --stride 1

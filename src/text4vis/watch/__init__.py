@@ -9,7 +9,8 @@
     sinks.py     JSON lines, a terminal view, a webhook, MP4 clips around alerts
     bench.py     `text4vis bench --watch`: latency, drops, CPU and memory on local UDP streams
 
-    for event in rec.watch("udp://127.0.0.1:5000", window=2, stride=1, alerts=["a person falls down"]):
+    from text4vis.watch import watch
+    for event in watch(rec, "udp://127.0.0.1:5000", window=2, stride=1, alerts=["a person falls down"]):
         ...
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ import torch
 
 import text4vis
 from text4vis import timeline as tl
-from text4vis.watch import WatchOptions, Watch, alerts, bench as wb, segments as ws, windows as ww
+from text4vis.watch import WatchOptions, Watch, alerts, bench as wb, segments as ws, watch, windows as ww
 from conftest import SHARED_VIDEOS
 
 from test_timeline import COLOURS, colour_clip
@@ -143,7 +143,7 @@ def test_file_windows_equal_timeline_vfr_rotated(rec):
     """A variable-frame-rate, rotated phone clip read as a file: the windows and scores of timeline."""
     path = os.path.join(SHARED_VIDEOS, "dog_android_vfr_rotate180_h264_aac.mp4")
     record = rec.timeline(path, window=2, stride=1, topk=3)
-    events = list(rec.watch(path, window=2, stride=1, topk=3))
+    events = list(watch(rec, path, window=2, stride=1, topk=3))
     assert_same_windows(windows_of(events), record)
     segs = [e for e in events if e.get("event") == "segment" and "end" in e]
     assert [(s["label"], s["start"], s["end"]) for s in segs] == \
@@ -190,7 +190,7 @@ def test_pts_wrap_and_restart_in_one_stream(rec, arm_ts, tmp_path):
     assert ep.seconds(9000, base) == pytest.approx(0.2)  # wrapped: 0.2 s later, not 95443 s earlier
     twice = tmp_path / "twice.ts"
     twice.write_bytes(open(arm_ts, "rb").read() * 2)
-    events = list(rec.watch(str(twice), window=2, stride=1))
+    events = list(watch(rec, str(twice), window=2, stride=1))
     assert [e["event"] for e in events if e.get("event") == "restarted"] == ["restarted"]
     wins = windows_of(events)
     first = rec.timeline(arm_ts, window=2, stride=1)["windows"]
@@ -216,7 +216,7 @@ def test_memory_bounded_over_many_windows():
 
 
 def test_breaking_the_loop_closes_the_source(rec, arm_ts):
-    w = rec.watch(arm_ts, window=2, stride=1, realtime=True)
+    w = watch(rec, arm_ts, window=2, stride=1, realtime=True)
     for event in w:
         if "event" not in event:
             break
@@ -235,7 +235,7 @@ def test_stdin_and_realtime_equal_timeline(clip, rec, arm_ts):
     assert_same_windows(windows_of(events), record)
     assert events[0]["event"] == "opened" and events[-1]["event"] == "summary"
     t0 = time.time()
-    events = list(rec.watch(arm_ts, window=2, stride=1, realtime=True))  # the file at its own pace
+    events = list(watch(rec, arm_ts, window=2, stride=1, realtime=True))  # the file at its own pace
     assert time.time() - t0 >= 4.9  # the last of 50 frames at 10 fps is due 4.9 s after the first
     live = windows_of(events)
     assert_same_windows(live, record)
@@ -353,7 +353,7 @@ def test_alerts_once_per_episode_webhook_and_clips(clip, colours, hook_server, t
 
 def test_sentence_alerts_score_by_cosine(rec, arm_ts):
     """A sentence alert's score is the cosine of the window embedding with the text tower's embedding."""
-    events = list(rec.watch(arm_ts, window=2, stride=1, alerts=["two people arm wrestling"], alert_score=-1.0))
+    events = list(watch(rec, arm_ts, window=2, stride=1, alerts=["two people arm wrestling"], alert_score=-1.0))
     wins = windows_of(events)
     emb = rec.embed_windows(arm_ts, window=2, stride=1)["windows"]
     text = rec.towers.encode_text(["two people arm wrestling"]).float()[0].numpy()
@@ -515,7 +515,7 @@ def test_http_source_equals_timeline(rec, arm_ts):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(arm_ts)}"
-        events = list(rec.watch(url, window=2, stride=1, reconnect=False))
+        events = list(watch(rec, url, window=2, stride=1, reconnect=False))
     finally:
         server.shutdown()
         server.server_close()
@@ -539,7 +539,7 @@ def test_model_behind_drops_windows_never_queues(rec, arm_ts):
             time.sleep(0.4)
             return self.model.embed(x)
     slow = dataclasses.replace(rec, video_backend=Slow(rec.model))
-    w = slow.watch(arm_ts, window=1, stride=0.2, realtime=True, batch_size=1, queue=1)
+    w = watch(slow, arm_ts, window=1, stride=0.2, realtime=True, batch_size=1, queue=1)
     events = list(w)
     summary = events[-1]
     spans = [(s, e) for s, e in __import__("text4vis").sampling.window_spans(5.0, 1.0, 0.2)]
@@ -550,7 +550,7 @@ def test_model_behind_drops_windows_never_queues(rec, arm_ts):
 
 
 def test_duration_stops_cleanly(rec, arm_ts):
-    events = list(rec.watch(arm_ts, window=1, stride=1, realtime=True, duration=2.5))
+    events = list(watch(rec, arm_ts, window=1, stride=1, realtime=True, duration=2.5))
     wins = windows_of(events)
     assert events[-1]["event"] == "summary" and 1 <= len(wins) <= 3  # 1 s windows of a 2.5 s run of a 5 s file
     closed = [e for e in events if e.get("event") == "segment" and "end" in e]
