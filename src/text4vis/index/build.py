@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import remote
 from ..errors import UsageError, VideoIndexError
 from .embedding import embed_video_groups, embed_window_groups, load_model, local_checkpoint, model_record, \
     shard_rows, check_same_model
@@ -238,6 +239,9 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
     s = dataclasses.replace(settings, **options) if settings is not None else BuildSettings(**options)
     s.check()
     s.checkpoint = local_checkpoint(s.checkpoint)
+    if remote.is_remote(os.fspath(out)):
+        raise UsageError(f"out={out}: an index is built into a local or shared (POSIX) folder; videos may be read "
+                         f"from object storage, the index is not written there (copy the folder up afterwards)")
     out = os.path.abspath(out)
     rank, world, group = _dist_setup()
     lock = None

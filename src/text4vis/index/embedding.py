@@ -114,10 +114,8 @@ def _collate(batch):
 def video_duration(path: str) -> float | None:
     """Seconds of the default video stream from the container's header (None when it does not say)."""
     try:
-        import av
-
-        from ..video import _default_stream
-        with av.open(path, metadata_errors="ignore") as c:
+        from ..video import _default_stream, _open
+        with _open(path) as c:                       # local files and URLs (remote.py) alike
             s = _default_stream(c)
             if s.duration is not None and s.time_base:
                 return round(float(s.duration * s.time_base), 6)
