@@ -16,12 +16,14 @@ from ..errors import UsageError, VideoIndexError
 from .embedding import embed_video_groups, embed_window_groups, load_model, local_checkpoint, model_record, \
     shard_rows, check_same_model
 from .inputs import expand_inputs, file_stat
+from .ray_engine import RaySettings, embed_video_groups_ray, require_ray
 from .storage import (COLUMNS, DTYPES, ENTRIES, FAISS_FILE, FORMAT, INDEX_JSON, LOCK, SHARDS, VECTORS, VERSION,
                       NpyWriter, RowReader, entry_schema, finished_shards, live_entries, read_info,
                       read_shard_table, require_arrow, shard_dir, shard_name, write_json, write_shard)
 from .vectors import EXACT_BELOW, VECTOR_INDEXES, build_vector_index, require_faiss
 
 DEFAULT_SHARD_SIZE = 1000
+ENGINES = ("local", "ray")
 
 
 
@@ -207,6 +209,8 @@ class BuildSettings:
     nprobe: int | None = None          # IVF cells searched per query
     progress: bool = False             # a progress bar on rank 0
     runtime: str = "torch"             # torch, or onnx (embed on ONNX Runtime; the index records the model)
+    engine: str = "local"              # local (this process, its DataLoader workers; torchrun ranks), or ray
+    ray: RaySettings | None = None     # with engine="ray": address, num_cpus, concurrency, num_gpus, retries
 
     def check(self) -> None:
         """UsageError for the first option out of range; fills in stride (= window) and makes both floats."""
@@ -215,6 +219,15 @@ class BuildSettings:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= least):
                 raise UsageError(f"{name}= must be a whole number of at least {least} (got {value!r})")
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.engine == "ray":
+            self.ray = self.ray or RaySettings()
+            self.ray.check()
+            if self.window is not None:
+                raise UsageError("engine='ray' builds one entry per video; window= entries need engine='local'")
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError("engine='ray' runs from one driver process, not under torchrun")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype={self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.vector_index not in VECTOR_INDEXES:
@@ -238,6 +251,8 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
     The options are BuildSettings' fields, given as one `settings` or as keywords."""
     s = dataclasses.replace(settings, **options) if settings is not None else BuildSettings(**options)
     s.check()
+    if s.engine == "ray":
+        require_ray()                     # before the model loads: one line saying how to install it
     s.checkpoint = local_checkpoint(s.checkpoint)
     if remote.is_remote(os.fspath(out)):
         raise UsageError(f"out={out}: an index is built into a local or shared (POSIX) folder; videos may be read "
@@ -274,7 +289,11 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if s.progress and rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
-        if s.window is None:
+        if s.engine == "ray":
+            model_args = {"checkpoint": s.checkpoint, "clip": s.clip, "frames": s.frames, "device": s.device,
+                          "precision": s.precision, "runtime": s.runtime}
+            embed_video_groups_ray(rec, groups, s.batch_size, model_args, s.ray, on_group, bar)
+        elif s.window is None:
             embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
         else:
             embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar)
