@@ -16,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS, tiny_openai_state_dict
+from conftest import SHARED_VIDEOS, run_cli, tiny_openai_state_dict
 from object_store import RangeHandler, copy_videos, http_server, s3_server
-from text4vis import cli, remote
+from text4vis import remote
 from text4vis.index.embedding import video_duration
 from text4vis.index.inputs import expand_inputs, file_stat
+
+pytestmark = pytest.mark.server                      # moto's S3 server and an HTTP server on 127.0.0.1
 
 MOOV_LAST = "arm_wrestling_h264.mp4"                   # mdat first, moov at the end
 MOOV_FIRST = "arm_wrestling_faststart.mp4"  # the same streams remuxed with moov first (fast start)
@@ -59,18 +61,11 @@ def model_args(clip) -> list[str]:
     return ["--clip", str(clip), "--frames", "4", "--device", "cpu", "--workers", "0"]
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return rc, out, err
-
-
-def test_predict_urls_equal_local_copies(stores, capsys):
+def test_predict_urls_equal_local_copies(stores):
     urls = [f"s3://clips/videos/{MOOV_LAST}", f"{stores['http']}/{MOOV_LAST}", f"s3://clips/videos/{TINY}",
             f"{stores['http']}/{TINY}"]
     local = [stores["local"][MOOV_LAST], stores["local"][TINY]]
-    rc, out, _ = run(capsys, "predict", *urls, *local, *model_args(stores["clip"]), "--labels", "ucf101",
+    rc, out, _ = run_cli("predict", *urls, *local, *model_args(stores["clip"]), "--labels", "ucf101",
                      "--json", "--embedding", "--batch-size", "1")   # alone in its batch: equal to the bit
     assert rc == 0
     recs = [json.loads(line) for line in out.splitlines()]
@@ -80,11 +75,11 @@ def test_predict_urls_equal_local_copies(stores, capsys):
         assert recs[k]["top"] == ref["top"] and recs[k]["embedding"] == ref["embedding"]
 
 
-def test_timeline_on_a_url(stores, capsys):
+def test_timeline_on_a_url(stores):
     url = f"s3://clips/videos/{MOOV_LAST}"
     args = model_args(stores["clip"])[:-2] + ["--labels", "ucf101", "--window", "2", "--json"]
-    rc, out, _ = run(capsys, "timeline", url, *args)
-    rc_l, out_l, _ = run(capsys, "timeline", stores["local"][MOOV_LAST], *args)
+    rc, out, _ = run_cli("timeline", url, *args)
+    rc_l, out_l, _ = run_cli("timeline", stores["local"][MOOV_LAST], *args)
     assert rc == rc_l == 0
     a, b = json.loads(out), json.loads(out_l)
     assert a["video"] == url and a["windows"] == b["windows"] and len(a["windows"]) >= 2
@@ -100,7 +95,7 @@ def test_headers_are_read_with_ranges_not_whole_downloads(stores, monkeypatch):
         assert 0 < RangeHandler.sent[name] < size / 4, (name, RangeHandler.sent[name], size)
 
 
-def test_index_build_over_urls_equals_local_and_reruns_skip(stores, capsys, tmp_path):
+def test_index_build_over_urls_equals_local_and_reruns_skip(stores, tmp_path):
     http = stores["http"]
     lst = tmp_path / "videos.csv"
     lst.write_text(f"path,label\ns3://clips/videos/{MOOV_LAST},a\n{http}/{TINY},b\ns3://clips/videos/junk.mp4,c\n")
@@ -113,11 +108,11 @@ def test_index_build_over_urls_equals_local_and_reruns_skip(stores, capsys, tmp_
     assert file_stat("s3://clips/videos/absent.mp4") == (-1, -1.0)
 
     remote_out, local_out = tmp_path / "remote-index", tmp_path / "local-index"
-    rc, out, err = run(capsys, "index", "build", str(lst), "--out", remote_out, *model_args(stores["clip"]),
+    rc, out, err = run_cli("index", "build", str(lst), "--out", remote_out, *model_args(stores["clip"]),
                        "--quiet")
     assert rc == 1 and "3 input videos (3 embedded now" in out
     assert err.splitlines()[0].startswith("error: s3://clips/videos/junk.mp4: not a readable video")
-    rc, out, _ = run(capsys, "index", "build", stores["local"][MOOV_LAST], stores["local"][TINY], "--out", local_out,
+    rc, out, _ = run_cli("index", "build", stores["local"][MOOV_LAST], stores["local"][TINY], "--out", local_out,
                      *model_args(stores["clip"]), "--quiet")
     assert rc == 0
 
@@ -131,15 +126,15 @@ def test_index_build_over_urls_equals_local_and_reruns_skip(stores, capsys, tmp_
     for name in NAMES:
         assert np.array_equal(a[name][1], b[name][1])
         assert a[name][0]["duration"] == b[name][0]["duration"] and a[name][0]["size"] == b[name][0]["size"]
-    rc, out, _ = run(capsys, "index", "build", str(lst), "--out", remote_out, *model_args(stores["clip"]), "--quiet")
+    rc, out, _ = run_cli("index", "build", str(lst), "--out", remote_out, *model_args(stores["clip"]), "--quiet")
     assert "(0 embedded now, 3 already indexed" in out   # object identity: size and last-modified time
 
 
-def test_one_line_per_unreachable_object(stores, capsys, monkeypatch):
+def test_one_line_per_unreachable_object(stores, monkeypatch):
     args = model_args(stores["clip"]) + ["--labels", "ucf101", "--json"]
     bad = ["s3://no-such-bucket/clip.mp4", "s3://clips/videos/absent.mp4", "s3://clips/videos/junk.mp4",
            f"{stores['http']}/absent.mp4"]
-    rc, out, err = run(capsys, "predict", *bad, *args)
+    rc, out, err = run_cli("predict", *bad, *args)
     recs = [json.loads(line) for line in out.splitlines()]
     assert rc == 1 and [r["video"] for r in recs] == bad
     errors = [r["error"] for r in recs]
@@ -154,12 +149,12 @@ def test_one_line_per_unreachable_object(stores, capsys, monkeypatch):
         monkeypatch.delenv(key)
     s3fs.S3FileSystem.clear_instance_cache()
     try:
-        rc, out, _ = run(capsys, "predict", f"s3://clips/videos/{TINY}", *args)
+        rc, out, _ = run_cli("predict", f"s3://clips/videos/{TINY}", *args)
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     assert rc == 1
     assert json.loads(out)["error"].startswith(f"s3://clips/videos/{TINY}: no credentials for s3:// (")
 
-    rc, _, err = run(capsys, "index", "build", f"s3://clips/videos/{TINY}", "--out", "s3://clips/index",
+    rc, _, err = run_cli("index", "build", f"s3://clips/videos/{TINY}", "--out", "s3://clips/index",
                      *model_args(stores["clip"]))
     assert rc == 2 and err.count("\n") == 1 and "--out s3://clips/index: an index is built into a local" in err
