@@ -70,7 +70,7 @@ def test_predict_urls_equal_local_copies(stores):
     assert rc == 0
     recs = [json.loads(line) for line in out.splitlines()]
     assert [r["video"] for r in recs] == urls + local
-    for k, url in enumerate(urls):
+    for k in range(len(urls)):
         ref = recs[4 + k // 2]
         assert recs[k]["top"] == ref["top"] and recs[k]["embedding"] == ref["embedding"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +117,15 @@ class _Embed:
         return row
 
 
+def _embedder(model_args: dict):
+    """_Embed with its model arguments in the class itself (pickled with it), so that a restarted actor
+    needs nothing from the object store."""
+    class Embed(_Embed):
+        def __init__(self):
+            super().__init__(model_args)
+    return Embed
+
+
 def embed_video_groups_ray(rec, groups, batch_size: int, model_args: dict, settings: RaySettings, on_group,
                            bar=None) -> None:
     """`embedding.embed_video_groups` on Ray: the same batches and the same `on_group(g, items)` calls
@@ -137,10 +147,14 @@ def embed_video_groups_ray(rec, groups, batch_size: int, model_args: dict, setti
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 and model_args.get("device") != "cpu" else 0
         items = [{"batch": k, "paths": [flat[i] for i in b]} for k, b in enumerate(batches)]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map(_decode, fn_kwargs={"num_frames": rec.num_frames, "input_size": rec.input_size},
-                    num_cpus=settings.num_cpus, max_retries=settings.max_retries)
-        ds = ds.map(_Embed, fn_constructor_kwargs={"model_args": model_args}, concurrency=settings.concurrency,
-                    num_gpus=gpus, max_restarts=settings.max_restarts, max_task_retries=settings.max_retries)
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates retry options as remote arguments and names no replacement; its defaults
+            # (actors restarted without end) would loop forever on a video that kills its process
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map(_decode, fn_kwargs={"num_frames": rec.num_frames, "input_size": rec.input_size},
+                        num_cpus=settings.num_cpus, max_retries=settings.max_retries)
+            ds = ds.map(_embedder(model_args), compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
+                        num_gpus=gpus, max_restarts=settings.max_restarts, max_task_retries=settings.max_retries)
         done: dict[int, tuple] = {}
         for row in ds.iter_rows():
             b = batches[int(row["batch"])]
