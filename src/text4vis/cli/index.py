@@ -49,6 +49,7 @@ def cmd_build(args) -> int:
     if args.engine == "ray":
         from ..index.ray_engine import RaySettings
         ray = RaySettings(address=args.ray_address, num_cpus=args.ray_num_cpus, concurrency=args.ray_concurrency,
+                          decode_concurrency=args.ray_decode_concurrency,
                           num_gpus=args.ray_num_gpus, max_retries=args.ray_max_retries,
                           max_restarts=args.ray_max_restarts)
     report = build_index(args.inputs, args.out, engine=args.engine, ray=ray, checkpoint=args.checkpoint, clip=args.clip, frames=args.frames,
@@ -188,6 +189,8 @@ def register(sub) -> None:
     r.add_argument("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray started "
                                          "for the build)")
     r.add_argument("--ray-num-cpus", type=float, default=1.0, help="CPUs per decode task (default 1)")
+    r.add_argument("--ray-decode-concurrency", type=int,
+                   help="decode tasks at a time (default: as many as the cluster's CPUs allow)")
     r.add_argument("--ray-concurrency", type=int, default=1, help="embedding actors, each holding the model (default 1)")
     r.add_argument("--ray-num-gpus", type=float, help="GPUs per embedding actor (default: 1 when the cluster has "
                                                       "GPUs, else 0)")

@@ -31,6 +31,7 @@ class RaySettings:
     """How a build runs on Ray (Ray's own terms)."""
     address: str | None = None       # a cluster (ray://HOST:10001, HOST:6379, auto); None: RAY_ADDRESS or a local Ray
     num_cpus: float = 1.0            # CPUs per decode task
+    decode_concurrency: int | None = None   # decode tasks at a time (default: as many as the CPUs allow)
     concurrency: int = 1             # embedding actors (each holds the model)
     num_gpus: float | None = None    # GPUs per embedding actor (default: 1 when the cluster has GPUs, else 0)
     max_retries: int = 3             # retries of a decode task or an actor's batch whose process died
@@ -41,8 +42,10 @@ class RaySettings:
             raise UsageError(f"ray_num_cpus= must be a positive number of CPUs (got {self.num_cpus!r})")
         if self.num_gpus is not None and not (isinstance(self.num_gpus, (int, float)) and self.num_gpus >= 0):
             raise UsageError(f"ray_num_gpus= must be 0 or more GPUs (got {self.num_gpus!r})")
-        for name, least in (("concurrency", 1), ("max_retries", 0), ("max_restarts", 0)):
+        for name, least in (("concurrency", 1), ("decode_concurrency", 1), ("max_retries", 0), ("max_restarts", 0)):
             value = getattr(self, name)
+            if value is None and name == "decode_concurrency":
+                continue
             if not (isinstance(value, int) and value >= least):
                 raise UsageError(f"ray_{name}= must be a whole number of at least {least} (got {value!r})")
 
@@ -152,7 +155,9 @@ def embed_video_groups_ray(rec, groups, batch_size: int, model_args: dict, setti
             # (actors restarted without end) would loop forever on a video that kills its process
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map(_decode, fn_kwargs={"num_frames": rec.num_frames, "input_size": rec.input_size},
-                        num_cpus=settings.num_cpus, max_retries=settings.max_retries)
+                        num_cpus=settings.num_cpus, max_retries=settings.max_retries,
+                        compute=ray.data.TaskPoolStrategy(size=settings.decode_concurrency)
+                        if settings.decode_concurrency else None)
             ds = ds.map(_embedder(model_args), compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
                         num_gpus=gpus, max_restarts=settings.max_restarts, max_task_retries=settings.max_retries)
         done: dict[int, tuple] = {}
