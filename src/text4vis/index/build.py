@@ -281,6 +281,7 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
     s.check()
     if s.engine == "ray":
         require_ray()                     # before the model loads: one line saying how to install it
+    spec = s.checkpoint                   # as given: Ray's workers resolve an hf-hub: name themselves
     s.checkpoint = local_checkpoint(s.checkpoint)
     if remote.is_remote(os.fspath(out)):
         raise UsageError(f"out={out}: an index is built into a local or shared (POSIX) folder; videos may be read "
@@ -318,8 +319,8 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
         if s.engine == "ray":
-            model_args = {"checkpoint": s.checkpoint, "clip": s.clip, "frames": s.frames, "device": s.device,
-                          "precision": s.precision, "runtime": s.runtime}
+            model_args = {"checkpoint": spec if str(spec).startswith("hf-hub:") else s.checkpoint, "clip": s.clip,
+                          "frames": s.frames, "device": s.device, "precision": s.precision, "runtime": s.runtime}
             embed_video_groups_ray(rec, groups, s.batch_size, model_args, s.ray, on_group, bar)
         elif s.window is None:
             embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
