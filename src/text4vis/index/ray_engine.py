@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -81,9 +82,13 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def _decode(row: dict, num_frames: int, input_size: int) -> dict:
-    """A decode task: the batch's videos sampled as `predict --views 1x1` (embedding._Videos)."""
+def _decode(row: dict, num_frames: int, input_size: int, media_files_only: bool) -> dict:
+    """A decode task: the batch's videos sampled as `predict --views 1x1` (embedding._Videos); with
+    `media_files_only`, opened as the driver opens them (`video.media_files_only`, `--untrusted`)."""
+    from ..video import media_files_only as only_media
     from .embedding import _Videos
+    if media_files_only:
+        only_media()
     videos = _Videos(list(row["paths"]), num_frames, input_size)
     ok, views, errors, durations = [], [], [], []
     for i in range(len(videos)):
@@ -154,7 +159,10 @@ def embed_video_groups_ray(rec, groups, batch_size: int, model_args: dict, setti
             # Ray 2.60 deprecates retry options as remote arguments and names no replacement; its defaults
             # (actors restarted without end) would loop forever on a video that kills its process
             warnings.simplefilter("ignore", DeprecationWarning)
-            ds = ds.map(_decode, fn_kwargs={"num_frames": rec.num_frames, "input_size": rec.input_size},
+            from ..video import MEDIA_FILES_ONLY_ENV
+            untrusted = os.environ.get(MEDIA_FILES_ONLY_ENV) == "1"        # the driver's rule, on every node
+            ds = ds.map(_decode, fn_kwargs={"num_frames": rec.num_frames, "input_size": rec.input_size,
+                                            "media_files_only": untrusted},
                         num_cpus=settings.num_cpus, max_retries=settings.max_retries,
                         compute=ray.data.TaskPoolStrategy(size=settings.decode_concurrency)
                         if settings.decode_concurrency else None)
