@@ -158,3 +158,19 @@ def test_one_line_per_unreachable_object(stores, monkeypatch):
     rc, _, err = run_cli("index", "build", f"s3://clips/videos/{TINY}", "--out", "s3://clips/index",
                      *model_args(stores["clip"]))
     assert rc == 2 and err.count("\n") == 1 and "--out s3://clips/index: an index is built into a local" in err
+
+
+def test_untrusted_inputs_never_fetch_urls(stores, monkeypatch):
+    from text4vis.errors import VideoError
+    from text4vis.video import MEDIA_FILES_ONLY_ENV, read_frames
+    monkeypatch.setenv(MEDIA_FILES_ONLY_ENV, "1")
+    RangeHandler.sent.pop(TINY, None)
+    url = f"{stores['http']}/{TINY}"
+    with pytest.raises(VideoError, match="a URL, and only local video files are opened for untrusted inputs"):
+        read_frames(url, lambda n: [0])
+    lst = stores["dir"] / "untrusted.txt"
+    lst.write_text(url + "\n")
+    found, _ = expand_inputs([str(lst)])
+    assert found == [url] and file_stat(url) == (-1, -1.0)       # kept as a failing input, never fetched
+    assert TINY not in RangeHandler.sent and remote.UNTRUSTED_ENV == MEDIA_FILES_ONLY_ENV
+    assert read_frames(stores["local"][TINY], lambda n: [0])[0].shape[0] == 1

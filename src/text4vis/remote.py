@@ -17,6 +17,7 @@ from the ETag stands in for the time.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 from datetime import datetime, timezone
@@ -33,6 +34,7 @@ CREDENTIALS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, 
                         "AZURE_STORAGE_ACCOUNT_KEY"}
 BLOCK_SIZE = 4 * 2 ** 20      # bytes per ranged read
 MAX_BLOCKS = 32               # blocks kept per open object (at most 128 MiB)
+UNTRUSTED_ENV = "TEXT4VIS_MEDIA_FILES_ONLY"   # video.MEDIA_FILES_ONLY_ENV (video imports this module)
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -49,8 +51,11 @@ def is_remote(path) -> bool:
 
 
 def _filesystem(url: str):
-    """(fsspec file system, path inside it) for `url`; VideoError when its package is missing."""
+    """(fsspec file system, path inside it) for `url`; VideoError when its package is missing, or when
+    this process opens untrusted inputs (`video.media_files_only`): then no URL is fetched at all."""
     kind = SCHEMES[scheme(url)]
+    if os.environ.get(UNTRUSTED_ENV) == "1":
+        raise VideoError(f"{url}: a URL, and only local video files are opened for untrusted inputs")
     try:
         import fsspec
         fs, inner = fsspec.core.url_to_fs(url)
