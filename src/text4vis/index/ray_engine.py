@@ -126,8 +126,7 @@ class _Embed:
 
 
 def _embedder(model_args: dict):
-    """_Embed with its model arguments in the class itself (pickled with it), so that a restarted actor
-    needs nothing from the object store."""
+    """_Embed with its model arguments carried by the class (a restarted actor builds itself again)."""
     class Embed(_Embed):
         def __init__(self):
             super().__init__(model_args)
@@ -168,21 +167,30 @@ def embed_video_groups_ray(rec, groups, batch_size: int, model_args: dict, setti
                         if settings.decode_concurrency else None)
             ds = ds.map(_embedder(model_args), compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
                         num_gpus=gpus, max_restarts=settings.max_restarts, max_task_retries=settings.max_retries)
-        done: dict[int, tuple] = {}
-        for row in ds.iter_rows():
-            b = batches[int(row["batch"])]
-            emb = iter(np.asarray(row["emb"], np.float32))
-            ok = set(int(i) for i in row["ok"])
-            for j, i in enumerate(b):
-                duration = float(row["durations"][j])
-                done[i] = ((next(emb)[None], None, None if math.isnan(duration) else duration, None) if j in ok
-                           else (None, row["errors"][j], None, None))
-            if bar is not None:
-                bar.update(len(b))
-            gi = int(owner[b[0]])
-            left[gi] -= 1
-            if left[gi] == 0:
-                on_group(gi, [done.pop(i) for i in range(starts[gi], starts[gi + 1])])
+        _collect(ds, batches, owner, starts, left, on_group, bar)
+    except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as exc:
+        cause = " ".join(str(exc).split())[-300:]
+        raise VideoIndexError(f"engine='ray': the pipeline stopped ({type(exc).__name__}: ...{cause}); the "
+                              f"finished shards are kept, so the same build again resumes") from None
     finally:
         if started:
             ray.shutdown()
+
+
+def _collect(ds, batches, owner, starts, left, on_group, bar) -> None:
+    """The driver's side: each embedded batch into its shard's items; `on_group` once a shard is whole."""
+    done: dict[int, tuple] = {}
+    for row in ds.iter_rows():
+        b = batches[int(row["batch"])]
+        emb = iter(np.asarray(row["emb"], np.float32))
+        ok = set(int(i) for i in row["ok"])
+        for j, i in enumerate(b):
+            duration = float(row["durations"][j])
+            done[i] = ((next(emb)[None], None, None if math.isnan(duration) else duration, None) if j in ok
+                       else (None, row["errors"][j], None, None))
+        if bar is not None:
+            bar.update(len(b))
+        gi = int(owner[b[0]])
+        left[gi] -= 1
+        if left[gi] == 0:
+            on_group(gi, [done.pop(i) for i in range(starts[gi], starts[gi + 1])])
