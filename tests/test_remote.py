@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import av
 import numpy as np
@@ -174,3 +175,14 @@ def test_untrusted_inputs_never_fetch_urls(stores, monkeypatch):
     assert found == [url] and file_stat(url) == (-1, -1.0)       # kept as a failing input, never fetched
     assert TINY not in RangeHandler.sent and remote.UNTRUSTED_ENV == MEDIA_FILES_ONLY_ENV
     assert read_frames(stores["local"][TINY], lambda n: [0])[0].shape[0] == 1
+
+
+def test_a_missing_filesystem_package_is_one_line(monkeypatch):
+    from text4vis.errors import VideoError
+    from text4vis.video import read_frames
+    monkeypatch.setitem(sys.modules, "gcsfs", None)        # as where gcsfs is not installed
+    with pytest.raises(VideoError) as info:
+        read_frames("gs://bucket/clip.mp4", lambda n: [0])
+    message = str(info.value)
+    assert message.startswith("gs://bucket/clip.mp4: reading gs:// needs gcsfs (")
+    assert message.endswith("pip install 'text4vis[gcs]'") and "\n" not in message

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -134,3 +135,11 @@ def test_engine_options_are_checked_in_the_library(lib, tmp_path):
     rc, _, err = run_cli("index", "build", *lib["inputs"], "--out", tmp_path / "y", *model_args(lib["clip"]),
                          "--engine", "ray", "--ray-concurrency", "0")
     assert rc == 2 and err.strip().endswith("--ray-concurrency must be a whole number of at least 1 (got 0)")
+
+
+def test_without_ray_one_line_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)          # `import ray` fails as where it is not installed
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    rc, out, err = run_cli("index", "build", SHARED_VIDEOS, "--out", tmp_path / "x", "--engine", "ray")
+    assert rc == 2 and out == ""
+    assert err == "text4vis index: error: --engine ray needs Ray Data: pip install 'text4vis[ray]'\n"
