@@ -14,6 +14,7 @@ output) are read here too.
 """
 from __future__ import annotations
 
+from . import remote
 from .errors import VideoError, first_line
 
 import io
@@ -81,15 +82,18 @@ def _open_options() -> dict[str, str]:
 def _open(path: str):
     if av is None:
         raise VideoError(f"{path}: cannot decode videos: PyAV is not installed (pip install av)")
-    if not os.path.exists(path):
+    source = path
+    if remote.is_remote(path):  # s3://, gs://, az://, http(s)://: a seekable file read with ranged requests
+        source = remote.open_video(path)
+    elif not os.path.exists(path):
         raise VideoError(f"{path}: no such file")
-    if os.path.isdir(path):
+    elif os.path.isdir(path):
         raise VideoError(f"{path}: is a directory, not a video")
-    if os.path.getsize(path) == 0:
+    elif os.path.getsize(path) == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     options = _open_options()
     try:
-        container = av.open(path, metadata_errors="ignore", options=options)
+        container = av.open(source, metadata_errors="ignore", options=options)
     except Exception as exc:  # PyAV raises many types (InvalidDataError, OSError, ...)
         if options and isinstance(exc, av.ArgumentError):  # FFmpeg's "format not on whitelist" (EINVAL)
             raise VideoError(f"{path}: not a readable video (only self-contained video files are opened here: "

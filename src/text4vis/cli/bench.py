@@ -24,6 +24,7 @@ def add_bench(sub) -> None:
                               "  text4vis bench --startup --json    # fresh processes: import, model load, first result\n"
                               "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
                               "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search\n"
+                              "  text4vis bench --index-build --engine ray --videos 16   # index build's engines\n"
                               "  text4vis bench --runtime onnx --model ViT-B/32 --frames 8 --batch 4 --json --quantize int8")
     p.add_argument("--model", default="ViT-B/16",
                    help="ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px or an open_clip ViT name (ViT towers only)")
@@ -39,11 +40,17 @@ def add_bench(sub) -> None:
     p.add_argument("--index", type=int, metavar="N", help="benchmark the video index instead: N synthetic clustered "
                                                           "embeddings (build, search latency, recall@10, peak memory)")
     p.add_argument("--dim", type=int, default=512, help="with --index: embedding width (default 512)")
+    p.add_argument("--index-build", action="store_true",
+                   help="time `index build` over 8 and --videos copies of a generated 4 s clip with 1 and 2 decode "
+                        "workers (a tiny random CLIP unless --clip names one): start-up and time per video")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="with --index-build (default local)")
+    p.add_argument("--videos", type=int, default=32,
+                   help="with --index-build: videos of the large build (the small one has 8) (default 32)")
     p.add_argument("--timeline", metavar="FILE",
                    help="time `text4vis timeline` on FILE (windows of 4 s every 2 s) against one plain PyAV decode "
                         "of it, as a ratio, plus peak RSS; the model comes from --checkpoint/--clip")
     p.add_argument("--checkpoint", help="with --timeline: the model's checkpoint")
-    p.add_argument("--clip", help="with --timeline: CLIP towers (a --clip value of predict)")
+    p.add_argument("--clip", help="with --timeline or --index-build: CLIP towers (a --clip value of predict)")
     p.add_argument("--serve", action="store_true",
                    help="load-test `text4vis serve`: requests/s, p50/p99 latency, errors, RSS, per client count")
     p.add_argument("--serve-args", default="", metavar="ARGS",
@@ -81,6 +88,11 @@ def cmd_bench(args) -> int:
         from ..errors import check_numbers
         check_numbers(("--index", args.index, 1), ("--dim", args.dim, 2))
         result = bench_index(args.index, args.dim)
+        print(json.dumps(result, indent=1 if not args.json else None))
+        return 0
+    if args.index_build:
+        from ..index.bench_build import bench_index_build
+        result = bench_index_build(args.engine, args.videos, clip=args.clip, frames=args.frames)
         print(json.dumps(result, indent=1 if not args.json else None))
         return 0
     from ..devices import pick_device

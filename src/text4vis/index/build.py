@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import remote
 from ..errors import UsageError, VideoIndexError
 from .embedding import (
     check_same_model,
@@ -22,6 +23,7 @@ from .embedding import (
     shard_rows,
 )
 from .inputs import expand_inputs, file_stat
+from .ray_engine import RaySettings, embed_video_groups_ray, require_ray
 from .storage import (
     COLUMNS,
     DTYPES,
@@ -49,6 +51,7 @@ from .storage import (
 from .vectors import EXACT_BELOW, VECTOR_INDEXES, build_vector_index, require_faiss
 
 DEFAULT_SHARD_SIZE = 1000
+ENGINES = ("local", "ray")
 
 
 
@@ -234,6 +237,8 @@ class BuildSettings:
     nprobe: int | None = None          # IVF cells searched per query
     progress: bool = False             # a progress bar on rank 0
     runtime: str = "torch"             # torch, or onnx (embed on ONNX Runtime; the index records the model)
+    engine: str = "local"              # local (this process, its DataLoader workers; torchrun ranks), or ray
+    ray: RaySettings | None = None     # with engine="ray": address, num_cpus, concurrency, num_gpus, retries
 
     def check(self) -> None:
         """UsageError for the first option out of range; fills in stride (= window) and makes both floats."""
@@ -242,6 +247,15 @@ class BuildSettings:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value >= least):
                 raise UsageError(f"{name}= must be a whole number of at least {least} (got {value!r})")
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.engine == "ray":
+            self.ray = self.ray or RaySettings()
+            self.ray.check()
+            if self.window is not None:
+                raise UsageError("engine='ray' builds one entry per video; window= entries need engine='local'")
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError("engine='ray' runs from one driver process, not under torchrun")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype={self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.vector_index not in VECTOR_INDEXES:
@@ -265,7 +279,13 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
     The options are BuildSettings' fields, given as one `settings` or as keywords."""
     s = dataclasses.replace(settings, **options) if settings is not None else BuildSettings(**options)
     s.check()
+    if s.engine == "ray":
+        require_ray()                     # before the model loads: one line saying how to install it
+    spec = s.checkpoint                   # as given: Ray's workers resolve an hf-hub: name themselves
     s.checkpoint = local_checkpoint(s.checkpoint)
+    if remote.is_remote(os.fspath(out)):
+        raise UsageError(f"out={out}: an index is built into a local or shared (POSIX) folder; videos may be read "
+                         f"from object storage, the index is not written there (copy the folder up afterwards)")
     out = os.path.abspath(out)
     rank, world, group = _dist_setup()
     lock = None
@@ -298,7 +318,11 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if s.progress and rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
-        if s.window is None:
+        if s.engine == "ray":
+            model_args = {"checkpoint": spec if str(spec).startswith("hf-hub:") else s.checkpoint, "clip": s.clip,
+                          "frames": s.frames, "device": s.device, "precision": s.precision, "runtime": s.runtime}
+            embed_video_groups_ray(rec, groups, s.batch_size, model_args, s.ray, on_group, bar)
+        elif s.window is None:
             embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
         else:
             embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar)

@@ -114,10 +114,8 @@ def _collate(batch):
 def video_duration(path: str) -> float | None:
     """Seconds of the default video stream from the container's header (None when it does not say)."""
     try:
-        import av
-
-        from ..video import _default_stream
-        with av.open(path, metadata_errors="ignore") as c:
+        from ..video import _default_stream, _open
+        with _open(path) as c:                       # local files and URLs (remote.py) alike
             s = _default_stream(c)
             if s.duration is not None and s.time_base:
                 return round(float(s.duration * s.time_base), 6)
@@ -132,37 +130,51 @@ def _error_text(path: str, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {first_line(exc)}"
 
 
+def embed_views(rec, views) -> np.ndarray:
+    """Views [b, v, T, 3, H, W] of b videos -> their embeddings [b, D] (predict's rule: the mean over
+    views, L2-normalised), on the model's device and precision; the caller holds torch.no_grad()."""
+    import torch.nn.functional as F
+
+    from .. import engine
+    model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
+    b, v = views.shape[:2]
+    with engine.autocast(rec.device, rec.precision):
+        emb = model.embed(views.to(rec.device).flatten(0, 1))
+    return F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu().numpy()
+
+
+def chunk_bounds(groups, batch_size: int) -> list[list[int]]:
+    """The batches of a build: runs of `batch_size` consecutive videos, never straddling two shards
+    (so a shard's numbers depend on neither its neighbours nor the engine that embeds it)."""
+    batches, start = [], 0
+    for g in groups:
+        batches.extend(list(range(i, min(i + batch_size, start + len(g)))) for i in range(start, start + len(g), batch_size))
+        start += len(g)
+    return batches
+
+
 def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None) -> None:
     """Embed whole videos, shard by shard: `on_group(g, items)` receives, for shard g, one
     (embeddings [n, D] or None, error or None, duration, spans or None) per video, in order.
     Batches never straddle two shards, so a shard's numbers do not depend on its neighbours."""
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
     from .. import engine
     flat = [p for g in groups for p, _, _ in g]
     if not flat:
         return
-    batches, start = [], 0
-    for g in groups:
-        batches.extend(list(range(i, min(i + batch_size, start + len(g)))) for i in range(start, start + len(g), batch_size))
-        start += len(g)
+    batches = chunk_bounds(groups, batch_size)
     workers = engine.default_workers(len(flat)) if workers is None else workers
     loader = DataLoader(_Videos(flat, rec.num_frames, rec.input_size), batch_sampler=batches, num_workers=workers,
                         collate_fn=_collate, prefetch_factor=4 if workers else None)
-    model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
-    model.eval()
+    (rec.video_backend or rec.model).eval()
     done: dict[int, tuple] = {}
     gi, pos = 0, 0
     with torch.no_grad():
         for indices, views, failed, durations in loader:
             if views is not None:
-                b, v = views.shape[:2]
-                with engine.autocast(rec.device, rec.precision):
-                    emb = model.embed(views.to(rec.device).flatten(0, 1))
-                emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu().numpy()   # predict's rule
-                for i, e in zip(indices, emb):
+                for i, e in zip(indices, embed_views(rec, views)):
                     done[i] = (e[None], None, durations[i], None)
             for i, msg in failed:
                 done[i] = (None, msg, None, None)
