@@ -21,6 +21,7 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/16 --frames 8 --batch 32 --mode infer --json\n"
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
+                              "  text4vis bench --decode --json    # the video readers side by side\n"
                               "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
                               "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search\n"
                               "  text4vis bench --runtime onnx --model ViT-B/32 --frames 8 --batch 4 --json --quantize int8")
@@ -53,10 +54,15 @@ def add_bench(sub) -> None:
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: also int8 dynamic quantisation")
+    from .decode import add_bench_decode_args
+    add_bench_decode_args(p)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
+    if args.decode:  # the video readers side by side (decoders/bench.py)
+        from .decode import run_bench_decode
+        return run_bench_decode(args)
     if args.index is not None:  # before importing the model code: the figure is the index's own memory
         from ..index import bench_index
         from .common import check_numbers
