@@ -26,6 +26,17 @@ def resolve(decoder: str, pattern: str = "predict") -> str:
     return AUTO.get(pattern, "pyav") if decoder == "auto" else decoder
 
 
+def check_decoder(decoder: str) -> None:
+    """UsageError for a reader that is unknown or, named explicitly, not usable here (not installed)."""
+    name = resolve(decoder)
+    if decoder != "auto":
+        from .readers import missing
+        why = missing(name)
+        if why:
+            from ..errors import UsageError
+            raise UsageError(f"decoder={decoder!r}: {why}")
+
+
 def read_frames(path: str, choose: Callable[[int], Sequence[int]], threads: int = 0, decoder: str = "auto",
                 pattern: str = "predict", decode_device: str = "cpu"):
     """`video.read_frames` through the reader `decoder` chooses: (frames [T, H, W, 3] uint8, N).

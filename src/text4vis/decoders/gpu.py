@@ -33,13 +33,16 @@ def cuda_problem(path: str | None = None, device: str = "cuda") -> str | None:
     return None
 
 
-def resolve_decode_device(decode_device: str, path: str | None = None, device: str = "cuda") -> str:
-    """"cuda" when decoding on the GPU works here (checked on `path`), else "cpu" with a one-line warning."""
+def resolve_decode_device(decode_device: str, path: str | None = None, device="cuda") -> str:
+    """"cuda" when decoding on the GPU works here (checked on `path`) and the model runs on a GPU
+    (`device`), else "cpu" with a one-line warning."""
     if decode_device not in DECODE_DEVICES:
         raise UsageError(f"decode_device={decode_device!r}: choose cpu or cuda")
     if decode_device == "cpu":
         return "cpu"
-    why = cuda_problem(path, device)
+    device = str(device)
+    why = (f"the model runs on {device}, not on a GPU" if not device.startswith("cuda")
+           else cuda_problem(path, device))
     if why:
         warnings.warn(f"decode_device='cuda': {why}; decoding on the CPU", Text4VisWarning, stacklevel=2)
         return "cpu"

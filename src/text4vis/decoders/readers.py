@@ -197,7 +197,8 @@ def read_pyav_seek(path: str, choose, threads: int = 1, stats: SeekStats | None 
         kept, indices = None, None
         if usable:
             indices = [int(i) for i in choose(n)]
-            _check(path, n, indices, "PyAV")
+            usable = all(0 <= i < n for i in indices)  # else video.read_frames says what is wrong
+        if usable:
             video._set_threads(stream, threads)
             kept = _seek_decode(container, stream, indices, pts, keyflags, stats)
     finally:
