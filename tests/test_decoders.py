@@ -267,3 +267,37 @@ def test_predict_decode_device_cuda_on_a_cpu(capsys, tiny_dir):
     assert out == plain  # the same records: the CPU decoded
     assert err.splitlines() == ["text4vis predict: warning: --decode-device cuda: the model runs on cpu, not on a "
                                 "GPU; decoding on the CPU"]
+
+
+def test_end_to_end_bench_on_a_cpu(tmp_path):
+    """decode + model vs the model alone, on a tiny model: NVDEC not measured here, and says why."""
+    from conftest import TINY
+    from text4vis.decoders.e2e import bench_end_to_end
+    clips = _small_clips(tmp_path)
+    r = bench_end_to_end("tiny", frames=2, batch=2, device="cpu", videos_dir=clips, videos=4, workers=0,
+                         cfg=TINY)
+    assert set(r["cases"]) == {"model_alone", "cpu_decode"}
+    assert r["not_measured"] == {"nvdec": "the model runs on cpu, not on a GPU"}
+    assert r["cases"]["cpu_decode"]["videos_per_s"] > 0 and r["cases"]["cpu_decode"]["fed"] > 0
+    assert sorted(r["clips"]) == ["cricket_shot_ucf101.gif", "rotate90_keyboard_3frames_0.1s.mov"]
+
+
+def test_gpu_script_runs_its_e2e_step_on_a_cpu(tmp_path):
+    """scripts/gpu_bench.sh on this CPU machine: no wheels folder (one line), the e2e step measures the model
+    and CPU decoding and says why NVDEC was not measured, the summary prints it."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, GPU_BENCH_STEPS="e2e", PYTHON=sys.executable, GPU_BENCH_SECONDS="300",
+               GPU_BENCH_E2E_ARGS="--model ViT-M-32 --frames 1 --batch 1 --iters 1 --device cpu")
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", os.path.join(root, "scripts", "gpu_bench.sh"), str(out)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("gpu_bench: no wheels/ folder: using the packages already installed")
+    result = json.loads((out / "e2e_ViT-M-32.json").read_text())
+    assert set(result["cases"]) == {"model_alone", "cpu_decode"}
+    assert result["not_measured"]["nvdec"] == "the model runs on cpu, not on a GPU"
+    assert any(line.startswith("e2e_ViT-M-32.json CPU") or line.startswith("e2e_ViT-M-32.json cpu") for line in lines)
+    assert "nvdec: n/a (the model runs on cpu, not on a GPU)" in proc.stdout

@@ -60,9 +60,9 @@ def add_bench(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    if args.decode:  # the video readers side by side (decoders/bench.py)
-        from .decode import run_bench_decode
-        return run_bench_decode(args)
+    if args.decode or args.decode_e2e:  # the video readers side by side; decode + model (decoders/)
+        from .decode import run_bench_decode, run_bench_e2e
+        return run_bench_e2e(args) if args.decode_e2e else run_bench_decode(args)
     if args.index is not None:  # before importing the model code: the figure is the index's own memory
         from ..index import bench_index
         from .common import check_numbers

@@ -22,6 +22,10 @@ def add_bench_decode_args(p) -> None:
     g.add_argument("--decode-sets", metavar="SET,...",
                    help="with --decode: only these video sets: real, 720p_gop25, 720p_gop250, 1080p_gop25, "
                         "1080p_gop250 (quick: 240p_gop25, 240p_gop250); default all")
+    g.add_argument("--decode-e2e", action="store_true",
+                   help="does decoding keep the model fed: videos/s of the model alone, of decode + model with "
+                        "CPU decoding (a worker per core) and with NVDEC (--decode-videos clips, --model, --frames, "
+                        "--batch, --iters batches, --device)")
     g.add_argument("--decode-quick", action="store_true",
                    help="with --decode: 3 s 240p generated videos, one round (a first look; tests)")
     p.set_defaults(param_flags={"only": "--decode-sets", "videos_dir": "--decode-videos"})
@@ -38,6 +42,28 @@ def add_decoder_args(p, device: bool = True) -> None:
                        help="cuda: decode on the GPU (NVDEC through torchcodec) and hand frames to the model "
                             "without a host copy; without a GPU or NVDEC one line says so and the CPU decodes "
                             "(default: cpu)")
+
+
+def run_bench_e2e(args) -> int:
+    from ..bench import model_config
+    from ..decoders.e2e import bench_end_to_end
+    from .common import UsageError, check_numbers
+    check_numbers(("--frames", args.frames, 1, 77), ("--batch", args.batch, 1), ("--iters", args.iters, 1))
+    try:
+        model_config(args.model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    result = bench_end_to_end(args.model, args.frames, args.batch, args.device, args.decode_videos,
+                              videos=args.batch * args.iters)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(" ".join(f"{k}={v}" for k, v in result.items() if k not in ("cases", "not_measured", "clips")))
+    for case, r in result["cases"].items():
+        print(f"  {case:<12} {r['videos_per_s']:10.2f} videos_per_s" + (f"  fed={r['fed']}" if "fed" in r else ""))
+    for case, why in result["not_measured"].items():
+        print(f"  {case}: n/a ({why})")
+    return 0
 
 
 def run_bench_decode(args) -> int:
