@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_VIDEOS, decode_index, index_frames, write_video
+
 from text4vis import cli, sampling, video
 from text4vis.decoders import bench as dbench
 from text4vis.decoders import choose, gpu
@@ -272,6 +272,7 @@ def test_predict_decode_device_cuda_on_a_cpu(capsys, tiny_dir):
 def test_end_to_end_bench_on_a_cpu(tmp_path):
     """decode + model vs the model alone, on a tiny model: NVDEC not measured here, and says why."""
     from conftest import TINY
+
     from text4vis.decoders.e2e import bench_end_to_end
     clips = _small_clips(tmp_path)
     r = bench_end_to_end("tiny", frames=2, batch=2, device="cpu", videos_dir=clips, videos=4, workers=0,

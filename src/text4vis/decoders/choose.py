@@ -12,7 +12,7 @@ Timelines (`video.stream_frames`, one sequential pass) are not affected: no read
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 CHOICES = ("auto", "pyav", "pyav_seek", "pyav_full", "torchcodec", "decord", "opencv")
 AUTO = {"predict": "pyav_seek", "train": "pyav_seek"}  # access pattern -> reader, from the bench

@@ -56,6 +56,7 @@ def read_frames_cuda(path: str, choose, device: str = "cuda", cpu_read=None):
     `cpu_read()` (same contract as video.read_frames) and copied to the GPU, so every clip of a batch
     is on the same device."""
     import torch
+
     from .readers import read_torchcodec
     try:
         frames, n = read_torchcodec(path, choose, threads=1, device=device)

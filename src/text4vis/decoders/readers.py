@@ -26,7 +26,7 @@ cannot be used here.
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
