@@ -5,4 +5,5 @@
     choose.py   `decoder=` (auto|pyav|...): which reader a read uses
     gpu.py      NVDEC through torchcodec's CUDA device, with a one-line CPU fallback
     bench.py    `text4vis bench --decode`: clips/s per core, frames decoded and agreement per pattern
+    e2e.py      `text4vis bench --decode-e2e`: decode + model against the model alone (CPU workers, NVDEC)
 """

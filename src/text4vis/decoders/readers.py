@@ -11,7 +11,8 @@ readers; each reader says so in `counts` and `rotation`.
                 frames no wanted frame needs and stops after the last wanted one.
     pyav_seek   text4vis's PyAV reader with seeking (this module): the same N and frames, but it
                 jumps to the keyframe before each wanted frame that lies past the next keyframe,
-                instead of decoding every reference frame from the start.
+                instead of decoding every reference frame from the start, when that saves at least
+                half of the decoding (else it reads forward as `pyav` does). decoder="auto" uses it.
     pyav_full   PyAV decoding every frame of the stream (the plain PyAV loop; converts only the
                 wanted frames).
     torchcodec  `VideoDecoder(seek_mode="exact").get_frames_at` on the CPU: N from its own scan of
