@@ -18,7 +18,8 @@ import torch
 from . import checkpoints, classifiers, engine
 from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
-from .datasets import Sample, TestDataset
+from .datasets import FrameReader, Sample, TestDataset
+from .decoders.gpu import resolve_decode_device
 from .devices import pick_device, precision_name
 from .errors import Text4VisWarning, UsageError
 from .labels import load_labels
@@ -183,22 +184,29 @@ class Recognizer:
         return [{label: round(float(v), 6) for label, v in zip(self.labels, row)} for row in scores]
 
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
-                progress: bool = False, with_embedding: bool = False) -> list[dict]:
+                progress: bool = False, with_embedding: bool = False, decoder: str = "auto",
+                decode_device: str = "cpu") -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or
         {"video", "error"}. `paths`: one path or a list (str or os.PathLike). Folders are searched
         recursively for video files; a folder holding images and no videos is one video (its frames); a
         folder that holds neither is one record with an error. See `predict_iter` to get each record as
-        soon as it is done."""
-        return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding))
+        soon as it is done. `decoder`: the video reader (decoders/choose.py); decode_device="cuda" decodes
+        with NVDEC (frames stay on the GPU; without a GPU or NVDEC a warning says so and the CPU decodes)."""
+        return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding,
+                                      decoder, decode_device))
 
     def predict_iter(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4,
-                     workers: int | None = None, progress: bool = False, with_embedding: bool = False):
+                     workers: int | None = None, progress: bool = False, with_embedding: bool = False,
+                     decoder: str = "auto", decode_device: str = "cpu"):
         """`predict`, one record at a time: each record is yielded as soon as it and every record before
         it are done, in input order (so a consumer that stops early keeps a prefix of the answer)."""
         clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size, workers=workers)
         items = list_inputs(paths)                   # (path, is an empty folder) in input order
         files = [p for p, empty in items if not empty]
-        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops)
+        decode_device = resolve_decode_device(decode_device, files[0] if files else None, self.device)
+        workers = 0 if decode_device == "cuda" else workers  # NVDEC in this process: frames stay on the GPU
+        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops,
+                         reader=FrameReader(decoder=decoder, decode_device=decode_device))
         weight = self.model.classifier
         k = min(topk, len(self.labels))
         done: dict[int, dict] = {}                   # file index -> record, until its turn comes

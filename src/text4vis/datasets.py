@@ -27,7 +27,8 @@ import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from . import sampling, transforms
-from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames
+from .decoders.choose import check_decoder, read_frames as decode_frames
+from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames  # noqa: F401  (read_frames re-exported)
 
 
 
@@ -224,9 +225,12 @@ class FrameReader:
     """Reads chosen frames of a sample: a video file, or a frame folder through `image_tmpl`."""
     image_tmpl: str = "img_{:05d}.jpg"
     index_bias: int = 1
+    decoder: str = "auto"      # which video reader (decoders/choose.py; auto: the fastest giving these frames)
+    decode_device: str = "cpu"  # "cuda": NVDEC, frames stay on the GPU (resolved by decoders.gpu beforehand)
 
     def __post_init__(self):
         check_image_tmpl(self.image_tmpl)
+        check_decoder(self.decoder)
 
     def __call__(self, sample: Sample, choose) -> np.ndarray:
         if sample.num_frames is not None:
@@ -234,7 +238,8 @@ class FrameReader:
         else:
             # one decoding thread per DataLoader worker (workers are the parallelism); FFmpeg's own
             # (slice) threads when decoding in the main process
-            frames, _ = read_frames(sample.path, choose, threads=1 if get_worker_info() else 0)
+            frames, _ = decode_frames(sample.path, choose, threads=1 if get_worker_info() else 0,
+                                      decoder=self.decoder, decode_device=self.decode_device)
         return frames
 
 

@@ -48,7 +48,9 @@ def iter_embeddings(model, dataset, device: torch.device, batch_size: int = 4, w
     mine = list(range(rank, len(dataset), world))
     workers = default_workers(len(mine)) if workers is None else workers
     loader = DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=test_collate, pin_memory=device.type == "cuda",
+                        num_workers=workers, collate_fn=test_collate,
+                        pin_memory=device.type == "cuda" and getattr(dataset, "reader", None) is not None
+                        and getattr(dataset.reader, "decode_device", "cpu") == "cpu",  # NVDEC frames: on the GPU already
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     model.eval()
     timing = {} if timing is None else timing

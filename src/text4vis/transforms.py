@@ -18,7 +18,9 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] (numpy) -> uint8 [T, 3, H, W] (torch)."""
+    """uint8 [T, H, W, 3] (numpy, or a torch tensor: frames decoded on the GPU) -> uint8 [T, 3, H, W] (torch)."""
+    if isinstance(frames, torch.Tensor):
+        return frames.permute(0, 3, 1, 2).contiguous()
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
 
 

@@ -22,6 +22,7 @@ def add_bench(sub) -> None:
                               "  text4vis bench --model ViT-B/32 --mode train --compile\n"
                               "  text4vis bench --data\n"
                               "  text4vis bench --startup --json    # fresh processes: import, model load, first result\n"
+                              "  text4vis bench --decode --json    # the video readers side by side\n"
                               "  text4vis bench --timeline long.mp4 --checkpoint runs/x/best.safetensors\n"
                               "  text4vis bench --index 1000000 --dim 512 --json    # the video index's vector search\n"
                               "  text4vis bench --index-build --engine ray --videos 16   # index build's engines\n"
@@ -76,10 +77,15 @@ def add_bench(sub) -> None:
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: also int8 dynamic quantisation")
+    from .decode import add_bench_decode_args
+    add_bench_decode_args(p)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
+    if args.decode or args.decode_e2e:  # the video readers side by side; decode + model (decoders/)
+        from .decode import run_bench_decode, run_bench_e2e
+        return run_bench_e2e(args) if args.decode_e2e else run_bench_decode(args)
     if args.startup:  # fresh processes measure themselves; this one imports no model code first
         return _bench_startup(args)
     args.iters = 10 if args.iters is None else args.iters

@@ -46,7 +46,7 @@ def cmd_predict(args) -> int:
     total, done, failed = len(files) + len(empty), 0, 0
     records = rec.predict_iter([p for p, _ in items], topk=args.topk, views=args.views, batch_size=args.batch_size,
                                workers=args.workers, progress=show_progress(args),
-                               with_embedding=args.embedding)
+                               with_embedding=args.embedding, decoder=args.decoder, decode_device=args.decode_device)
     try:
         for r in records:  # printed as soon as it and every record before it are done
             failed += "error" in r
@@ -88,6 +88,8 @@ def register(sub) -> None:
     p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
     p.add_argument("--quiet", action="store_true",
                    help="no status lines or progress bar (they go to stderr only when it is a terminal)")
+    from .decode import add_decoder_args
+    add_decoder_args(p)
     p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
                         "(onnx-int8: its int8 model.int8.onnx, from `export --quantize int8`) "
