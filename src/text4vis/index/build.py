@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError, VideoIndexError
+from ..errors import ClassifierError, UsageError, VideoIndexError
 from .embedding import (
     check_same_model,
     embed_video_groups,
@@ -34,6 +34,7 @@ from .storage import (
     VECTORS,
     VERSION,
     NpyWriter,
+    compact_shards,
     RowReader,
     entry_schema,
     finished_shards,
@@ -171,7 +172,11 @@ def _prepare_dir(out: str) -> dict | None:
         os.makedirs(out, exist_ok=True)
         return None
     if os.path.isfile(os.path.join(out, INDEX_JSON)):
-        return read_info(out)
+        try:
+            return read_info(out)
+        except VideoIndexError as exc:   # its shards cannot be trusted without the model record
+            raise VideoIndexError(f"{exc}; nothing is built into it: build into a new folder, or delete "
+                                  f"{out} to build it again from scratch") from None
     if set(os.listdir(out)) - {LOCK, SHARDS}:
         raise VideoIndexError(f"out={out}: a folder that holds other files and no text4vis index; "
                               f"build into a new or empty folder")
@@ -223,7 +228,7 @@ class BuildSettings:
     device: str = "auto"
     precision: str = "auto"
     window: float | None = None        # seconds: one entry per time window instead of one per video
-    stride: float | None = None        # seconds between window starts (default: window)
+    stride: float | None = None        # seconds between window starts (default: the index's, else 2 as timeline)
     shard_size: int = DEFAULT_SHARD_SIZE   # videos per shard
     batch_size: int = 8
     workers: int | None = None         # decoding processes (default: engine.default_workers)
@@ -236,28 +241,44 @@ class BuildSettings:
     runtime: str = "torch"             # torch, or onnx (embed on ONNX Runtime; the index records the model)
 
     def check(self) -> None:
-        """UsageError for the first option out of range; fills in stride (= window) and makes both floats."""
-        for name, least in (("frames", 1), ("shard_size", 1), ("batch_size", 1), ("workers", 0), ("exact_below", 0),
-                            ("nlist", 1), ("nprobe", 1)):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and value >= least):
-                raise UsageError(f"{name}= must be a whole number of at least {least} (got {value!r})")
+        """UsageError for the first option out of range, by the shared checks (`text4vis.checks`, the same
+        as `timeline`'s): whole numbers within bounds (numpy integers accepted; bools, strings and fractions
+        not), window and stride finite seconds within `sampling.check_window_times`'s bounds. Makes them plain
+        ints and floats; stride stays None when not given (`resolve_stride` fills it in)."""
+        from ..checks import check_bool, check_int
+        from ..sampling import check_window_times
+        for name, least, optional in (("frames", 1, True), ("shard_size", 1, False), ("batch_size", 1, False),
+                                      ("workers", 0, True), ("exact_below", 0, False), ("nlist", 1, True),
+                                      ("nprobe", 1, True)):
+            setattr(self, name, check_int(name, getattr(self, name), least, optional=optional))
+        self.progress = check_bool("progress", self.progress)
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype={self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.vector_index not in VECTOR_INDEXES:
             raise UsageError(f"vector_index={self.vector_index!r}: choose one of {', '.join(VECTOR_INDEXES)}")
+        if self.prompts is not None:
+            from ..classifiers import check_prompts
+            if isinstance(self.prompts, (str, bytes)):
+                raise UsageError(f"prompts={self.prompts!r}: give a list of templates, e.g. [{self.prompts!r}]")
+            try:
+                self.prompts = check_prompts(self.prompts)
+            except ClassifierError as exc:
+                raise UsageError(f"prompts={self.prompts!r}: {exc}") from None
         if self.window is None:
             if self.stride is not None:
                 raise UsageError("stride= needs window= (the window length in seconds)")
             return
-        stride = self.window if self.stride is None else self.stride
-        from ..sampling import window_spans
-        try:
-            window_spans(1.0, float(self.window), float(stride))
-        except (TypeError, ValueError):
-            raise UsageError(f"window= and stride= must be positive seconds (got {self.window!r}, {stride!r})") \
-                from None
-        self.window, self.stride = float(self.window), float(stride)
+        self.window, stride = check_window_times(self.window, 1.0 if self.stride is None else self.stride)
+        self.stride = None if self.stride is None else stride
+
+    def resolve_stride(self, old: dict | None) -> None:
+        """A window build without stride=: the stride of the index being added to, else `timeline`'s default
+        (DEFAULT_STRIDE, 2 s), so `index build --window 4` holds the windows `timeline` scores by default."""
+        if self.window is not None and self.stride is None:
+            from ..timeline import DEFAULT_STRIDE  # (here: the timeline module loads torch)
+            recorded = (old or {}).get("entries", {}).get("stride")
+            self.stride = float(recorded) if recorded is not None and (old or {})["entries"].get("window") == \
+                self.window else DEFAULT_STRIDE
 
 
 def build_index(inputs, out: str, settings: BuildSettings | None = None, **options) -> dict:
@@ -284,6 +305,7 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
             if msg[0] == "error":
                 raise VideoIndexError(f"rank 0 stopped the build: {msg[2]}")
             setup = msg[1]
+            s.stride = setup["info"]["entries"]["stride"]     # as rank 0 resolved it
             rec = load_model(s.checkpoint, s.clip, s.frames, s.device, s.precision, runtime=s.runtime)
         plan: Plan = setup["plan"]
         mine = [g for g in range(len(plan.groups)) if g % world == rank]
@@ -310,6 +332,7 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         report = None
         if rank == 0:
             current = merge(out, setup["info"])
+            compact_shards(out)
             report = _report(out, setup, plan, current)
         return _broadcast(report, group)
     finally:
@@ -337,8 +360,17 @@ def _setup_build(inputs, out: str, s: BuildSettings):
         if not videos:
             raise UsageError(f"no videos found in {' '.join(map(str, [inputs] if isinstance(inputs, str) else inputs))}")
         rec = load_model(s.checkpoint, s.clip, s.frames, s.device, s.precision, runtime=s.runtime)
+        s.resolve_stride(old)
+        prompts = s.prompts
+        if old is not None:       # the recorded prompts are kept: never rewritten by a later build
+            recorded = old["model"].get("prompts")
+            if prompts is not None and recorded is not None and list(prompts) != list(recorded):
+                raise VideoIndexError(f"{out}: was built with prompts= {recorded}, not {list(prompts)}; the "
+                                      f"recorded prompts are not rewritten (build without prompts= to add to it, "
+                                      f"or into another folder; search and tag take other prompts per call)")
+            prompts = recorded if prompts is None else prompts
         info = {"format": FORMAT, "version": VERSION,
-                "model": model_record(rec, s.checkpoint, s.clip, s.prompts, known=old["model"] if old else None),
+                "model": model_record(rec, s.checkpoint, s.clip, prompts, known=old["model"] if old else None),
                 "entries": {"window": s.window, "stride": s.stride}, "dtype": s.dtype,
                 "vector_index": {"type": s.vector_index, "exact_below": s.exact_below, "nlist": s.nlist,
                                  "nprobe": s.nprobe}}

@@ -2,6 +2,7 @@
 videos or time windows, shard by shard."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from ..files import sha256_file
 from .inputs import file_stat
 
 QUERY_LABEL = "video"           # a one-class classifier: loading a model for embedding needs some labels
+KILL_WORKER_ENV = "TEXT4VIS_TEST_KILL_WORKER_ON"   # tests: the file name whose decoding worker is killed
 
 
 # ----------------------------------------------------------------------------- the model
@@ -95,11 +97,19 @@ class _Videos:
         from ..datasets import Sample, TestDataset
         self.paths = paths
         self.ds = TestDataset([Sample(p, -1, None, p) for p in paths], num_frames, input_size, 1, 1)
+        # tests only: a decoding worker that reaches a video whose file name is this kills itself with SIGKILL,
+        # as the OOM killer would (read here, in the parent, so it holds under any multiprocessing start method)
+        self.kill_on = os.environ.get(KILL_WORKER_ENV) or None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        if self.kill_on and os.path.basename(self.paths[i]) == self.kill_on:
+            from torch.utils.data import get_worker_info
+            if get_worker_info() is not None:        # only ever a worker process, never the build itself
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)
         index, views, error = self.ds[i]
         return index, views, error, (video_duration(self.paths[i]) if error is None else None)
 
@@ -112,7 +122,14 @@ def _collate(batch):
 
 
 def video_duration(path: str) -> float | None:
-    """Seconds of the default video stream from the container's header (None when it does not say)."""
+    """Seconds of the default video stream from the container's header (None when it does not say); a frame
+    folder's from its frame count (`video.FRAME_FOLDER_RATE`)."""
+    if os.path.isdir(path):
+        try:
+            from ..video import probe
+            return round(float(probe(path).duration), 6)
+        except Exception:
+            return None
     try:
         import av
 
@@ -149,14 +166,13 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
         batches.extend(list(range(i, min(i + batch_size, start + len(g)))) for i in range(start, start + len(g), batch_size))
         start += len(g)
     workers = engine.default_workers(len(flat)) if workers is None else workers
-    loader = DataLoader(_Videos(flat, rec.num_frames, rec.input_size), batch_sampler=batches, num_workers=workers,
-                        collate_fn=_collate, prefetch_factor=4 if workers else None)
+    dataset = _Videos(flat, rec.num_frames, rec.input_size)
     model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
     model.eval()
     done: dict[int, tuple] = {}
     gi, pos = 0, 0
     with torch.no_grad():
-        for indices, views, failed, durations in loader:
+        for indices, views, failed, durations in _loaded_batches(dataset, batches, workers):
             if views is not None:
                 b, v = views.shape[:2]
                 with engine.autocast(rec.device, rec.precision):
@@ -172,6 +188,100 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
                 on_group(gi, [done.pop(j) for j in range(pos, pos + len(groups[gi]))])
                 pos += len(groups[gi])
                 gi += 1
+
+
+PREFETCH = 4     # batches each decoding worker prepares ahead
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """The DataLoader's error for a worker process that died (killed by a signal: the OOM killer, a crash
+    in native decoding code; or exited), as opposed to an error raised in Python."""
+    return isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc) and \
+        ("killed by signal" in str(exc) or "exited unexpectedly" in str(exc))
+
+
+def _loaded_batches(dataset, batches: list[list[int]], workers: int):
+    """The collated batches of `dataset` in order, decoded by `workers` processes (0: in this process).
+
+    A worker process that dies (killed by the OOM killer, a segfault in a native decoder) does not stop the
+    build: the batches it may have been decoding (the ones not yet delivered, at most workers x PREFETCH)
+    are decoded again, each in a worker of its own, and a batch whose worker dies again is split into single
+    videos; a video whose own worker dies is reported as failed with the reason, and the rest go on as before.
+    In this process (workers=0) such a crash ends the build, as it would any program."""
+    from torch.utils.data import DataLoader
+
+    def loader(todo, n):
+        return DataLoader(dataset, batch_sampler=todo, num_workers=n, collate_fn=_collate,
+                          prefetch_factor=PREFETCH if n else None)
+
+    def run(todo, n):
+        """(batches delivered, reason or None when all were)."""
+        delivered = []
+        try:
+            for out in loader(todo, n):
+                delivered.append(out)
+        except RuntimeError as exc:
+            if not _worker_died(exc):
+                raise
+            return delivered, first_line(exc)
+        return delivered, None
+
+    if not workers:
+        yield from loader(batches, 0)
+        return
+    with _no_async_worker_errors():
+        yield from _recovering(dataset, batches, workers, loader, run)
+
+
+@contextlib.contextmanager
+def _no_async_worker_errors():
+    """PyTorch's SIGCHLD handler raises a worker's death in the main thread wherever it is (in the model, or
+    writing a shard); while this is active that death is raised by the DataLoader's own status check instead
+    (within its 5 s poll), inside the `next()` that waits for the dead worker's batch, where it is handled."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from torch.utils.data._utils import signal_handling
+    signal_handling._set_SIGCHLD_handler()      # PyTorch installs it once, lazily: now, so that it is undone here
+    previous = signal.getsignal(signal.SIGCHLD)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def _recovering(dataset, batches, workers, loader, run):
+    todo = list(batches)
+    while todo:
+        it, done, reason = iter(loader(todo, workers)), 0, None
+        try:
+            for out in it:
+                yield out
+                done += 1
+        except RuntimeError as exc:
+            if not _worker_died(exc):
+                raise
+            reason = first_line(exc)
+        del it
+        if reason is None:
+            return
+        todo = todo[done:]
+        suspects, todo = todo[:workers * PREFETCH], todo[workers * PREFETCH:]
+        for batch in suspects:                     # each alone: the one that kills its worker again is found
+            got, died = run([batch], 1)
+            if died is None:
+                yield from got
+                continue
+            for i in batch:                        # then each of its videos alone
+                got, died = run([[i]], 1)
+                if died is None:
+                    yield from got
+                else:
+                    yield [], None, [(i, f"{dataset.paths[i]}: the process decoding it died ({died}): out of "
+                                         f"memory, or a crash in the video decoder")], {}
 
 
 def embed_window_groups(rec, groups, window: float, stride: float, batch_size: int, on_group, bar=None) -> None:
