@@ -178,10 +178,10 @@ def check_timeline_args(window=DEFAULT_WINDOW, stride=DEFAULT_STRIDE, frames=Non
 
 
 def _num_frames(recognizer, frames: int | None) -> int:
-    t = recognizer.num_frames if frames is None else frames
-    pos = getattr(recognizer.model.fusion_model, "frame_position_embeddings", None)
-    if pos is not None and t > pos.num_embeddings:
-        raise UsageError(f"frames={t}: this model's transf head takes at most {pos.num_embeddings} frames per clip")
+    t = recognizer.num_frames if frames is None else frames   # (frames checked by check_timeline_args)
+    limit = recognizer.model.max_frames
+    if limit is not None and t > limit:
+        raise UsageError(f"frames={t}: this model's transf head takes at most {limit} frames per clip")
     return t
 
 
