@@ -155,7 +155,6 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
     Batches never straddle two shards, so a shard's numbers do not depend on its neighbours."""
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from .. import engine
     flat = [p for g in groups for p, _, _ in g]
