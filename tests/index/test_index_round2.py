@@ -233,6 +233,40 @@ def test_a_killed_decoding_worker_fails_its_video_and_the_build_goes_on(lib, tmp
     assert rc == 1 and "(0 embedded now, 5 already indexed, 1 failed)" in text
 
 
+def test_a_build_killed_twice_on_a_window_video_records_it_as_failed(lib, tmp_path):
+    """--window decodes in the build process: the process itself is killed (SIGKILL) on counter.mp4. One death
+    is retried (it may have been any kill); after a second one on the same video a rerun records it as failed."""
+    import subprocess
+    import sys
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for name in ("counter.mp4", "stripes.mp4"):
+        shutil.copy(lib["videos"] / name, folder / name)
+    out = tmp_path / "w"
+    cmd = [sys.executable, "-m", "text4vis", "index", "build", str(folder), "--out", str(out), *map(str, model_args(
+        lib["clip"])), "--window", "0.5", "--stride", "0.5", "--quiet"]
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               TEXT4VIS_TEST_KILL_BUILD_ON="counter.mp4")
+    for attempt in range(2):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        record = json.loads((out / "shards" / ".inflight-0.json").read_text())
+        assert record["video"] == str(folder / "counter.mp4") and record["deaths"] == attempt
+    rc, text, err = run_cli(*cmd[3:])          # the third build, in this process (nothing kills it now)
+    assert rc == 1, err
+    assert f"{folder / 'counter.mp4'}: the build process died twice while embedding it" in err
+    assert "2 input videos (2 embedded now, 0 already indexed, 1 failed)" in text
+    idx = VideoIndex.open(out)
+    assert set(idx.ok.column("path").to_pylist()) == {str(folder / "stripes.mp4")}
+    assert not (out / "shards" / ".inflight-0.json").exists()
+    rc, text, _ = run_cli(*cmd[3:])                                       # not tried again ...
+    assert rc == 1 and "(0 embedded now, 2 already indexed, 1 failed)" in text
+    write_video(str(folder / "counter.mp4"), index_frames(30, 64, 64))    # ... until it changes
+    rc, text, _ = run_cli(*cmd[3:])
+    assert rc == 0 and "(1 embedded now, 1 already indexed, 0 failed)" in text
+
+
 # ----------------------------------------------------------------------------- item 11: CSV lists from Excel
 
 def test_csv_with_a_bom_and_a_capitalised_path_column(lib, tmp_path):

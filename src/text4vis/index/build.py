@@ -33,6 +33,7 @@ from .storage import (
     SHARDS,
     VECTORS,
     VERSION,
+    InFlight,
     NpyWriter,
     compact_shards,
     RowReader,
@@ -44,6 +45,7 @@ from .storage import (
     require_arrow,
     shard_dir,
     shard_name,
+    take_inflight,
     write_json,
     write_shard,
 )
@@ -323,7 +325,9 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if s.window is None:
             embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
         else:
-            embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar)
+            died = {(p, size, mtime): n for p, size, mtime, n in setup["died"]}
+            embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar,
+                                 inflight=InFlight(out, rank), died=died)
         if bar is not None:
             bar.close()
         if group is not None:
@@ -379,10 +383,12 @@ def _setup_build(inputs, out: str, s: BuildSettings):
             info["current"] = old.get("current")
         write_json(os.path.join(out, INDEX_JSON), info)
         plan = make_plan(out, videos, s.shard_size)
+        died = take_inflight(out)       # videos earlier builds died on while embedding them in-process
     except BaseException:
         lock.release()
         raise
-    return lock, {"info": info, "plan": plan, "videos": videos, "empty": empty, "rec": rec}
+    return lock, {"info": info, "plan": plan, "videos": videos, "empty": empty, "rec": rec,
+                  "died": [[*k, n] for k, n in died.items()]}
 
 
 def _report(out: str, setup: dict, plan: Plan, current: dict) -> dict:

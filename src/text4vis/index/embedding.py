@@ -13,6 +13,7 @@ from .inputs import file_stat
 
 QUERY_LABEL = "video"           # a one-class classifier: loading a model for embedding needs some labels
 KILL_WORKER_ENV = "TEXT4VIS_TEST_KILL_WORKER_ON"   # tests: the file name whose decoding worker is killed
+KILL_BUILD_ENV = "TEXT4VIS_TEST_KILL_BUILD_ON"     # tests: the file name whose in-process embedding kills the build
 
 
 # ----------------------------------------------------------------------------- the model
@@ -283,14 +284,33 @@ def _recovering(dataset, batches, workers, loader, run):
                                          f"memory, or a crash in the video decoder")], {}
 
 
-def embed_window_groups(rec, groups, window: float, stride: float, batch_size: int, on_group, bar=None) -> None:
+def embed_window_groups(rec, groups, window: float, stride: float, batch_size: int, on_group, bar=None,
+                        inflight=None, died: dict | None = None) -> None:
     """Embed the time windows of each video (`timeline.embed_windows`, as `text4vis timeline` windows
     them), shard by shard. A stream that breaks off part-way keeps the windows before the break and
-    is recorded as failed too (its one-line error)."""
+    is recorded as failed too (its one-line error). Decoding runs in this process, so a native crash or
+    the OOM killer ends it: `inflight` (storage.InFlight) records the video being embedded, and a video
+    on which `died` (storage.take_inflight) says two builds in a row died is recorded as failed instead
+    of being embedded a third time (one death is retried: it may have been a kill that had nothing to do
+    with the video)."""
     from ..timeline import embed_windows
+    died = died or {}
+    kill_on = os.environ.get(KILL_BUILD_ENV) or None
     for gi, g in enumerate(groups):
         items = []
-        for p, _, _ in g:
+        for p, size, mtime in g:
+            deaths = died.get((p, size, mtime), 0)
+            if deaths >= 2:
+                items.append((None, f"{p}: the build process died twice while embedding it (out of memory, or a "
+                                    f"crash in the video decoder); not tried again until it changes", None, None))
+                if bar is not None:
+                    bar.update(1)
+                continue
+            if inflight is not None:
+                inflight.enter(p, size, mtime, deaths)
+            if kill_on and os.path.basename(p) == kill_on:     # tests only: die as the OOM killer kills
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)
             try:
                 r = embed_windows(rec, p, window, stride, batch_size=batch_size)
                 emb = np.stack([w["embedding"] for w in r["windows"]]).astype(np.float32)
@@ -299,6 +319,9 @@ def embed_window_groups(rec, groups, window: float, stride: float, batch_size: i
                 raise
             except Exception as exc:  # one video never stops the build
                 items.append((None, _error_text(p, exc), None, None))
+            finally:
+                if inflight is not None:
+                    inflight.leave()
             if bar is not None:
                 bar.update(1)
         on_group(gi, items)

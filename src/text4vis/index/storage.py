@@ -149,6 +149,50 @@ def write_shard(out: str, name: str, rows: list[dict], embeddings: np.ndarray, s
     fsync_replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------- videos in flight (crash record)
+
+INFLIGHT = ".inflight-"   # shards/.inflight-<rank>.json: the video a build process is embedding in-process now
+
+
+def take_inflight(out: str) -> dict[tuple, int]:
+    """Before a build embeds anything (under the lock, so their writers are gone): the videos that earlier
+    build processes were embedding in-process when they died (SIGKILL, the OOM killer, a native crash),
+    as (path, size, mtime) -> how many builds died on it in a row. The records are removed."""
+    d, died = shard_dir(out), {}
+    if not os.path.isdir(d):
+        return died
+    for f in os.listdir(d):
+        if f.startswith(INFLIGHT) and f.endswith(".json"):
+            try:
+                with open(os.path.join(d, f)) as fh:
+                    rec = json.load(fh)
+                died[(rec["video"], rec["size"], rec["mtime"])] = int(rec["deaths"]) + 1
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            os.remove(os.path.join(d, f))
+    return died
+
+
+class InFlight:
+    """The record of the one video this process is embedding in-process (window entries): written before,
+    removed after, so that it survives only a death of the process (`take_inflight`)."""
+
+    def __init__(self, out: str, rank: int):
+        self.path = os.path.join(shard_dir(out), f"{INFLIGHT}{rank}.json")
+
+    def enter(self, video: str, size: int, mtime: float, deaths: int) -> None:
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"video": video, "size": size, "mtime": mtime, "deaths": deaths}, f, allow_nan=False)
+        os.replace(tmp, self.path)
+
+    def leave(self) -> None:
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
 def entry_schema(pa, with_row: bool = False):
     fields = [("path", pa.string()), ("size", pa.int64()), ("mtime", pa.float64()), ("start", pa.float64()),
               ("end", pa.float64()), ("duration", pa.float64()), ("status", pa.string()), ("error", pa.string())]
