@@ -170,6 +170,8 @@ def test_the_api_refuses_what_the_cli_refuses(lib):
             idx.search(vec, k=k)
     with pytest.raises(UsageError, match="nprobe=0"):
         idx.search(vec, nprobe=0)
+    with pytest.raises(UsageError, match="nprobe=1.5"):
+        VideoIndex.open(lib["ref"], nprobe=1.5)
     with pytest.raises(UsageError, match=r"query=b'abc': give a sentence \(str\) or an embedding of 64 numbers"):
         idx.search(b"abc")
     with pytest.raises(UsageError, match="a zero vector has no direction"):
@@ -358,6 +360,7 @@ def test_replaced_entries_leave_no_stale_shards(lib, tmp_path):
     assert run_cli(*args)[0] == 0
     shards = sorted(os.listdir(out / "shards"))
     assert len(shards) == 4                               # the old shard rewritten with its live entry only
+    assert json.loads((out / "index.json").read_text())["current"]["shards"] == 2
     tables = [pq.read_table(out / "shards" / f) for f in shards if f.endswith(".parquet")]
     assert sorted(p for t in tables for p in t.column("path").to_pylist()) == \
         [str(folder / "counter.mp4"), str(folder / "stripes.mp4")]

@@ -16,9 +16,11 @@ EXAMPLES_BUILD = """examples:
   text4vis index build list.txt more/ clip.mp4 --out my-index --checkpoint runs/x/best.safetensors
   text4vis index build long-videos/ --out my-windows --window 4 --stride 2      # one entry per window
   torchrun --nproc_per_node 8 -m text4vis index build list.csv --out /shared/my-index --checkpoint best.safetensors
-Inputs: video files, folders (searched recursively), list files (.txt/.lst/.list: one path per line;
-.csv: a `path` column; relative paths are relative to the list). Rerun the same command after an
-interruption to resume, or after adding/changing videos to embed only those (path + size + mtime).
+Inputs: video files, folders (searched recursively), frame folders (images, read at 25 fps), list files
+(.txt/.lst/.list: one path per line; .csv: a `path` column, any case; relative paths are relative to the
+list). Rerun the same command after an interruption to resume, or after adding/changing videos to embed
+only those (path + size + mtime). --stride defaults to the index's own, else 2 (as timeline); the
+prompts recorded by the first build are kept (a different --prompts is refused).
 """
 
 EXAMPLES_SEARCH = """examples:

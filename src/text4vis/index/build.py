@@ -127,6 +127,8 @@ def merge(out: str, info: dict) -> dict:
     if os.path.isdir(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
+    compact_shards(out)          # the merged folder stands alone: shards of replaced entries can go now
+    names = finished_shards(out)
     videos = {r["path"] for r in rows}
     failed = [r for r in rows if r["status"] != "ok"]
     current = {"folder": folder, "entries": len(rows), "embedded": len(ok), "videos": len(videos),
@@ -336,7 +338,6 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         report = None
         if rank == 0:
             current = merge(out, setup["info"])
-            compact_shards(out)
             report = _report(out, setup, plan, current)
         return _broadcast(report, group)
     finally:

@@ -47,7 +47,7 @@ class VideoIndex:
             raise VideoIndexError(f"{directory}: damaged index ({len(self.ok)} entries, {len(self.vectors)} "
                                   f"embeddings, {self.index.ntotal} indexed vectors)")
         self.settings = current["vector_index"]
-        self.nprobe = nprobe
+        self.nprobe = check_int("nprobe", nprobe, 1, optional=True)
         self._overrides = {"checkpoint": local_checkpoint(checkpoint), "clip": clip, "device": device, "precision": precision}
         self._model = None
 
