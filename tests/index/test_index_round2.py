@@ -235,9 +235,12 @@ def test_a_killed_decoding_worker_fails_its_video_and_the_build_goes_on(lib, tmp
     assert rc == 1 and "(0 embedded now, 5 already indexed, 1 failed)" in text
 
 
-def test_a_build_killed_twice_on_a_window_video_records_it_as_failed(lib, tmp_path):
-    """--window decodes in the build process: the process itself is killed (SIGKILL) on counter.mp4. One death
-    is retried (it may have been any kill); after a second one on the same video a rerun records it as failed."""
+@pytest.mark.parametrize("mode", [["--window", "0.5", "--stride", "0.5"], ["--batch-size", "2"]],
+                         ids=["windows", "videos-workers-0"])
+def test_a_build_killed_twice_on_a_video_records_it_as_failed(lib, tmp_path, mode):
+    """--window (and --workers 0) decode in the build process: the process itself is killed (SIGKILL) on
+    counter.mp4. One death is retried (it may have been any kill; a batch's videos are then tried one by
+    one); after a second one on the same video a rerun records it as failed."""
     import subprocess
     import sys
     folder = tmp_path / "v"
@@ -246,15 +249,16 @@ def test_a_build_killed_twice_on_a_window_video_records_it_as_failed(lib, tmp_pa
         shutil.copy(lib["videos"] / name, folder / name)
     out = tmp_path / "w"
     cmd = [sys.executable, "-m", "text4vis", "index", "build", str(folder), "--out", str(out), *map(str, model_args(
-        lib["clip"])), "--window", "0.5", "--stride", "0.5", "--quiet"]
+        lib["clip"])), *mode, "--quiet"]
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
                TEXT4VIS_TEST_KILL_BUILD_ON="counter.mp4")
     for attempt in range(2):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == -9, proc.stderr[-2000:]
-        record = json.loads((out / "shards" / ".inflight-0.json").read_text())
-        assert record["video"] == str(folder / "counter.mp4") and record["deaths"] == attempt
+        record = json.loads((out / "shards" / ".inflight-0.json").read_text())["videos"]
+        assert record[0]["video"] == str(folder / "counter.mp4") and record[0]["deaths"] == attempt
+        assert len(record) == (2 if attempt == 0 and "--batch-size" in mode else 1)   # then alone
     rc, text, err = run_cli(*cmd[3:])          # the third build, in this process (nothing kills it now)
     assert rc == 1, err
     assert f"{folder / 'counter.mp4'}: the build process died twice while embedding it" in err

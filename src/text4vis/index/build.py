@@ -324,10 +324,11 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if s.progress and rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
+        died = {(p, size, mtime): n for p, size, mtime, n in setup["died"]}
         if s.window is None:
-            embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
+            embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar, inflight=InFlight(out, rank),
+                               died=died)
         else:
-            died = {(p, size, mtime): n for p, size, mtime, n in setup["died"]}
             embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar,
                                  inflight=InFlight(out, rank), died=died)
         if bar is not None:

@@ -101,6 +101,7 @@ class _Videos:
         # tests only: a decoding worker that reaches a video whose file name is this kills itself with SIGKILL,
         # as the OOM killer would (read here, in the parent, so it holds under any multiprocessing start method)
         self.kill_on = os.environ.get(KILL_WORKER_ENV) or None
+        self.kill_build_on = os.environ.get(KILL_BUILD_ENV) or None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -111,6 +112,9 @@ class _Videos:
             if get_worker_info() is not None:        # only ever a worker process, never the build itself
                 import signal
                 os.kill(os.getpid(), signal.SIGKILL)
+        if self.kill_build_on and os.path.basename(self.paths[i]) == self.kill_build_on:
+            import signal                            # tests only: the build process itself, decoding in-process
+            os.kill(os.getpid(), signal.SIGKILL)
         index, views, error = self.ds[i]
         return index, views, error, (video_duration(self.paths[i]) if error is None else None)
 
@@ -150,29 +154,53 @@ def _error_text(path: str, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {first_line(exc)}"
 
 
-def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None) -> None:
+def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None, inflight=None,
+                       died: dict | None = None) -> None:
     """Embed whole videos, shard by shard: `on_group(g, items)` receives, for shard g, one
     (embeddings [n, D] or None, error or None, duration, spans or None) per video, in order.
-    Batches never straddle two shards, so a shard's numbers do not depend on its neighbours."""
+    Batches never straddle two shards, so a shard's numbers do not depend on its neighbours.
+
+    Decoding in this process (workers=0) with `inflight` (storage.InFlight): each batch's videos are
+    recorded while it is decoded and embedded; a video that was in flight when an earlier build died
+    (`died`, storage.take_inflight) is decoded in a batch of its own, and one on which two builds in a row
+    died is recorded as failed (decoding workers are handled by `_loaded_batches` instead)."""
     import torch
     import torch.nn.functional as F
 
     from .. import engine
-    flat = [p for g in groups for p, _, _ in g]
+    items = [v for g in groups for v in g]
+    flat = [p for p, _, _ in items]
     if not flat:
         return
+    died = died or {}
     batches, start = [], 0
     for g in groups:
         batches.extend(list(range(i, min(i + batch_size, start + len(g)))) for i in range(start, start + len(g), batch_size))
         start += len(g)
     workers = engine.default_workers(len(flat)) if workers is None else workers
+    done: dict[int, tuple] = {}
+    if inflight is not None and not workers and died:
+        batches = _isolate_suspects(batches, items, died, done)
     dataset = _Videos(flat, rec.num_frames, rec.input_size)
     model = rec.video_backend or rec.model      # ONNX Runtime when runtime='onnx'
     model.eval()
-    done: dict[int, tuple] = {}
     gi, pos = 0, 0
+
+    def flush() -> None:  # every shard whose videos are all done, in order
+        nonlocal gi, pos
+        while gi < len(groups) and all(j in done for j in range(pos, pos + len(groups[gi]))):
+            on_group(gi, [done.pop(j) for j in range(pos, pos + len(groups[gi]))])
+            pos += len(groups[gi])
+            gi += 1
+
+    if bar is not None and done:
+        bar.update(len(done))
+    flush()
+    loaded = _loaded_batches(dataset, batches, workers)
+    if inflight is not None and not workers:
+        loaded = _recorded(loaded, batches, items, died, inflight)
     with torch.no_grad():
-        for indices, views, failed, durations in _loaded_batches(dataset, batches, workers):
+        for indices, views, failed, durations in loaded:
             if views is not None:
                 b, v = views.shape[:2]
                 with engine.autocast(rec.device, rec.precision):
@@ -184,10 +212,45 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
                 done[i] = (None, msg, None, None)
             if bar is not None:
                 bar.update(len(indices) + len(failed))
-            while gi < len(groups) and all(j in done for j in range(pos, pos + len(groups[gi]))):
-                on_group(gi, [done.pop(j) for j in range(pos, pos + len(groups[gi]))])
-                pos += len(groups[gi])
-                gi += 1
+            flush()
+
+
+def _died_twice(path: str) -> str:
+    return (f"{path}: the build process died twice while embedding it (out of memory, or a crash in the video "
+            f"decoder); not tried again until it changes")
+
+
+def _isolate_suspects(batches, items, died: dict, done: dict) -> list[list[int]]:
+    """Batches without the videos two builds died on (recorded as failed in `done`), and with each video
+    one build died on in a batch of its own."""
+    out = []
+    for batch in batches:
+        rest = []
+        for i in batch:
+            deaths = died.get(tuple(items[i]), 0)
+            if deaths >= 2:
+                done[i] = (None, _died_twice(items[i][0]), None, None)
+            elif deaths == 1:
+                out.append([i])
+            else:
+                rest.append(i)
+        if rest:
+            out.append(rest)
+    return out
+
+
+def _recorded(loaded, batches, items, died: dict, inflight):
+    """`loaded` (decoding in this process) with each batch's videos recorded in flight from before it is
+    decoded until the caller has embedded it (asks for the next batch)."""
+    it = iter(loaded)
+    try:
+        for batch in batches:
+            inflight.enter([(*items[i], died.get(tuple(items[i]), 0)) for i in batch])
+            out = next(it)
+            yield out
+            inflight.leave()
+    finally:
+        inflight.leave()
 
 
 PREFETCH = 4     # batches each decoding worker prepares ahead
@@ -301,13 +364,12 @@ def embed_window_groups(rec, groups, window: float, stride: float, batch_size: i
         for p, size, mtime in g:
             deaths = died.get((p, size, mtime), 0)
             if deaths >= 2:
-                items.append((None, f"{p}: the build process died twice while embedding it (out of memory, or a "
-                                    f"crash in the video decoder); not tried again until it changes", None, None))
+                items.append((None, _died_twice(p), None, None))
                 if bar is not None:
                     bar.update(1)
                 continue
             if inflight is not None:
-                inflight.enter(p, size, mtime, deaths)
+                inflight.enter([(p, size, mtime, deaths)])
             if kill_on and os.path.basename(p) == kill_on:     # tests only: die as the OOM killer kills
                 import signal
                 os.kill(os.getpid(), signal.SIGKILL)

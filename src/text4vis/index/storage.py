@@ -165,8 +165,8 @@ def take_inflight(out: str) -> dict[tuple, int]:
         if f.startswith(INFLIGHT) and f.endswith(".json"):
             try:
                 with open(os.path.join(d, f)) as fh:
-                    rec = json.load(fh)
-                died[(rec["video"], rec["size"], rec["mtime"])] = int(rec["deaths"]) + 1
+                    for v in json.load(fh)["videos"]:
+                        died[(v["video"], v["size"], v["mtime"])] = int(v["deaths"]) + 1
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             os.remove(os.path.join(d, f))
@@ -174,16 +174,19 @@ def take_inflight(out: str) -> dict[tuple, int]:
 
 
 class InFlight:
-    """The record of the one video this process is embedding in-process (window entries): written before,
-    removed after, so that it survives only a death of the process (`take_inflight`)."""
+    """The record of the videos this process is decoding and embedding in-process now (a window video, or a
+    batch with workers=0): written before, removed after, so that it survives only a death of the process
+    (`take_inflight`)."""
 
     def __init__(self, out: str, rank: int):
         self.path = os.path.join(shard_dir(out), f"{INFLIGHT}{rank}.json")
 
-    def enter(self, video: str, size: int, mtime: float, deaths: int) -> None:
+    def enter(self, videos) -> None:
+        """`videos`: (path, size, mtime, deaths so far) each."""
         tmp = f"{self.path}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
-            json.dump({"video": video, "size": size, "mtime": mtime, "deaths": deaths}, f, allow_nan=False)
+            json.dump({"videos": [{"video": p, "size": size, "mtime": mtime, "deaths": n}
+                                  for p, size, mtime, n in videos]}, f, allow_nan=False)
         os.replace(tmp, self.path)
 
     def leave(self) -> None:
