@@ -213,6 +213,7 @@ def test_build_progress_bar_only_on_a_terminal(lib, tmp_path):
 
 # ----------------------------------------------------------------------------- item 10: a worker killed
 
+@pytest.mark.slow
 def test_a_killed_decoding_worker_fails_its_video_and_the_build_goes_on(lib, tmp_path, monkeypatch):
     """The worker that decodes stripes.mp4 is killed with SIGKILL (as the OOM killer does), every time."""
     monkeypatch.setenv("TEXT4VIS_TEST_KILL_WORKER_ON", "stripes.mp4")
@@ -235,6 +236,7 @@ def test_a_killed_decoding_worker_fails_its_video_and_the_build_goes_on(lib, tmp
     assert rc == 1 and "(0 embedded now, 5 already indexed, 1 failed)" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [["--window", "0.5", "--stride", "0.5"], ["--batch-size", "2"]],
                          ids=["windows", "videos-workers-0"])
 def test_a_build_killed_twice_on_a_video_records_it_as_failed(lib, tmp_path, mode):
