@@ -136,9 +136,10 @@ def cmd_timeline(args) -> int:
                 print(f"   error: {r['error']}", flush=True)
         png, mp4 = outputs[path]
         side_ok = True
-        for what, out, write in (("plot", png, lambda o: plot_timeline(r, o, scores=scores, labels=rec.labels,
-                                                                       overwrite=args.overwrite)),
-                                 ("annotated copy", mp4, lambda o: annotate_video(r, path, o, overwrite=args.overwrite))):
+        for what, out, write in (("plot", png, lambda o, r=r, scores=scores: plot_timeline(
+                                     r, o, scores=scores, labels=rec.labels, overwrite=args.overwrite)),
+                                 ("annotated copy", mp4, lambda o, r=r, path=path: annotate_video(
+                                     r, path, o, overwrite=args.overwrite))):
             if not out:
                 continue
             try:

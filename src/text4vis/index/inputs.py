@@ -13,13 +13,14 @@ LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")
 
 def read_list_file(path: str) -> list[str]:
     """Paths of a list file: one per line (blank lines and # comments skipped), or a CSV with a `path`
-    column. Relative paths are relative to the list file's folder; URLs are kept as they are."""
+    column (any case: `Path`, `PATH`; a UTF-8 byte order mark, as Excel's "CSV UTF-8" writes, is ignored).
+    Relative paths are relative to the list file's folder; URLs are kept as they are."""
     base = None if remote.is_remote(path) else os.path.dirname(os.path.abspath(path))
     try:
         if base is None:
-            text = remote.read_text(path)
+            text = remote.read_text(path).removeprefix("\ufeff")
         else:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:   # -sig: a leading BOM is not text
                 text = f.read()
     except VideoError as exc:
         raise VideoIndexError(str(exc)) from None
@@ -32,10 +33,11 @@ def read_list_file(path: str) -> list[str]:
             return []
         reader = csv.reader(text.splitlines())
         header = [h.strip() for h in next(reader)]
-        if "path" not in header:
-            raise VideoIndexError(f"{path}: a CSV list of videos needs a `path` column (its columns: "
+        folded = [h.casefold() for h in header]
+        if folded.count("path") != 1:
+            raise VideoIndexError(f"{path}: a CSV list of videos needs a `path` column, one (its columns: "
                                   f"{', '.join(header)})")
-        col = header.index("path")
+        col = folded.index("path")
         names = [row[col].strip() for row in reader if len(row) > col]
     else:
         names = [ln.strip() for ln in text.splitlines()]
