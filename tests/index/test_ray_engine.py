@@ -142,4 +142,4 @@ def test_without_ray_one_line_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray.data", None)
     rc, out, err = run_cli("index", "build", SHARED_VIDEOS, "--out", tmp_path / "x", "--engine", "ray")
     assert rc == 2 and out == ""
-    assert err == "text4vis index: error: --engine ray needs Ray Data: pip install 'text4vis[ray]'\n"
+    assert err == "text4vis index build: error: --engine ray needs Ray Data: pip install 'text4vis[ray]'\n"

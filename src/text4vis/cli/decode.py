@@ -47,7 +47,7 @@ def add_decoder_args(p, device: bool = True) -> None:
 def run_bench_e2e(args) -> int:
     from ..bench import model_config
     from ..decoders.e2e import bench_end_to_end
-    from .common import UsageError, check_numbers
+    from ..errors import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1, 77), ("--batch", args.batch, 1), ("--iters", args.iters, 1))
     try:
         model_config(args.model)
@@ -68,7 +68,8 @@ def run_bench_e2e(args) -> int:
 
 def run_bench_decode(args) -> int:
     from ..decoders.bench import bench_decode, default_videos_dir, format_table
-    from .common import UsageError, check_numbers, show_progress
+    from ..errors import UsageError, check_numbers
+    from .common import show_progress
     if args.decode_seconds is not None:
         check_numbers(("--decode-seconds", args.decode_seconds, 0))
     if args.decode_rounds is not None:
