@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 import backbone_fixtures as bf
 from conftest import SHARED_VIDEOS
-from text4vis import checkpoints, families
+from text4vis import checkpoints
+from text4vis.backbones import families
 from text4vis.cli import main as cli_main
 from text4vis.model import VideoModel
 from text4vis.synthetic import make_benchmark

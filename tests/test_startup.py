@@ -89,7 +89,7 @@ def test_towers_match_in_a_process_that_imported_open_clip(tiny_dir):
     from text4vis import towers
     t = towers.load_towers(str(tiny_dir / "openai_sd.pt"))
     assert type(t.clip) is open_clip.model.CLIP
-    from text4vis import open_clip_lite
+    from text4vis.backbones import open_clip_lite
     hf = {"embed_dim": 64, "vision_cfg": {}, "text_cfg": {"hf_model_name": "bert-base-uncased"}}
     assert open_clip_lite.clip_class(hf) is open_clip.model.CustomTextCLIP  # Hugging Face text towers: open_clip's
     assert open_clip_lite.package() is open_clip and towers.open_clip.list_models() == open_clip.list_models()

@@ -174,7 +174,7 @@ class Recognizer:
         `encode_video`). Labels do not compete (several may be near 1, or none), unlike `classify`'s softmax.
         Meaningful zero-shot (the towers' calibration); a model fine-tuned with a softmax loss keeps the
         bias but not that calibration. WeightsError for models without a logit bias (CLIP)."""
-        from .families import sigmoid_scores
+        from .backbones.families import sigmoid_scores
         bias = self.towers.logit_bias if self.towers is not None else None
         if bias is None:
             raise WeightsError(f"{self.source}: not a sigmoid model (no logit_bias: CLIP is trained with a softmax); "

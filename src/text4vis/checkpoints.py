@@ -116,7 +116,7 @@ def save_checkpoint(path: str, model, towers, *, labels: list[str], classifier_m
         for k, v in towers.clip.state_dict().items():
             if not k.startswith("visual.") and k not in ("logit_scale", "logit_bias"):
                 tensors["text." + k] = v.detach().cpu().contiguous()
-        from . import families  # a sentencepiece/HF tokenizer's files travel with the text tower (offline)
+        from .backbones import families  # a sentencepiece/HF tokenizer's files travel with the text tower (offline)
         tensors.update(families.to_tensors(families.tokenizer_files_of(towers)))
     meta = {
         "format_version": FORMAT_VERSION,
@@ -301,7 +301,7 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
     cfg = meta["clip"]
     with_text = bool(meta.get("has_text_tower", True))
     visual = {"visual." + k: v for k, v in split_prefix(tensors, "model.visual.").items()}
-    from .families import from_tensors
+    from .backbones.families import from_tensors
     towers = towers_mod.towers_from_config(cfg["config"], {**split_prefix(tensors, "text."), **visual}, checkpoint,
                                            cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text,
                                            cfg.get("preprocess"), from_tensors(tensors))

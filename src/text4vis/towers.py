@@ -6,10 +6,10 @@
     them, then through open_clip's `openai` tag);
   * any open_clip `MODEL:PRETRAINED` pair (`ViT-B-16:laion2b_s34b_b88k`), or `MODEL:/path/file`;
   * an `hf-hub:org/repo` id, or an open_clip folder (`local-dir:/path`, or the folder itself: its
-    open_clip_config.json, weights and tokenizer files; families.py: SigLIP, EVA, MetaCLIP, DFN ...);
+    open_clip_config.json, weights and tokenizer files; backbones/families.py: SigLIP, EVA, MetaCLIP, DFN ...);
   * a Hugging Face transformers model (CLIPModel, SiglipModel, Siglip2Model, XCLIPModel): a
-    `save_pretrained` folder or `hf:ORG/NAME[@REV]` (hf_towers.py);
-  * a published ViCLIP checkpoint (InternVid's .pth; viclip.py: a video tower replacing image tower + head);
+    `save_pretrained` folder or `hf:ORG/NAME[@REV]` (backbones/hf.py);
+  * a published ViCLIP checkpoint (InternVid's .pth; backbones/viclip.py: a video tower replacing image tower + head);
   * a local file: an OpenAI checkpoint (TorchScript archive or plain state dict, fp16 or fp32)
     or an open_clip checkpoint with OpenAI key names. The architecture is inferred from the
     tensor shapes, as OpenAI's and open_clip's loaders do.
@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import open_clip_lite
+from .backbones import open_clip_lite
 from .transforms import OPENAI_MEAN, OPENAI_STD
 
 open_clip = open_clip_lite.LazyPackage()  # all of open_clip, imported on first use: OpenAI-format towers never need it
@@ -152,15 +152,15 @@ def openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
-    """An fp32 model (random weights) from a config dict: open_clip's CLIP/CustomTextCLIP (families.py),
-    or a Hugging Face transformers model for configs with "family": "hf" (hf_towers.py)."""
+    """An fp32 model (random weights) from a config dict: open_clip's CLIP/CustomTextCLIP (backbones/families.py),
+    or a Hugging Face transformers model for configs with "family": "hf" (backbones/hf.py)."""
     if cfg.get("family") == "hf":
-        from . import hf_towers
+        from .backbones import hf as hf_towers
         return hf_towers.build(cfg)
     if cfg.get("family") == "viclip":
-        from . import viclip
+        from .backbones import viclip
         return viclip.build(cfg)
-    from . import families
+    from .backbones import families
     return families.build(cfg)
 
 
@@ -176,20 +176,20 @@ class Towers:
     tokenizer_name: str = "openai"  # "openai" (CLIP BPE) or an hf-hub model id
     mean: tuple = OPENAI_MEAN
     std: tuple = OPENAI_STD
-    preprocess: dict = field(default_factory=dict)      # interpolation, resize_mode (the family's, see families.py)
+    preprocess: dict = field(default_factory=dict)      # interpolation, resize_mode (the family's, see backbones/families.py)
     tokenizer_files: dict | None = field(default=None, repr=False)  # the tokenizer's files (kept in checkpoints)
     _tokenizer: Callable | None = field(default=None, repr=False)
 
     @property
     def family(self) -> str:
-        """"hf" (transformers classes, hf_towers.py), "viclip" (viclip.py) or "open_clip"."""
+        """"hf" (transformers classes, backbones/hf.py), "viclip" (backbones/viclip.py) or "open_clip"."""
         return self.config.get("family") or "open_clip"
 
     @property
     def logit_bias(self) -> float | None:
         """A sigmoid model's logit bias (SigLIP); None for softmax CLIPs. It does not change a softmax over
         labels (every logit moves alike); `Recognizer.sigmoid_scores` uses it."""
-        from .families import logit_bias
+        from .backbones.families import logit_bias
         return logit_bias(self.clip)
 
     @property
@@ -218,10 +218,10 @@ class Towers:
                 tokenizer = open_clip_lite.submodule("tokenizer")  # not all of open_clip
                 self._tokenizer = tokenizer.SimpleTokenizer(context_length=self.context_length)
             elif self.family == "hf":
-                from .hf_towers import tokenizer
+                from .backbones.hf import tokenizer
                 self._tokenizer = tokenizer(self)
             else:  # SigLIP's sentencepiece, SigLIP2's Gemma ...: with the text config's length, clean and mode
-                from .families import hf_tokenizer
+                from .backbones.families import hf_tokenizer
                 self._tokenizer = hf_tokenizer(self, hub_access)
         for text in texts:  # the tokenizer would cut longer texts silently (class name included)
             n = self.token_count(text)
@@ -328,7 +328,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
     pre = open_clip.get_pretrained_cfg(name, tag) if not os.path.isfile(tag) else {}
     if pre.get("quick_gelu"):
         cfg["quick_gelu"] = True
-    from .families import preprocess_of  # the tag's preprocessing; for a file, the architecture's (SigLIP: 0.5)
+    from .backbones.families import preprocess_of  # the tag's preprocessing; for a file, the architecture's (SigLIP: 0.5)
     prep = preprocess_of(name, None if os.path.isfile(tag) else tag)
     mean, std = prep["mean"], prep["std"]
     if os.path.isfile(tag):
@@ -376,7 +376,7 @@ def _hf_hub(model_id: str, source: str) -> Towers:
     cfg = hf_cfg["model_cfg"]
     clip = build_clip(cfg)
     open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
-    from .families import preprocess_of
+    from .backbones.families import preprocess_of
     pre = preprocess_of("", None, hf_cfg.get("preprocess_cfg") or {})
     tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
     return Towers(clip=clip.float().eval(), config=cfg, source=source, tokenizer_name=tok or "openai",
@@ -386,14 +386,15 @@ def _hf_hub(model_id: str, source: str) -> Towers:
 
 def load_towers(spec: str) -> Towers:
     """Resolve a `clip=` value (see the module docstring) into CLIP towers on the CPU, fp32."""
-    from . import families, hf_towers  # the other families: open_clip folders, transformers models
+    from .backbones import families  # the other families: open_clip folders, transformers models
+    from .backbones import hf as hf_towers
     if families.is_local_dir(spec):
         return families.load_local_dir(spec, Towers)
     if hf_towers.is_hf_spec(spec):
         return hf_towers.load(spec, Towers, hub_access)
     if os.path.isfile(spec):
         sd = unwrap_state_dict(safe_load(spec), spec)
-        from . import viclip  # a video-native backbone's published checkpoint (ViCLIP)
+        from .backbones import viclip  # a video-native backbone's published checkpoint (ViCLIP)
         if viclip.is_viclip(sd):
             return viclip.from_published(sd, spec, Towers)
         return _from_state_dict(sd, spec)

@@ -66,7 +66,7 @@ def add_bench(sub) -> None:
                         "wall and CPU seconds, for random-weight models: tiny and/or ViT-B/16 (default both)")
     p.add_argument("--towers", metavar="ARCH",
                    help="throughput of one backbone's image and text towers: an open_clip architecture (random "
-                        "weights: ViT-B-16, ViT-B-16-SigLIP, EVA02-B-16 ...) or a --clip value (bench_towers.py)")
+                        "weights: ViT-B-16, ViT-B-16-SigLIP, EVA02-B-16 ...) or a --clip value (bench/towers.py)")
     p.add_argument("--watch", action="store_true",
                    help="benchmark `text4vis watch`: --sources MPEG-TS streams over UDP on 127.0.0.1 at real pace for "
                         "--seconds (made from --video); latency p50/p95/max, dropped windows, CPU share, RSS")
@@ -102,12 +102,12 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=1 if not args.json else None))
         return 0
     from ..devices import pick_device
-    from ..bench import bench_data, bench_model, model_config
+    from ..bench.model import bench_data, bench_model, model_config
     from ..errors import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1), ("--batch", args.batch, 1), ("--iters", args.iters, 1),
                   ("--warmup", args.warmup, 0))
     if args.towers:
-        from ..bench_towers import bench_towers
+        from ..bench.towers import bench_towers
         result = bench_towers(args.towers, batch=args.batch, iters=args.iters,
                               device="cpu" if args.device == "auto" else args.device)
         print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
@@ -167,7 +167,7 @@ def cmd_bench(args) -> int:
 
 
 def _bench_startup(args) -> int:
-    from ..bench_startup import MODELS, bench_startup, format_table
+    from ..bench.startup import MODELS, bench_startup, format_table
     from ..errors import UsageError, check_numbers
     models = [m.strip() for m in args.startup.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -186,7 +186,7 @@ def _bench_serve(args) -> dict:
     import shlex
     import tempfile
 
-    from ..bench import make_test_clip
+    from ..bench.model import make_test_clip
     from ..serve.bench import bench_serve
     from ..errors import UsageError, check_numbers
     try:

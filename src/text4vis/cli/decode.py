@@ -45,7 +45,7 @@ def add_decoder_args(p, device: bool = True) -> None:
 
 
 def run_bench_e2e(args) -> int:
-    from ..bench import model_config
+    from ..bench.model import model_config
     from ..decoders.e2e import bench_end_to_end
     from ..errors import UsageError, check_numbers
     check_numbers(("--frames", args.frames, 1, 77), ("--batch", args.batch, 1), ("--iters", args.iters, 1))

@@ -33,7 +33,7 @@ def bench_end_to_end(model: str = "ViT-B/16", frames: int = 8, batch: int = 32, 
     of `videos_dir` repeated); `workers`: CPU decoding processes (default: every core); `cfg`: an
     open_clip model config instead of `model`'s (tests use a tiny one)."""
     from .. import engine
-    from ..bench import model_config
+    from ..bench.model import model_config
     from ..devices import pick_device
     from ..model import VideoModel
     from ..towers import build_clip

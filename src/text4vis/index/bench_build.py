@@ -38,7 +38,7 @@ def bench_index_build(engine: str = "local", videos: int = 32, workers=(1, 2), c
     small = 2 * batch_size
     if videos <= small:
         raise UsageError(f"videos= must be more than {small} (the small build's size) (got {videos})")
-    from ..bench import make_test_clip
+    from ..bench.model import make_test_clip
     load = list(os.getloadavg())
     result = {"engine": engine, "videos": [small, videos], "frames": frames, "clip_seconds": seconds,
               "batch_size": batch_size, "cases": {}}

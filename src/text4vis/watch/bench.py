@@ -192,7 +192,7 @@ def bench_watch(model_args: list[str], sources: int = 1, seconds: float = 120.0,
     (H.264 at `fps`, made from `video_path` or a generated clip). Latency of a window = wall time its line was
     read from the watcher's stdout minus wall time the window's last frame was sent. Also: dropped windows,
     the watcher's CPU share (CPU seconds / wall seconds; 1.0 = one core fully busy) and RSS over the run."""
-    from ..bench import make_test_clip
+    from ..bench.model import make_test_clip
     with tempfile.TemporaryDirectory(prefix="text4vis-bench-watch-") as tmp:
         src = video_path or make_test_clip(tmp, seconds=10.0)["video"]
         ts = make_ts(src, os.path.join(tmp, "stream.ts"), fps=fps, seconds=seconds, width=width)

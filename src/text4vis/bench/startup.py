@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from .errors import Text4VisError, first_line
+from ..errors import Text4VisError, first_line
 
 HEAVY = ("transformers", "torchvision", "torch._dynamo", "open_clip.model", "timm", "matplotlib", "sklearn",
          "scipy", "sentence_transformers", "onnxruntime", "faiss", "tensorboard")
@@ -62,7 +62,7 @@ def write_model(cfg: dict, path: str, half: bool) -> str:
     """A random-weight CLIP of `cfg` saved as an OpenAI-layout state dict (fp16 like OpenAI's files when `half`)."""
     import torch
 
-    from .towers import build_clip
+    from ..towers import build_clip
     torch.manual_seed(0)
     sd = build_clip(cfg).state_dict()
     sd.pop("attn_mask", None)
@@ -93,7 +93,7 @@ def _median(values: list[float]) -> float:
 
 def bench_startup(video: str | None = None, models=("tiny", "ViT-B/16"), runs: int = 3) -> dict:
     """Start-up figures of `predict` per model (see the module docstring), medians over `runs` processes."""
-    from .bench import make_test_clip
+    from .model import make_test_clip
     result = {"runs": runs, "cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in os.getloadavg()],
               "python": sys.version.split()[0], "cases": {}}
     with tempfile.TemporaryDirectory(prefix="text4vis-startup-") as tmp:

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .errors import WeightsError, first_line
+from ..errors import WeightsError, first_line
 
 TOKENIZER_PREFIX = "tokenizer."        # checkpoint tensors holding the tokenizer's files (uint8 bytes)
 OPEN_CLIP_CONFIG = "open_clip_config.json"
@@ -72,7 +72,7 @@ def preprocess_of(name: str, tag: str | None, extra: dict | None = None) -> dict
     the tag's own; else `extra` (a folder's preprocess_cfg); else what every tag of the architecture says
     (they agree for SigLIP, EVA, MetaCLIP, DFN ...); else OpenAI CLIP's."""
     import open_clip
-    from .transforms import OPENAI_MEAN, OPENAI_STD
+    from ..transforms import OPENAI_MEAN, OPENAI_STD
     out: dict[str, Any] = {"mean": tuple(OPENAI_MEAN), "std": tuple(OPENAI_STD), "interpolation": "bicubic",
                            "resize_mode": "shortest"}
     found: dict[str, Any] = {}

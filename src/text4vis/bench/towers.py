@@ -24,16 +24,16 @@ VICLIP_L14 = {"family": "viclip", "embed_dim": 768,
 
 def _towers(spec: str):
     import open_clip
-    from .towers import Towers, load_towers
+    from ..towers import Towers, load_towers
     if spec == "ViCLIP-L-14":
-        from . import viclip
+        from ..backbones import viclip
         torch.manual_seed(0)
         return Towers(clip=viclip.build(VICLIP_L14), config=VICLIP_L14, source=f"{spec} (random weights)",
                       mean=viclip.IMAGENET_MEAN, std=viclip.IMAGENET_STD)
     cfg = open_clip.get_model_config(spec)
     if cfg is None:
         return load_towers(spec)
-    from .families import build, preprocess_of
+    from ..backbones.families import build, preprocess_of
     torch.manual_seed(0)
     pre = preprocess_of(spec, None)
     return Towers(clip=build(cfg), config=cfg, source=f"{spec} (random weights)", mean=pre["mean"], std=pre["std"],

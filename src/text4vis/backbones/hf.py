@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import WeightsError, first_line
+from ..errors import WeightsError, first_line
 
 PREFIX = "hf:"
 MODEL_TYPES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model", "xclip": "XCLIPModel"}
@@ -159,7 +159,7 @@ def _resolve(spec: str, hub_access) -> str:
 def preprocess_of(folder: str, kind: str) -> dict[str, Any]:
     """mean, std, interpolation and resize mode from the folder's preprocessor_config.json (the model's
     defaults where it has none: OpenAI's statistics for CLIP, 0.5 for SigLIP)."""
-    from .transforms import OPENAI_MEAN, OPENAI_STD
+    from ..transforms import OPENAI_MEAN, OPENAI_STD
     clip = kind in ("CLIPModel", "XCLIPModel")
     out = {"mean": tuple(OPENAI_MEAN) if clip else (0.5, 0.5, 0.5), "std": tuple(OPENAI_STD) if clip else (0.5, 0.5, 0.5),
            "interpolation": "bicubic" if clip else "bilinear", "resize_mode": "shortest" if clip else "squash"}
