@@ -46,7 +46,7 @@ def test_readers_agree_on_the_real_clips(name):
         if not available(reader):
             continue
         seen = {}
-        frames, m = R.read(reader, path, lambda k: (seen.setdefault("n", k), [i for i in views(n) if i < k])[1])
+        frames, m = R.read(reader, path, lambda k, seen=seen: (seen.setdefault("n", k), [i for i in views(n) if i < k])[1])
         problem = KNOWN.get((reader, name))
         if problem == "stream":
             assert m != n and frames.shape[1:3] != ref.shape[1:3]
@@ -80,9 +80,9 @@ def test_seeking_reader_seeks_and_gives_the_same_frames(short_gop):
     cases = [sampling.view_indices(n, 8, 1)[0], views(n), sampling.segment_indices(n, 8, rng),
              [150, 3, 150, 77, 199, 0]]  # any order, repeats
     for indices in cases:
-        ref, _ = video.read_frames(short_gop, lambda m: indices, threads=1)
+        ref, _ = video.read_frames(short_gop, lambda m, indices=indices: indices, threads=1)
         stats = R.SeekStats()
-        frames, m = R.read_pyav_seek(short_gop, lambda k: indices, 1, stats)
+        frames, m = R.read_pyav_seek(short_gop, lambda k, indices=indices: indices, 1, stats)
         assert m == n and np.array_equal(frames, ref)
         assert [decode_index(f) for f in frames] == indices  # frame-accurate: each frame shows its index
         if len(set(indices)) <= 8:  # sparse: it jumped, decoding far fewer frames than one forward pass

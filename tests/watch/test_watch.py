@@ -23,7 +23,7 @@ import torch
 
 import text4vis
 from text4vis import timeline as tl
-from text4vis.watch import WatchOptions, Watch, alerts, bench as wb, segments as ws, watch, windows as ww
+from text4vis.watch import alerts, bench as wb, segments as ws, watch, windows as ww
 from conftest import SHARED_VIDEOS
 
 from test_timeline import COLOURS, colour_clip

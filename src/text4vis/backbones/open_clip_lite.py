@@ -105,7 +105,7 @@ class LazyPackage:
 def package() -> types.ModuleType:
     """All of open_clip (its __init__ run)."""
     mod = _parent()
-    getattr(mod, "__version__")  # completes a package registered by _parent
+    _ = mod.__version__  # completes a package registered by _parent
     return mod
 
 

@@ -159,7 +159,7 @@ def agreement(path: str, readers: list[str]) -> dict:
             continue
         seen: dict = {}
         try:
-            frames, m = R.read(name, path, lambda k: (seen.setdefault("n", k), [i for i in indices if i < k])[1], 1)
+            frames, m = R.read(name, path, lambda k, seen=seen: (seen.setdefault("n", k), [i for i in indices if i < k])[1], 1)
         except Exception as exc:
             out[name] = {"num_frames": seen.get("n"), "error": str(exc).replace(path + ": ", "")}
             continue
