@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import av
@@ -74,6 +75,37 @@ def test_predict_urls_equal_local_copies(stores):
     for k in range(len(urls)):
         ref = recs[4 + k // 2]
         assert recs[k]["top"] == ref["top"] and recs[k]["embedding"] == ref["embedding"]
+
+
+def test_predict_over_list_files_equals_local_copies(stores, tmp_path):
+    """A local .txt list (a comment, a blank line, s3://, http:// and a path relative to the list) and a
+    .csv list in the bucket (its relative path relative to the list's URL): the same records as the
+    local copies; a list naming no video is one failed record; a list that is not there is one line."""
+    import s3fs
+    http, local = stores["http"], stores["local"]
+    shutil.copy(local[TINY], tmp_path / TINY)
+    txt = tmp_path / "videos.txt"
+    txt.write_text(f"# urls and a local file\ns3://clips/videos/{MOOV_LAST}\n\n{http}/{TINY}\n{TINY}\n")
+    csv_url = "s3://clips/lists/videos.csv"
+    s3fs.S3FileSystem(skip_instance_cache=True).pipe(
+        csv_url[5:], f"label,path\na,../videos/{TINY}\nb,{http}/{MOOV_LAST}\n".encode())
+    empty = tmp_path / "none.lst"
+    empty.write_text("# nothing yet\n")
+    rc, out, err = run_cli("predict", str(txt), csv_url, str(empty), local[MOOV_LAST], local[TINY],
+                           *model_args(stores["clip"]), "--labels", "ucf101", "--json", "--embedding",
+                           "--batch-size", "1")
+    assert rc == 1 and err == "text4vis: 1 of 8 inputs failed\n"
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["video"] for r in recs] == [
+        f"s3://clips/videos/{MOOV_LAST}", f"{http}/{TINY}", str(tmp_path / TINY), f"s3://clips/videos/{TINY}",
+        f"{http}/{MOOV_LAST}", str(empty), local[MOOV_LAST], local[TINY]]
+    assert recs[5] == {"video": str(empty), "error": "a list without video files"}
+    ref = {MOOV_LAST: recs[6], TINY: recs[7]}
+    for r in recs[:5]:
+        assert r["top"] == ref[os.path.basename(r["video"])]["top"]
+        assert r["embedding"] == ref[os.path.basename(r["video"])]["embedding"]
+    rc, out, err = run_cli("predict", "s3://clips/lists/absent.txt", *model_args(stores["clip"]))
+    assert rc == 2 and out == "" and err == "text4vis predict: error: s3://clips/lists/absent.txt: no such object\n"
 
 
 def test_timeline_on_a_url(stores):
