@@ -108,6 +108,38 @@ def test_predict_over_list_files_equals_local_copies(stores, tmp_path):
     assert rc == 2 and out == "" and err == "text4vis predict: error: s3://clips/lists/absent.txt: no such object\n"
 
 
+def test_training_lists_with_urls(stores):
+    """Training and evaluation lists (datasets.load_split) at a URL, with URL entries and a URL root: the
+    clips equal those of the local copies; a frame folder at a URL is refused in one line per entry;
+    check-data finds a URL present or missing as it does a file."""
+    import s3fs
+
+    from text4vis.datasets import DataError, Sample, TestDataset, load_split
+    from text4vis.train.check_data import check_sample
+    http, local = stores["http"], stores["local"]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.pipe("clips/lists/train.txt", f"videos/{MOOV_LAST} 0\n{http}/{TINY} 1\n".encode())
+    fs.pipe("clips/lists/val.csv", f"path,label\nvideos/{TINY},jump\n".encode())
+    fs.pipe("clips/lists/frames.txt", b"frames/clip_1 16 0\n")
+    samples, _ = load_split("s3://clips/lists/train.txt", root="s3://clips/")
+    assert [(s.path, s.label) for s in samples] == [(f"s3://clips/videos/{MOOV_LAST}", 0), (f"{http}/{TINY}", 1)]
+    val, names = load_split("s3://clips/lists/val.csv", root="s3://clips", labels=["run", "jump"])
+    assert [(s.path, s.label) for s in val] == [(f"s3://clips/videos/{TINY}", 1)] and names == ["run", "jump"]
+    with pytest.raises(DataError, match="s3://clips/frames/clip_1 is a frame folder at a URL; frame folders are "
+                                        "read from disk only"):
+        load_split("s3://clips/lists/frames.txt", root="s3://clips")
+    with pytest.raises(DataError, match="^s3://clips/lists/absent.txt: no such object$"):
+        load_split("s3://clips/lists/absent.txt")
+    copies = [Sample(local[MOOV_LAST], 0, None, "a"), Sample(local[TINY], 1, None, "b")]
+    remote_ds, local_ds = TestDataset(samples, 4, 32, 2, 1), TestDataset(copies, 4, 32, 2, 1)
+    for i in range(2):
+        assert remote_ds[i][2] is None and torch.equal(remote_ds[i][1], local_ds[i][1])
+    assert check_sample((samples[0], "img_{:05d}.jpg", 1, 2))[0] == "ok"
+    absent = Sample("s3://clips/videos/absent.mp4", 0, None, "train.txt:3")
+    assert check_sample((absent, "img_{:05d}.jpg", 1, 2)) == \
+        ("missing", "train.txt:3: s3://clips/videos/absent.mp4 not found", None)
+
+
 def test_timeline_on_a_url(stores):
     url = f"s3://clips/videos/{MOOV_LAST}"
     args = model_args(stores["clip"])[:-2] + ["--labels", "ucf101", "--window", "2", "--json"]
