@@ -41,6 +41,17 @@ RECORD_FILES = (".jsonl", ".parquet")         # `predict --out`: JSON Lines, or 
 PARQUET_KIND = {b"text4vis": b"predict"}      # the schema metadata that marks a Parquet file of records
 
 
+def require_pyarrow(path: str):
+    """pyarrow (the [index] extra), or OutputError naming the file that needs it."""
+    from .errors import OutputError
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise OutputError(f"out={path!r}: writing Parquet needs pyarrow: pip install 'text4vis[index]'") from None
+    return pa
+
+
 def _parquet_schema():
     import pyarrow as pa
     top = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))

@@ -43,7 +43,9 @@ def cmd_predict(args) -> int:
                              "--ray-decode-concurrency")
     if args.out:
         from ..files import check_output_file
-        from ..records import RECORD_FILES, is_records_file
+        from ..records import RECORD_FILES, is_records_file, require_pyarrow
+        if args.out.lower().endswith(".parquet"):
+            require_pyarrow(args.out)
         check_output_file(args.out, "out", RECORD_FILES, "a file of predict records", is_records_file,
                           args.overwrite)
     items = list_inputs(args.inputs)  # each folder walked once; the expanded paths go to predict_iter
