@@ -36,9 +36,9 @@ def lib(tmp_path_factory):
     (videos / "junk.mp4").write_text("not a video at all\n" * 20)
     clip = d / "clip.pt"
     torch.save(tiny_openai_state_dict(0), clip)
-    with s3_server({f"bucket/in/{NAMES[1]}": os.path.join(SHARED_VIDEOS, NAMES[1])}), http_server(videos) as http:
+    with s3_server({f"predict-ray/in/{NAMES[1]}": os.path.join(SHARED_VIDEOS, NAMES[1])}), http_server(videos) as http:
         lst = d / "videos.csv"
-        lst.write_text(f"path,note\nvideos/{NAMES[0]},local\ns3://bucket/in/{NAMES[1]},s3\n{http}/{NAMES[2]},http\n"
+        lst.write_text(f"path,note\nvideos/{NAMES[0]},local\ns3://predict-ray/in/{NAMES[1]},s3\n{http}/{NAMES[2]},http\n"
                        f"videos/junk.mp4,junk\n{http}/{NAMES[0]},http again\n")
         rc, out, err = run_cli("predict", lst, *model_args(clip), "--json", "--embedding", "--workers", "0")
         assert rc == 1 and err == "text4vis: 1 of 5 inputs failed\n"
