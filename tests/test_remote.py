@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import av
@@ -74,6 +75,69 @@ def test_predict_urls_equal_local_copies(stores):
     for k in range(len(urls)):
         ref = recs[4 + k // 2]
         assert recs[k]["top"] == ref["top"] and recs[k]["embedding"] == ref["embedding"]
+
+
+def test_predict_over_list_files_equals_local_copies(stores, tmp_path):
+    """A local .txt list (a comment, a blank line, s3://, http:// and a path relative to the list) and a
+    .csv list in the bucket (its relative path relative to the list's URL): the same records as the
+    local copies; a list naming no video is one failed record; a list that is not there is one line."""
+    import s3fs
+    http, local = stores["http"], stores["local"]
+    shutil.copy(local[TINY], tmp_path / TINY)
+    txt = tmp_path / "videos.txt"
+    txt.write_text(f"# urls and a local file\ns3://clips/videos/{MOOV_LAST}\n\n{http}/{TINY}\n{TINY}\n")
+    csv_url = "s3://clips/lists/videos.csv"
+    s3fs.S3FileSystem(skip_instance_cache=True).pipe(
+        csv_url[5:], f"label,path\na,../videos/{TINY}\nb,{http}/{MOOV_LAST}\n".encode())
+    empty = tmp_path / "none.lst"
+    empty.write_text("# nothing yet\n")
+    rc, out, err = run_cli("predict", str(txt), csv_url, str(empty), local[MOOV_LAST], local[TINY],
+                           *model_args(stores["clip"]), "--labels", "ucf101", "--json", "--embedding",
+                           "--batch-size", "1")
+    assert rc == 1 and err == "text4vis: 1 of 8 inputs failed\n"
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["video"] for r in recs] == [
+        f"s3://clips/videos/{MOOV_LAST}", f"{http}/{TINY}", str(tmp_path / TINY), f"s3://clips/videos/{TINY}",
+        f"{http}/{MOOV_LAST}", str(empty), local[MOOV_LAST], local[TINY]]
+    assert recs[5] == {"video": str(empty), "error": "a list without video files"}
+    ref = {MOOV_LAST: recs[6], TINY: recs[7]}
+    for r in recs[:5]:
+        assert r["top"] == ref[os.path.basename(r["video"])]["top"]
+        assert r["embedding"] == ref[os.path.basename(r["video"])]["embedding"]
+    rc, out, err = run_cli("predict", "s3://clips/lists/absent.txt", *model_args(stores["clip"]))
+    assert rc == 2 and out == "" and err == "text4vis predict: error: s3://clips/lists/absent.txt: no such object\n"
+
+
+def test_training_lists_with_urls(stores):
+    """Training and evaluation lists (datasets.load_split) at a URL, with URL entries and a URL root: the
+    clips equal those of the local copies; a frame folder at a URL is refused in one line per entry;
+    check-data finds a URL present or missing as it does a file."""
+    import s3fs
+
+    from text4vis.datasets import DataError, Sample, TestDataset, load_split
+    from text4vis.train.check_data import check_sample
+    http, local = stores["http"], stores["local"]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.pipe("clips/lists/train.txt", f"videos/{MOOV_LAST} 0\n{http}/{TINY} 1\n".encode())
+    fs.pipe("clips/lists/val.csv", f"path,label\nvideos/{TINY},jump\n".encode())
+    fs.pipe("clips/lists/frames.txt", b"frames/clip_1 16 0\n")
+    samples, _ = load_split("s3://clips/lists/train.txt", root="s3://clips/")
+    assert [(s.path, s.label) for s in samples] == [(f"s3://clips/videos/{MOOV_LAST}", 0), (f"{http}/{TINY}", 1)]
+    val, names = load_split("s3://clips/lists/val.csv", root="s3://clips", labels=["run", "jump"])
+    assert [(s.path, s.label) for s in val] == [(f"s3://clips/videos/{TINY}", 1)] and names == ["run", "jump"]
+    with pytest.raises(DataError, match="s3://clips/frames/clip_1 is a frame folder at a URL; frame folders are "
+                                        "read from disk only"):
+        load_split("s3://clips/lists/frames.txt", root="s3://clips")
+    with pytest.raises(DataError, match="^s3://clips/lists/absent.txt: no such object$"):
+        load_split("s3://clips/lists/absent.txt")
+    copies = [Sample(local[MOOV_LAST], 0, None, "a"), Sample(local[TINY], 1, None, "b")]
+    remote_ds, local_ds = TestDataset(samples, 4, 32, 2, 1), TestDataset(copies, 4, 32, 2, 1)
+    for i in range(2):
+        assert remote_ds[i][2] is None and torch.equal(remote_ds[i][1], local_ds[i][1])
+    assert check_sample((samples[0], "img_{:05d}.jpg", 1, 2))[0] == "ok"
+    absent = Sample("s3://clips/videos/absent.mp4", 0, None, "train.txt:3")
+    assert check_sample((absent, "img_{:05d}.jpg", 1, 2)) == \
+        ("missing", "train.txt:3: s3://clips/videos/absent.mp4 not found", None)
 
 
 def test_timeline_on_a_url(stores):

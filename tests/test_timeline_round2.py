@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import text4vis
-from text4vis import checks, cli, sampling, timeline as tl, video
+from text4vis import cli, errors, sampling, timeline as tl, video
 from text4vis.errors import UsageError
 from conftest import index_frames, write_video
 
@@ -141,20 +141,20 @@ def test_numpy_numbers_are_numbers(rec, short):
 
 
 def test_check_functions():
-    assert checks.check_int("k", np.int64(3), 1) == 3 and type(checks.check_int("k", np.int64(3))) is int
-    assert checks.check_int("k", None, optional=True) is None
-    assert checks.check_float("x", 1, 0.0) == 1.0 and type(checks.check_float("x", np.float32(0.5))) is float
+    assert errors.check_int("k", np.int64(3), 1) == 3 and type(errors.check_int("k", np.int64(3))) is int
+    assert errors.check_int("k", None, optional=True) is None
+    assert errors.check_float("x", 1, 0.0) == 1.0 and type(errors.check_float("x", np.float32(0.5))) is float
     for bad in (True, "3", 2.5, None, float("nan")):
         with pytest.raises(UsageError, match=r"^k="):
-            checks.check_int("k", bad)
+            errors.check_int("k", bad)
     for bad in (False, "0.5", None, float("inf"), -float("inf"), float("nan"), [1.0]):
         with pytest.raises(UsageError, match=r"^x="):
-            checks.check_float("x", bad)
+            errors.check_float("x", bad)
     with pytest.raises(UsageError, match=r"x=0.0: must be more than 0"):
-        checks.check_float("x", 0.0, above=0)
-    assert checks.check_bool("b", False) is False
+        errors.check_float("x", 0.0, above=0)
+    assert errors.check_bool("b", False) is False
     with pytest.raises(UsageError):
-        checks.check_bool("b", 1)
+        errors.check_bool("b", 1)
 
 
 def test_stride_far_below_the_frame_interval_is_refused(rec, short):

@@ -27,7 +27,7 @@ from .model import VideoModel
 from .records import top_labels
 from .sampling import parse_views
 from .towers import Towers, WeightsError
-from .video import list_inputs
+from .video import empty_input_error, list_inputs
 
 DEFAULT_LABELS = "k400"
 __all__ = ["load", "Recognizer", "pick_device", "DEFAULT_CLIP", "DEFAULT_LABELS"]
@@ -217,7 +217,7 @@ class Recognizer:
             while position < len(items):
                 path, empty = items[position]
                 if empty:
-                    yield {"video": path, "error": "a folder without video files"}
+                    yield {"video": path, "error": empty_input_error(path)}
                 elif next_file in done:
                     yield done.pop(next_file)
                     next_file += 1

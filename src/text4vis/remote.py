@@ -10,12 +10,16 @@ Credentials come from each library's usual environment (AWS_* variables, profile
 roles; GOOGLE_APPLICATION_CREDENTIALS; AZURE_STORAGE_*); a private S3-compatible endpoint from
 AWS_ENDPOINT_URL_S3 (or fsspec's FSSPEC_S3_ENDPOINT_URL).
 
+List files (`read_list_file`: .txt/.lst/.list one path a line, or a .csv with a `path` column), local
+or at a URL, name videos for `predict`, `timeline` and `index build` alike; their entries may be URLs.
+
 An object's identity for incremental index builds is its size and last-modified time (`stat`),
 which every write changes; where a server gives an ETag and no last-modified time, a number derived
 from the ETag stands in for the time.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import posixpath
@@ -35,6 +39,7 @@ CREDENTIALS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, 
 BLOCK_SIZE = 4 * 2 ** 20      # bytes per ranged read
 MAX_BLOCKS = 32               # blocks kept per open object (at most 128 MiB)
 UNTRUSTED_ENV = "TEXT4VIS_MEDIA_FILES_ONLY"   # video.MEDIA_FILES_ONLY_ENV (video imports this module)
+LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")   # a list of videos, never a video
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -181,3 +186,44 @@ def find_videos(url: str, extensions) -> list[str] | None:
         raise _problem(url, exc, fs) from None
     head = scheme(url)
     return [f"{head}://{p}" for p in sorted(found) if posixpath.splitext(p)[1].lower() in extensions]
+
+
+def is_list_file(path) -> bool:
+    """A list of videos to read: a URL ending in a list extension, or an existing local file with one."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).lower().endswith(LIST_EXTENSIONS):
+        return False
+    path = os.fspath(path)
+    return is_remote(path) or os.path.isfile(path)
+
+
+def read_list_file(path: str) -> list[str]:
+    """Paths of a list file (local or at a URL): one per line (blank lines and # comments skipped), or a
+    CSV with a `path` column (any case: `Path`, `PATH`; a UTF-8 byte order mark, as Excel's "CSV UTF-8"
+    writes, is ignored). Relative paths are relative to the list file's folder (or its URL's); URLs are kept
+    as they are. VideoError, one line naming the list, when it cannot be read."""
+    base = None if is_remote(path) else os.path.dirname(os.path.abspath(path))
+    try:
+        if base is None:
+            text = read_text(path).removeprefix("\ufeff")
+        else:
+            with open(path, newline="", encoding="utf-8-sig") as f:   # -sig: a leading BOM is not text
+                text = f.read()
+    except UnicodeDecodeError as exc:
+        raise VideoError(f"{path}: not a text list of videos (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read this list of videos ({exc.strerror or exc})") from None
+    if path.lower().endswith(".csv"):
+        if not text.strip():
+            return []
+        reader = csv.reader(text.splitlines())
+        header = [h.strip() for h in next(reader)]
+        folded = [h.casefold() for h in header]
+        if folded.count("path") != 1:
+            raise VideoError(f"{path}: a CSV list of videos needs a `path` column, one (its columns: "
+                             f"{', '.join(header)})")
+        col = folded.index("path")
+        names = [row[col].strip() for row in reader if len(row) > col]
+    else:
+        names = [ln.strip() for ln in text.splitlines()]
+    return [n if is_remote(n) else join(path, n) if base is None else os.path.join(base, n)
+            for n in names if n and not n.startswith("#")]

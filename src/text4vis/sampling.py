@@ -139,7 +139,7 @@ def check_window_times(window, stride) -> tuple[float, float]:
     """(window, stride) as floats, checked before any work: finite numbers of seconds (not bool, not strings)
     between MIN_WINDOW_SECONDS and MAX_WINDOW_SECONDS. UsageError naming `window=` or `stride=` otherwise.
     Per video, `check_stride_for_video` also bounds the stride by the video's frame interval."""
-    from .checks import check_float
+    from .errors import check_float
     return (check_float("window", window, MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS, unit="seconds"),
             check_float("stride", stride, MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS, unit="seconds"))
 

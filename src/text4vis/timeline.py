@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import engine, sampling, transforms, video
-from .checks import check_float, check_int
+from .errors import check_float, check_int
 from .errors import UsageError, VideoError
 from .records import window_records
 
@@ -168,7 +168,7 @@ MAX_SMOOTH = 10_000  # windows on each side: more than any video has at a useful
 def check_timeline_args(window=DEFAULT_WINDOW, stride=DEFAULT_STRIDE, frames=None, topk=5, min_score=0.0,
                         smooth=1, batch_size=8) -> dict:
     """The numeric parameters of `timeline`/`embed_windows`, checked before any work with the functions of
-    `checks` (the CLI calls this too, so both refuse the same values): window and stride finite seconds
+    `errors` (the CLI calls this too, so both refuse the same values): window and stride finite seconds
     (`sampling.check_window_times`), frames None or at least 1, topk and batch_size at least 1, min_score a
     probability, smooth 0..MAX_SMOOTH. Returns them as plain ints and floats; UsageError naming `name=value`."""
     window, stride = sampling.check_window_times(window, stride)

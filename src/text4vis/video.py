@@ -451,13 +451,24 @@ def find_videos(paths: Sequence[str]) -> list[str]:
 
 def list_inputs(paths) -> list[tuple[str, bool]]:
     """`find_videos`, keeping track of the inputs: (path, is_empty_folder) in input order, each folder walked
-    once. A folder given as an input that holds no video is one (folder, True) item, so that a caller can
-    report it as a failed input in its place."""
+    once. A list file (`remote.read_list_file`: .txt/.lst/.list, .csv with a `path` column; local or a URL)
+    stands for its entries, each a file, folder or URL. A folder or list given as an input that holds no
+    video is one (it, True) item, so that a caller can report it as a failed input in its place."""
     items: list[tuple[str, bool]] = []
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+        if remote.is_list_file(p):
+            found = find_videos(remote.read_list_file(os.fspath(p)))
+            items.extend([(f, False) for f in found] or [(os.fspath(p), True)])
+            continue
         found = find_videos([p])
         items.extend([(os.fspath(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
     return items
+
+
+def empty_input_error(path: str) -> str:
+    """The error of a `list_inputs` item marked empty: a folder or a list file that names no video."""
+    return ("a list without video files" if os.fspath(path).lower().endswith(remote.LIST_EXTENSIONS)
+            else "a folder without video files")
 
 
 # ----------------------------------------------------------------------------- streaming (long videos)

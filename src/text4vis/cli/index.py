@@ -7,7 +7,7 @@ import sys
 
 from ..errors import UsageError, check_numbers
 from ..onnx_runtime import RUNTIMES
-from .common import add_model_args, show_progress
+from .common import add_model_args, add_ray_args, ray_settings, show_progress
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -50,13 +50,7 @@ def cmd_build(args) -> int:
     if args.untrusted:
         from ..video import media_files_only
         media_files_only()
-    ray = None
-    if args.engine == "ray":
-        from ..index.ray_engine import RaySettings
-        ray = RaySettings(address=args.ray_address, num_cpus=args.ray_num_cpus, concurrency=args.ray_concurrency,
-                          decode_concurrency=args.ray_decode_concurrency, num_gpus=args.ray_num_gpus,
-                          max_retries=args.ray_max_retries, max_restarts=args.ray_max_restarts)
-    report = build_index(args.inputs, args.out, engine=args.engine, ray=ray, checkpoint=args.checkpoint,
+    report = build_index(args.inputs, args.out, engine=args.engine, ray=ray_settings(args), checkpoint=args.checkpoint,
                          clip=args.clip, frames=args.frames,
                          prompts=args.prompts, device=args.device, precision=args.precision or "auto",
                          window=args.window, stride=args.stride, shard_size=args.shard_size,
@@ -211,21 +205,7 @@ def register(sub) -> None:
                         "self-contained video files, so that no playlist or reference file (HLS, concat, ...) "
                         "can make FFmpeg read other files; each such input is a failed input")
     b.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
-    r = b.add_argument_group("engine", "--engine ray: decode tasks and embedding actors on a Ray cluster (Ray Data)")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process and its decoding workers (torchrun for several); ray: a Ray Data "
-                        "pipeline, the same index byte for byte (default local)")
-    r.add_argument("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray started "
-                                         "for the build)")
-    r.add_argument("--ray-num-cpus", type=float, default=1.0, help="CPUs per decode task (default 1)")
-    r.add_argument("--ray-decode-concurrency", type=int,
-                   help="decode tasks at a time (default: as many as the cluster's CPUs allow)")
-    r.add_argument("--ray-concurrency", type=int, default=1, help="embedding actors, each holding the model (default 1)")
-    r.add_argument("--ray-num-gpus", type=float, help="GPUs per embedding actor (default: 1 when the cluster has "
-                                                      "GPUs, else 0)")
-    r.add_argument("--ray-max-retries", type=int, default=3,
-                   help="retries of a task whose worker died (a video that fails to decode is not retried) (default 3)")
-    r.add_argument("--ray-max-restarts", type=int, default=3, help="restarts of an embedding actor that died (default 3)")
+    add_ray_args(b, "this process and its decoding workers (torchrun for several)", "the same index byte for byte")
     b.set_defaults(func=cmd_build, command_name="index build")
 
     s = isub.add_parser("search", help="the videos (windows) closest to a sentence or a video",

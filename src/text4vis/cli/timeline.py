@@ -83,7 +83,7 @@ def cmd_timeline(args) -> int:
     from ..api import load
     from ..errors import Text4VisError, first_line
     from ..timeline import annotate_video, check_timeline_args, plot_timeline, timeline_scores
-    from ..video import list_inputs
+    from ..video import empty_input_error, list_inputs
     numbers = check_timeline_args(args.window, args.stride, args.frames, args.topk, args.min_score, args.smooth,
                                   args.batch_size)  # the library's checks: the API refuses the same values
     items = list_inputs(args.inputs)  # each folder walked once
@@ -112,7 +112,7 @@ def cmd_timeline(args) -> int:
             print(f"   error: {error}", flush=True)
 
     for folder in empty:  # a folder given on purpose that holds no video is an input that failed
-        fail(folder, "a folder without video files")
+        fail(folder, empty_input_error(folder))
     for path in files:
         try:
             r, scores = timeline_scores(rec, path, numbers["window"], numbers["stride"], None, numbers["topk"],

@@ -250,11 +250,11 @@ class BuildSettings:
     ray: RaySettings | None = None     # with engine="ray": address, num_cpus, concurrency, num_gpus, retries
 
     def check(self) -> None:
-        """UsageError for the first option out of range, by the shared checks (`text4vis.checks`, the same
+        """UsageError for the first option out of range, by the shared checks (`text4vis.errors`, the same
         as `timeline`'s): whole numbers within bounds (numpy integers accepted; bools, strings and fractions
         not), window and stride finite seconds within `sampling.check_window_times`'s bounds. Makes them plain
         ints and floats; stride stays None when not given (`resolve_stride` fills it in)."""
-        from ..checks import check_bool, check_int
+        from ..errors import check_bool, check_int
         from ..sampling import check_window_times
         for name, least, optional in (("frames", 1, True), ("shard_size", 1, False), ("batch_size", 1, False),
                                       ("workers", 0, True), ("exact_below", 0, False), ("nlist", 1, True),

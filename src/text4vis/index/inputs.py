@@ -2,47 +2,20 @@
 of them may also be a URL (s3://, gs://, az://, http(s)://, see remote.py): a bucket prefix is a folder."""
 from __future__ import annotations
 
-import csv
 import os
 
 from .. import remote
 from ..errors import VideoError, VideoIndexError
 
-LIST_EXTENSIONS = (".txt", ".csv", ".lst", ".list")
+LIST_EXTENSIONS = remote.LIST_EXTENSIONS
 
 
 def read_list_file(path: str) -> list[str]:
-    """Paths of a list file: one per line (blank lines and # comments skipped), or a CSV with a `path`
-    column (any case: `Path`, `PATH`; a UTF-8 byte order mark, as Excel's "CSV UTF-8" writes, is ignored).
-    Relative paths are relative to the list file's folder; URLs are kept as they are."""
-    base = None if remote.is_remote(path) else os.path.dirname(os.path.abspath(path))
+    """remote.read_list_file (paths of a local or remote list file), its errors as VideoIndexError."""
     try:
-        if base is None:
-            text = remote.read_text(path).removeprefix("\ufeff")
-        else:
-            with open(path, newline="", encoding="utf-8-sig") as f:   # -sig: a leading BOM is not text
-                text = f.read()
+        return remote.read_list_file(path)
     except VideoError as exc:
         raise VideoIndexError(str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise VideoIndexError(f"{path}: not a text list of videos (byte {exc.start} is not UTF-8)") from None
-    except OSError as exc:
-        raise VideoIndexError(f"{path}: cannot read this list of videos ({exc.strerror or exc})") from None
-    if path.lower().endswith(".csv"):
-        if not text.strip():
-            return []
-        reader = csv.reader(text.splitlines())
-        header = [h.strip() for h in next(reader)]
-        folded = [h.casefold() for h in header]
-        if folded.count("path") != 1:
-            raise VideoIndexError(f"{path}: a CSV list of videos needs a `path` column, one (its columns: "
-                                  f"{', '.join(header)})")
-        col = folded.index("path")
-        names = [row[col].strip() for row in reader if len(row) > col]
-    else:
-        names = [ln.strip() for ln in text.splitlines()]
-    return [n if remote.is_remote(n) else remote.join(path, n) if base is None else os.path.join(base, n)
-            for n in names if n and not n.startswith("#")]
 
 
 def expand_inputs(inputs) -> tuple[list[str], list[str]]:

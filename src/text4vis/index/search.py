@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ..checks import check_int
+from ..errors import check_int
 from ..errors import ClassifierError, UsageError, VideoError, VideoIndexError, first_line
 from ..records import top_labels
 from .build import build_index

@@ -298,7 +298,7 @@ def check_tags_output(path, overwrite: bool = False) -> str:
     """The output rule for a tag table, before any tag is computed: `path` ends in .parquet, its folder can be
     created, and an existing file is replaced only if it is a tag table text4vis wrote (or `overwrite`).
     Returns the path as a str; OutputError naming `out=` otherwise."""
-    from ..checks import check_bool
+    from ..errors import check_bool
     from ..files import check_output_file
     path = os.fspath(path)
     check_output_file(path, "out", (".parquet",), "a tag table", is_tag_file, check_bool("overwrite", overwrite))
