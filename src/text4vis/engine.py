@@ -70,6 +70,7 @@ def iter_embeddings(model, dataset, device: torch.device, batch_size: int = 4, w
             bar.update(len(indices) + len(failed))
             yield list(indices), emb, list(failed)     # TestDataset reports dataset indices
             t0 = time.perf_counter()
+        bar.refresh()  # the last count and rate are shown even when the run took less than tqdm's mininterval
     finally:
         bar.close()
 
