@@ -1,4 +1,4 @@
-"""`text4vis serve`: the HTTP service and its web page (library: text4vis.serve)."""
+"""`text4vis serve`: the HTTP service and its web page (library: the serve/ package)."""
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,7 @@
-"""The FastAPI app (`create_app`: routes, error handling, the API key, the page in web/) and `run`."""
-from __future__ import annotations
+"""The FastAPI app (`create_app`: routes, error handling, the API key, the page in web/) and `run`.
+
+No `from __future__ import annotations` here: FastAPI reads the routes' annotations (`request: Request`,
+imported inside create_app) as objects."""
 
 import asyncio
 import dataclasses
