@@ -91,7 +91,7 @@ def test_slow_uploads_hold_no_slot_and_are_cut_off(server):
             try:
                 s.sendall(whole[cut + k:cut + k + 1])
                 got = s.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break

@@ -62,7 +62,7 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
 
     app = FastAPI(title="text4vis", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Video recognition with CLIP towers and a frozen text classifier. "
-                              "Errors are {\"error\": \"...\"} with status 400, 401, 413, 422 or 503.")
+                              "Errors are {\"error\": \"...\"} with status 400, 401, 408, 413, 422 or 503.")
 
     app.state.settings = settings
     _add_error_handling(app, settings.api_key)
@@ -129,24 +129,33 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
     return app
 
 
+def _swagger_ui_dir() -> str | None:
+    """Swagger UI's files as the swagger-ui-py package ships them (its static/ folder), found without
+    importing that package; None when it is not installed."""
+    import importlib.util
+    spec = importlib.util.find_spec("swagger_ui")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        static = os.path.join(root, "static")
+        if os.path.isfile(os.path.join(static, "swagger-ui-bundle.js")):
+            return static
+    return None
+
+
 def _add_docs(app) -> None:
-    """/docs: Swagger UI from the swagger-ui-bundle package (served here, so it works offline), or a
-    one-line page pointing at /openapi.json when that package is missing."""
+    """/docs: Swagger UI served by this server from the swagger-ui-py package (so it works offline), or a
+    page pointing at /openapi.json when that package is missing."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
     from fastapi.staticfiles import StaticFiles
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        swagger_ui_path = None
-    if swagger_ui_path:
-        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    assets = _swagger_ui_dir()
+    if assets:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        if not swagger_ui_path:
+        if not assets:
             return HTMLResponse('<p>The API description is <a href="openapi.json">openapi.json</a> '
-                                "(pip install swagger-ui-bundle for Swagger UI here).</p>")
+                                "(pip install swagger-ui-py for Swagger UI here).</p>")
         return get_swagger_ui_html(openapi_url="openapi.json", title="text4vis API",
                                    swagger_js_url="docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="docs-assets/swagger-ui.css",
