@@ -362,8 +362,9 @@ def test_queue_full_is_503_with_retry_after(servers, tmp_path):
                                                     data={"window": "1", "stride": "0.25"}, headers=auth))
             await wait_in_flight(client, 1)
             second = await client.post("/v1/predict", **upload(CLIPS[2]), headers=auth)
-            release.set()
-            return second, await first, await slow
+            first = await first
+            release.set()  # the slot is free again: the slow upload, complete now, takes it
+            return second, first, await slow
 
     second, first, slow = asyncio.run(main())
     assert_error(second, 503, "busy")
