@@ -20,7 +20,8 @@ EXAMPLES_SERVE = """examples:
 
 Endpoints: GET / (the page), GET /healthz, GET /v1/labels, POST /v1/predict, POST /v1/timeline,
 GET /v1/search?q=&k= and POST /v1/search (with --index), GET /docs (OpenAPI).
-Errors are {"error": "..."}: 400 bad parameters, 401 API key, 413 too large, 422 not a video, 503 busy.
+Errors are {"error": "..."}: 400 bad parameters, 401 API key, 408 upload too slow, 413 too large,
+422 not a video, 503 busy. A request takes a --max-queue slot only once its upload is complete.
 SIGTERM or Ctrl-C: in-flight requests finish, then the server exits and removes its upload folder.
 """
 
