@@ -140,6 +140,19 @@ def test_abandoned_timeline_stops(server, long_video):
     assert server.uploads() == []
 
 
+def test_the_work_one_request_may_ask_for_is_bounded_and_said(server, long_video):
+    data = open(long_video, "rb").read()
+    r = httpx.post(server.url + "/v1/timeline", files={"video": ("long.mp4", data)},
+                   data={"window": "1", "stride": "0.1"}, timeout=120)
+    assert r.status_code == 400 and "at most 900 per request (use a larger stride)" in r.json()["error"], r.text
+    short = open(CLIP, "rb").read()
+    labels = "\n".join(f"label {i}" for i in range(2001))
+    r = httpx.post(server.url + "/v1/predict", files={"video": ("a.mp4", short)}, data={"labels": labels}, timeout=120)
+    assert r.status_code == 400 and "at most 2000 custom labels" in r.json()["error"], r.text
+    r = httpx.post(server.url + "/v1/predict", files={"video": ("a.mp4", short)}, data={"views": "11x3"}, timeout=120)
+    assert r.status_code == 400 and "at most 30 views" in r.json()["error"], r.text
+
+
 def test_port_in_use_is_one_line_before_the_model_loads(server, capsys):
     # the port is the running server's; the model file does not exist: the port is checked first
     assert cli.main(["serve", "--clip", "/nonexistent/model.pt", "--port", str(server.port)]) == 2
