@@ -320,4 +320,6 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/ (the page; API at /v1, docs at /docs)", shown, sock.getsockname()[1])
     uvicorn.Server(config).run(sockets=[sock])
