@@ -265,7 +265,7 @@ def bind(host: str, port: int):
     except OSError as exc:
         sock.close()
         why = "is already in use (another server?)" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
-        raise UsageError(f"port={port}: {host}:{port} {why}; choose another with --port") from None
+        raise UsageError(f"port={port}: {host}:{port} {why}; choose another port") from None
     sock.set_inheritable(True)
     return sock
 
