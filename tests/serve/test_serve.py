@@ -325,12 +325,12 @@ async def slow_upload(client, name: str, release: asyncio.Event, **headers):
                              headers={"content-type": "multipart/form-data; boundary=slowb0undary", **headers})
 
 
-async def wait_in_flight(client, n: int) -> None:
-    for _ in range(200):
-        if (await client.get("/healthz")).json()["in_flight"] == n:
+async def wait_in_flight(client, n: int, what: str = "in_flight") -> None:
+    for _ in range(600):
+        if (await client.get("/healthz")).json()[what] == n:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"never {n} requests in flight")
+    raise AssertionError(f"never {n} requests {what}")
 
 
 def test_api_key(servers):
@@ -346,23 +346,31 @@ def test_api_key(servers):
     assert "POST /v1/predict 401" in b.log_text()
 
 
-def test_queue_full_is_503_with_retry_after(servers):
+def test_queue_full_is_503_with_retry_after(servers, tmp_path):
+    """--max-queue 1: a long timeline (its upload complete) holds the one slot; a slow upload holds none."""
     b = servers[1]
     auth = {"Authorization": f"Bearer {KEY}"}
+    long = tmp_path / "long.mp4"
+    write_video(str(long), (np.random.RandomState(1).rand(480, 48, 48, 3) * 255).astype(np.uint8), fps=4)
 
     async def main():
         release = asyncio.Event()
-        async with httpx.AsyncClient(base_url=b.url, timeout=60) as client:
-            first = asyncio.create_task(slow_upload(client, CLIPS[0], release, **auth))
+        async with httpx.AsyncClient(base_url=b.url, timeout=120) as client:
+            slow = asyncio.create_task(slow_upload(client, CLIPS[0], release, **auth))
+            await wait_in_flight(client, 1, "uploading")
+            first = asyncio.create_task(client.post("/v1/timeline", files={"video": ("long.mp4", long.read_bytes())},
+                                                    data={"window": "1", "stride": "0.25"}, headers=auth))
             await wait_in_flight(client, 1)
             second = await client.post("/v1/predict", **upload(CLIPS[2]), headers=auth)
-            release.set()
-            return second, await first
+            first = await first
+            release.set()  # the slot is free again: the slow upload, complete now, takes it
+            return second, first, await slow
 
-    second, first = asyncio.run(main())
+    second, first, slow = asyncio.run(main())
     assert_error(second, 503, "busy")
     assert second.headers["Retry-After"] == "1"
-    assert first.status_code == 200 and first.json()["video"] == CLIPS[0]
+    assert first.status_code == 200 and first.json()["video"] == "long.mp4" and len(first.json()["windows"]) > 400
+    assert slow.status_code == 200 and slow.json()["video"] == CLIPS[0]
 
 
 def test_sigterm_finishes_the_request_in_flight(servers, clip_file):
@@ -374,7 +382,7 @@ def test_sigterm_finishes_the_request_in_flight(servers, clip_file):
         release = asyncio.Event()
         async with httpx.AsyncClient(base_url=b.url, timeout=60) as client:
             task = asyncio.create_task(slow_upload(client, CLIPS[0], release, **auth))
-            await wait_in_flight(client, 1)
+            await wait_in_flight(client, 1, "uploading")
             b.proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.5)
             assert b.proc.poll() is None  # still answering the request in flight
@@ -462,6 +470,11 @@ def test_decode_pool_kills_a_hung_worker_and_replaces_it():
             pool.run(os._exit, 3)  # a worker that dies mid-job is replaced too
         assert pool.run(decode_views, clip(CLIPS[2]), 4, 32, 1, 1).shape == (1, 4, 3, 32, 32)
         assert pool.replaced == 2
+        (before,) = pool.pids()
+        pool.max_rss_mb = 1  # every worker is over 1 MB after a job: it is recycled
+        assert pool.run(decode_views, clip(CLIPS[2]), 4, 32, 1, 1).shape == (1, 4, 3, 32, 32)
+        (after,) = pool.pids()
+        assert after != before and pool.recycled == 1 and pool.replaced == 2
     finally:
         pool.close()
 

@@ -73,6 +73,9 @@ def add_bench(sub) -> None:
     p.add_argument("--sources", type=int, default=1, help="with --watch: streams watched at once (default 1)")
     p.add_argument("--watch-args", default="", metavar="ARGS",
                    help='with --watch: more watch options, e.g. "--labels k400 --window 2 --stride 1"')
+    p.add_argument("--flood", metavar="LONG_VIDEO",
+                   help="with --serve: 1-clip predicts on an idle server, then while 4 slow uploads and 2 timelines "
+                        "of LONG_VIDEO (windows of 2 s every 1 s) are in flight: seconds per predict")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: PyTorch eager vs ONNX Runtime (CPU provider) on the same weights, inputs and threads")
@@ -118,6 +121,17 @@ def cmd_bench(args) -> int:
         rec = load(checkpoint=args.checkpoint, clip=args.clip, device=args.device)
         result = bench_timeline(rec, args.timeline)
         print(json.dumps(result, indent=1) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+        return 0
+    if args.serve and args.flood:
+        import shlex
+
+        from ..serve.bench import bench_flood
+        if not os.path.isfile(args.flood):
+            raise UsageError(f"--flood {args.flood}: no such file")
+        if not args.video:
+            raise UsageError("--flood needs --video (the 1-clip video to predict)")
+        result = bench_flood(shlex.split(args.serve_args), args.video, args.flood)
+        print(json.dumps(result, indent=1) if args.json else "\n".join(f"{k}={v}" for k, v in result.items()))
         return 0
     if args.watch:  # text4vis.watch.bench: the live path, end to end
         import shlex

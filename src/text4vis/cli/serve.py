@@ -20,7 +20,8 @@ EXAMPLES_SERVE = """examples:
 
 Endpoints: GET / (the page), GET /healthz, GET /v1/labels, POST /v1/predict, POST /v1/timeline,
 GET /v1/search?q=&k= and POST /v1/search (with --index), GET /docs (OpenAPI).
-Errors are {"error": "..."}: 400 bad parameters, 401 API key, 413 too large, 422 not a video, 503 busy.
+Errors are {"error": "..."}: 400 bad parameters, 401 API key, 408 upload too slow, 413 too large,
+422 not a video, 503 busy. A request takes a --max-queue slot only once its upload is complete.
 SIGTERM or Ctrl-C: in-flight requests finish, then the server exits and removes its upload folder.
 """
 
@@ -29,14 +30,18 @@ def cmd_serve(args) -> int:
     check_numbers(("--port", args.port, 0, 65535), ("--max-upload-mb", args.max_upload_mb, 0.001),
                   ("--max-batch", args.max_batch, 1), ("--batch-wait-ms", args.batch_wait_ms, 0),
                   ("--max-queue", args.max_queue, 1), ("--decode-workers", args.decode_workers, 1),
-                  ("--decode-timeout", args.decode_timeout, 0.1), ("--frames", args.frames, 1))
+                  ("--decode-timeout", args.decode_timeout, 0.1), ("--frames", args.frames, 1),
+                  ("--upload-timeout", args.upload_timeout, 0.1), ("--header-timeout", args.header_timeout, 0.1),
+                  ("--max-windows", args.max_windows, 1), ("--decode-worker-mb", args.decode_worker_mb, 0))
     from .. import serve
     serve.require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
     index = None
     if args.index and args.runtime != "torch":
         raise UsageError("--runtime onnx is not for --index: the index's model serves on torch")
-    serve.start_decoders()  # the decode workers' imports run while the model loads
+    sock = serve.bind(args.host, args.port)  # a port in use is one line now, not after the model has loaded
+    from ..serve.decode import start_decoders
+    start_decoders()  # the decode workers' imports run while the model loads
     if args.index:
         rec, index = _index_model(args)
     else:
@@ -47,7 +52,8 @@ def cmd_serve(args) -> int:
     serve.run(rec, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_batch=args.max_batch,
               batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, api_key=key,
               decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout, prompts=args.prompts,
-              index=index)
+              index=index, sock=sock, upload_timeout_s=args.upload_timeout, header_timeout_s=args.header_timeout,
+              max_windows=args.max_windows, decode_worker_mb=args.decode_worker_mb)
     return 0
 
 
@@ -97,4 +103,13 @@ def register(sub) -> None:
                    help="decoding processes (default: the CPU count, at most 8)")
     g.add_argument("--decode-timeout", type=float, default=60,
                    help="seconds one video may take to decode before its process is killed (default 60)")
+    g.add_argument("--upload-timeout", type=float, default=60,
+                   help="seconds an upload may take to arrive; a slower one gets 408 (default 60). A request "
+                        "takes a --max-queue slot only once its upload is complete")
+    g.add_argument("--header-timeout", type=float, default=10,
+                   help="seconds a new connection may take to send its request headers (default 10)")
+    g.add_argument("--max-windows", type=int, default=900,
+                   help="most timeline windows one request may ask for; 400 past it (default 900)")
+    g.add_argument("--decode-worker-mb", type=float, default=1024,
+                   help="a decode process above this resident memory after a job is replaced (default 1024; 0: never)")
     p.set_defaults(func=cmd_serve)

@@ -60,10 +60,11 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
             await asyncio.to_thread(service.close)
             log.info("stopped: upload folder removed")
 
-    app = FastAPI(title="text4vis", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="text4vis", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Video recognition with CLIP towers and a frozen text classifier. "
-                              "Errors are {\"error\": \"...\"} with status 400, 401, 413, 422 or 503.")
+                              "Errors are {\"error\": \"...\"} with status 400, 401, 408, 413, 422 or 503.")
 
+    app.state.settings = settings
     _add_error_handling(app, settings.api_key)
 
     @app.get("/", include_in_schema=False)
@@ -71,6 +72,7 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
         return FileResponse(os.path.join(_web_dir(), "index.html"))
 
     app.mount("/static", StaticFiles(directory=_web_dir()), name="static")
+    _add_docs(app)
 
     @app.get("/healthz", summary="liveness and the loaded model")
     async def healthz(request: Request):
@@ -83,7 +85,11 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
                 "max_batch": service.model.max_batch, "max_upload_mb": settings.max_upload_mb,
                 "forward_passes": service.model.passes,
                 "mean_batch": round(service.model.jobs / service.model.passes, 2) if service.model.passes else 0,
-                "decoders_replaced": service.pool.replaced, "version": _version()}
+                "decoders_replaced": service.pool.replaced, "decoders_recycled": service.pool.recycled,
+                "uploading": service.uploading, "model_jobs": len(service.model.active),
+                "clips_pending": service.model.pending_clips(), "clients_gone": service.gone,
+                "upload_timeout_s": settings.upload_timeout_s, "max_windows": settings.max_windows,
+                "version": _version()}
 
     @app.get("/v1/labels", summary="the model's own label set")
     async def labels():
@@ -123,6 +129,39 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
     return app
 
 
+def _swagger_ui_dir() -> str | None:
+    """Swagger UI's files as the swagger-ui-py package ships them (its static/ folder), found without
+    importing that package; None when it is not installed."""
+    import importlib.util
+    spec = importlib.util.find_spec("swagger_ui")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        static = os.path.join(root, "static")
+        if os.path.isfile(os.path.join(static, "swagger-ui-bundle.js")):
+            return static
+    return None
+
+
+def _add_docs(app) -> None:
+    """/docs: Swagger UI served by this server from the swagger-ui-py package (so it works offline), or a
+    page pointing at /openapi.json when that package is missing."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    assets = _swagger_ui_dir()
+    if assets:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        if not assets:
+            return HTMLResponse('<p>The API description is <a href="openapi.json">openapi.json</a> '
+                                "(pip install swagger-ui-py for Swagger UI here).</p>")
+        return get_swagger_ui_html(openapi_url="openapi.json", title="text4vis API",
+                                   swagger_js_url="docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="docs-assets/favicon-32x32.png")
+
+
 def _add_error_handling(app, api_key: str | None) -> None:
     """One log line per request, the API key on /v1/*, and every failure as one-line JSON {"error"}."""
     from fastapi import Request
@@ -139,7 +178,8 @@ def _add_error_handling(app, api_key: str | None) -> None:
         request.state.error = None
         if api_key and request.url.path.startswith("/v1/") and not _key_ok(request, api_key):
             request.state.error = "missing or wrong API key"
-            response = error(401, "missing or wrong API key: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            response = error(401, "missing or wrong API key: type the server's key in the API key field "
+                                  "(clients: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY')",
                              {"WWW-Authenticate": "Bearer"})
         else:
             try:
@@ -213,9 +253,55 @@ def read_api_key(path: str) -> str:
     return key
 
 
-def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", **options) -> None:
+def bind(host: str, port: int):
+    """The listening socket, bound before anything slow happens: UsageError in one line when the address
+    is in use or cannot be bound (port 0 picks a free port: sock.getsockname()[1])."""
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "is already in use (another server?)" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+        raise UsageError(f"port={port}: {host}:{port} {why}; choose another port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol with a time limit on a new connection's request headers: a client that
+    trickles its headers is disconnected (it never reaches the app, so it holds no queue slot)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._headers_timer = self.loop.call_later(seconds, self._headers_late)
+
+        def _headers_late(self):
+            if self.cycle is None and not self.transport.is_closing():
+                log.info("connection from %s closed: no request headers within %g s", self.client and self.client[0],
+                         seconds)
+                self.transport.close()
+
+        def handle_events(self):
+            super().handle_events()
+            if self.cycle is not None:
+                self._headers_timer.cancel()
+
+        def connection_lost(self, exc):
+            self._headers_timer.cancel()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
+def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", sock=None, **options) -> None:
     """Serve until SIGTERM/SIGINT: uvicorn stops accepting, in-flight requests finish, then the
-    lifespan shutdown stops the workers and removes the upload folder."""
+    lifespan shutdown stops the workers and removes the upload folder. `sock`: a socket from bind()
+    (the command binds it before loading the model); without it, host:port are bound here."""
     require_fastapi()
     import uvicorn
     if not logging.getLogger().handlers and not log.handlers:
@@ -224,12 +310,16 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+    sock = sock or bind(host, port)
     app = create_app(recognizer, **options)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=None)
+    header_s = app.state.settings.header_timeout_s
+    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=None, http=_header_timeout_protocol(header_s))
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler that
     # was there before: a no-op one, so a requested stop ends the process normally (exit status 0).
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run()
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/ (the page; API at /v1, docs at /docs)", shown, sock.getsockname()[1])
+    uvicorn.Server(config).run(sockets=[sock])

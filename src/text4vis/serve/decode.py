@@ -7,12 +7,37 @@ import multiprocessing as mp
 import queue
 import signal
 import threading
+import time
 
 from ..errors import Text4VisError, UsageError, VideoError, first_line
 
 
 class DecodeTimeout(VideoError):
     """A decode job that ran past the pool's time limit (its worker process was killed)."""
+
+
+class DecodeCancelled(VideoError):
+    """A decode job stopped because its client went away (its worker process was killed and replaced)."""
+
+
+DECODE_PRELOAD = ["text4vis.serve.decode", "text4vis.datasets"]  # what the workers' forkserver imports once
+
+
+def start_decoders() -> None:
+    """Start the forkserver the decode workers fork from now, so that its imports run while this process
+    loads the model (DecodePool then uses it): the service answers sooner."""
+    from multiprocessing import forkserver
+    mp.get_context("forkserver").set_forkserver_preload(DECODE_PRELOAD)
+    forkserver.ensure_running()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) / 1024
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _worker_main(conn) -> None:
@@ -54,23 +79,16 @@ class _Worker:
         self.conn.close()
 
 
-DECODE_PRELOAD = ["text4vis.serve.decode", "text4vis.datasets"]  # what the decode workers' forkserver imports once
-
-
-def start_decoders() -> None:
-    """Start the forkserver the decode workers fork from now, so that its imports run while this process
-    loads the model (DecodePool then uses it): the service answers sooner."""
-    from multiprocessing import forkserver
-    mp.get_context("forkserver").set_forkserver_preload(DECODE_PRELOAD)
-    forkserver.ensure_running()
-
-
 class DecodePool:
     """N worker processes; `run(fn, *args)` (blocking, thread-safe) runs fn in one of them with a time
     limit. On timeout the worker is killed and replaced and DecodeTimeout is raised; a worker that dies
-    is replaced and VideoError is raised. `fn` must be importable (a module-level function)."""
+    is replaced and VideoError is raised; run(..., cancel=event) kills and replaces the worker when the
+    event is set (the client went away) and raises DecodeCancelled. A worker whose resident memory is
+    over max_rss_mb after a job (a long timeline leaves a large heap) is recycled: replaced by a fresh
+    one. `fn` must be importable (a module-level function)."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 60.0, start_timeout_s: float = 120.0):
+    def __init__(self, workers: int = 2, timeout_s: float = 60.0, start_timeout_s: float = 120.0,
+                 max_rss_mb: float = 1024.0):
         if workers < 1:
             raise UsageError(f"decode_workers={workers}: at least 1 decode process is needed")
         if not timeout_s > 0:
@@ -80,6 +98,8 @@ class DecodePool:
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(DECODE_PRELOAD)
         self.timeout_s, self.start_timeout_s = float(timeout_s), float(start_timeout_s)
+        self.max_rss_mb = float(max_rss_mb)
+        self.recycled = self.cancelled = 0
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()
@@ -113,15 +133,25 @@ class DecodePool:
         with self._lock:
             return sorted(w.process.pid for w in self._workers)
 
-    def run(self, fn, *args):
+    def run(self, fn, *args, cancel: threading.Event | None = None):
         w = self._idle.get()
         try:
             self._wait_ready(w)  # a replacement may still be starting: not counted against the job's limit
             w.conn.send((fn, args))
-            if not w.conn.poll(self.timeout_s):
-                w = self._replace(w)
-                raise DecodeTimeout(f"decoding took longer than {self.timeout_s:g} s and was stopped")
+            end = time.monotonic() + self.timeout_s
+            while not w.conn.poll(min(0.1, max(0.0, end - time.monotonic()))):
+                if cancel is not None and cancel.is_set():
+                    w = self._replace(w)
+                    self.cancelled += 1
+                    raise DecodeCancelled("decoding stopped: the client went away")
+                if time.monotonic() >= end:
+                    w = self._replace(w)
+                    raise DecodeTimeout(f"decoding took longer than {self.timeout_s:g} s and was stopped")
             kind, value = w.conn.recv()
+            if self.max_rss_mb and rss_mb(w.process.pid) > self.max_rss_mb:
+                w = self._replace(w)
+                self.replaced -= 1
+                self.recycled += 1
         except (EOFError, OSError):  # the process died (a crash inside the decoder)
             w = self._replace(w)
             raise VideoError("the decoder crashed on this file") from None

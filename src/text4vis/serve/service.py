@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError, VideoError
 from .batching import Job, ModelWorker
-from .decode import DecodePool, decode_views, decode_windows
+from .decode import DecodeCancelled, DecodePool, decode_views, decode_windows
 from .uploads import (
     PARAMETERS,
     SEARCH_PARAMETERS,
@@ -25,7 +25,13 @@ from .uploads import (
     remove_file,
 )
 
-MAX_WINDOWS = 900                # timeline windows per request (30 minutes at the default stride)
+
+
+class ClientGone(HTTPError):
+    """The client closed its connection before the answer: its work was stopped (logged as 499)."""
+
+    def __init__(self, message: str):
+        super().__init__(499, message)
 
 
 @dataclass
@@ -40,11 +46,16 @@ class ServeSettings:
     decode_timeout_s: float = 60        # a decode job's time limit (its worker is replaced past it)
     prompts: list[str] | None = None    # prompt templates of request labels
     label_cache: int = 16               # request label sets whose classifiers are kept
+    upload_timeout_s: float = 60        # an upload's body must arrive within this (408 past it)
+    header_timeout_s: float = 10        # a connection's request headers must arrive within this (closed past it)
+    max_windows: int = 900              # timeline windows per request (400 past it; 30 min at the default stride)
+    decode_worker_mb: float = 1024      # a decode process over this resident memory after a job is recycled
 
     def check(self) -> None:
         """UsageError for the first option out of range."""
         for name, least in (("max_upload_mb", 0.001), ("max_batch", 1), ("batch_wait_ms", 0), ("max_queue", 1),
-                            ("label_cache", 1)):
+                            ("label_cache", 1), ("upload_timeout_s", 0.1), ("header_timeout_s", 0.1),
+                            ("max_windows", 1), ("decode_worker_mb", 0)):
             value = getattr(self, name)
             if not value >= least:
                 raise UsageError(f"{name}={value}: must be at least {least}")
@@ -61,10 +72,12 @@ class Service:
         self.rec, self.settings = recognizer, settings
         self.max_bytes = int(settings.max_upload_mb * 1024 * 1024)
         self.max_queue = int(settings.max_queue)
-        self.in_flight = 0          # admitted requests not yet answered
+        self.in_flight = 0          # admitted requests (upload complete) not yet answered
         self.upstream = 0           # of those, the ones not yet queued for the model
+        self.uploading = 0          # uploads still arriving (they hold no queue slot)
+        self.gone = 0               # requests whose client went away before the answer (work stopped)
         self.folder = tempfile.mkdtemp(prefix="text4vis-serve-")  # mode 0700: this user only
-        self.pool = DecodePool(settings.workers, settings.decode_timeout_s)
+        self.pool = DecodePool(settings.workers, settings.decode_timeout_s, max_rss_mb=settings.decode_worker_mb)
         self.threads = cf.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="text4vis-decode")
         self.model = ModelWorker(recognizer, settings.max_batch, settings.batch_wait_ms, settings.prompts,
                                  settings.label_cache, upstream=lambda: self.upstream)
@@ -88,33 +101,70 @@ class Service:
             self.upstream -= 1
 
     async def decode(self, up: Upload, fn, *args):
-        """fn(path, *args) in the decode pool; errors name the client's file, not the private one."""
+        """fn(path, *args) in the decode pool; errors name the client's file, not the private one. A client
+        that goes away meanwhile stops it (its decode process is killed and replaced)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.threads, self.pool.run, fn, up.path, *args)
+            return await self._unless_gone(loop.run_in_executor(self.threads, lambda: self.pool.run(
+                fn, up.path, *args, cancel=up.cancel)), up, "while its video was decoding")
+        except DecodeCancelled:
+            raise self._gone(up, "while its video was decoding") from None
         except (VideoError, UsageError) as exc:
             message = str(exc).replace(up.path, up.name)
             raise type(exc)(message if message.startswith(up.name) else f"{up.name}: {message}") from None
 
+    def _gone(self, up: Upload, when: str) -> ClientGone:
+        self.gone += 1
+        return ClientGone(f"{up.name}: the client went away {when}; its work was stopped")
+
+    async def _unless_gone(self, awaitable, up: Upload, when: str, job: Job | None = None):
+        """Await `awaitable`, unless the client closes its connection first: then stop the work (set
+        up.cancel for the decode, cancel the model job) and raise ClientGone."""
+        work = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({work, up.watch}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        up.cancel.set()
+        if job is not None:
+            job.cancel()
+            when = f"after {job.done} of {job.total} {'windows' if job.windows else 'clips'}"
+        work.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody waits for it any more
+        raise self._gone(up, when)
+
     async def upload_then(self, request, allowed: set[str], work):
-        """Admit (503 when full), stream the upload, then `await work(upload, queue)`, where queue(job)
-        hands a job to the model worker and returns its future; the upload is deleted afterwards."""
-        self.admit()
+        """Stream the upload (408 past upload_timeout_s), then admit it (503 when max_queue requests are
+        in flight: a slot is taken only by a complete upload), then `await work(upload, queue)`, where
+        queue(job) hands a job to the model worker and returns its answer; a client that goes away stops
+        its work. The upload is deleted afterwards."""
         queued, up = [], None
 
-        def queue_job(job: Job):
+        async def queue_job(job: Job):
             if not queued:
                 queued.append(True)
                 self.upstream -= 1
-            return asyncio.wrap_future(self.model.submit(job))
+            return await self._unless_gone(asyncio.wrap_future(self.model.submit(job)), up, "", job)
 
+        self.uploading += 1
         try:
-            up = await read_upload(request, self.folder, self.max_bytes, allowed)
+            up = await asyncio.wait_for(read_upload(request, self.folder, self.max_bytes, allowed),
+                                        self.settings.upload_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"the upload did not arrive within {self.settings.upload_timeout_s:g} s "
+                                 f"(the server's upload time limit); send it again on a faster connection") from None
+        finally:
+            self.uploading -= 1
+        try:
+            self.admit()
+        except HTTPError:
+            remove_file(up.path)
+            raise
+        up.watch = asyncio.ensure_future(_disconnected(request))
+        try:
             return await work(up, queue_job)
         finally:
+            up.watch.cancel()
             self.release(bool(queued))
-            if up is not None and up.path:
-                remove_file(up.path)
+            remove_file(up.path)
 
     async def predict(self, request) -> dict:
         """POST /v1/predict: the `predict --json` record of the uploaded video."""
@@ -134,7 +184,7 @@ class Service:
         async def work(up, queue_job):
             opts = parse_timeline(up.fields)
             w = await self.decode(up, decode_windows, opts["window"], opts["stride"], self.rec.num_frames,
-                                  self.rec.input_size, MAX_WINDOWS)
+                                  self.rec.input_size, self.settings.max_windows)
             clips = torch.from_numpy(w.pop("clips"))
             w.update(min_score=opts["min_score"], smooth=opts["smooth"])
             if "error" in w:
@@ -162,3 +212,12 @@ class Service:
             return await asyncio.wrap_future(self.model.submit(Job(None, q, call=lambda: index.search(q, k))))
         finally:
             self.in_flight -= 1
+
+
+async def _disconnected(request) -> None:
+    """Returns when the client closes its connection (the body has been read: the next ASGI message
+    is http.disconnect)."""
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return

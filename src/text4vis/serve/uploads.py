@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ class Upload:
     name: str = ""                     # what the client called it (a label only)
     size: int = 0
     fields: dict[str, str] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set when the client went away
+    watch: object = None               # the task that returns when the client disconnects
 
 
 def _display_name(filename: str) -> str:
