@@ -27,6 +27,7 @@ from .model import VideoModel
 from .records import top_labels
 from .sampling import parse_views
 from .towers import Towers, WeightsError
+from .transforms import view_size
 from .video import empty_input_error, list_inputs
 
 DEFAULT_LABELS = "k400"
@@ -108,9 +109,19 @@ class Recognizer:
 
     @property
     def input_size(self) -> int:
+        """The test-time input size; for models whose resize mode is not the paper's `shortest` (SigLIP's
+        `squash`), a `transforms.ViewSize` carrying it, so every test view (predict, eval, timeline, index,
+        serve, watch) is resized by the model's own rule in `transforms.test_views`."""
         if self.image_size:
-            return int(self.image_size)
-        return self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
+            size = int(self.image_size)
+        else:
+            size = self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
+        return view_size(size, self.resize_mode)
+
+    @property
+    def resize_mode(self) -> str:
+        """How test views reach the input size: shortest (resize short side + centre crop), squash, longest."""
+        return getattr(self.model, "resize_mode", "shortest")
 
     def set_classifier(self, cls: Classifier) -> None:
         if cls.dim != self.model.embed_dim and self.model.proj is None:
