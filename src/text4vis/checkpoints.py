@@ -277,6 +277,11 @@ class LoadedModel:
     image_size: int = 0                         # its crop size (0: the towers' own)
 
 
+def resize_mode_of(towers) -> str:
+    """The towers' test-time resize mode (their family's preprocessing; `shortest`, the paper's, when unrecorded)."""
+    return (getattr(towers, "preprocess", None) or {}).get("resize_mode") or "shortest"
+
+
 def load_video_model(checkpoint: str | None = None, clip: str | None = None, head: str | None = None) -> LoadedModel:
     """Any checkpoint into a video model (this is the one place that knows checkpoint formats):
 
@@ -287,7 +292,8 @@ def load_video_model(checkpoint: str | None = None, clip: str | None = None, hea
     if checkpoint is None:
         towers = towers_mod.load_towers(clip or DEFAULT_CLIP)
         model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
-                           logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
+                           logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std,
+                           resize_mode=resize_mode_of(towers))
         return LoadedModel(model, towers, clip or DEFAULT_CLIP)
     if not os.path.exists(checkpoint):
         raise WeightsError(f"{checkpoint}: no such checkpoint file")
@@ -310,6 +316,7 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
             getattr(towers.clip, name).data.fill_(float(cfg[name]))
     towers.source = cfg["source"]
     image_size = int(meta.get("settings", {}).get("input_size") or 0) or towers.input_size  # whatever clip= says
+    resize_mode = resize_mode_of(towers)  # the image tower's (a clip= text tower does not change it)
     if clip:  # an explicit clip= replaces the stored text tower (for new label sets)
         other = towers_mod.load_towers(clip)
         if other.embed_dim != towers.embed_dim:
@@ -318,7 +325,7 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
         other.clip.visual = towers.clip.visual
         towers = other
     model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
-                       head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
+                       head_heads=meta.get("head_heads"), resize_mode=resize_mode)  # absent in older files: embed_dim // 64
     model_state = split_prefix(tensors, "model.")
     rows = model_state.pop("classifier", None)
     if "proj.weight" in model_state:
@@ -342,7 +349,7 @@ def _load_original(checkpoint: str, clip: str) -> LoadedModel:
         raise WeightsError(f"checkpoint={checkpoint!r} has embedding width {pos.shape[1]} but clip={clip!r} "
                            f"has {towers.embed_dim}")
     model = VideoModel(towers.clip.visual, towers.embed_dim, head_from_state_dict(sd), mean=towers.mean,
-                       std=towers.std, head_heads=towers.head_heads)
+                       std=towers.std, head_heads=towers.head_heads, resize_mode=resize_mode_of(towers))
     load_video_weights(model, video_weights(sd), checkpoint)
     return LoadedModel(model, towers, checkpoint)
 

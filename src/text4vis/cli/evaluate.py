@@ -30,6 +30,8 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, help="videos per forward pass")
     p.add_argument("--workers", type=int, help="decoding processes")
     p.add_argument("--quiet", action="store_true")
+    from .decode import add_decode_device_arg
+    add_decode_device_arg(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -44,7 +46,8 @@ def cmd_eval(args) -> int:
         cfg, checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
         classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision,
         val_list=args.val_list, val_root=args.val_root, views=args.views, zero_shot=args.zero_shot,
-        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args))
+        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args),
+        decode_device=args.decode_device)
     return 1 if results["num_failed"] else 0
 
 

@@ -144,12 +144,15 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                      precision: str | None = None, val_list: str | None = None, val_root: str = "",
                      views: str | None = None, zero_shot: bool = False, splits: list[str] | None = None,
                      out: str | None = None, batch_size: int | None = None, workers: int | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, decode_device: str = "cpu") -> dict:
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
-    arguments left None take the config's values. Joins torchrun's process group when launched under it."""
+    arguments left None take the config's values. Joins torchrun's process group when launched under it.
+    decode_device="cuda" decodes with NVDEC in this process (frames stay on the GPU); without a GPU or NVDEC
+    a warning says so and the CPU decodes (decoders/gpu.py)."""
     from ..api import load
     from ..checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
     from ..classifiers import check_same_labels, load_classifier
+    from ..decoders.gpu import DECODE_DEVICES, resolve_decode_device
     from ..errors import ConfigError, LabelsError, UsageError, check_numbers
     if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
         checkpoint = resolve_checkpoint(checkpoint)
@@ -170,6 +173,8 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_numbers(("batch_size", batch_size, 1), ("workers", workers, 0), ("frames", frames, 1))
+    if decode_device not in DECODE_DEVICES:
+        raise UsageError(f"decode_device={decode_device!r}: choose cpu or cuda")
     k600_splits = zero_shot and not splits     # asked for here: Kinetics-600 has its own three splits
     zero_shot = zero_shot or cfg.evaluation.zero_shot
     if zero_shot and len(names) < 2:
@@ -199,8 +204,11 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
         if k600_splits and list(names) == load_labels("k600"):
             subsets = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
         info = {"checkpoint": checkpoint, "clip": clip, "labels": labels or cfg.data.labels, "val_list": source}
+        first = next((s.path for s in samples if s.num_frames is None), None)   # a video file, for the NVDEC check
+        decode_device = resolve_decode_device(decode_device, first, rec.device)
+        workers = 0 if decode_device == "cuda" else workers   # NVDEC in this process: frames stay on the GPU
         results = run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
-                           reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                           reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias, decode_device=decode_device),
                            batch_size=batch_size if batch_size is not None else cfg.evaluation.batch_size,
                            workers=workers, zero_shot=zero_shot, splits=subsets, out=out, info=info,
                            progress=progress)
