@@ -75,8 +75,10 @@ class OptimCfg:
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (the recipes in configs/ and original Text4Vis configs use the reference code's [0.9, 0.98])
     eps: float = 1e-8                  # AdamW eps
     epochs: int = 30                   # training epochs
-    warmup_epochs: float = 5           # linear warmup, then cosine decay to 0; stepped per iteration
+    warmup_epochs: float = 5           # linear warmup, then cosine decay to 0
+    schedule: str = "per_step"         # per_step: lr set at every optimiser step, warmup from lr/warmup_steps | original: the original train.py's (set at the 1st and every 10th batch of an epoch at epoch + i/batches, warmup from 0; original configs)
     grad_accumulation: int = 1         # batches per optimiser step
+    carry_gradients: bool = False      # with grad_accumulation: an epoch's leftover batches carry their gradients into the next epoch's first step (the original's; original configs) instead of a shorter last step
     grad_clip: float | None = None     # clip the gradient norm to this value (None: off)
     precision: str = "auto"            # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | bf16 | fp16 | fp32
 
@@ -224,7 +226,9 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
     Every option text4vis does not use is reported, once: one note each for those whose value asks
     for something text4vis does not do, and one note listing those whose value it follows anyway."""
     values: dict[str, Any] = {"optim.betas": [0.9, 0.98],  # the reference's first public code (2022-11-28); README
-                              "data.min_frames": 8}        # the reference drops training entries under 8 frames
+                              "data.min_frames": 8,        # the reference drops training entries under 8 frames
+                              "optim.schedule": "original",  # its train.py's lr schedule and accumulation
+                              "optim.carry_gradients": True}
     notes: list[str] = []
     same: list[str] = []
     for key, value in _flatten(raw).items():
@@ -443,6 +447,8 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"model.head {cfg.model.head!r}: choose transf or mean")
     if cfg.classifier.type not in ("text", "lm", "lda", "random", "orthogonal", "linear"):
         problems.append(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
+    if cfg.optim.schedule not in ("per_step", "original"):
+        problems.append(f"optim.schedule {cfg.optim.schedule!r}: choose per_step or original")
     if cfg.training.mode not in ("classifier", "contrastive"):
         problems.append(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
     if cfg.training.text_tower not in ("online", "frozen"):

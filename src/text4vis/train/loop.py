@@ -50,11 +50,13 @@ class Group:
     last_micro: bool = True                             # this micro-batch ends the group
     new_bad: list[str] = field(default_factory=list)    # this micro-batch's videos that failed for the first time
 
-    def start(self, b_idx: int, accum: int, batches: int) -> None:
-        """Place micro-batch `b_idx` in its group."""
+    def start(self, b_idx: int, accum: int, batches: int, carry: bool = False) -> None:
+        """Place micro-batch `b_idx` in its group. `carry` (the original's rule): every group has `accum`
+        micro-batches and the epoch's leftover ones end none (their gradients join the next epoch's first
+        step); else the epoch's last group is shorter."""
         group_start = b_idx - b_idx % accum
-        self.size = min(accum, batches - group_start)
-        self.last_micro = b_idx + 1 == group_start + self.size
+        self.size = accum if carry else min(accum, batches - group_start)
+        self.last_micro = (b_idx + 1) % accum == 0 if carry else b_idx + 1 == group_start + self.size
 
     def reset(self) -> None:
         self.losses, self.bad = [], False
@@ -221,9 +223,10 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
             bar = tqdm(total=run.steps_per_epoch, initial=state["step_in_epoch"], unit="step", dynamic_ncols=True,
                        desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress or rank != 0)
             t_log, videos_since = time.perf_counter(), 0
-            group.reset()
+            if not run.carry:
+                group.reset()                                  # (carry: the last epoch's leftover group goes on)
             for b_idx, (frames, labels, failed) in enumerate(run.loader, start=skip):
-                group.start(b_idx, accum, run.batches)             # the last group may be shorter
+                group.start(b_idx, accum, run.batches, run.carry)  # the last group may be shorter (or carry over)
                 # forward, loss, backward (gradients accumulate over the group's micro-batches)
                 agreed = forward_backward(run, frames, labels, failed, group)
                 # videos that did not decode: log once, count, stop when too many

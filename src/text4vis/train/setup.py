@@ -121,6 +121,29 @@ def lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
+def original_lr_lambda(epochs: int, warmup_epochs: float, batches: int, accum: int, carry: bool):
+    """Learning-rate factor of optimiser step `step` (0-based) as the original Text4Vis train.py sets it:
+    its WarmupCosineAnnealingLR is stepped before the micro-batches i == 0 and (i + 1) % 10 == 0 of an
+    epoch, at `epoch + i / batches`, with the factor `t / warmup_epochs` during warmup (0 at the start)
+    and `0.5 * (1 + cos(pi * (t - warmup) / (epochs - warmup)))` after it. A step uses the factor of the
+    last such point at or before its last micro-batch. `carry`: an epoch has batches // accum steps (the
+    leftover micro-batches carry over), else ceil(batches / accum) (a shorter last step)."""
+    per_epoch = batches // accum if carry else math.ceil(batches / accum)
+
+    def factor(t: float) -> float:
+        if t < warmup_epochs:
+            return t / warmup_epochs
+        progress = (t - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def f(step: int) -> float:
+        epoch, k = divmod(step, per_epoch)
+        i = min((k + 1) * accum, batches) - 1               # the step's last micro-batch in its epoch
+        point = i if (i + 1) % 10 == 0 else max(0, (i + 1) // 10 * 10 - 1)   # the scheduler's last step
+        return factor(epoch + point / batches)
+    return f
+
+
 class Trainee(nn.Module):
     """What DistributedDataParallel wraps: the video model, plus the text tower in contrastive mode."""
 
@@ -321,12 +344,22 @@ class Run:
                                                                self.reader, rank, world, device)
         self.accum = cfg.optim.grad_accumulation
         self.batches = self.sampler.batches_per_epoch                 # micro-batches per epoch (per rank)
-        self.steps_per_epoch = math.ceil(self.batches / self.accum)   # optimiser steps per epoch
+        self.carry = cfg.optim.carry_gradients and self.accum > 1    # leftover micro-batches carry over
+        if self.carry and self.batches < self.accum:
+            raise ConfigError(f"optim.carry_gradients: an epoch has {self.batches} batches, fewer than "
+                              f"optim.grad_accumulation={self.accum}, so no step would ever be taken; lower "
+                              f"optim.grad_accumulation or set optim.carry_gradients=false")
+        # optimiser steps per epoch
+        self.steps_per_epoch = self.batches // self.accum if self.carry else math.ceil(self.batches / self.accum)
         # optimiser: image tower and logit_scale at lr * clip_ratio, the rest at lr; warmup + cosine
         self.optimizer = build_optimizer(self.trainee, cfg.optim, device)
-        total_steps = self.steps_per_epoch * cfg.optim.epochs
-        warmup_steps = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(total_steps, warmup_steps))
+        if cfg.optim.schedule == "original":
+            schedule = original_lr_lambda(cfg.optim.epochs, cfg.optim.warmup_epochs, self.batches, self.accum,
+                                          self.carry)
+        else:
+            total_steps = self.steps_per_epoch * cfg.optim.epochs
+            schedule = lr_lambda(total_steps, int(cfg.optim.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.precision = precision_name(device, cfg.optim.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [],
