@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -561,6 +562,13 @@ def _write_labels(path: Path, names: Iterable[str]) -> None:
             writer.writerow([i, name])
 
 
+def _is_benchmark(folder: str) -> bool:
+    """`folder` holds a benchmark make_benchmark wrote (its benchmark.json)."""
+    with open(os.path.join(folder, "benchmark.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    return isinstance(config, dict) and {"seed", "shapes", "motions", "classes"} <= set(config)
+
+
 def make_benchmark(
     out_dir: str | Path,
     *,
@@ -577,6 +585,7 @@ def make_benchmark(
     codec: str = "libx264",
     progress: bool = True,
     object_scale: float = 1.0,
+    overwrite: bool = False,
 ) -> dict:
     """Render and write the synthetic benchmark under ``out_dir`` (layout: module docstring).
 
@@ -590,6 +599,9 @@ def make_benchmark(
     ``heldout_classes``, ``train_list``, ``val_list``, ``zeroshot_list``,
     ``labels_csv``, ``zeroshot_labels_csv`` (paths are :class:`pathlib.Path`)
     and ``num_train``, ``num_val``, ``num_zeroshot``.
+
+    ``out_dir`` must be new or empty, or hold an earlier benchmark (replaced);
+    anything else is refused (OutputError) unless ``overwrite``.
     """
     # argument checks first: nothing is written and no progress bar starts for values that cannot work
     if num_frames < 1 or size < 8:
@@ -616,6 +628,8 @@ def make_benchmark(
     ext = CODEC_EXTENSIONS[codec]
     zs_per_class = val_per_class if zeroshot_per_class is None else zeroshot_per_class
 
+    from .files import check_output_folder
+    check_output_folder(str(out_dir), "out_dir", "a synthetic benchmark", _is_benchmark, overwrite)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     # (split, list file, classes of the split, videos per class)

@@ -26,7 +26,10 @@ def add_eval(sub) -> None:
     p.add_argument("--zero-shot", action="store_true",
                    help="also report the half-classes protocol (10 seeded splits; K600: its three 160-class splits)")
     p.add_argument("--splits", nargs="+", metavar="LABELS", help="label files naming class subsets to score apart")
-    p.add_argument("--out", help="output folder for results.json, predictions.npz, per_class.csv, confusion.png")
+    p.add_argument("--out", help="output folder for results.json, predictions.npz, per_class.csv, confusion.png, "
+                                 "confused_pairs.csv: new or empty, or an earlier eval of the same list (replaced)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even if it holds other files or another list's report")
     p.add_argument("--batch-size", type=int, help="videos per forward pass")
     p.add_argument("--workers", type=int, help="decoding processes")
     p.add_argument("--quiet", action="store_true")
@@ -44,7 +47,8 @@ def cmd_eval(args) -> int:
         cfg, checkpoint=args.checkpoint, clip=args.clip, labels=args.labels, prompts=args.prompts,
         classifier=args.classifier, frames=args.frames, device=args.device, precision=args.precision,
         val_list=args.val_list, val_root=args.val_root, views=args.views, zero_shot=args.zero_shot,
-        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args))
+        splits=args.splits, out=args.out, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args),
+        overwrite=args.overwrite)
     return 1 if results["num_failed"] else 0
 
 

@@ -24,7 +24,8 @@ from .. import engine
 from . import metrics
 from ..datasets import FrameReader, TestDataset, check_labels_in_range, load_split
 from ..devices import is_dist, precision_name, process_group, rank_world
-from ..files import check_output
+from ..errors import OutputError
+from ..files import check_output_folder
 from ..labels import load_labels, resolve_labels
 from ..sampling import parse_views
 
@@ -86,6 +87,32 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     return results
 
 
+REPORT_FILES = ("results.json", "predictions.npz", "per_class.csv", "confusion.png", "confused_pairs.csv")
+
+
+def earlier_eval_list(out: str) -> str | None:
+    """The val list an earlier `text4vis eval` report in `out` evaluated (None: the folder holds none)."""
+    try:
+        with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(r, dict) and {"protocol", "views", "num_videos", "speed"} <= set(r):
+        return str(r.get("val_list"))
+    return None
+
+
+def check_eval_out(out: str, val_list: str, overwrite: bool = False) -> None:
+    """Before the evaluation: `out` is new or empty, or holds an earlier report of the same val list (which
+    is replaced); a folder holding anything else (a user's results.json, a dataset) or an earlier report of
+    another list is refused unless `overwrite`."""
+    earlier = earlier_eval_list(out) if os.path.isdir(out) and not overwrite else None
+    if earlier is not None and os.path.abspath(earlier) != os.path.abspath(val_list) and earlier != val_list:
+        raise OutputError(f"out={out!r}: holds the report of an earlier eval of another list ({earlier}); nothing "
+                          f"written (choose another folder, or overwrite=True to replace it)")
+    check_output_folder(out, "out", "an eval report", lambda p: earlier is not None, overwrite)
+
+
 def write_outputs(out, results, videos, labels, scores, embeddings, classifier, names) -> None:
     from .. import plots
     os.makedirs(out, exist_ok=True)
@@ -145,9 +172,10 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                      precision: str | None = None, val_list: str | None = None, val_root: str = "",
                      views: str | None = None, zero_shot: bool = False, splits: list[str] | None = None,
                      out: str | None = None, batch_size: int | None = None, workers: int | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, overwrite: bool = False) -> dict:
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
-    arguments left None take the config's values. Joins torchrun's process group when launched under it."""
+    arguments left None take the config's values. Joins torchrun's process group when launched under it.
+    `out` is refused when it holds anything but an earlier report of the same list (`overwrite`: written anyway)."""
     from ..api import load
     from ..checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
     from ..classifiers import check_same_labels, load_classifier
@@ -176,7 +204,7 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     if zero_shot and len(names) < 2:
         raise UsageError(f"zero_shot=True: the half-classes protocol needs at least 2 classes ({len(names)} given)")
     if out and rank_world()[0] == 0:
-        check_output(out, "out", folder=True)       # before the evaluation, not after it
+        check_eval_out(out, source, overwrite)       # before the evaluation, not after it
     subsets = []
     for path in splits or []:
         split_names = load_labels(path, "splits")
