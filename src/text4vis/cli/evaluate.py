@@ -33,7 +33,13 @@ def add_eval(sub) -> None:
     p.add_argument("--batch-size", type=int, help="videos per forward pass")
     p.add_argument("--workers", type=int, help="decoding processes")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, on_interrupt=_interrupted)
+
+
+def _interrupted(args) -> str:
+    where = f"nothing was written to {args.out}" if args.out else "no results"
+    return (f"text4vis eval: interrupted before the evaluation ended; {where} (the report is written at the end); "
+            f"rerun the same command to evaluate again")
 
 
 def cmd_eval(args) -> int:

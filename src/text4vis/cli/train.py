@@ -25,7 +25,7 @@ def add_train(sub) -> None:
                    help="override a config value, e.g. --set data.batch_size=16 (repeatable)")
     p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path")
     p.add_argument("--help-config", action="store_true", help="print every config field with its default and meaning")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: bars on a terminal only)")
     p.set_defaults(func=cmd_train, param_flags={"training.resume": "--resume"})
 
 
@@ -46,7 +46,8 @@ def cmd_train(args) -> int:
     from ..errors import TrainError
     from ..train import train
     try:
-        train(cfg, args.output, notes, progress=not args.quiet)
+        from .common import show_progress
+        train(cfg, args.output, notes, progress=show_progress(args))   # bars on a terminal only
     except TrainError as exc:  # the run started and stopped: exit 1 (its folder keeps what it finished)
         print(f"text4vis train: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 1

@@ -206,7 +206,7 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
 
 
 def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: int, device: torch.device) -> dict:
-    run = Run(cfg, output, notes, rank, world, device)   # data, model, classifier, loader, optimiser, resume
+    run = Run(cfg, output, notes, rank, world, device, progress)   # data, model, classifier, loader, optimiser, resume
     state, accum = run.state, run.accum
     log(f"training {len(run.train_samples)} videos, {len(run.names)} classes, {world} process(es) x batch "
         f"{cfg.data.batch_size} x accumulation {accum} = effective batch {cfg.data.batch_size * world * accum}; "

@@ -121,14 +121,19 @@ def config_changes(stored: dict | None, current: dict, epochs_done: int, source:
 
 
 def last_checkpoint_step(path: str) -> str:
-    """"epoch E, step S" of a `last` checkpoint, from its metadata alone ("" if it cannot be read)."""
+    """Where a `last` checkpoint stands ("step 12: 2 epochs done, 3 steps into epoch 3"), from its metadata
+    alone (the training state is stored packed: checkpoints.pack); "its step unknown" if it cannot be read."""
     from safetensors import safe_open
     try:
         with safe_open(path, "pt") as f:
             train = json.loads(f.metadata()["text4vis"]).get("train", {})
-        return f"epoch {train.get('epoch')}, step {train.get('global_step')}"
+        # the counters are plain numbers in the packed dict (only tensors are stored apart)
+        state = {k: v for k, v in train.get("__dict__", []) if isinstance(k, str)} if "__dict__" in train else train
+        epochs, step, into = int(state["epoch"]), int(state["global_step"]), int(state.get("step_in_epoch") or 0)
     except Exception:
         return "its step unknown"
+    where = f", {into} steps into epoch {epochs + 1}" if into else ""
+    return f"step {step}: {epochs} epoch{'s' if epochs != 1 else ''} done{where}"
 
 
 def resume_path(output: str, resume: str | None) -> str | None:

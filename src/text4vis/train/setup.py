@@ -41,7 +41,7 @@ def log(msg: str, rank: int = 0) -> None:
 # ----------------------------------------------------------------------------- building blocks
 
 def classifier_for_run(cfg: Config, towers, names: list[str], model: VideoModel | None = None,
-                       samples=None, reader=None, device=None) -> classifiers.Classifier:
+                       samples=None, reader=None, device=None, progress: bool = False) -> classifiers.Classifier:
     """The run's classifier as `cfg.classifier` says: a stored file, one of classifiers.KINDS, or LDA on
     the training videos embedded by `model`."""
     c = cfg.classifier
@@ -53,15 +53,15 @@ def classifier_for_run(cfg: Config, towers, names: list[str], model: VideoModel 
         return classifiers.build_classifier(c.type, names, towers=towers, dim=towers.embed_dim, prompts=c.prompts,
                                             lm=c.lm, seed=c.seed)
     if c.type == "lda":
-        cls, failed = lda_from_model(model, samples, names, cfg, reader, device)
+        cls, failed = lda_from_model(model, samples, names, cfg, reader, device, progress)
         for msg in failed:
             log(f"warning: a video for the LDA classifier does not decode (left out): {msg}", rank_world()[0])
         return cls
     raise ConfigError(f"classifier.type {c.type!r} unknown")
 
 
-def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader,
-                   device) -> tuple[classifiers.Classifier, list[str]]:
+def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader, device,
+                   progress: bool = False) -> tuple[classifiers.Classifier, list[str]]:
     """LDA on frozen video embeddings of a seeded fraction of the training set; also the errors of
     the chosen videos that failed to decode (left out)."""
     rng = np.random.default_rng(cfg.classifier.seed)
@@ -75,7 +75,7 @@ def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader,
         chosen.extend(items[i] for i in rng.permutation(len(items))[:k])
     ds = TestDataset(chosen, cfg.data.num_frames, model_input_size(cfg, model), 1, 1, reader, cfg.data.dense)
     emb = engine.embed_dataset(model, ds, device, batch_size=cfg.evaluation.batch_size, workers=cfg.data.workers,
-                               progress=True, desc="lda embeddings", precision=cfg.evaluation.precision)
+                               progress=progress, desc="lda embeddings", precision=cfg.evaluation.precision)
     targets = np.array([chosen[i].label for i in emb.indices])
     errors = dict(emb.errors)                                  # chosen index -> message
     lost = sorted({chosen[i].label for i in errors} - set(targets.tolist()))
@@ -278,7 +278,7 @@ def load_data(cfg: Config, output: str, rank: int):
     return names, train_samples, distinct, val_samples
 
 
-def build_model(cfg: Config, names, distinct, reader, device):
+def build_model(cfg: Config, names, distinct, reader, device, progress: bool = False):
     """(towers, video model on `device`, classifier): the towers of model.clip, the temporal head, an
     optional model.pretrain checkpoint, and the classifier set into the model (learned when linear)."""
     towers = load_towers(cfg.model.clip)
@@ -287,7 +287,7 @@ def build_model(cfg: Config, names, distinct, reader, device):
     if cfg.model.pretrain:
         load_pretrain(model, cfg.model.pretrain, cfg.model.clip)
     model.to(device)
-    cls = classifier_for_run(cfg, towers, names, model, distinct, reader, device)
+    cls = classifier_for_run(cfg, towers, names, model, distinct, reader, device, progress)
     model.set_classifier(cls.weight, learn=cfg.classifier.type == "linear" and not cfg.classifier.file)
     if cfg.model.freeze_visual:
         model.visual.requires_grad_(False)
@@ -326,13 +326,15 @@ def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world
 class Run:
     """Everything a training run holds between steps, built by `setup` in the order the loop needs it."""
 
-    def __init__(self, cfg: Config, output: str, notes, rank: int, world: int, device: torch.device):
+    def __init__(self, cfg: Config, output: str, notes, rank: int, world: int, device: torch.device,
+                 progress: bool = False):
         self.cfg, self.output, self.rank, self.world, self.device = cfg, output, rank, world, device
         seed = cfg.training.seed
         seed_everything(seed)                       # the same model initialisation on every rank
         self.names, self.train_samples, distinct, self.val_samples = load_data(cfg, output, rank)
         self.reader = FrameReader(cfg.data.image_tmpl, cfg.data.index_bias)
-        self.towers, self.model, self.cls = build_model(cfg, self.names, distinct, self.reader, device)
+        self.towers, self.model, self.cls = build_model(cfg, self.names, distinct, self.reader, device,
+                                                        progress and rank == 0)
         self.input_size = model_input_size(cfg, self.model)
         self.trainee = build_trainee(cfg, self.towers, self.model, self.cls, self.names, device)
         seed_everything(seed + rank)                # from here on each rank draws its own
