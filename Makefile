@@ -1,10 +1,11 @@
-# `make demo`: the offline end-to-end demo.   `make test`: the test suite.
+# `make demo`: the offline end-to-end demo.   `make test`: ruff, then the whole test suite.
+# The quick loop while working: .venv/bin/python -m pytest -m "not slow" tests
 # Both create .venv and install everything on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo venv clean
+.PHONY: test lint demo venv clean
 
 venv: $(VENV)/.installed
 
@@ -16,7 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: venv
+# ruff (configured in pyproject.toml) first: a lint error stops the run before the tests
+lint: venv
+	$(VENV)/bin/ruff check src tests
+
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 demo: venv

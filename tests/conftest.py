@@ -94,6 +94,34 @@ def tiny_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="session")
+def clip_file(tiny_dir) -> str:
+    """The tiny CLIP as an OpenAI state-dict file: what `--clip FILE` takes."""
+    return str(tiny_dir / "openai_sd.pt")
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """The command line in this process: (exit code, stdout, stderr). argv as arguments or one list; each
+    is passed as str. argparse's own usage errors (SystemExit) give their code. Input problems never
+    print a traceback, so one in the output fails the test."""
+    import contextlib
+    import io
+
+    from text4vis.cli import main
+    if len(argv) == 1 and isinstance(argv[0], (list, tuple)):
+        argv = tuple(argv[0])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code
+    assert "Traceback" not in out.getvalue() + err.getvalue(), err.getvalue()
+    return rc, out.getvalue(), err.getvalue()
+
+
 # ----------------------------------------------------------------------------- videos
 
 def write_video(path: str, frames: np.ndarray, fps: int = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import original_text4vis_checkpoint, tiny_openai_state_dict
+from conftest import original_text4vis_checkpoint, run_cli, tiny_openai_state_dict
 from text4vis import classifiers as C
 from text4vis import plots
 from text4vis.cli import main as cli_main
@@ -21,13 +21,6 @@ from text4vis.labels import LabelsError, load_labels
 
 PROMPT = "a video of a person {}."
 FRAMES = 4
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def unit_rows(w) -> bool:

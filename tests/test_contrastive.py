@@ -165,6 +165,7 @@ def gathered(tmp_path_factory):
     return d
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("name,sizes", GATHER_CASES, ids=[c[0] for c in GATHER_CASES])
 def test_gather_with_grad_two_gloo_processes(gathered, name, sizes):
     """Every rank gets the concatenation in rank order; gradients reach the local part only.
@@ -320,6 +321,8 @@ def _torchrun_env() -> dict:
     return env
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_process_contrastive_with_batch_gather(contrastive_data, tmp_path):
     """torchrun, 2 gloo processes, 9 training videos in batches of 2 per process: the shares
     (5 and 4 videos) give batches of different sizes on the two ranks, which the gather must take."""

@@ -121,7 +121,7 @@ def functions(src: Path = SRC) -> list[tuple[int, str]]:
         def walk(node, prefix):
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    out.append((child.end_lineno - child.lineno + 1, f"{name}.{prefix}{child.name}"))
+                    out.append((child.end_lineno - child.lineno + 1, f"{name}.{prefix}{child.name}"))  # noqa: B023
                     walk(child, f"{prefix}{child.name}.")
                 elif isinstance(child, ast.ClassDef):
                     walk(child, f"{prefix}{child.name}.")
@@ -266,6 +266,13 @@ def test_layers_library_below_products():
 def test_module_size_and_count():
     assert {m: n for m, n in module_sizes().items() if n > MAX_MODULE_LINES} == {}
     assert len(top_level_modules()) <= MAX_TOP_MODULES, top_level_modules()
+
+
+def test_test_files_have_unique_names():
+    """pytest's default import mode imports each test file by its base name: two test_x.py in two
+    folders of tests/ would clash."""
+    names = [p.name for p in SRC.parent.parent.joinpath("tests").rglob("*.py") if "data" not in p.parts]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
 
 
 def test_rules_catch_what_they_should(tmp_path):

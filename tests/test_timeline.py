@@ -18,13 +18,8 @@ from conftest import SHARED_VIDEOS, index_frames, write_video
 
 
 @pytest.fixture(scope="module")
-def clip(tiny_dir):
-    return str(tiny_dir / "openai_sd.pt")
-
-
-@pytest.fixture(scope="module")
-def rec(clip):
-    return text4vis.load(clip=clip, labels=["red", "green", "blue"], device="cpu")
+def rec(clip_file):
+    return text4vis.load(clip=clip_file, labels=["red", "green", "blue"], device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +101,11 @@ def colour_clip(name: str, seconds: float, seed: int, size: int = 48) -> np.ndar
 
 
 @pytest.fixture(scope="module")
-def fitted(clip, tmp_path_factory):
+def fitted(clip_file, tmp_path_factory):
     """The tiny CLIP with a classifier fitted to the three classes: each row is the normalised window
     embedding (through embed_windows, the real path) of a reference clip of that class."""
     d = tmp_path_factory.mktemp("ref")
-    r = text4vis.load(clip=clip, labels=list(COLOURS), device="cpu")
+    r = text4vis.load(clip=clip_file, labels=list(COLOURS), device="cpu")
     rows = []
     for k, name in enumerate(COLOURS):
         path = str(d / f"{name}.mp4")
@@ -223,10 +218,10 @@ def test_one_frame_video_and_shorter_than_a_window(rec, odd_inputs):
     assert r["windows"][0]["top"][:3] == top
 
 
-def test_cli_json_with_damaged_and_audio_only_inputs(clip, index10s, odd_inputs, capsys):
+def test_cli_json_with_damaged_and_audio_only_inputs(clip_file, index10s, odd_inputs, capsys):
     inputs = [index10s, odd_inputs["truncated_mp4"], odd_inputs["audio_only"], odd_inputs["text"],
               odd_inputs["single"]]
-    code = cli.main(["timeline", *inputs, "--clip", clip, "--labels", "ucf101", "--json", "--topk", "3"])
+    code = cli.main(["timeline", *inputs, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3"])
     out, err = capsys.readouterr()
     assert code == 1
     assert "Traceback" not in err and "3 of 5 inputs failed" in err
@@ -248,10 +243,10 @@ def test_cli_json_with_damaged_and_audio_only_inputs(clip, index10s, odd_inputs,
     assert "has no video stream" in recs[2]["error"]
 
 
-def test_stream_that_breaks_off_keeps_the_windows_before_the_break(clip, tmp_path, capsys):
+def test_stream_that_breaks_off_keeps_the_windows_before_the_break(clip_file, tmp_path, capsys):
     from test_data_errors import damaged_copy  # the real 300-frame clip with its middle overwritten
     damaged = damaged_copy(tmp_path / "damaged.mp4")
-    code = cli.main(["timeline", damaged, "--clip", clip, "--labels", "ucf101", "--window", "1", "--stride", "0.5",
+    code = cli.main(["timeline", damaged, "--clip", clip_file, "--labels", "ucf101", "--window", "1", "--stride", "0.5",
                      "--json"])
     out, err = capsys.readouterr()
     r = json.loads(out)
@@ -260,17 +255,17 @@ def test_stream_that_breaks_off_keeps_the_windows_before_the_break(clip, tmp_pat
     assert r["windows"][-1]["end"] <= 2.0 and r["segments"][-1]["end"] <= 2.0
     assert "breaks off at 0:00:0" in r["error"] and "windows after it are left out" in r["error"]
     # with windows longer than what decodes, nothing is left: an error record
-    assert cli.main(["timeline", damaged, "--clip", clip, "--labels", "ucf101", "--json"]) == 1
+    assert cli.main(["timeline", damaged, "--clip", clip_file, "--labels", "ucf101", "--json"]) == 1
     r = json.loads(capsys.readouterr().out)
     assert set(r) == {"video", "error"} and "does not decode" in r["error"]
 
 
-def test_cli_table_plot_and_annotated_copy(fitted, long_video, clip, tmp_path, capsys, monkeypatch):
+def test_cli_table_plot_and_annotated_copy(fitted, long_video, clip_file, tmp_path, capsys, monkeypatch):
     import av
     from PIL import Image
     import text4vis.api
     monkeypatch.setattr(text4vis.api, "load", lambda **kw: fitted)  # the fitted classifier, through the CLI
-    code = cli.main(["timeline", long_video, "--clip", clip, "--plot", str(tmp_path / "plots"),
+    code = cli.main(["timeline", long_video, "--clip", clip_file, "--plot", str(tmp_path / "plots"),
                      "--annotate", str(tmp_path / "ann")])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -343,8 +338,8 @@ def test_memory_is_bounded_by_the_window_not_the_video(rec, tmp_path):
     assert held[60] == held[10] <= 2 * rec.num_frames  # the crops of about two open windows
 
 
-def test_bench_timeline_reports_ratio_and_memory(clip, index10s, capsys):
-    code = cli.main(["bench", "--timeline", index10s, "--clip", clip, "--device", "cpu", "--json"])
+def test_bench_timeline_reports_ratio_and_memory(clip_file, index10s, capsys):
+    code = cli.main(["bench", "--timeline", index10s, "--clip", clip_file, "--device", "cpu", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert out["frames"] == 250 and out["windows"] == 4 and out["frames_converted"] <= 4 * 8
@@ -354,8 +349,8 @@ def test_bench_timeline_reports_ratio_and_memory(clip, index10s, capsys):
     assert out["peak_rss_mb"] > 0 and out["peak_frames_held"] <= 16 and out["rounds"] == 2
 
 
-def test_bad_window_options_are_usage_errors(clip, index10s, capsys):
-    assert cli.main(["timeline", index10s, "--clip", clip, "--window", "0"]) == 2
-    assert cli.main(["timeline", index10s, "--clip", clip, "--min-score", "1.5"]) == 2
+def test_bad_window_options_are_usage_errors(clip_file, index10s, capsys):
+    assert cli.main(["timeline", index10s, "--clip", clip_file, "--window", "0"]) == 2
+    assert cli.main(["timeline", index10s, "--clip", clip_file, "--min-score", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "--window" in err and "--min-score" in err and "Traceback" not in err

@@ -146,7 +146,7 @@ class RefVideoModel(nn.Module):
         y = self._run(self.head, y.permute(1, 0, 2)).permute(1, 0, 2)
         return (y.to(x.dtype) + x).mean(1)
 
-    def load_from(self, ours: VideoModel) -> "RefVideoModel":
+    def load_from(self, ours: VideoModel) -> RefVideoModel:
         """Copy the weights of a text4vis VideoModel (same names as OpenAI/Text4Vis)."""
         sd = {k[len("visual."):]: v for k, v in ours.state_dict().items() if k.startswith("visual.")}
         mine = {}

@@ -131,7 +131,7 @@ def export_onnx(checkpoint: str, out: str | None = None, clip: str | None = None
 
 
 @torch.no_grad()
-def parity(model, backend: "OnnxVideoModel", views: torch.Tensor) -> float:
+def parity(model, backend: OnnxVideoModel, views: torch.Tensor) -> float:
     """Smallest cosine between PyTorch's and the ONNX model's embeddings of the views (one batch)."""
     ref = model.encode_video(views)
     got = backend.encode_video(views)

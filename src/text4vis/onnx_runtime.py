@@ -61,7 +61,7 @@ class OnnxVideoModel:
         self.std = torch.tensor(self.meta["std"], dtype=torch.float32).view(3, 1, 1)
         self.embed_dim = int(self.session.get_outputs()[0].shape[-1])
 
-    def eval(self) -> "OnnxVideoModel":
+    def eval(self) -> OnnxVideoModel:
         return self
 
     def _run(self, frames: torch.Tensor, output: str) -> torch.Tensor:

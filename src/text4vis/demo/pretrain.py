@@ -79,9 +79,10 @@ def _labels(named: list[dict]) -> tuple[np.ndarray, list[list[str]]]:
     return out, vocabs
 
 
-def _embed_captions(captions: list[str], threads: int) -> tuple[dict[str, int], "np.ndarray"]:
+def _embed_captions(captions: list[str], threads: int) -> tuple[dict[str, int], np.ndarray]:
     """Unique captions -> rows of frozen MiniLM embeddings (normalised, 384-d)."""
     import torch
+
     from ..classifiers import DEFAULT_LM, load_sentence_model
     unique = sorted(set(captions))
     old = torch.get_num_threads()
@@ -156,6 +157,7 @@ def pretrain(out_dir: str | Path, clip_cfg: dict, p: PretrainSettings, mode: str
     (with "dir", "clip", "text_head" paths and "cached": whether it was reused)."""
     import torch
     from open_clip.model import CLIP
+
     from ..errors import UsageError
     from ..transforms import OPENAI_MEAN, OPENAI_STD
 
@@ -272,6 +274,7 @@ def text_rows(text_head: str | Path, names: list[str], threads: int = 1):
     embeddings of the names, projected to the image tower's width, L2-normalised. [C, D] tensor."""
     import torch
     import torch.nn.functional as F
+
     from ..classifiers import readable
     weight = torch.load(str(text_head), weights_only=True)["weight"]
     _, emb = _embed_captions([readable(n) for n in names], threads)

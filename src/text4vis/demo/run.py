@@ -262,6 +262,7 @@ def _render(out: Path, s: DemoSettings, seed: int, progress: bool) -> dict:
 def _pretrain_job(job: dict) -> dict:
     """One pretraining (its own process when run in parallel)."""
     import torch
+
     from .pretrain import pretrain
     torch.set_num_threads(1)
     with _quiet(Path(job["log"])) if job["quiet"] else contextlib.nullcontext():
@@ -370,8 +371,8 @@ def _run_job(job: dict) -> dict:
     from ..api import load
     from ..classifiers import load_classifier
     from ..datasets import load_split
-    from ..train.evaluate import run_eval
     from ..train import train
+    from ..train.evaluate import run_eval
     from ..train.runs import CHECKPOINT_LAST
     run_dir = Path(job["run_dir"])
     r: dict = {"arm": job["arm"], "seed": job["seed"], "mode": job["mode"]}

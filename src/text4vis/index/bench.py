@@ -12,7 +12,6 @@ from ..errors import UsageError
 from .storage import FAISS_FILE, VECTORS, NpyWriter, RowReader
 from .vectors import EXACT_BELOW, build_vector_index, read_vector_index, require_faiss, search_vectors
 
-
 # ----------------------------------------------------------------------------- benchmark
 
 def synthetic_vectors(n: int, dim: int, centres: np.ndarray, seed: int, cos: float = 0.7, chunk: int = 16384):

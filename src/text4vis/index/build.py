@@ -12,12 +12,40 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError, VideoIndexError
-from .embedding import embed_video_groups, embed_window_groups, load_model, local_checkpoint, model_record, \
-    shard_rows, check_same_model
+from .embedding import (
+    check_same_model,
+    embed_video_groups,
+    embed_window_groups,
+    load_model,
+    local_checkpoint,
+    model_record,
+    shard_rows,
+)
 from .inputs import expand_inputs, file_stat
-from .storage import (COLUMNS, DTYPES, ENTRIES, FAISS_FILE, FORMAT, INDEX_JSON, LOCK, SHARDS, VECTORS, VERSION,
-                      NpyWriter, RowReader, entry_schema, finished_shards, live_entries, read_info,
-                      read_shard_table, require_arrow, shard_dir, shard_name, write_json, write_shard)
+from .storage import (
+    COLUMNS,
+    DTYPES,
+    ENTRIES,
+    FAISS_FILE,
+    FORMAT,
+    INDEX_JSON,
+    LOCK,
+    SHARDS,
+    VECTORS,
+    VERSION,
+    NpyWriter,
+    RowReader,
+    entry_schema,
+    finished_shards,
+    live_entries,
+    read_info,
+    read_shard_table,
+    require_arrow,
+    shard_dir,
+    shard_name,
+    write_json,
+    write_shard,
+)
 from .vectors import EXACT_BELOW, VECTOR_INDEXES, build_vector_index, require_faiss
 
 DEFAULT_SHARD_SIZE = 1000

@@ -5,13 +5,12 @@ import os
 
 import numpy as np
 
-from ..records import top_labels
 from ..errors import UsageError, VideoError, VideoIndexError, first_line
+from ..records import top_labels
 from .build import build_index
 from .embedding import check_same_model, embed_video_groups, load_model, local_checkpoint, model_record
 from .storage import ENTRIES, FAISS_FILE, VECTORS, RowReader, read_info, require_arrow
 from .vectors import read_vector_index, search_vectors
-
 
 # ----------------------------------------------------------------------------- opening and searching
 
@@ -58,11 +57,11 @@ class VideoIndex:
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def open(cls, directory: str, *, checkpoint: str | None = None, clip: str | None = None, device: str = "auto",
-             precision: str = "auto", nprobe: int | None = None) -> "VideoIndex":
+             precision: str = "auto", nprobe: int | None = None) -> VideoIndex:
         return cls(directory, read_info(directory), checkpoint, clip, device, precision, nprobe)
 
     @classmethod
-    def build(cls, inputs, out: str, **options) -> "VideoIndex":
+    def build(cls, inputs, out: str, **options) -> VideoIndex:
         """Embed `inputs` (video files, folders searched recursively, list files: one path per line or a
         CSV with a `path` column) into the index folder `out`, then open it. Options: the model
         (checkpoint=, clip=, frames=, prompts=, device=, precision=), window= / stride= (seconds: one

@@ -17,12 +17,12 @@ from concurrent.futures import ProcessPoolExecutor
 from PIL import Image
 from tqdm import tqdm
 
-from .config import Config
-from ..errors import first_line
 from ..datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
+from ..errors import first_line
 from ..labels import resolve_labels
 from ..prepare import ignore_interrupts
 from ..video import VideoError, count_frames, read_frames
+from .config import Config
 
 MIN_DECODED = 0.9  # a video is broken when fewer than this fraction of its packets decode to frames
 
@@ -97,7 +97,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
             if not os.path.isdir(path):
                 name = os.path.basename(path)
                 clean_paths[split] = os.path.join(clean_dir, name if basenames.count(name) == 1 else f"{split}_{name}")
-        for split, out in clean_paths.items():
+        for _split, out in clean_paths.items():
             for _, path, _ in splits:
                 if same_file(out, path):
                     raise DataError(f"clean_dir={clean_dir!r}: would overwrite the input list {path}; "

@@ -6,9 +6,6 @@ carries its meaning in a comment; `text4vis train --help-config` prints them.
 """
 from __future__ import annotations
 
-from ..devices import PRECISIONS
-from ..errors import ConfigError, first_line
-
 import dataclasses
 import math
 import os
@@ -18,9 +15,8 @@ from typing import Any
 
 import yaml
 
-
-
-
+from ..devices import PRECISIONS
+from ..errors import ConfigError, first_line
 
 
 @dataclass

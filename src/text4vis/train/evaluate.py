@@ -20,14 +20,13 @@ import time
 import numpy as np
 
 from .. import engine
-
-from . import metrics
 from ..datasets import FrameReader, TestDataset, check_labels_in_range, load_split
 from ..devices import is_dist, precision_name, process_group, rank_world
 from ..errors import OutputError
 from ..files import check_output_folder
 from ..labels import load_labels, resolve_labels
 from ..sampling import parse_views
+from . import metrics
 
 
 def recompute(npz_path: str) -> dict:

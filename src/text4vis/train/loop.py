@@ -8,7 +8,6 @@ files are described in runs.py.
 """
 from __future__ import annotations
 
-
 import math
 import os
 import time
@@ -22,21 +21,14 @@ import torch
 from tqdm import tqdm
 
 from .. import engine
-
-from . import metrics
-from .config import Config
+from ..datasets import DataError, TestDataset
 from ..devices import autocast, process_group
 from ..errors import TrainError
-from .runs import (CHECKPOINT_BEST)
-from ..datasets import (DataError, TestDataset)
 from ..model import VideoModel
-
-
-
-
-
+from . import metrics
+from .config import Config
+from .runs import CHECKPOINT_BEST
 from .setup import Run, check_folder_on_all_ranks, data_error_line, log
-
 
 # ----------------------------------------------------------------------------- one step's parts
 

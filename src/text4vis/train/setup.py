@@ -15,22 +15,35 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import checkpoints, classifiers, engine, losses
-
-from .config import Config
-from ..errors import ConfigError
+from ..datasets import (
+    DataError,
+    FrameReader,
+    TestDataset,
+    TrainBatchSampler,
+    TrainDataset,
+    drop_short,
+    few_shot,
+    load_split,
+    train_collate,
+)
 from ..devices import precision_name, rank_world
-from ..errors import OutputError, TrainError, UsageError
-from .runs import (CHECKPOINT_LAST, FolderLock, MetricsLog, check_run_folder, clear_leftovers,
-                   config_changes, resume_path, start_folder, write_lines)
-from ..datasets import (DataError, FrameReader, TestDataset, TrainBatchSampler, TrainDataset, few_shot, load_split,
-                       train_collate, drop_short)
+from ..errors import ConfigError, OutputError, TrainError, UsageError
 from ..labels import resolve_labels
 from ..model import VideoModel
 from ..towers import WeightsError, load_towers
 from ..transforms import TrainTransform
-
-
-
+from .config import Config
+from .runs import (
+    CHECKPOINT_LAST,
+    FolderLock,
+    MetricsLog,
+    check_run_folder,
+    clear_leftovers,
+    config_changes,
+    resume_path,
+    start_folder,
+    write_lines,
+)
 
 
 def log(msg: str, rank: int = 0) -> None:

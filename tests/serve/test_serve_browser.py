@@ -14,6 +14,8 @@ from serving import Server
 
 from text4vis import cli
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.server]
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIP = os.path.join(SHARED_VIDEOS, "arm_wrestling_h264.mp4")
 MINE = ["arm wrestling", "cooking", "riding a bike"]

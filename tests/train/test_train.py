@@ -58,15 +58,10 @@ def bench(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def clip(tiny_dir):
-    return str(tiny_dir / "openai_sd.pt")
-
-
-@pytest.fixture(scope="session")
-def warm(clip, bench):
+def warm(clip_file, bench):
     """Build the text classifier of the benchmark's labels once, so every run reads it from the cache
     (a cached classifier can differ from a fresh one in the last bits; see the report)."""
-    text_classifier(load_towers(clip), load_labels(str(bench["labels_csv"])))
+    text_classifier(load_towers(clip_file), load_labels(str(bench["labels_csv"])))
     return True
 
 
@@ -115,9 +110,9 @@ def formats(bench, tmp_path_factory):
     return out
 
 
-def sets(clip, data: dict, **over) -> list[str]:
+def sets(clip_file, data: dict, **over) -> list[str]:
     """--set KEY=VALUE items: tiny model, 4 frames, no workers, lr 1e-3, no warmup, log every step."""
-    values = {"model.clip": clip, "data.num_frames": 4, "data.batch_size": 4, "data.workers": 0,
+    values = {"model.clip": clip_file, "data.num_frames": 4, "data.batch_size": 4, "data.workers": 0,
               "optim.epochs": 2, "optim.lr": 1e-3, "optim.warmup_epochs": 0, "training.print_freq": 1,
               "evaluation.batch_size": 4}
     values.update(data)
@@ -171,10 +166,10 @@ def assert_same_weights(a, b) -> None:
 # ----------------------------------------------------------------------------- 1. every data format
 
 @pytest.mark.parametrize("fmt", ["video_list", "frame_list", "class_folders", "csv"])
-def test_trains_in_each_format_and_checkpoints_predict(fmt, formats, bench, clip, warm, tmp_path):
+def test_trains_in_each_format_and_checkpoints_predict(fmt, formats, bench, clip_file, warm, tmp_path):
     out = tmp_path / "run"
     # the whole training set in one batch per step: a smooth loss curve; evaluate after the last epoch
-    items = sets(clip, formats[fmt], optim__epochs=12, data__batch_size=12, training__eval_freq=12,
+    items = sets(clip_file, formats[fmt], optim__epochs=12, data__batch_size=12, training__eval_freq=12,
                  data__flip="false", data__grayscale=0)
     summary = run_train(items, out)
     assert summary["steps"] == 12 and summary["epochs_done"] == 12
@@ -267,23 +262,23 @@ IGNORED = ["data.dataset", "data.modality", "data.seg_length", "network.init", "
            "solver.evaluate"]
 
 
-def original_config(tmp_path, clip, data: dict, num_classes: int = 4) -> str:
+def original_config(tmp_path, clip_file, data: dict, num_classes: int = 4) -> str:
     path = tmp_path / "k400_train_rgb_tiny-f4.yaml"
     path.write_text(ORIGINAL_YAML.format(num_classes=num_classes, train_list=data["data.train_list"],
-                                         val_list=data["data.val_list"], labels=data["data.labels"], arch=clip))
+                                         val_list=data["data.val_list"], labels=data["data.labels"], arch=clip_file))
     return str(path)
 
 
 @pytest.mark.parametrize("fmt", ["frame_list", "video_list"])
-def test_original_config_trains_with_root_overrides(fmt, formats, clip, warm, tmp_path, capsys):
+def test_original_config_trains_with_root_overrides(fmt, formats, clip_file, warm, tmp_path, capsys):
     data = formats[fmt]
-    config = original_config(tmp_path, clip, data)
+    config = original_config(tmp_path, clip_file, data)
     cfg, notes = load_config(config, [f"data.train_root={data['data.train_root']}",
                                       f"data.val_root={data['data.val_root']}"])
     # the original keys landed where they belong
     assert (cfg.data.num_frames, cfg.data.batch_size, cfg.data.input_size) == (4, 4, 32)
     assert cfg.data.randaug == [2, 9] and cfg.data.random_shift is True and cfg.data.labels == str(data["data.labels"])
-    assert (cfg.model.clip, cfg.model.head, cfg.model.freeze_visual) == (clip, "transf", False)
+    assert (cfg.model.clip, cfg.model.head, cfg.model.freeze_visual) == (clip_file, "transf", False)
     assert (cfg.optim.lr, cfg.optim.epochs, cfg.optim.warmup_epochs, cfg.optim.clip_ratio) == (5e-5, 2, 1.0, 0.1)
     assert (cfg.optim.weight_decay, cfg.optim.grad_accumulation) == (0.2, 1)
     assert (cfg.training.seed, cfg.training.print_freq, cfg.training.eval_freq) == (1024, 10, 1)
@@ -307,9 +302,9 @@ def test_original_config_trains_with_root_overrides(fmt, formats, clip, warm, tm
     assert rec.num_frames == 4 and len(rec.labels) == 4
 
 
-def test_original_config_errors(formats, clip, tmp_path, capsys):
+def test_original_config_errors(formats, clip_file, tmp_path, capsys):
     data = formats["video_list"]
-    config = original_config(tmp_path, clip, data)
+    config = original_config(tmp_path, clip_file, data)
     # unknown --set key: a clear ConfigError, exit code 2, no traceback
     rc = cli_train([], tmp_path / "a", "--config", config, "--set", "data.train_rot=/x")
     err = capsys.readouterr().err
@@ -319,7 +314,7 @@ def test_original_config_errors(formats, clip, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "failed to decode" in err and "/bpfs/v2_mnt" in err
     # data.num_classes is checked against the label list
-    config5 = original_config(tmp_path, clip, data, num_classes=5)
+    config5 = original_config(tmp_path, clip_file, data, num_classes=5)
     rc = cli_train([], tmp_path / "c", "--config", config5, "--set", f"data.train_root={data['data.train_root']}")
     err = capsys.readouterr().err
     assert rc == 2 and "data.num_classes is 5 but the label list has 4 classes" in err
@@ -380,7 +375,9 @@ def _env() -> dict:
     return dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
-def test_torchrun_two_processes_gloo(bench, clip, warm, tmp_path):
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_torchrun_two_processes_gloo(bench, clip_file, warm, tmp_path):
     # 12 videos + one that does not decode = 13: shares of 7 and 6 videos, batch 2 -> 4 steps per epoch
     (tmp_path / "broken.mp4").write_text("not a video")
     train_list = tmp_path / "train.txt"
@@ -388,7 +385,7 @@ def test_torchrun_two_processes_gloo(bench, clip, warm, tmp_path):
     val_list = tmp_path / "val.txt"  # 3 validation videos: not divisible by 2 processes
     val_list.write_text("".join(open(bench["val_list"]).readlines()[:3]))
     out = tmp_path / "run"
-    items = sets(clip, {"data.train_list": train_list, "data.train_root": bench["root"], "data.val_list": val_list,
+    items = sets(clip_file, {"data.train_list": train_list, "data.train_root": bench["root"], "data.val_list": val_list,
                         "data.val_root": bench["root"], "data.labels": bench["labels_csv"]},
                  data__batch_size=2, data__max_bad_fraction=0.5)
     cmd = _torchrun() + ["--standalone", "--nproc_per_node", "2", "-m", "text4vis", "train", "--output", str(out),
@@ -415,8 +412,8 @@ def test_torchrun_two_processes_gloo(bench, clip, warm, tmp_path):
     assert len(rec.predict([first_val], workers=0)[0]["top"]) == 4
 
 
-def _tiny_video_model(clip: str) -> VideoModel:
-    towers = load_towers(clip)
+def _tiny_video_model(clip_file: str) -> VideoModel:
+    towers = load_towers(clip_file)
     torch.manual_seed(0)
     model = VideoModel(towers.clip.visual, towers.embed_dim, "transf", mean=towers.mean, std=towers.std)
     model.set_classifier(random_classifier([str(i) for i in range(4)], towers.embed_dim).weight)
@@ -442,9 +439,9 @@ def _embed_worker(rank: int, world: int, init_file: str, model: VideoModel, samp
         dist.destroy_process_group()
 
 
-def test_embed_dataset_two_processes_counts_each_video_once(bench, clip, tmp_path):
+def test_embed_dataset_two_processes_counts_each_video_once(bench, clip_file, tmp_path):
     samples = _eval_samples(bench, tmp_path)
-    model = _tiny_video_model(clip)
+    model = _tiny_video_model(clip_file)
     single = engine.embed_dataset(model, datasets.TestDataset(samples, 4, 32), torch.device("cpu"),
                                   batch_size=2, workers=0)
     assert single.indices == [0, 1, 2, 4, 5, 6] and [i for i, _ in single.errors] == [3]
@@ -468,10 +465,10 @@ def test_embed_dataset_two_processes_counts_each_video_once(bench, clip, tmp_pat
 # ----------------------------------------------------------------------------- 4. resume
 
 @pytest.fixture(scope="module")
-def run_a(bench, clip, warm, tmp_path_factory):
+def run_a(bench, clip_file, warm, tmp_path_factory):
     """The uninterrupted reference run: 3 epochs x 3 steps, with warmup (the schedule matters)."""
     out = tmp_path_factory.mktemp("run_a")
-    items = sets(clip, video_data(bench), optim__epochs=3, optim__warmup_epochs=1)
+    items = sets(clip_file, video_data(bench), optim__epochs=3, optim__warmup_epochs=1)
     summary = run_train(items, out)
     assert summary["steps"] == 9
     return {"out": out, "items": items}
@@ -498,8 +495,8 @@ def test_stop_and_resume_equals_uninterrupted(stop_at, run_a, tmp_path):
     same_run(run_a["out"], out)
 
 
-def test_resume_with_gradient_accumulation(bench, clip, warm, tmp_path):
-    items = sets(clip, video_data(bench), data__batch_size=2, optim__grad_accumulation=2)
+def test_resume_with_gradient_accumulation(bench, clip_file, warm, tmp_path):
+    items = sets(clip_file, video_data(bench), data__batch_size=2, optim__grad_accumulation=2)
     run_train(items, tmp_path / "a")
     run_train(items + ["training.max_steps=2"], tmp_path / "b")
     assert train_state(tmp_path / "b" / "last.safetensors")["step_in_epoch"] == 2
@@ -565,9 +562,9 @@ def broken_list(bench, tmp_path_factory):
     return path
 
 
-def test_bad_videos_are_skipped_logged_once_and_listed(broken_list, bench, clip, warm, tmp_path, capsys):
+def test_bad_videos_are_skipped_logged_once_and_listed(broken_list, bench, clip_file, warm, tmp_path, capsys):
     out = tmp_path / "run"
-    items = sets(clip, {**video_data(bench), "data.train_list": broken_list}, data__max_bad_fraction=0.5)
+    items = sets(clip_file, {**video_data(bench), "data.train_list": broken_list}, data__max_bad_fraction=0.5)
     assert cli_train(items, out) == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if "does not decode" in line]
@@ -579,10 +576,10 @@ def test_bad_videos_are_skipped_logged_once_and_listed(broken_list, bench, clip,
     assert train_records(out)[-1]["bad_videos"] == 2
 
 
-def test_val_videos_that_fail_are_named_once(broken_list, bench, clip, warm, tmp_path, capsys):
+def test_val_videos_that_fail_are_named_once(broken_list, bench, clip_file, warm, tmp_path, capsys):
     out = tmp_path / "run"
     data = {**video_data(bench, val=True), "data.val_list": broken_list, "data.val_root": bench["root"]}
-    items = sets(clip, data, data__max_bad_fraction=0.5, training__max_steps=4)
+    items = sets(clip_file, data, data__max_bad_fraction=0.5, training__max_steps=4)
     assert cli_train(items, out) == 0
     err = capsys.readouterr().err
     named = [line for line in err.splitlines() if "a val video does not decode" in line]
@@ -591,9 +588,9 @@ def test_val_videos_that_fail_are_named_once(broken_list, bench, clip, warm, tmp
     assert "12 videos, 2 failed" in err
 
 
-def test_too_many_bad_videos_stop_the_run(broken_list, bench, clip, tmp_path, capsys):
+def test_too_many_bad_videos_stop_the_run(broken_list, bench, clip_file, tmp_path, capsys):
     out = tmp_path / "run"
-    items = sets(clip, {**video_data(bench), "data.train_list": broken_list}, data__max_bad_fraction=0.001)
+    items = sets(clip_file, {**video_data(bench), "data.train_list": broken_list}, data__max_bad_fraction=0.001)
     assert cli_train(items, out) == 1
     err = capsys.readouterr().err
     assert "text4vis train: error:" in err and "failed to decode" in err and "check-data" in err
@@ -602,7 +599,7 @@ def test_too_many_bad_videos_stop_the_run(broken_list, bench, clip, tmp_path, ca
 
 
 @pytest.mark.parametrize("problem", ["missing", "label", "unparsable", "missing_val"])
-def test_bad_lists_stop_before_training(problem, bench, clip, tmp_path, capsys):
+def test_bad_lists_stop_before_training(problem, bench, clip_file, tmp_path, capsys):
     lines = open(bench["train_list"]).read().splitlines()
     train_list = tmp_path / "train.txt"
     data = video_data(bench)
@@ -622,13 +619,13 @@ def test_bad_lists_stop_before_training(problem, bench, clip, tmp_path, capsys):
         train_list.write_text("\n".join(lines) + "\n")
         data["data.train_list"] = train_list
     out = tmp_path / "run"
-    assert cli_train(sets(clip, data), out) == 2
+    assert cli_train(sets(clip_file, data), out) == 2
     err = capsys.readouterr().err
     assert err.startswith("text4vis train: error:") and expected in err and "Traceback" not in err
     assert not (out / "metrics.jsonl").exists() and not (out / "last.safetensors").exists()
 
 
-def test_nonfinite_losses_are_skipped_then_stop(bench, clip, warm, tmp_path, monkeypatch, capsys):
+def test_nonfinite_losses_are_skipped_then_stop(bench, clip_file, warm, tmp_path, monkeypatch, capsys):
     real = losses.classification_loss
     calls = {"n": 0}
 
@@ -639,7 +636,7 @@ def test_nonfinite_losses_are_skipped_then_stop(bench, clip, warm, tmp_path, mon
 
     monkeypatch.setattr(losses, "classification_loss", sometimes_nan)
     out = tmp_path / "run"
-    assert cli_train(sets(clip, video_data(bench)), out) == 0
+    assert cli_train(sets(clip_file, video_data(bench)), out) == 0
     err = capsys.readouterr().err
     assert "non-finite loss at step 2; step skipped" in err and "non-finite loss at step 3; step skipped" in err
     assert [r["step"] for r in train_records(out)] == [1, 4, 5, 6]     # skipped steps log nothing
@@ -648,13 +645,13 @@ def test_nonfinite_losses_are_skipped_then_stop(bench, clip, warm, tmp_path, mon
 
     monkeypatch.setattr(losses, "classification_loss", lambda logits, labels: real(logits, labels) * float("inf"))
     out2 = tmp_path / "run2"
-    assert cli_train(sets(clip, video_data(bench), training__max_nonfinite=3), out2) == 1
+    assert cli_train(sets(clip_file, video_data(bench), training__max_nonfinite=3), out2) == 1
     err = capsys.readouterr().err
     assert err.count("step skipped") == 3
     assert "3 non-finite losses in a row (last at step 3)" in err and "Traceback" not in err
 
 
-def test_few_shot_rule(bench, clip, warm, tmp_path, capsys):
+def test_few_shot_rule(bench, clip_file, warm, tmp_path, capsys):
     samples = read_list(str(bench["train_list"]), str(bench["root"]))
     chosen = few_shot(samples, 2, seed=5, num_classes=4)
     assert chosen == few_shot(samples, 2, seed=5, num_classes=4)       # seeded: identical across calls
@@ -665,7 +662,7 @@ def test_few_shot_rule(bench, clip, warm, tmp_path, capsys):
     written = []
     for run in ("a", "b"):
         out = tmp_path / run
-        run_train(sets(clip, video_data(bench), data__shot=1, optim__epochs=1), out)
+        run_train(sets(clip_file, video_data(bench), data__shot=1, optim__epochs=1), out)
         lines = open(out / "fewshot_videos.txt").read().splitlines()
         assert sorted(int(line.split()[-1]) for line in lines) == [0, 1, 2, 3]   # 1 per class
         written.append(lines)
@@ -680,9 +677,9 @@ def test_few_shot_rule(bench, clip, warm, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- 6. optimisation
 
-def test_param_groups_and_adamw_settings(bench, clip, warm, tmp_path):
+def test_param_groups_and_adamw_settings(bench, clip_file, warm, tmp_path):
     out = tmp_path / "run"
-    run_train(sets(clip, video_data(bench), optim__epochs=1, optim__lr=2e-3, optim__clip_ratio=0.25,
+    run_train(sets(clip_file, video_data(bench), optim__epochs=1, optim__lr=2e-3, optim__clip_ratio=0.25,
                    optim__betas="[0.8,0.95]", optim__eps=1e-6, optim__weight_decay=0.05), out)
     groups = train_state(out / "last.safetensors")["optimizer"]["param_groups"]
     assert len(groups) == 2
@@ -690,7 +687,7 @@ def test_param_groups_and_adamw_settings(bench, clip, warm, tmp_path):
     for g in groups:
         assert tuple(g["betas"]) == (0.8, 0.95) and g["eps"] == 1e-6 and g["weight_decay"] == 0.05
 
-    towers = load_towers(clip)
+    towers = load_towers(clip_file)
     model = VideoModel(towers.clip.visual, towers.embed_dim, "transf")
     model.set_classifier(torch.randn(4, towers.embed_dim))
     cfg, _ = load_config(None, ["optim.lr=2e-3", "optim.clip_ratio=0.25"])
@@ -704,10 +701,10 @@ def test_param_groups_and_adamw_settings(bench, clip, warm, tmp_path):
     assert len(groups[0]["params"]) == len(slow) and len(groups[1]["params"]) == len(fast)
 
 
-def test_lr_schedule_warmup_then_cosine_per_step(bench, clip, warm, tmp_path):
+def test_lr_schedule_warmup_then_cosine_per_step(bench, clip_file, warm, tmp_path):
     out = tmp_path / "run"
     lr, ratio = 1e-3, 0.1
-    run_train(sets(clip, video_data(bench), optim__epochs=4, optim__warmup_epochs=1), out)
+    run_train(sets(clip_file, video_data(bench), optim__epochs=4, optim__warmup_epochs=1), out)
     total, warmup = 12, 3  # 3 steps per epoch
 
     def expected(step: int) -> float:  # the lr of optimiser step `step` (1-based)
@@ -726,11 +723,11 @@ def test_lr_schedule_warmup_then_cosine_per_step(bench, clip, warm, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["text", "linear"])
-def test_classifier_is_frozen_unless_linear(kind, bench, clip, warm, tmp_path):
+def test_classifier_is_frozen_unless_linear(kind, bench, clip_file, warm, tmp_path):
     out = tmp_path / "run"
-    run_train(sets(clip, video_data(bench), classifier__type=kind, optim__epochs=1), out)
+    run_train(sets(clip_file, video_data(bench), classifier__type=kind, optim__epochs=1), out)
     names = load_labels(str(bench["labels_csv"]))
-    towers = load_towers(clip)
+    towers = load_towers(clip_file)
     start = (text_classifier(towers, names) if kind == "text" else random_classifier(names, towers.embed_dim, 0)).weight
     start = start / start.norm(dim=-1, keepdim=True)
     trained = model_tensors(out / "last.safetensors")["model.classifier"]
@@ -749,20 +746,20 @@ def test_classifier_is_frozen_unless_linear(kind, bench, clip, warm, tmp_path):
     assert ("classifier" in dict(model.named_buffers())) == (kind == "text")
 
 
-def test_gradient_accumulation_matches_one_big_batch(bench, clip, warm, tmp_path):
+def test_gradient_accumulation_matches_one_big_batch(bench, clip_file, warm, tmp_path):
     # eps >> |gradient| keeps AdamW in its linear regime (update ~ lr * gradient / eps), where the
     # float rounding of summing two half-batches cannot be amplified by the 1/sqrt(v) normalisation
     base = dict(optim__epochs=1, optim__lr=0.1, optim__eps=1.0, optim__weight_decay=0, optim__clip_ratio=1,
                 data__flip="false", data__grayscale=0)
     big, accum, small = tmp_path / "big", tmp_path / "accum", tmp_path / "small"
-    run_train(sets(clip, video_data(bench), data__batch_size=4, **base), big)
-    run_train(sets(clip, video_data(bench), data__batch_size=2, optim__grad_accumulation=2, **base), accum)
-    run_train(sets(clip, video_data(bench), data__batch_size=2, **base), small)
+    run_train(sets(clip_file, video_data(bench), data__batch_size=4, **base), big)
+    run_train(sets(clip_file, video_data(bench), data__batch_size=2, optim__grad_accumulation=2, **base), accum)
+    run_train(sets(clip_file, video_data(bench), data__batch_size=2, **base), small)
     assert train_state(big / "last.safetensors")["global_step"] == 3
     assert train_state(accum / "last.safetensors")["global_step"] == 3   # steps per epoch halved vs batch 2
     assert train_state(small / "last.safetensors")["global_step"] == 6
     a, b, c = (model_tensors(p / "last.safetensors") for p in (big, accum, small))
-    start = _tiny_start(clip)
+    start = _tiny_start(clip_file)
 
     def distance(x, y) -> float:  # over the image tower
         return math.sqrt(sum(float(((x[k] - y[k]) ** 2).sum()) for k in start))
@@ -774,8 +771,8 @@ def test_gradient_accumulation_matches_one_big_batch(bench, clip, warm, tmp_path
         assert r1["loss"] == pytest.approx(r2["loss"], rel=1e-5)   # logged: the mean over the group
 
 
-def _tiny_start(clip) -> dict[str, torch.Tensor]:
-    towers = load_towers(clip)
+def _tiny_start(clip_file) -> dict[str, torch.Tensor]:
+    towers = load_towers(clip_file)
     return {"model.visual." + k: v for k, v in towers.clip.visual.state_dict().items()}
 
 

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS, tiny_config, tiny_state_dict_of
+from conftest import SHARED_VIDEOS, run_cli, tiny_config, tiny_state_dict_of
 from text4vis import cli
 from text4vis.labels import load_labels
 
@@ -24,18 +24,6 @@ def real(name: str) -> str:
     path = os.path.join(SHARED_VIDEOS, name)
     assert os.path.isfile(path), f"test video {name} is missing from tests/data/videos"
     return path
-
-
-@pytest.fixture(scope="module")
-def clip_file(tiny_dir):
-    return str(tiny_dir / "openai_sd.pt")
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main(["predict", *map(str, argv)])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out and "Traceback" not in err
-    return rc, out, err
 
 
 def json_lines(out: str) -> list[dict]:
@@ -54,7 +42,7 @@ def check_top(rec: dict, k: int, labels=UCF) -> None:
 
 def test_predict_json_real_videos(capsys, clip_file):
     paths = [real(n) for n in REAL]
-    rc, out, err = run(capsys, *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
+    rc, out, err = run_cli("predict", *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
                        "--frames", "4", "--quiet")
     assert rc == 0
     assert out.count("\n") == len(paths)
@@ -64,14 +52,14 @@ def test_predict_json_real_videos(capsys, clip_file):
         assert set(r) == {"video", "top"}
         check_top(r, 3)
     # deterministic: the same run gives the same lines
-    rc2, out2, _ = run(capsys, *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
+    rc2, out2, _ = run_cli("predict", *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
                        "--frames", "4", "--quiet")
     assert rc2 == 0 and out2 == out
 
 
 def test_predict_embedding_and_views(capsys, clip_file):
     paths = [real(REAL[0]), real(REAL[3])]
-    rc, out, _ = run(capsys, *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "2",
+    rc, out, _ = run_cli("predict", *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "2",
                      "--frames", "4", "--embedding", "--workers", "0")
     assert rc == 0
     plain = json_lines(out)
@@ -83,7 +71,7 @@ def test_predict_embedding_and_views(capsys, clip_file):
     # the top scores follow from the embedding: softmax(100 x cosine) against the classifier
     assert plain[0]["embedding"] != plain[1]["embedding"]
 
-    rc, out, _ = run(capsys, *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "2",
+    rc, out, _ = run_cli("predict", *paths, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "2",
                      "--frames", "4", "--embedding", "--views", "2x3", "--workers", "0")
     assert rc == 0
     views = json_lines(out)
@@ -101,7 +89,7 @@ def test_predict_folder_recursive(capsys, clip_file, tmp_path, index_video):
     shutil.copy(index_video, tmp_path / "a" / "one.mp4")
     shutil.copy(real("rotate90_keyboard_3frames_0.1s.mov"), tmp_path / "top.mov")
     (tmp_path / "a" / "readme.txt").write_text("not a video")
-    rc, out, err = run(capsys, tmp_path, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "1",
+    rc, out, err = run_cli("predict", tmp_path, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "1",
                        "--frames", "4", "--quiet")
     assert rc == 0, err
     recs = json_lines(out)
@@ -120,7 +108,7 @@ def test_predict_bad_inputs_in_one_run(capsys, clip_file, odd_inputs):
               o["single"], o["wide"], o["gray"], rotated, vfr]
     must_fail = {o["missing"]: "no such file", o["zero"]: "empty", o["text"]: "not a readable video",
                  o["truncated_mp4"]: "", o["audio_only"]: "no video stream"}
-    rc, out, err = run(capsys, *inputs, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
+    rc, out, err = run_cli("predict", *inputs, "--clip", clip_file, "--labels", "ucf101", "--json", "--topk", "3",
                        "--frames", "4", "--batch-size", "3")
     assert rc == 1
     recs = json_lines(out)
@@ -142,7 +130,7 @@ def test_predict_bad_inputs_in_one_run(capsys, clip_file, odd_inputs):
 
 
 def test_predict_all_inputs_fail(capsys, clip_file, odd_inputs):
-    rc, out, err = run(capsys, odd_inputs["zero"], odd_inputs["missing"], "--clip", clip_file, "--labels", "ucf101",
+    rc, out, err = run_cli("predict", odd_inputs["zero"], odd_inputs["missing"], "--clip", clip_file, "--labels", "ucf101",
                        "--json", "--frames", "4")
     assert rc == 1
     recs = json_lines(out)
@@ -153,9 +141,9 @@ def test_predict_all_inputs_fail(capsys, clip_file, odd_inputs):
 def test_predict_table_output(capsys, clip_file):
     path = real("arm_wrestling_h264.mp4")
     args = [path, "--clip", clip_file, "--labels", "ucf101", "--topk", "4", "--frames", "4"]
-    rc, table, _ = run(capsys, *args)
+    rc, table, _ = run_cli("predict", *args)
     assert rc == 0
-    rc, out, _ = run(capsys, *args, "--json")
+    rc, out, _ = run_cli("predict", *args, "--json")
     (rec,) = json_lines(out)
     lines = table.splitlines()
     assert lines[0] == path and len(lines) == 5
@@ -167,7 +155,7 @@ def test_predict_table_output(capsys, clip_file):
 
 
 def test_predict_table_shows_errors(capsys, clip_file, odd_inputs):
-    rc, out, err = run(capsys, odd_inputs["zero"], "--clip", clip_file, "--labels", "ucf101", "--frames", "4")
+    rc, out, err = run_cli("predict", odd_inputs["zero"], "--clip", clip_file, "--labels", "ucf101", "--frames", "4")
     assert rc == 1
     assert out.splitlines() == [odd_inputs["zero"], f"   error: {odd_inputs['zero']}: empty file (0 bytes)"]
 
@@ -175,7 +163,7 @@ def test_predict_table_shows_errors(capsys, clip_file, odd_inputs):
 def test_predict_own_labels_file(capsys, clip_file, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("arm wrestling\ncleaning pool\ndog sitting\n")
-    rc, out, _ = run(capsys, real(REAL[0]), "--clip", clip_file, "--labels", labels, "--json", "--topk", "5",
+    rc, out, _ = run_cli("predict", real(REAL[0]), "--clip", clip_file, "--labels", labels, "--json", "--topk", "5",
                      "--frames", "4", "--prompts", "a video of {}.", "{}")
     assert rc == 0
     (rec,) = json_lines(out)
@@ -193,7 +181,7 @@ def wide_clip(tmp_path_factory):
 
 
 def usage_error(capsys, *argv) -> str:
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = run_cli("predict", *argv)
     assert rc == 2, (rc, out, err)
     lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line and "warnings.warn" not in line]
     assert len(lines) == 1, err
@@ -221,7 +209,7 @@ def test_usage_folder_without_videos(capsys, clip_file, tmp_path):
 def test_empty_folder_among_inputs_is_a_failed_input(capsys, clip_file, tmp_path, index_video):
     empty = tmp_path / "empty"
     empty.mkdir()
-    rc, out, err = run(capsys, index_video, empty, "--clip", clip_file, "--labels", "ucf101", "--json")
+    rc, out, err = run_cli("predict", index_video, empty, "--clip", clip_file, "--labels", "ucf101", "--json")
     recs = json_lines(out)
     assert rc == 1 and "1 of 2 inputs failed" in err
     assert {"video": str(empty), "error": "a folder without video files"} in recs

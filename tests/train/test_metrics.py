@@ -130,7 +130,7 @@ def _reference_half(emb, labels, clf, num_splits, scale):
             target = kept_list.index(int(labels[v]))
             logits = [scale * float(np.dot(emb[v], clf[k])) for k in kept_list]
             m = max(logits)
-            ex = [np.exp(l - m) for l in logits]
+            ex = [np.exp(v - m) for v in logits]
             probs = [e / sum(ex) for e in ex]
             # plain python ranking: score desc, then lower index
             rank = sorted(range(len(probs)), key=lambda j: (-probs[j], j))
@@ -181,7 +181,7 @@ def test_split_protocol_given_subsets():
     res = M.split_protocol(emb, labels, clf, splits)
     for s, kept in enumerate(splits):
         sel = np.isin(labels, kept)
-        sub = np.array([list(kept).index(l) for l in labels[sel]])
+        sub = np.array([list(kept).index(y) for y in labels[sel]])
         scores = emb[sel] @ clf[kept].T
         assert res["splits"][s]["num_videos"] == int(sel.sum())
         assert res["splits"][s]["classes"] == kept.tolist()

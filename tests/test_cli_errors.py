@@ -2,8 +2,6 @@
 (usage/setup) or 1 (some inputs failed, the rest processed), never a traceback, a hang or a half-written file."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
@@ -13,20 +11,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from conftest import original_text4vis_checkpoint, tiny_openai_state_dict
+from conftest import original_text4vis_checkpoint, run_cli, tiny_openai_state_dict
 from text4vis import classifiers as C
-from text4vis.cli import main as cli_main
-
-
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """The CLI in-process: (exit code, stdout, stderr); argparse's own errors (SystemExit) included."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def one_line_error(rc, err, *words, code=2):
@@ -60,7 +46,7 @@ def stored(tmp_path_factory, labels_file):
 @pytest.mark.parametrize("kind,dim", [("orthogonal", "0"), ("orthogonal", "-5"), ("random", "0"), ("random", "-5")])
 def test_build_dim_must_be_positive(kind, dim, labels_file, tmp_path):
     out = tmp_path / "c.safetensors"
-    rc, _, err = run(["classifier", "build", "--type", kind, "--labels", labels_file, "--dim", dim,
+    rc, _, err = run_cli(["classifier", "build", "--type", kind, "--labels", labels_file, "--dim", dim,
                       "--out", str(out)])
     one_line_error(rc, err, "--dim", "at least 1")
     assert not out.exists() and not list(tmp_path.iterdir())
@@ -74,7 +60,7 @@ def test_library_rejects_zero_width():
 
 @pytest.mark.parametrize("fraction", ["0", "-0.5", "5", "nan"])
 def test_build_lda_fraction_range(fraction, tmp_path):
-    rc, _, err = run(["classifier", "build", "--type", "lda", "--checkpoint", "x.safetensors", "--config", "c.yaml",
+    rc, _, err = run_cli(["classifier", "build", "--type", "lda", "--checkpoint", "x.safetensors", "--config", "c.yaml",
                       "--fraction", fraction, "--out", str(tmp_path / "l.safetensors")])
     one_line_error(rc, err, "--fraction", "(0, 1]")
 
@@ -83,14 +69,14 @@ def test_build_lda_fraction_range(fraction, tmp_path):
                                            (",", ["--classes", "','"]), (" , ,", ["--classes"])])
 def test_plot_classes(classes, words, stored, tmp_path):
     out = tmp_path / "p.png"
-    rc, _, err = run(["classifier", "plot", stored, "--classes", classes, "--out", str(out)])
+    rc, _, err = run_cli(["classifier", "plot", stored, "--classes", classes, "--out", str(out)])
     one_line_error(rc, err, *words)
     assert not out.exists()
 
 
 @pytest.mark.parametrize("k", ["0", "-1"])
 def test_inspect_k(k, stored):
-    rc, out, err = run(["classifier", "inspect", stored, "--k", k])
+    rc, out, err = run_cli(["classifier", "inspect", stored, "--k", k])
     one_line_error(rc, err, "--k", "at least 1")
     assert out == ""
 
@@ -118,7 +104,7 @@ def test_library_plot_and_neighbour_counts():
     (["--model", "RN50"], ["--model RN50", "ViT", "ViT-B/16"]),
 ])
 def test_bench_arguments(argv, words):
-    rc, out, err = run(["bench", *argv])
+    rc, out, err = run_cli(["bench", *argv])
     line = one_line_error(rc, err, *words)
     assert out == ""
     if "RN50" in argv:  # the list of what bench supports must not name RN50 itself
@@ -135,7 +121,7 @@ def test_bench_arguments(argv, words):
 ])
 def test_synth_arguments_checked_before_any_work(argv, words, tmp_path):
     out = tmp_path / "syn"
-    rc, stdout, err = run(["synth", "--out", str(out), *argv])
+    rc, stdout, err = run_cli(["synth", "--out", str(out), *argv])
     one_line_error(rc, err, *words)
     assert stdout == "" and not out.exists()       # nothing written, no progress bar
 
@@ -152,7 +138,7 @@ def test_library_synth_checks_first(tmp_path):
 def test_build_out_is_a_folder_leaves_no_temp_file(labels_file, tmp_path):
     folder = tmp_path / "existing"
     folder.mkdir()
-    rc, _, err = run(["classifier", "build", "--type", "orthogonal", "--labels", labels_file, "--dim", "4",
+    rc, _, err = run_cli(["classifier", "build", "--type", "orthogonal", "--labels", labels_file, "--dim", "4",
                       "--out", str(folder)])
     one_line_error(rc, err, f"--out {folder}", "folder")
     assert sorted(os.listdir(tmp_path)) == ["existing"] and not os.listdir(folder)
@@ -177,14 +163,14 @@ def test_outputs_under_a_file(labels_file, stored, tmp_path):
         ["synth", "--out", str(afile / "syn"), "--train-per-class", "1", "--val-per-class", "1"],
     ]
     for argv in cases:
-        rc, out, err = run(argv)
+        rc, out, err = run_cli(argv)
         one_line_error(rc, err, "--out", str(afile))
         assert out == ""
     assert afile.read_text() == "x" and sorted(os.listdir(tmp_path)) == ["afile"]
 
 
 def test_plot_out_is_a_folder(stored, tmp_path):
-    rc, out, err = run(["classifier", "plot", stored, "--out", str(tmp_path)])
+    rc, out, err = run_cli(["classifier", "plot", stored, "--out", str(tmp_path)])
     one_line_error(rc, err, f"--out {tmp_path}", "folder")
 
 
@@ -199,19 +185,19 @@ def test_unwritable_output_folder(labels_file, stored, tmp_path, monkeypatch):
                  ["classifier", "plot", stored, "--out", str(ro / "p.png")],
                  ["synth", "--out", str(ro / "sy"), "--train-per-class", "1", "--val-per-class", "1"],
                  ["synth", "--out", str(ro), "--train-per-class", "1", "--val-per-class", "1"]):
-        rc, out, err = run(argv)
+        rc, out, err = run_cli(argv)
         one_line_error(rc, err, "--out", str(ro), "permission denied")
     assert not os.listdir(ro)
 
 
 def test_outputs_in_new_folders_are_created(labels_file, stored, tmp_path):
     out = tmp_path / "a" / "b" / "c.safetensors"
-    rc, _, err = run(["classifier", "build", "--type", "random", "--labels", labels_file, "--dim", "4",
+    rc, _, err = run_cli(["classifier", "build", "--type", "random", "--labels", labels_file, "--dim", "4",
                       "--out", str(out)])
     assert rc == 0, err
     assert C.load_classifier(str(out)).weight.shape == (3, 4)
     png = tmp_path / "p" / "q.png"
-    rc, _, err = run(["classifier", "plot", stored, "--classes", "all", "--out", str(png)])
+    rc, _, err = run_cli(["classifier", "plot", stored, "--classes", "all", "--out", str(png)])
     assert rc == 0 and png.is_file(), err
 
 
@@ -240,7 +226,7 @@ def test_damaged_classifier_files(name, weight, meta, words, tmp_path):
     assert msg.startswith(path) and "\n" not in msg
     for w in words:
         assert w in msg
-    rc, out, err = run(["classifier", "inspect", path, "--k", "1"])
+    rc, out, err = run_cli(["classifier", "inspect", path, "--k", "1"])
     one_line_error(rc, err, path, *words)
     assert out == ""
 
@@ -285,7 +271,7 @@ def lda_setup(tmp_path_factory):
 
 def test_lda_names_each_failed_video(lda_setup, tmp_path):
     d, out = lda_setup["dir"], tmp_path / "lda.safetensors"
-    rc, stdout, err = run(["classifier", "build", "--type", "lda", "--checkpoint", lda_setup["checkpoint"],
+    rc, stdout, err = run_cli(["classifier", "build", "--type", "lda", "--checkpoint", lda_setup["checkpoint"],
                            "--clip", lda_setup["clip"], "--config", lda_setup["config"], "--fraction", "1",
                            "--out", str(out)])
     assert rc == 1, err
@@ -301,7 +287,7 @@ def test_lda_names_each_failed_video(lda_setup, tmp_path):
 
 def test_lda_class_whose_videos_all_failed(lda_setup, tmp_path):
     d, out = lda_setup["dir"], tmp_path / "lda.safetensors"
-    rc, _, err = run(["classifier", "build", "--type", "lda", "--checkpoint", lda_setup["checkpoint"],
+    rc, _, err = run_cli(["classifier", "build", "--type", "lda", "--checkpoint", lda_setup["checkpoint"],
                       "--clip", lda_setup["clip"], "--config", lda_setup["config"], "--fraction", "1",
                       "--set", f"data.train_list={d / 'class_dead.txt'}", "--out", str(out)])
     assert rc == 2 and "Traceback" not in err
@@ -329,7 +315,7 @@ GOOD_METRICS = "".join(json.dumps(r) + "\n" for r in [{"step": 1, "loss": 3.0}, 
 
 def test_compare_skips_a_half_written_last_line(tmp_path):
     killed = _run_folder(tmp_path / "killed", GOOD_METRICS + '{"step": 4, "val_to')
-    rc, out, err = run(["compare", killed])
+    rc, out, err = run_cli(["compare", killed])
     assert rc == 0 and err == "", err
     assert "| killed | text | classifier | transf | all | 50.00 | 75.00 |  |" in out
 
@@ -349,7 +335,7 @@ def test_compare_warns_about_each_bad_folder(tmp_path):
     (tmp_path / "emptydir").mkdir()
     bad["emptydir"] = str(tmp_path / "emptydir")
     bad["nonexist"] = str(tmp_path / "nonexist")
-    rc, out, err = run(["compare", good, *bad.values()])
+    rc, out, err = run_cli(["compare", good, *bad.values()])
     assert rc == 1 and "Traceback" not in err
     lines = err.splitlines()
     assert len(lines) == len(bad), err
@@ -362,15 +348,15 @@ def test_compare_warns_about_each_bad_folder(tmp_path):
 
 def test_compare_output_location(tmp_path):
     good = _run_folder(tmp_path / "good", GOOD_METRICS)
-    rc, out, err = run(["compare", good, "--out", str(tmp_path)])
+    rc, out, err = run_cli(["compare", good, "--out", str(tmp_path)])
     one_line_error(rc, err, f"--out {tmp_path}", "folder")
     assert out == ""                                    # checked before the table is printed
     afile = tmp_path / "afile"
     afile.write_text("x")
-    rc, out, err = run(["compare", good, "--out", str(afile / "t.md")])
+    rc, out, err = run_cli(["compare", good, "--out", str(afile / "t.md")])
     one_line_error(rc, err, "--out", str(afile))
     md = tmp_path / "new" / "dir" / "t.md"
-    rc, out, err = run(["compare", good, "--out", str(md)])
+    rc, out, err = run_cli(["compare", good, "--out", str(md)])
     assert rc == 0, err
     assert md.read_text() == out
 
@@ -378,20 +364,20 @@ def test_compare_output_location(tmp_path):
 # ----------------------------------------------------------------------------- --help (help 5)
 
 def test_help_texts():
-    rc, out, _ = run(["synth", "--help"])
+    rc, out, _ = run_cli(["synth", "--help"])
     assert rc == 0 and "examples:" in out and "text4vis synth --out" in out
     for opt in ("--seed", "--train-per-class", "--val-per-class", "--frames", "--size"):
         block = out.split("options:", 1)[1].split(opt, 1)[1].split("\n  --", 1)[0]
         assert len(block.split()) > 2, (opt, block)      # a help text after the metavar
     for action in ("build", "plot", "inspect"):
-        rc, out, _ = run(["classifier", action, "--help"])
+        rc, out, _ = run_cli(["classifier", action, "--help"])
         assert rc == 0 and "examples:" in out and f"text4vis classifier {action} " in out.split("examples:")[1]
-    rc, out, _ = run(["classifier", "build", "--help"])
+    rc, out, _ = run_cli(["classifier", "build", "--help"])
     for opt in ("--seed SEED ", "--set KEY=VALUE ", "--device DEVICE "):
         assert opt in out and out.split(opt, 1)[1].strip()[:1] not in ("-", ""), opt
-    rc, out, _ = run(["classifier", "inspect", "--help"])
+    rc, out, _ = run_cli(["classifier", "inspect", "--help"])
     assert "--k K " in out and "neighbours" in out
-    rc, out, _ = run(["classifier", "--help"])
+    rc, out, _ = run_cli(["classifier", "--help"])
     assert "compare" not in out
-    rc, out, _ = run(["demo", "--help"])
+    rc, out, _ = run_cli(["demo", "--help"])
     assert "about 8 minutes on 2 cores" in out and "10 minutes" not in out

@@ -19,6 +19,8 @@ from serving import Server
 from text4vis import cli
 from text4vis.labels import load_labels
 
+pytestmark = [pytest.mark.server]
+
 KEY = "test-key-0123456789"
 CLIPS = ["arm_wrestling_h264.mp4", "cleaning_pool_xvid_mp3.avi", "rotate90_keyboard_3frames_0.1s.mov",
          "flipping_pancake_h264_opus.mkv"]
@@ -44,11 +46,6 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> str:
     for w in words:
         assert w in body["error"], body["error"]
     return body["error"]
-
-
-@pytest.fixture(scope="module")
-def clip_file(tiny_dir):
-    return str(tiny_dir / "openai_sd.pt")
 
 
 @pytest.fixture(scope="module")

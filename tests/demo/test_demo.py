@@ -15,6 +15,8 @@ import pytest
 from text4vis.cli import main as cli_main
 from text4vis.demo.run import QUICK, active_arms
 
+pytestmark = [pytest.mark.slow]
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VERDICTS = {"reproduced", "not reproduced", "opposite", "not shown (within noise)"}
 

@@ -7,8 +7,6 @@ Tiny random-weight CLIP (conftest), 4-class synthetic benchmark, 8-frame 32x32 v
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -22,21 +20,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from text4vis import cli
+from conftest import run_cli
 from text4vis.labels import load_labels
 from text4vis.synthetic import make_benchmark
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli.main(argv)
-        except SystemExit as exc:
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def env() -> dict:
@@ -53,13 +41,8 @@ def bench(tmp_path_factory):
                           train_per_class=2, val_per_class=1, num_frames=8, size=32, progress=False)
 
 
-@pytest.fixture(scope="module")
-def clip(tiny_dir):
-    return str(tiny_dir / "openai_sd.pt")
-
-
-def sets(clip, bench, **over) -> list[str]:
-    values = {"model.clip": clip, "data.num_frames": 4, "data.batch_size": 4, "data.workers": 0,
+def sets(clip_file, bench, **over) -> list[str]:
+    values = {"model.clip": clip_file, "data.num_frames": 4, "data.batch_size": 4, "data.workers": 0,
               "optim.epochs": 2, "optim.lr": 1e-3, "optim.warmup_epochs": 0, "training.print_freq": 1,
               "evaluation.batch_size": 4, "data.train_list": bench["train_list"], "data.train_root": bench["root"],
               "data.labels": bench["labels_csv"]}
@@ -70,8 +53,8 @@ def sets(clip, bench, **over) -> list[str]:
     return items
 
 
-def train_argv(clip, bench, out, *extra, **over) -> list[str]:
-    return ["train", "--output", str(out), "--quiet", *sets(clip, bench, **over), *extra]
+def train_argv(clip_file, bench, out, *extra, **over) -> list[str]:
+    return ["train", "--output", str(out), "--quiet", *sets(clip_file, bench, **over), *extra]
 
 
 def metrics(out) -> list[dict]:
@@ -79,25 +62,25 @@ def metrics(out) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def finished_run(clip, bench, tmp_path_factory):
+def finished_run(clip_file, bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "done"
-    rc, _, err = run_cli(train_argv(clip, bench, out))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out))
     assert rc == 0, err
     return out
 
 
 # ----------------------------------------------------------------------------- 1. one run per folder
 
-def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_lock(clip, bench, tmp_path):
+def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_lock(clip_file, bench, tmp_path):
     out = tmp_path / "dup"
-    first = subprocess.Popen([sys.executable, "-m", "text4vis", *train_argv(clip, bench, out, optim__epochs=400)],
+    first = subprocess.Popen([sys.executable, "-m", "text4vis", *train_argv(clip_file, bench, out, optim__epochs=400)],
                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while not os.path.exists(out / "metrics.jsonl") and time.time() < deadline and first.poll() is None:
             time.sleep(0.2)
         assert first.poll() is None, first.stderr.read()
-        rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto"))
+        rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto"))
         assert rc == 2
         line = err.strip().splitlines()[-1]
         assert str(out) in line and f"pid {first.pid}" in line, err
@@ -105,21 +88,21 @@ def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_loc
         first.send_signal(signal.SIGKILL)
         first.wait()
     # SIGKILL: the OS dropped the lock with the process; the folder is usable again
-    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__epochs=1))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto", optim__epochs=1))
     assert rc in (0, 2), err
     assert "in use" not in err and "pid" not in err, err
 
 
 # ----------------------------------------------------------------------------- 2. leftovers of a failed run
 
-def test_fresh_run_does_not_inherit_a_failed_runs_files(clip, bench, tmp_path):
+def test_fresh_run_does_not_inherit_a_failed_runs_files(clip_file, bench, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 123.0}) + "\n")
     (out / "bad_videos.txt").write_text("old/video.mp4\tcould not decode\n")
     (out / "tensorboard").mkdir()
     (out / "tensorboard" / "events.out.tfevents.1.old").write_bytes(b"x")
-    rc, _, err = run_cli(train_argv(clip, bench, out, optim__epochs=1))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, optim__epochs=1))
     assert rc == 0, err
     assert all(r.get("loss") != 123.0 for r in metrics(out))
     assert metrics(out)[0]["step"] == 1
@@ -214,11 +197,11 @@ def test_plot_extension_must_match_the_format(tmp_path, tiny_dir):
 
 # ----------------------------------------------------------------------------- 5. resume with a changed config
 
-def test_resume_with_more_epochs_is_said_and_keeps_a_sound_schedule(clip, bench, finished_run, tmp_path):
+def test_resume_with_more_epochs_is_said_and_keeps_a_sound_schedule(clip_file, bench, finished_run, tmp_path):
     import shutil
     out = tmp_path / "more"
     shutil.copytree(finished_run, out)
-    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__epochs=4))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto", optim__epochs=4))
     assert rc == 0, err
     assert "optim.epochs: 2 -> 4" in err
     recs = [r for r in metrics(out) if "loss" in r]
@@ -229,11 +212,11 @@ def test_resume_with_more_epochs_is_said_and_keeps_a_sound_schedule(clip, bench,
     assert lrs == sorted(lrs, reverse=True)                     # cosine goes on downwards: no jump up mid-way
 
 
-def test_resume_with_an_unsafe_change_is_refused(clip, bench, finished_run, tmp_path):
+def test_resume_with_an_unsafe_change_is_refused(clip_file, bench, finished_run, tmp_path):
     import shutil
     out = tmp_path / "changed"
     shutil.copytree(finished_run, out)
-    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__lr=5e-2, optim__epochs=3))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto", optim__lr=5e-2, optim__epochs=3))
     assert rc == 2
     assert "optim.lr" in err and "0.001 -> 0.05" in err
     assert len(metrics(out)) == len(metrics(finished_run))     # nothing trained, nothing appended
@@ -256,7 +239,7 @@ def test_checkpoint_with_nan_weights_is_refused(finished_run, tmp_path, square_i
     assert str(bad) in err and name.split("model.", 1)[1] in err and "finite" in err
 
 
-def test_resume_from_a_nonfinite_optimiser_state_is_refused(clip, bench, finished_run, tmp_path):
+def test_resume_from_a_nonfinite_optimiser_state_is_refused(clip_file, bench, finished_run, tmp_path):
     import shutil
     from text4vis import checkpoints
     out = tmp_path / "poisoned"
@@ -275,7 +258,7 @@ def test_resume_from_a_nonfinite_optimiser_state_is_refused(clip, bench, finishe
     assert poisoned
     save_file(tensors, path, metadata=meta)
     good = {k: v for k, v in load_file(str(finished_run / "best.safetensors")).items() if k.startswith("model.")}
-    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__epochs=3))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto", optim__epochs=3))
     assert rc != 0
     assert "non-finite" in err
     kept = {k: v for k, v in load_file(str(out / "best.safetensors")).items() if k.startswith("model.")}
@@ -284,7 +267,7 @@ def test_resume_from_a_nonfinite_optimiser_state_is_refused(clip, bench, finishe
     del checkpoints
 
 
-def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_run, tmp_path, monkeypatch):
+def test_training_stops_when_parameters_become_nonfinite(clip_file, bench, finished_run, tmp_path, monkeypatch):
     import shutil
     out = tmp_path / "diverged"
     shutil.copytree(finished_run, out)
@@ -301,7 +284,7 @@ def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_r
         return result
 
     monkeypatch.setattr(torch.optim.AdamW, "step", diverging_step)
-    rc, _, err = run_cli(train_argv(clip, bench, out, "--resume", "auto", optim__epochs=4))
+    rc, _, err = run_cli(train_argv(clip_file, bench, out, "--resume", "auto", optim__epochs=4))
     assert rc != 0 and "became non-finite" in err and "at step 6" in err, err   # resumed at 4: its 2nd step
     assert (out / "last.safetensors").read_bytes() == before      # the last good checkpoint is kept
     assert all(torch.isfinite(v).all() for k, v in load_file(str(out / "best.safetensors")).items()
@@ -310,7 +293,7 @@ def test_training_stops_when_parameters_become_nonfinite(clip, bench, finished_r
 
 # ----------------------------------------------------------------------------- 8, 9. eval and the checkpoint's labels
 
-def test_eval_class_folders_match_the_checkpoints_labels(clip, bench, finished_run, tmp_path):
+def test_eval_class_folders_match_the_checkpoints_labels(clip_file, bench, finished_run, tmp_path):
     ck = str(finished_run / "best.safetensors")
     names = load_labels(str(bench["labels_csv"]))
     rc, _, err = run_cli(["eval", "--checkpoint", ck, "--val-list", str(bench["val_list"]), "--val-root",
@@ -351,9 +334,9 @@ def test_folder_names_go_into_prompts_as_words(tiny_dir):
     assert not torch.allclose(other.weight[0], words.weight[0], atol=1e-3)
 
 
-def test_interrupted_training_says_what_was_kept_and_how_to_continue(clip, bench, tmp_path):
+def test_interrupted_training_says_what_was_kept_and_how_to_continue(clip_file, bench, tmp_path):
     out = tmp_path / "stopped"
-    argv = train_argv(clip, bench, out, optim__epochs=400, training__save_every_steps=1)
+    argv = train_argv(clip_file, bench, out, optim__epochs=400, training__save_every_steps=1)
     proc = subprocess.Popen([sys.executable, "-m", "text4vis", *argv], env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

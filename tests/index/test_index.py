@@ -17,14 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import SHARED_VIDEOS, index_frames, stripes, tiny_openai_state_dict, write_video
+from conftest import SHARED_VIDEOS, index_frames, run_cli, stripes, tiny_openai_state_dict, write_video
 from text4vis import cli
 from text4vis.errors import VideoIndexError
 from text4vis.index import BuildLock, VideoIndex, bench_index, expand_inputs
 
 REAL = ["arm_wrestling_h264.mp4", "cleaning_pool_xvid_mp3.avi", "flipping_pancake_h264_opus.mkv",
         "iphone4s_rotate90_h264_aac.mov", "rotate90_keyboard_3frames_0.1s.mov"]
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
 
 
 def make_generated(folder, seed: int = 0, n: int = 3) -> list[str]:
@@ -63,13 +63,6 @@ def lib(tmp_path_factory):
 
 def model_args(clip) -> list[str]:
     return ["--clip", str(clip), "--frames", "4", "--device", "cpu", "--workers", "0"]
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return rc, out, err
 
 
 def merged(directory) -> tuple[list[dict], np.ndarray, bytes]:
@@ -113,16 +106,16 @@ def test_build_records_everything_and_info(lib, capsys):
     assert m["clip"] == str(lib["clip"]) and len(m["clip_sha256"]) == 64 and m["frames"] == 4
     assert m["embedding_width"] == 64 and m["prompts"] == ["a video of a person {}."]
     assert info["current"]["shards"] == 5                       # 9 videos in shards of 2
-    rc, out, _ = run(capsys, "index", "info", lib["ref"])
+    rc, out, _ = run_cli("index", "info", lib["ref"])
     assert rc == 0 and "9 (1 failed), 8 searchable entries" in out and "junk.mp4: not a readable video" in out
-    rc, out, _ = run(capsys, "index", "info", lib["ref"], "--json")
+    rc, out, _ = run_cli("index", "info", lib["ref"], "--json")
     s = json.loads(out)
     assert (s["videos"], s["failed"], s["embedded"]) == (9, 1, 8) and s["failures"][0]["video"].endswith("junk.mp4")
 
 
 def test_search_by_video_finds_itself_first(lib, capsys):
     target = lib["videos"] / "real" / "flipping_pancake_h264_opus.mkv"
-    rc, out, _ = run(capsys, "index", "search", lib["ref"], "--like", target, "-k", "3", "--json",
+    rc, out, _ = run_cli("index", "search", lib["ref"], "--like", target, "-k", "3", "--json",
                      "--device", "cpu")
     assert rc == 0
     result = json.loads(out)
@@ -146,13 +139,13 @@ def test_text_search_ranks_by_the_text_tower(lib, capsys):
     query = "flipping a pancake"
     files = sorted(str(p) for p in lib["videos"].rglob("*.m*") if p.name != "junk.mp4") + \
         sorted(str(p) for p in lib["videos"].rglob("*.avi"))
-    rc, out, _ = run(capsys, "predict", *files, *model_args(lib["clip"]), "--labels", "ucf101", "--json",
+    rc, out, _ = run_cli("predict", *files, *model_args(lib["clip"]), "--labels", "ucf101", "--json",
                      "--embedding", "--quiet")
     assert rc == 0
     emb = {os.path.abspath(r["video"]): np.array(r["embedding"]) for r in map(json.loads, out.splitlines())}
     row = text_classifier(load_towers(str(lib["clip"])), [query], cache=False).weight[0].numpy()
     expected = sorted(emb, key=lambda p: -float(emb[p] @ row))
-    rc, out, _ = run(capsys, "index", "search", lib["ref"], query, "-k", "8", "--json", "--device", "cpu")
+    rc, out, _ = run_cli("index", "search", lib["ref"], query, "-k", "8", "--json", "--device", "cpu")
     assert rc == 0
     result = json.loads(out)
     assert result["query"] == query
@@ -166,11 +159,11 @@ def test_text_search_ranks_by_the_text_tower(lib, capsys):
 
 def test_tag_equals_predict(lib, capsys):
     files = [str(p) for p in sorted(lib["videos"].rglob("*")) if p.is_file() and p.name != "junk.mp4"]
-    rc, out, _ = run(capsys, "predict", *files, *model_args(lib["clip"]), "--labels", "hmdb51", "--topk", "5",
+    rc, out, _ = run_cli("predict", *files, *model_args(lib["clip"]), "--labels", "hmdb51", "--topk", "5",
                      "--json", "--quiet")
     assert rc == 0
     predicted = {os.path.abspath(r["video"]): r["top"] for r in map(json.loads, out.splitlines())}
-    rc, out, err = run(capsys, "index", "tag", lib["ref"], "--labels", "hmdb51", "--topk", "5", "--json",
+    rc, out, err = run_cli("index", "tag", lib["ref"], "--labels", "hmdb51", "--topk", "5", "--json",
                        "--device", "cpu")
     assert rc == 0 and "1 videos failed" in err
     tagged = [json.loads(line) for line in out.splitlines()]
@@ -185,7 +178,7 @@ def test_tag_equals_predict(lib, capsys):
     labels = lib["dir"] / "mine.txt"
     labels.write_text("juggling\ncooking pancakes\nwrestling\n")
     out_file = lib["dir"] / "tags.parquet"
-    rc, out, _ = run(capsys, "index", "tag", lib["ref"], "--labels", labels, "--topk", "1", "--out", out_file,
+    rc, out, _ = run_cli("index", "tag", lib["ref"], "--labels", labels, "--topk", "1", "--out", out_file,
                      "--device", "cpu")
     assert rc == 0
     table = pq.read_table(out_file).to_pylist()
@@ -224,6 +217,8 @@ def test_sigkill_mid_build_then_rerun_equals_uninterrupted(lib):
     assert sorted(os.listdir(shards)) == sorted(os.listdir(lib["ref"] / "shards"))   # no temporary files left
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_torchrun_two_processes_equal_one(lib):
     out = lib["dir"] / "dist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "text4vis",
@@ -239,13 +234,13 @@ def test_incremental_add_embeds_only_new_and_changed(lib, capsys):
     folder = lib["dir"] / "grow"
     shutil.copytree(lib["videos"], folder)
     out = lib["dir"] / "grow_index"
-    assert run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]), "--shard-size", "3",
+    assert run_cli("index", "build", folder, "--out", out, *model_args(lib["clip"]), "--shard-size", "3",
                "--quiet")[0] == 1
     rows_before, vec_before, _ = merged(out)
     added = make_generated(str(folder), seed=5, n=2)
     changed = folder / "gen_0_1.mp4"
     write_video(str(changed), stripes(20, 64, 64, 16))             # new content, new size and mtime
-    rc, out_text, _ = run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]),
+    rc, out_text, _ = run_cli("index", "build", folder, "--out", out, *model_args(lib["clip"]),
                           "--shard-size", "3", "--quiet")
     assert rc == 1
     assert "11 input videos (3 embedded now, 8 already indexed, 1 failed)" in out_text
@@ -260,7 +255,7 @@ def test_incremental_add_embeds_only_new_and_changed(lib, capsys):
         if p != str(changed):
             assert np.array_equal(old[p], new[p])
     fresh = lib["dir"] / "grow_fresh"
-    assert run(capsys, "index", "build", folder, "--out", fresh, *model_args(lib["clip"]), "--quiet")[0] == 1
+    assert run_cli("index", "build", folder, "--out", fresh, *model_args(lib["clip"]), "--quiet")[0] == 1
     rows_f, vec_f, _ = merged(fresh)
     assert [r["path"] for r in rows_f] == [r["path"] for r in rows]
     np.testing.assert_allclose(vec_f, vectors, atol=1e-6)
@@ -274,13 +269,13 @@ def test_a_second_builder_is_refused_and_the_lock_dies_with_its_process(lib, cap
                               env=env(), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        rc, _, err = run(capsys, "index", "build", lib["videos"] / "real", "--out", out, *model_args(lib["clip"]))
+        rc, _, err = run_cli("index", "build", lib["videos"] / "real", "--out", out, *model_args(lib["clip"]))
         assert rc == 2 and f"another process (pid {holder.pid}) is building into this index" in err
         assert len(err.strip().splitlines()) == 1
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(30)
-    assert run(capsys, "index", "build", lib["videos"] / "real", "--out", out, *model_args(lib["clip"]),
+    assert run_cli("index", "build", lib["videos"] / "real", "--out", out, *model_args(lib["clip"]),
                "--quiet")[0] == 0
     BuildLock(str(out)).release()                               # free again once the build ended
 
@@ -290,11 +285,11 @@ def test_a_second_builder_is_refused_and_the_lock_dies_with_its_process(lib, cap
 def test_another_model_is_refused(lib, capsys):
     with pytest.raises(VideoIndexError, match="built with another model"):
         VideoIndex.open(lib["ref"], clip=str(lib["other"]), device="cpu").search("a dog", k=1)
-    rc, _, err = run(capsys, "index", "search", lib["ref"], "a dog", "--clip", lib["other"], "--device", "cpu")
+    rc, _, err = run_cli("index", "search", lib["ref"], "a dog", "--clip", lib["other"], "--device", "cpu")
     assert rc == 2 and "built with another model" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = run(capsys, "index", "tag", lib["ref"], "--labels", "ucf101", "--clip", lib["other"])
+    rc, _, err = run_cli("index", "tag", lib["ref"], "--labels", "ucf101", "--clip", lib["other"])
     assert rc == 2 and "built with another model" in err
-    rc, _, err = run(capsys, "index", "build", lib["videos"], "--out", lib["ref"], *model_args(lib["other"]))
+    rc, _, err = run_cli("index", "build", lib["videos"], "--out", lib["ref"], *model_args(lib["other"]))
     assert rc == 2 and "built with another model" in err
     # a moved CLIP file: the recorded path is gone, the same file elsewhere is accepted
     moved_dir = lib["dir"] / "moved"
@@ -313,18 +308,18 @@ def test_folders_that_are_not_an_index(lib, tmp_path, capsys):
     with pytest.raises(VideoIndexError, match="no such index folder"):
         VideoIndex.open(str(tmp_path / "nothing"))
     (tmp_path / "index.json").write_text('{"format": "something else"}')
-    rc, _, err = run(capsys, "index", "info", tmp_path)
+    rc, _, err = run_cli("index", "info", tmp_path)
     assert rc == 2 and "another program's file" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "index.json").write_text("{not json")
-    rc, _, err = run(capsys, "index", "search", tmp_path, "x")
+    rc, _, err = run_cli("index", "search", tmp_path, "x")
     assert rc == 2 and "damaged index description" in err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    rc, _, err = run(capsys, "index", "build", lib["videos"] / "real", "--out", busy, *model_args(lib["clip"]))
+    rc, _, err = run_cli("index", "build", lib["videos"] / "real", "--out", busy, *model_args(lib["clip"]))
     assert rc == 2 and "holds other files and no text4vis index" in err
     assert sorted(os.listdir(busy)) == ["notes.txt"]
-    rc, _, err = run(capsys, "index", "search", lib["ref"])
+    rc, _, err = run_cli("index", "search", lib["ref"])
     assert rc == 2 and "give a text query or --like VIDEO" in err
 
 
@@ -337,7 +332,7 @@ def test_ivf_indexes_rerank_exactly(lib, capsys):
         out = lib["dir"] / kind
         shutil.copytree(lib["ref"] / "shards", out / "shards")   # the same shards: nothing to embed again
         shutil.copy(lib["ref"] / "index.json", out / "index.json")
-        rc, text, _ = run(capsys, "index", "build", lib["videos"], "--out", out, *model_args(lib["clip"]),
+        rc, text, _ = run_cli("index", "build", lib["videos"], "--out", out, *model_args(lib["clip"]),
                           "--exact-below", "1", "--vector-index", "auto" if kind == "ivf-sq8" else kind, "--quiet")
         assert rc == 1 and "0 embedded now, 9 already indexed" in text and f"vector index {kind}" in text
         idx = VideoIndex.open(out, device="cpu")
@@ -371,7 +366,7 @@ def test_list_files_and_inputs(lib, tmp_path):
 
 
 def test_bench_index_cli(capsys):
-    rc, out, _ = run(capsys, "bench", "--index", "3000", "--dim", "16", "--json")
+    rc, out, _ = run_cli("bench", "--index", "3000", "--dim", "16", "--json")
     assert rc == 0
     r = json.loads(out)
     assert (r["n"], r["dim"]) == (3000, 16) and r["vector_index"]["type"] == "flat" and r["recall_at_10"] == 1.0
@@ -391,7 +386,7 @@ def test_window_entries_are_timeline_windows(lib, capsys):
     frames = index_frames(60, 64, 64).astype(int) + np.random.default_rng(1).integers(0, 80, (60, 64, 64, 3))
     write_video(str(folder / "counter.mp4"), np.clip(frames, 0, 255).astype(np.uint8))   # 2.4 s at 25 fps
     out = lib["dir"] / "windows"
-    rc, text, _ = run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "1",
+    rc, text, _ = run_cli("index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "1",
                       "--stride", "0.5", "--quiet")
     assert rc == 0, text
     rows, vectors, _ = merged(out)
@@ -410,5 +405,5 @@ def test_window_entries_are_timeline_windows(lib, capsys):
                     "score": pytest.approx(1.0, abs=1e-5)}
     tags = idx.tag(["a", "b"], topk=1)
     assert len(tags) == len(rows) and set(tags[0]) == {"video", "start", "end", "top"}
-    rc, _, err = run(capsys, "index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "2")
+    rc, _, err = run_cli("index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "2")
     assert rc == 2 and "was built with entries" in err

@@ -11,17 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import tiny_openai_state_dict
+from conftest import run_cli, tiny_openai_state_dict
 from text4vis import classifiers as C
-from text4vis.cli import main as cli_main
 from text4vis.errors import ClassifierError
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +61,8 @@ def test_zero_row_in_a_stored_file_is_refused(tmp_path):
     path = str(tmp_path / "zeros.safetensors")
     w = C.random_classifier(NAMES4, 8).weight.clone()
     w[2] = 0
-    save_file({"weight": w}, path, metadata={"text4vis_classifier": '{"type": "lda", "labels": %s}'
-                                             % str(NAMES4).replace("'", '"')})
+    save_file({"weight": w}, path, metadata={"text4vis_classifier": '{"type": "lda", "labels": '
+                                             + str(NAMES4).replace("'", '"') + "}"})
     with pytest.raises(ClassifierError) as e:
         C.load_classifier(path)
     assert path in str(e.value) and "'square left'" in str(e.value) and "all zeros" in str(e.value)

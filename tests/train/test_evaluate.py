@@ -3,9 +3,7 @@ two gloo processes under torchrun, and bad inputs. Tiny random-weight CLIP, 4 fr
 synthetic videos, CPU."""
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import subprocess
@@ -18,24 +16,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import TINY, original_text4vis_checkpoint, tiny_openai_state_dict, tiny_state_dict_of
+from conftest import TINY, original_text4vis_checkpoint, run_cli, tiny_openai_state_dict, tiny_state_dict_of
 from text4vis import plots
 from text4vis.train import metrics
-from text4vis.cli import main as cli_main
 
 FRAMES = 4
 PROMPT = "a video of a person {}."
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """cli.main in this process, with its stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(argv)
-        except SystemExit as exc:                  # argparse's own usage errors
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -248,6 +234,8 @@ def test_zero_shot_half_classes(ev):
 
 # ----------------------------------------------------------------------------- two processes (gloo)
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_process_eval_equals_single_process(ev):
     """torchrun with 2 gloo processes on a list of 7 entries (not divisible by 2; one of them a
     broken video): same videos in the same order, each once, the same failure, and the same
