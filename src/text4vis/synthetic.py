@@ -65,6 +65,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .files import check_output_folder
+
 __all__ = [
     "SHAPES",
     "MOTIONS",
@@ -562,20 +564,14 @@ def _write_labels(path: Path, names: Iterable[str]) -> None:
             writer.writerow([i, name])
 
 
-BENCHMARK_FILES = {"videos", "train.txt", "val.txt", "zeroshot_val.txt", "labels.csv", "zeroshot_labels.csv",
-                   "benchmark.json"}
-
-
 def _is_benchmark(folder: str) -> bool:
     """`folder` holds a benchmark make_benchmark wrote (its benchmark.json), or part of one (interrupted
     before benchmark.json: only its names, videos/ holding only its split folders)."""
     if not os.path.isfile(os.path.join(folder, "benchmark.json")):
-        videos = os.path.join(folder, "videos")
-        return (set(os.listdir(folder)) <= BENCHMARK_FILES and os.path.isdir(videos)
-                and set(os.listdir(videos)) <= {"train", "val", "zeroshot"})
+        ours = {"videos", "train.txt", "val.txt", "zeroshot_val.txt", "labels.csv", "zeroshot_labels.csv"}
+        return set(os.listdir(folder)) <= ours and set(os.listdir(os.path.join(folder, "videos"))) <= set(SPLITS)
     with open(os.path.join(folder, "benchmark.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    return isinstance(config, dict) and {"seed", "shapes", "motions", "classes"} <= set(config)
+        return {"seed", "shapes", "motions", "classes"} <= set(json.load(f))
 
 
 def make_benchmark(
@@ -607,10 +603,7 @@ def make_benchmark(
     Returns a dict with ``root``, ``classes`` (seen names, by id),
     ``heldout_classes``, ``train_list``, ``val_list``, ``zeroshot_list``,
     ``labels_csv``, ``zeroshot_labels_csv`` (paths are :class:`pathlib.Path`)
-    and ``num_train``, ``num_val``, ``num_zeroshot``.
-
-    ``out_dir`` must be new or empty, or hold an earlier benchmark (replaced);
-    anything else is refused (OutputError) unless ``overwrite``.
+    and ``num_train``, ``num_val``, ``num_zeroshot``. ``out_dir``: new, empty or an earlier benchmark (else ``overwrite``).
     """
     # argument checks first: nothing is written and no progress bar starts for values that cannot work
     if num_frames < 1 or size < 8:
@@ -637,7 +630,6 @@ def make_benchmark(
     ext = CODEC_EXTENSIONS[codec]
     zs_per_class = val_per_class if zeroshot_per_class is None else zeroshot_per_class
 
-    from .files import check_output_folder
     check_output_folder(str(out_dir), "out_dir", "a synthetic benchmark", _is_benchmark, overwrite)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
