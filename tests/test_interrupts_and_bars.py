@@ -62,7 +62,7 @@ def test_no_bars_in_pipes_for_train_with_lda_synth_and_prepare(bench, clip, tmp_
                           *train_sets(clip, bench, classifier__type="lda", classifier__lda_fraction=1.0)])
     assert rc == 0, err
     assert not BAR.search(err), err
-    assert "effective batch" in err                                  # the log lines stay
+    assert "effective batch 4" in err                                # the log lines stay
     rc, _, err = run_cli(["synth", "--out", str(tmp_path / "synth"), "--train-per-class", "1", "--val-per-class", "1",
                           "--frames", "2", "--size", "16"])
     assert rc == 0 and not BAR.search(err), err

@@ -46,6 +46,7 @@ class Classifier:
     weight: torch.Tensor                # [C, D], rows L2-normalised, fp32, CPU
     labels: list[str]                   # class names, index = class id
     meta: dict[str, Any] = field(default_factory=dict)  # type, source, prompts, seed, ...
+    path: str | None = field(default=None, compare=False)  # the file it was read from (named in messages; not stored)
 
     def __post_init__(self):
         what = f"{self.meta.get('type', 'the')} classifier"
@@ -294,7 +295,7 @@ def load_classifier(path: str) -> Classifier:
     norms = weight.norm(dim=-1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):  # stored rows are normalised already:
         weight = normalize_rows(weight)                                 # keep them bit for bit (cache = fresh build)
-    return Classifier(weight, labels, meta)
+    return Classifier(weight, labels, meta, path=path)
 
 
 def check_classifier(weight: torch.Tensor, labels, path: str) -> torch.Tensor:

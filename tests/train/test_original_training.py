@@ -139,7 +139,7 @@ def original_step_lrs(epochs: int, batches: int, accum: int, warmup: float) -> l
 
 def step_lrs(out) -> list[list[float]]:
     recs = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    return [[r["lr_clip"], r["lr"]] for r in recs if "loss" in r]
+    return [[r["lr_tower"], r["lr"]] for r in recs if "loss" in r]
 
 
 class Counter:

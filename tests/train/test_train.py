@@ -717,7 +717,7 @@ def test_lr_schedule_warmup_then_cosine_per_step(bench, clip_file, warm, tmp_pat
     assert [r["step"] for r in recs] == list(range(1, 13))
     for r in recs:
         assert r["lr"] == pytest.approx(expected(r["step"]), rel=1e-9, abs=1e-15)
-        assert r["lr_clip"] == pytest.approx(ratio * expected(r["step"]), rel=1e-9, abs=1e-15)
+        assert r["lr_tower"] == pytest.approx(ratio * expected(r["step"]), rel=1e-9, abs=1e-15)
     assert recs[2]["lr"] == pytest.approx(lr)                         # warmup reaches lr at its last step
     assert lr_lambda(total, warmup)(0) == pytest.approx(1 / 3)
 

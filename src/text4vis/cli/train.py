@@ -43,6 +43,8 @@ def cmd_train(args) -> int:
     cfg, notes = load_config(args.config, args.set)
     if args.resume:
         cfg.training.resume = args.resume
+    from ..train.runs import check_run_folder
+    check_run_folder(args.output, cfg.training.resume)   # a folder holding a run is refused before torch loads
     from ..errors import TrainError
     from ..train import train
     try:

@@ -6,6 +6,12 @@ runs.py (the run folder: lock, checkpoint names, metrics.jsonl, resume rules), l
 """
 from __future__ import annotations
 
-from .loop import train
-
 __all__ = ["train"]
+
+
+def __getattr__(name: str):
+    """`train` is imported when first used: the config, the run-folder checks and `--help` need no torch."""
+    if name == "train":
+        from .loop import train
+        return train
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The run folder of `train` and what reads it (`compare`, resuming).
 
     config.yaml         the fully resolved config (config_notes.txt: notes about an original config)
+    train.log           every line the run printed (also the step lines a progress bar shows), timed
     metrics.jsonl       one JSON object per logged step and per evaluation
     tensorboard/        the same numbers for TensorBoard
     last.safetensors    the latest state, with everything needed to resume
@@ -22,12 +23,47 @@ from ..files import atomic_write_text, check_output
 CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
+TRAIN_LOG = "train.log"
 CONFIG = "config.yaml"
 LOCK = ".text4vis.lock"
 # what a run writes besides its checkpoints: a fresh run removes these leftovers of an earlier run that
 # stopped before its first checkpoint, so that nothing of it mixes into the new run's files
-RUN_FILES = (METRICS, "bad_videos.txt", "fewshot_videos.txt", "config_notes.txt", CHECKPOINT_BEST)
+RUN_FILES = (METRICS, "bad_videos.txt", "fewshot_videos.txt", "config_notes.txt", CHECKPOINT_BEST, TRAIN_LOG)
 RUN_FOLDERS = ("tensorboard",)
+
+
+class TextLog:
+    """train.log: the lines a run prints, each with its time. Lines printed before the run folder is checked and
+    locked are kept and written first once it is (`open`); a resumed run appends. Inactive between runs."""
+
+    def __init__(self):
+        self.file, self.pending, self.active = None, [], False
+
+    def start(self) -> None:
+        self.file, self.pending, self.active = None, [], True
+
+    def open(self, output: str) -> None:
+        self.file = open(os.path.join(output, TRAIN_LOG), "a", encoding="utf-8")
+        for line in self.pending:
+            self.file.write(line)
+        self.pending = []
+        self.file.flush()
+
+    def write(self, msg: str) -> None:
+        if not self.active:
+            return
+        import time
+        line = "".join(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {part}\n" for part in msg.splitlines() or [""])
+        if self.file is None:
+            self.pending.append(line)
+        else:
+            self.file.write(line)
+            self.file.flush()
+
+    def stop(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file, self.pending, self.active = None, [], False
 
 
 class FolderError(DataError):
@@ -66,6 +102,20 @@ class FolderLock:
         if self.fd is not None:
             os.close(self.fd)  # closing the descriptor drops the lock
             self.fd = None
+
+
+def remove_unused_folder(output: str) -> None:
+    """A run that failed at setup, in a folder it created, leaves nothing behind: its lock, log and few-shot
+    list go, then the folder (only if nothing else is in it)."""
+    for name in (LOCK, TRAIN_LOG, "fewshot_videos.txt"):
+        try:
+            os.remove(os.path.join(output, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(output)
+    except OSError:
+        pass
 
 
 def clear_leftovers(output: str) -> list[str]:

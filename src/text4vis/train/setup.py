@@ -27,7 +27,7 @@ from ..datasets import (
     train_collate,
 )
 from ..devices import precision_name, rank_world
-from ..errors import ConfigError, OutputError, TrainError, UsageError
+from ..errors import ConfigError, OutputError, TrainError, UsageError, first_line
 from ..labels import resolve_labels
 from ..model import VideoModel
 from ..towers import WeightsError, load_towers
@@ -37,6 +37,7 @@ from .runs import (
     CHECKPOINT_LAST,
     FolderLock,
     MetricsLog,
+    TextLog,
     check_run_folder,
     clear_leftovers,
     config_changes,
@@ -46,9 +47,15 @@ from .runs import (
 )
 
 
-def log(msg: str, rank: int = 0) -> None:
+RUN_LOG = TextLog()   # the running training's train.log (inactive outside `train`)
+
+
+def log(msg: str, rank: int = 0, echo: bool = True) -> None:
+    """A line of the run: on stderr (unless not `echo`: the step lines a progress bar shows) and in train.log."""
     if rank == 0:
-        tqdm.write(msg, file=sys.stderr)
+        if echo:
+            tqdm.write(msg, file=sys.stderr)
+        RUN_LOG.write(msg)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -117,7 +124,7 @@ def load_pretrain(model: VideoModel, path: str, clip: str = "") -> None:
     else:
         state = checkpoints.read_original(path)
     state = checkpoints.video_weights(state)
-    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, clip or "model.clip")
+    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, clip, ("model.pretrain", "model.clip"))
     missing, unexpected = checkpoints.load_state_or_explain(model, state, f"model.pretrain {path}")
     if unexpected:
         raise TrainError(f"{path}: weights that do not fit this model, e.g. {unexpected[0]} (head type differs?)")
@@ -241,8 +248,11 @@ def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world:
             if removed:
                 log(f"note: removed the files of an earlier run that stopped before its first checkpoint "
                     f"({', '.join(removed)}); this run starts clean")
-        except (ConfigError, OSError, OutputError, UsageError) as exc:
+        except (ConfigError, OutputError, UsageError) as exc:
             problem = exc
+        except OSError as exc:  # e.g. a folder under /proc: named with the parameter given, not a bare strerror
+            problem = OutputError(f"output={output!r}: cannot create the run folder there "
+                                  f"({exc.strerror or first_line(exc)})")
     if world > 1:
         box = [str(problem) if problem else None]
         dist.broadcast_object_list(box, src=0)
@@ -375,6 +385,7 @@ class Run:
             total_steps = self.steps_per_epoch * cfg.optim.epochs
             schedule = lr_lambda(total_steps, int(cfg.optim.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.note_short_warmup(schedule)
         self.precision = precision_name(device, cfg.optim.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [],
@@ -386,6 +397,18 @@ class Run:
         self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
         self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
                          "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
+
+    def note_short_warmup(self, schedule) -> None:
+        """Say once when the warmup is longer than the run (optim.epochs, or training.max_steps): the lr
+        never reaches optim.lr."""
+        o, steps = self.cfg.optim, self.steps_per_epoch * self.cfg.optim.epochs
+        if self.cfg.training.max_steps:
+            steps = min(steps, self.cfg.training.max_steps)
+        warmup_steps = o.warmup_epochs * self.steps_per_epoch
+        if o.warmup_epochs > 0 and warmup_steps > steps:
+            peak = max(schedule(i) for i in range(steps))
+            log(f"note: the warmup (optim.warmup_epochs={o.warmup_epochs:g}, {warmup_steps:g} steps) is longer than "
+                f"this run ({steps} steps): the lr peaks at {peak:.3g} x optim.lr={o.lr:g}", self.rank)
 
     def resume(self, resume: str | None) -> str | None:
         """Restore a `last` checkpoint (training.resume: 'auto' or a path) into the run; the path or None.
