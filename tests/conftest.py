@@ -112,7 +112,15 @@ def run_cli(*argv) -> tuple[int, str, str]:
     from text4vis.cli import main
     if len(argv) == 1 and isinstance(argv[0], (list, tuple)):
         argv = tuple(argv[0])
-    out, err = io.StringIO(), io.StringIO()
+    class Capture(io.StringIO):       # a terminal where the stream it stands in for is one (isatty patched)
+        def __init__(self, like):
+            super().__init__()
+            self.like = like
+
+        def isatty(self) -> bool:
+            return self.like.isatty()
+
+    out, err = Capture(sys.stdout), Capture(sys.stderr)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             rc = main([str(a) for a in argv])

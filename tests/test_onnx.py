@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SHARED_VIDEOS, tiny_config
+from conftest import SHARED_VIDEOS, original_text4vis_checkpoint, tiny_config, tiny_openai_state_dict
 from test_zoo import build_converted
 
 import text4vis
@@ -171,3 +171,41 @@ def test_serve_on_onnx_runtime_answers_as_torch(exported, tmp_path):
             server.stop()
     assert [t["label"] for t in answers["torch"]] == [t["label"] for t in answers["onnx"]]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(answers["torch"], answers["onnx"])) < 1e-4
+
+
+def test_a_stale_export_is_refused_and_a_failed_export_writes_nothing(tmp_path, capsys):
+    """model.onnx records the SHA-256 of the weights it came from: after the checkpoint changes (re-converted
+    from other weights) it is refused in one line; an export whose parity clip does not decode leaves the
+    existing file as it was; the int8 model runs with runtime='onnx-int8' and `convert` keeps to its own files."""
+    from text4vis import zoo
+    from text4vis.onnx_runtime import onnx_path
+    pt, clip, folder = build_converted(tmp_path)
+    r = deploy.export_onnx(folder, quantize="int8")
+    assert deploy.OnnxVideoModel(r["path"]).meta["weights_sha256"] == zoo.sha256_file(os.path.join(folder, "model.safetensors"))
+    int8 = text4vis.load(checkpoint=folder, device="cpu", runtime="onnx-int8")
+    assert int8.video_backend.path == onnx_path(folder, int8=True) == os.path.join(folder, "model.int8.onnx")
+    ref = text4vis.load(checkpoint=folder, device="cpu")
+    x = torch.randint(0, 256, (2, 8, 3, 32, 32), dtype=torch.uint8)
+    assert F.cosine_similarity(ref.encode_video(x), int8.encode_video(x)).min() >= 0.99
+    assert main(["predict", REAL["cricket_shot_ucf101.gif"], "--checkpoint", folder, "--runtime", "onnx-int8",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top"]
+
+    before = open(r["path"], "rb").read()
+    junk = tmp_path / "junk.mp4"
+    junk.write_text("not a video\n")
+    assert main(["export", folder, "--format", "onnx", "--video", str(junk)]) == 2
+    assert "junk.mp4" in capsys.readouterr().err
+    assert open(r["path"], "rb").read() == before and not [n for n in os.listdir(folder) if ".tmp" in n]
+
+    # other weights into the same folder (convert recognises its own ONNX files and replaces the card files)
+    torch.save(original_text4vis_checkpoint(tiny_openai_state_dict(0), "transf", seed=9), pt)
+    zoo.convert(pt, folder, clip=clip, labels="k400")
+    for runtime in ("onnx", "onnx-int8"):
+        with pytest.raises(WeightsError, match="stale: it was exported from other weights.*re-export"):
+            text4vis.load(checkpoint=folder, device="cpu", runtime=runtime)
+    assert main(["predict", REAL["cricket_shot_ucf101.gif"], "--checkpoint", folder, "--runtime", "onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.onnx: stale" in err and "the `export` command" in err
+    deploy.export_onnx(folder)
+    assert text4vis.load(checkpoint=folder, device="cpu", runtime="onnx").video_backend is not None

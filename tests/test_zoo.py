@@ -69,7 +69,7 @@ def test_convert_round_trip_predicts_as_the_original(converted):
 def test_config_json_fields(converted):
     pt, _, folder = converted
     cfg = json.load(open(os.path.join(folder, "config.json")))
-    assert cfg["library_name"] == "text4vis" and cfg["license"] == "mit"
+    assert cfg["library_name"] == "text4vis" and cfg["license"] == "unknown"  # not the published file's hash
     arch = cfg["architecture"]
     assert arch["head"] == "transf" and arch["head_layers"] == 6 and arch["embed_dim"] == 64
     assert arch["clip_config"]["vision_cfg"] == {"layers": 2, "width": 64, "patch_size": 8, "image_size": 32}
@@ -86,22 +86,59 @@ def test_config_json_fields(converted):
     pub = cfg["published"]
     assert (pub["dataset"], pub["metric"], pub["value"], pub["text4vis_views"]) == ("Kinetics-400", "top-1", 82.9, "4x3")
     assert pub["original_file"] == "k400-vitb-16-f8.pt" and pub["download"].endswith("/v1/k400-vitb-16-f8.pt")
+    assert pub["verified"] is False
 
 
-def test_model_card_content(converted):
+def card_header(card: str) -> dict:
+    import yaml
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("\n---\n", 1)[0][4:])
+
+
+def test_model_card_of_a_file_recognised_by_name(converted):
+    """Named as the published ViT-B/16 file but not its bytes: the card says so and claims no number or licence."""
     _, _, folder = converted
     card = open(os.path.join(folder, "README.md")).read()
-    assert card.startswith("---\nlicense: mit\nlibrary_name: text4vis\n")
+    meta = card_header(card)
+    assert meta["license"] == "unknown" and meta["library_name"] == "text4vis"
+    assert meta["pipeline_tag"] == "video-classification" and meta["datasets"] == ["kinetics-400"]
+    assert "model-index" not in meta and "base_model" not in meta  # its CLIP is a file, not openai/clip-vit-...
     for section in ("## What it is", "## Published accuracy", "## Recipe", "## Licence", "## Load it with text4vis",
-                    "## Reproduce the number"):
+                    "## Reproduce the number", "## Citation"):
         assert section in card
-    assert "| Kinetics-400 (validation) | top-1 | 82.9% | 8x3x4 (frames x spatial crops x temporal clips) |" in card
-    assert zoo.SOURCE_ZOO in card and "MIT" in card
-    assert "AdamW lr 5e-5" in card and "k400_train_rgb_vitb-16-f8.yaml" in card
-    assert f'text4vis.load(checkpoint="{folder}/")' in card
-    assert (f"text4vis eval --config configs/k400_vitb16_f8.yaml --checkpoint {folder}/ --views 4x3 "
+    assert "recognised by its name as the published `k400-vitb-16-f8.pt`" in card and "unverified" in card
+    assert "| Kinetics-400 (validation) |" not in card and "MIT" not in card
+    assert "CLIP from the file `tiny_clip.pt`" in card and "CLIP ViT-B/16" not in card
+    assert "AdamW lr 5e-5" in card and "k400_train_rgb_vitb-16-f8.yaml" in card and zoo.ARXIV in card
+    assert f'text4vis.load(checkpoint="{folder}/")' in card and "@inproceedings{wu2023revisiting" in card
+    assert (f"text4vis eval --config k400_vitb16_f8.yaml --checkpoint {folder}/ --views 4x3 "
             f"--precision fp32 --out eval/text4vis-k400-vitb16-f8") in card
-    assert os.path.isfile(os.path.join(REPO, "configs", "k400_vitb16_f8.yaml"))  # the command's config exists
+    # the command works outside a checkout: the config ships in the package and is printed in the card
+    config_text = open(os.path.join(REPO, "configs", "k400_vitb16_f8.yaml")).read()
+    assert zoo.packaged_config(zoo.find_entry(name="text4vis-k400-vitb16-f8")) == config_text
+    assert config_text.strip() in card
+
+
+def test_model_card_of_the_published_file_claims_its_number(converted, tmp_path, monkeypatch):
+    """A file whose SHA-256 is the one recorded for the release: the published number, licence and Hub metadata."""
+    import dataclasses
+    pt, clip, _ = converted
+    digest = zoo.sha256_file(pt)
+    monkeypatch.setattr(zoo, "ZOO", tuple(dataclasses.replace(e, sha256=digest) if e.file == os.path.basename(pt)
+                                          else e for e in zoo.ZOO))
+    cfg = zoo.convert(pt, str(tmp_path / "published"), clip=clip, labels="k400", hub_id="me/k400")
+    assert cfg["published"]["verified"] is True and cfg["license"] == "mit"
+    card = open(tmp_path / "published" / "README.md").read()
+    meta = card_header(card)
+    assert meta["license"] == "mit" and "base_model" not in meta  # the CLIP came from a file
+    result = meta["model-index"][0]["results"][0]
+    assert result["metrics"][0]["value"] == 82.9 and result["dataset"]["name"] == "Kinetics-400"
+    assert "| Kinetics-400 (validation) | top-1 | 82.9% | 8x3x4 (frames x spatial crops x temporal clips) |" in card
+    assert "for this very file" in card and "MIT, as the published Text4Vis weights" in card
+    assert 'text4vis.load(checkpoint="hf-hub:me/k400")' in card
+    named = dict(cfg, architecture=dict(cfg["architecture"], clip="ViT-B/16"))  # as converted with --clip ViT-B/16
+    assert zoo.card_metadata(named, zoo.find_entry(pt))["base_model"] == "openai/clip-vit-base-patch16"
+    assert zoo.describe_clip(named) == "CLIP ViT-B/16"
 
 
 def test_zoo_entries_point_at_existing_configs():
@@ -126,6 +163,9 @@ def test_unknown_checkpoint_card_claims_no_number(tmp_path, converted):
     card = open(tmp_path / "mine" / "README.md").read()
     assert "no published number" in card and "82.9" not in card
     assert 'text4vis.load(checkpoint="hf-hub:me/mine")' in card
+    assert "## Reproduce the number" not in card and "## Recipe" not in card and "MIT" not in card
+    assert "Unknown to text4vis (see" not in card and card_header(card)["license"] == "unknown"
+    assert "text4vis eval --config YOUR_CONFIG.yaml --checkpoint hf-hub:me/mine --views 1x1" in card
     assert text4vis.load(checkpoint=str(tmp_path / "mine"), device="cpu").num_frames == 4
 
 
@@ -133,6 +173,22 @@ def test_convert_refuses_a_foreign_folder(tmp_path, converted):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="holding other files"):
         zoo.convert(converted[0], str(tmp_path), clip=converted[1])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("# My model\n\nnotes I wrote\n")
+    with pytest.raises(OutputError, match="README.md is not a text4vis model card"):
+        zoo.convert(converted[0], str(mine), clip=converted[1])
+    assert (mine / "README.md").read_text() == "# My model\n\nnotes I wrote\n"
+
+
+def test_converting_a_folder_into_itself_keeps_its_source(tmp_path, converted):
+    import shutil
+    folder = tmp_path / "again"
+    shutil.copytree(converted[2], folder)
+    before = json.load(open(folder / "config.json"))
+    after = zoo.convert(str(folder), str(folder), labels="ucf101")
+    assert after["source"] == before["source"] and after["source"]["file"] == "k400-vitb-16-f8.pt"
+    assert after["labels"]["num_classes"] == 101 and after["published"]["original_file"] == "k400-vitb-16-f8.pt"
 
 
 def test_cli_predict_with_folder_needs_no_clip(converted, capsys):
@@ -243,10 +299,38 @@ def test_push_to_hub_dry_run_lists_the_folder(converted, tmp_path, capsys):
     assert r["files"] == ["README.md", "config.json", "model.safetensors"]
     assert (r["private"], r["revision"], r["dry_run"], r["repo_id"]) == (True, "v1", True, "me/k400-tiny")
     assert r["bytes"] == sum(os.path.getsize(os.path.join(folder, f)) for f in r["files"])
-    assert main(["push-to-hub", folder, "not-a-repo-id", "--dry-run"]) == 2
-    assert "ORG/NAME" in capsys.readouterr().err
+    for bad in ("not-a-repo-id", "hf-hub:me/x", "me/x@v1", "me/na me", "me/--x", "me/" + "x" * 100):
+        assert main(["push-to-hub", folder, bad, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "ORG/NAME" in err and repr(bad) in err
     assert main(["push-to-hub", str(tmp_path), "me/x", "--dry-run"]) == 2
     assert "not a converted folder" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_only_text4vis_files(converted, tmp_path, capsys):
+    """A token, a log and a rejected export in the folder stay on this machine unless --include names them."""
+    import shutil
+    folder = tmp_path / "folder"
+    shutil.copytree(converted[2], folder)
+    (folder / "my_token.txt").write_text("hf_secret\n")
+    (folder / "model.onnx.rejected").write_bytes(b"onnx")
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "run.log").write_text("log\n")
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["files"] == ["README.md", "config.json", "model.onnx", "model.safetensors"]
+    assert r["left_out"] == ["logs/run.log", "model.onnx.rejected", "my_token.txt"]
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "my_token.txt" in out.splitlines()[-1] and "--include" in out and "  my_token.txt" not in out
+    assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--json", "--include", "logs/*"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "logs/run.log" in r["files"] and "my_token.txt" in r["left_out"]
+    for pattern in ("../x", "/etc/passwd", "nothing*"):
+        assert main(["push-to-hub", str(folder), "me/k400-tiny", "--dry-run", "--include", pattern]) == 2
+        err = capsys.readouterr().err
+        assert f"--include {pattern}" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_push_to_hub_calls_huggingface_hub(converted, monkeypatch):

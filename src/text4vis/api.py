@@ -151,7 +151,7 @@ class Recognizer:
         frames = frames_to_tensor(frames, self.input_size)
         if self.video_backend is not None:
             return self.video_backend.encode_video(frames)
-        limit = getattr(getattr(self.model.fusion_model, "frame_position_embeddings", None), "num_embeddings", None)
+        limit = self.model.max_frames
         if limit is not None and frames.shape[1] > limit:
             raise UsageError(f"frames: {frames.shape[1]} frames per video, but this model's transf head takes at "
                              f"most {limit}")
@@ -252,15 +252,18 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
     precision   GPU autocast: auto (bf16 where supported), bf16, fp16, or fp32 (the reference's test
                 precision); the CPU computes in fp32.
     runtime     "torch", or "onnx": the video model runs on ONNX Runtime's CPU provider from the
-                checkpoint's exported model.onnx (deploy.export_onnx); scoring is unchanged.
+                checkpoint's exported model.onnx (deploy.export_onnx); scoring is unchanged; "onnx-int8":
+                the same on its int8 model.int8.onnx (`export --quantize int8`). An exported model whose
+                recorded weights hash is not the checkpoint's is refused (stale: re-export).
     """
     checkpoint, clip, classifier, labels = (os.fspath(v) if isinstance(v, os.PathLike) else v
                                             for v in (checkpoint, clip, classifier, labels))
     check_arguments(frames=frames)
     dev = pick_device(device)
-    if runtime not in ("torch", "onnx"):
+    from .onnx_runtime import RUNTIMES
+    if runtime not in RUNTIMES:
         from .errors import UsageError
-        raise UsageError(f"runtime={runtime!r}: choose torch or onnx")
+        raise UsageError(f"runtime={runtime!r}: choose {', '.join(RUNTIMES)}")
     spec = checkpoint
     prompts = list(prompts) if prompts else list(classifiers.DEFAULT_PROMPTS)
     names = load_labels(labels, "labels") if isinstance(labels, str) else (list(labels) if labels else None)
@@ -288,9 +291,11 @@ def load(checkpoint: str | None = None, clip: str | None = None, labels: str | l
         rec.set_classifier(classifier if isinstance(classifier, Classifier) else classifiers.load_classifier(classifier))
     elif names is not None and names != rec.labels:  # a checkpoint's own classifier is kept for its own labels
         rec.use_labels(names, prompts)
-    if runtime == "onnx":
+    if runtime != "torch":
         from . import onnx_runtime
+        from .files import sha256_file
         if not spec:
-            raise WeightsError("runtime='onnx' needs checkpoint= (whose exported model.onnx runs the video model)")
-        rec.video_backend = onnx_runtime.OnnxVideoModel(onnx_runtime.onnx_path(spec))
+            raise WeightsError(f"runtime={runtime!r} needs checkpoint= (whose exported model.onnx runs the video model)")
+        path = onnx_runtime.onnx_path(spec, int8=runtime == "onnx-int8")
+        rec.video_backend = onnx_runtime.OnnxVideoModel(path, weights_sha256=sha256_file(checkpoint))
     return rec

@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from .devices import device_name, precision_name
 from .errors import check_numbers, first_line
 from .model import VideoModel
-from .temporal import head_max_frames
+from .temporal import MAX_FRAMES, head_max_frames
 from .towers import OPENAI_NAMES, build_clip
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s), for "percent of peak"
@@ -126,7 +126,7 @@ class RefVideoModel(nn.Module):
         self.ln_pre, self.ln_post = RefLayerNorm(w), RefLayerNorm(w)
         self.blocks = nn.ModuleList(RefBlock(w, w // 64) for _ in range(v["layers"]))
         self.proj = nn.Parameter(torch.zeros(w, d))
-        self.frame_position_embeddings = nn.Embedding(77, d)
+        self.frame_position_embeddings = nn.Embedding(MAX_FRAMES, d)
         heads = cfg["text_cfg"]["width"] // 64  # the reference: text width // 64
         self.head = nn.ModuleList(RefBlock(d, heads, RefTFLayerNorm) for _ in range(6))
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UsageError, WeightsError, check_numbers
-from .onnx_runtime import ONNX_FILE, OnnxVideoModel, import_onnxruntime, onnx_path
+from .onnx_runtime import ONNX_FILE, OnnxVideoModel, import_onnxruntime, int8_path, onnx_path
 
 PARITY_MIN_COS = 0.9999
 OPSET = 17
@@ -46,10 +46,10 @@ class EmbeddingGraph(nn.Module):
         return F.normalize(raw, dim=-1), raw
 
 
-def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
+def _export(model, path: str, tmp: str, frames: int, size: int, meta: dict) -> None:
+    """Export to `tmp` (named `path` in messages); the caller moves it into place once it passes parity."""
     import onnx
     example = torch.zeros(2, frames, 3, size, size)
-    tmp = f"{path}.tmp{os.getpid()}"
     fastpath = torch.backends.mha.get_fastpath_enabled()
     # nn.MultiheadAttention's inference fast path (no grad, even head count) is one fused op the
     # exporter cannot translate: trace the plain computation
@@ -69,11 +69,8 @@ def _export(model, path: str, frames: int, size: int, meta: dict) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = "text4vis", json.dumps(meta)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def parity_views(rec, video: str | None, clips: int = 2) -> tuple[torch.Tensor, str]:
@@ -99,30 +96,43 @@ def export_onnx(checkpoint: str, out: str | None = None, clip: str | None = None
     """Export a checkpoint's video model to ONNX (see the module docstring) and check it against
     PyTorch on `video` (a real clip; default: a rendered synthetic clip). `quantize="int8"` also
     writes <out>.int8.onnx (dynamic quantisation) and reports its cosine to PyTorch.
-    Returns {"path", "video", "cosine_min", "seconds", ...}."""
+    Returns {"path", "video", "cosine_min", "seconds", ...}.
+
+    The file is written only once it passes the parity check (a failed export, or a `video` that does
+    not decode, leaves an existing model.onnx as it was). Its metadata records the SHA-256 of the
+    checkpoint file it was exported from, and `load(runtime="onnx")` refuses it once they differ."""
     from .api import load
+    from .checkpoints import resolve_checkpoint
+    from .files import sha256_file
     ort = import_onnxruntime()
     rec = load(checkpoint=checkpoint, clip=clip, frames=frames, device="cpu")
     out = out or onnx_path(checkpoint)
     if checkpoint.startswith("hf-hub:") and out == onnx_path(checkpoint):
         raise UsageError(f"checkpoint={checkpoint}: give out= (a hub snapshot is read-only)")
+    views, used = parity_views(rec, video)  # before any file is written: a bad clip changes nothing
     model = rec.model.eval()
     meta = {"input": "normalised float32 frames [B, T, 3, S, S] (uint8 / 255, minus mean, divided by std)",
             "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "num_frames": rec.num_frames,
             "input_size": rec.input_size, "max_frames": model.max_frames,
-            "checkpoint": os.path.basename(os.path.normpath(checkpoint)), "labels": len(rec.labels)}
-    t0 = time.perf_counter()
-    _export(model, out, rec.num_frames, rec.input_size, meta)
-    seconds = time.perf_counter() - t0
-    views, used = parity_views(rec, video)
-    result = {"path": out, "video": used, "frames": rec.num_frames, "input_size": rec.input_size,
-              "seconds": round(seconds, 1), "bytes": os.path.getsize(out)}
-    cos = parity(model, OnnxVideoModel(out, ort=ort), views)
-    result["cosine_min"] = cos
-    if cos < PARITY_MIN_COS:
-        os.replace(out, out + ".rejected")
-        raise WeightsError(f"{out}: the ONNX model disagrees with PyTorch on {used} (cosine {cos:.6f} < "
-                           f"{PARITY_MIN_COS}); kept as {out}.rejected for inspection")
+            "checkpoint": os.path.basename(os.path.normpath(checkpoint)), "labels": len(rec.labels),
+            "weights_sha256": sha256_file(resolve_checkpoint(checkpoint))}
+    tmp = f"{out}.tmp{os.getpid()}"
+    try:
+        t0 = time.perf_counter()
+        _export(model, out, tmp, rec.num_frames, rec.input_size, meta)
+        seconds = time.perf_counter() - t0
+        result = {"path": out, "video": used, "frames": rec.num_frames, "input_size": rec.input_size,
+                  "seconds": round(seconds, 1), "bytes": os.path.getsize(tmp)}
+        cos = parity(model, OnnxVideoModel(tmp, ort=ort), views)
+        result["cosine_min"] = cos
+        if cos < PARITY_MIN_COS:
+            os.replace(tmp, out + ".rejected")
+            raise WeightsError(f"{out}: the ONNX model disagrees with PyTorch on {used} (cosine {cos:.6f} < "
+                               f"{PARITY_MIN_COS}); not written (kept as {out}.rejected for inspection)")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     if quantize:
         qpath = quantize_int8(out)
         result["int8_path"], result["int8_bytes"] = qpath, os.path.getsize(qpath)
@@ -143,7 +153,7 @@ def quantize_int8(path: str) -> str:
     import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     import logging
-    out = os.path.splitext(path)[0] + ".int8.onnx"
+    out = int8_path(path)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to run shape pre-processing first is printed on the root logger
@@ -196,7 +206,7 @@ def bench_onnx(name: str, frames: int, batch: int, iters: int = 10, warmup: int 
     with tempfile.TemporaryDirectory(prefix="text4vis-bench-onnx-") as folder:  # sessions hold the model in memory
         path = os.path.join(folder, ONNX_FILE)
         t0 = time.perf_counter()
-        _export(model, path, frames, size, meta)
+        _export(model, path, path, frames, size, meta)
         out: dict = {"model": name, "frames": frames, "batch": batch, "mode": "infer", "runtime": "onnx",
                      "device": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
                      "export_s": round(time.perf_counter() - t0, 1), "cases": {}}

@@ -1,6 +1,6 @@
 """The evaluation loop: embedding the videos of a dataset (every video exactly once, also under torchrun).
 
-The training loop lives in train.py; device, precision and process-group helpers in devices.py.
+The training loop lives in train/loop.py; device, precision and process-group helpers in devices.py.
 """
 from __future__ import annotations
 

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UsageError, WeightsError, first_line
 
+if TYPE_CHECKING:
+    import torch
+
 ONNX_FILE = "model.onnx"
+# runtime= of load() (here, in a module that imports no torch at its top, so the CLI's parsers can list them): PyTorch, or ONNX Runtime on the exported model (fp32 model.onnx, or its int8
+# dynamically quantised model.int8.onnx from `export --quantize int8`)
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def import_onnxruntime():
@@ -24,14 +29,22 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def onnx_path(checkpoint: str) -> str:
+def onnx_path(checkpoint: str, int8: bool = False) -> str:
     """Where a checkpoint's ONNX model lives: model.onnx in a converted folder or hub repository,
-    <name>.onnx beside a checkpoint file."""
+    <name>.onnx beside a checkpoint file; `int8`: the quantised model.int8.onnx / <name>.int8.onnx."""
     from .checkpoints import HUB_PREFIX, resolve_checkpoint
-    if checkpoint.startswith(HUB_PREFIX) or os.path.isdir(checkpoint):
-        return resolve_checkpoint(checkpoint, ONNX_FILE) if checkpoint.startswith(HUB_PREFIX) else \
-            os.path.join(checkpoint, ONNX_FILE)
-    return os.path.splitext(checkpoint)[0] + ".onnx"
+    name = int8_path(ONNX_FILE) if int8 else ONNX_FILE
+    if checkpoint.startswith(HUB_PREFIX):
+        return resolve_checkpoint(checkpoint, name)
+    if os.path.isdir(checkpoint):
+        return os.path.join(checkpoint, name)
+    path = os.path.splitext(checkpoint)[0] + ".onnx"
+    return int8_path(path) if int8 else path
+
+
+def int8_path(path: str) -> str:
+    """model.onnx -> model.int8.onnx (where `export --quantize int8` writes the quantised model)."""
+    return os.path.splitext(path)[0] + ".int8.onnx"
 
 
 class OnnxVideoModel:
@@ -40,7 +53,10 @@ class OnnxVideoModel:
 
     proj = None
 
-    def __init__(self, path: str, threads: int | None = None, ort=None):
+    def __init__(self, path: str, threads: int | None = None, ort=None, weights_sha256: str | None = None):
+        """`weights_sha256`: the SHA-256 of the checkpoint file this model must have been exported from;
+        a model exported from other weights (a retrained or re-converted checkpoint) is refused."""
+        import torch
         ort = ort or import_onnxruntime()
         if not os.path.isfile(path):
             raise WeightsError(f"{path}: no ONNX model there; export one first with deploy.export_onnx(checkpoint) "
@@ -57,6 +73,12 @@ class OnnxVideoModel:
         self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get("text4vis", "{}"))
         if "mean" not in self.meta:
             raise WeightsError(f"{path}: not an ONNX model exported by text4vis (no text4vis metadata)")
+        if weights_sha256 is not None and self.meta.get("weights_sha256") != weights_sha256:
+            source = self.meta.get("checkpoint", "the checkpoint")
+            reason = ("records no hash of the weights it was exported from" if "weights_sha256" not in self.meta
+                      else "was exported from other weights than the checkpoint's now")
+            raise WeightsError(f"{path}: stale: it {reason} ({source}); re-export it with "
+                               f"deploy.export_onnx(checkpoint) (the `export` command)")
         self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(self.meta["std"], dtype=torch.float32).view(3, 1, 1)
         self.embed_dim = int(self.session.get_outputs()[0].shape[-1])
@@ -65,6 +87,7 @@ class OnnxVideoModel:
         return self
 
     def _run(self, frames: torch.Tensor, output: str) -> torch.Tensor:
+        import torch
         if frames.dim() == 4:
             frames = frames.unsqueeze(0)
         limit = self.meta.get("max_frames")

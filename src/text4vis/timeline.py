@@ -157,9 +157,9 @@ def _num_frames(recognizer, frames: int | None) -> int:
     t = int(frames or recognizer.num_frames)
     if t < 1:
         raise UsageError(f"frames={frames}: need at least 1 frame per window")
-    pos = getattr(recognizer.model.fusion_model, "frame_position_embeddings", None)
-    if pos is not None and t > pos.num_embeddings:
-        raise UsageError(f"frames={t}: this model's transf head takes at most {pos.num_embeddings} frames per clip")
+    limit = recognizer.model.max_frames
+    if limit is not None and t > limit:
+        raise UsageError(f"frames={t}: this model's transf head takes at most {limit} frames per clip")
     return t
 
 

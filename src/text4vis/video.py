@@ -51,6 +51,33 @@ def _short(exc: BaseException) -> str:
     return first_line(exc).split("; last error log:")[0]
 
 
+# What FFmpeg may open in a file that a user did not choose (server uploads, `index build --untrusted`):
+# only demuxers that hold their media in the file itself, chosen by probing the content (never by the
+# file's name). Playlists and references (HLS, DASH, concat, image sequences, ...) read other files
+# or URLs, so they are not on the list; the protocol is the local file alone; MOV data references
+# (`enable_drefs`) stay off.
+MEDIA_DEMUXERS = ("mov", "matroska", "avi", "gif", "mpegts", "mpeg", "flv", "asf", "ogg", "ivf",
+                  "h264", "hevc", "m4v", "mpegvideo", "nut")
+MEDIA_CONTAINERS = ("MP4/MOV, Matroska/WebM, AVI, GIF, MPEG-TS/PS, FLV, ASF/WMV, Ogg, IVF, NUT and raw "
+                    "H.264/HEVC/MPEG video")
+MEDIA_FILES_ONLY_ENV = "TEXT4VIS_MEDIA_FILES_ONLY"
+
+
+def media_files_only(enabled: bool = True) -> None:
+    """Open every video of this process, and of the processes it starts (DataLoader workers, decode
+    workers), as a file a user did not choose: a self-contained media container from MEDIA_DEMUXERS
+    or nothing, so that a playlist or reference file cannot make FFmpeg read any other file.
+    Process-wide on purpose: it is set by processes whose every input is untrusted (the server's
+    decode workers; `index build --untrusted`)."""
+    os.environ[MEDIA_FILES_ONLY_ENV] = "1" if enabled else "0"
+
+
+def _open_options() -> dict[str, str]:
+    if os.environ.get(MEDIA_FILES_ONLY_ENV) != "1":
+        return {}
+    return {"format_whitelist": ",".join(MEDIA_DEMUXERS), "protocol_whitelist": "file", "enable_drefs": "0"}
+
+
 def _open(path: str):
     if av is None:
         raise VideoError(f"{path}: cannot decode videos: PyAV is not installed (pip install av)")
@@ -60,9 +87,13 @@ def _open(path: str):
         raise VideoError(f"{path}: is a directory, not a video")
     if os.path.getsize(path) == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
+    options = _open_options()
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(path, metadata_errors="ignore", options=options)
     except Exception as exc:  # PyAV raises many types (InvalidDataError, OSError, ...)
+        if options and isinstance(exc, av.ArgumentError):  # FFmpeg's "format not on whitelist" (EINVAL)
+            raise VideoError(f"{path}: not a readable video (only self-contained video files are opened here: "
+                             f"{MEDIA_CONTAINERS}; playlists and reference files are refused)") from None
         raise VideoError(f"{path}: not a readable video ({_short(exc)})") from None
     if not container.streams.video:
         container.close()

@@ -21,11 +21,22 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from .hub import _hub, parse_hub_spec
-from .files import sha256_file
+from .hub import _hub
+from .files import atomic_write_text, sha256_file
 from .errors import OutputError, UsageError, WeightsError, check_numbers, first_line
 
 SOURCE_REPO = "https://github.com/whwu95/Text4Vis"
+ARXIV = "https://arxiv.org/abs/2207.01297"
+CITATION = """@inproceedings{wu2023revisiting,
+  title={Revisiting Classifier: Transferring Vision-Language Models for Video Recognition},
+  author={Wu, Wenhao and Sun, Zhun and Ouyang, Wanli},
+  booktitle={Proceedings of the AAAI Conference on Artificial Intelligence},
+  volume={37}, number={3}, pages={2847--2855}, year={2023}
+}"""
+# The Hub's names for the OpenAI CLIP weights text4vis builds on (model-card `base_model`)
+BASE_MODELS = {"ViT-B/32": "openai/clip-vit-base-patch32", "ViT-B/16": "openai/clip-vit-base-patch16",
+               "ViT-L/14": "openai/clip-vit-large-patch14", "ViT-L/14-336px": "openai/clip-vit-large-patch14-336"}
+HUB_DATASETS = {"k400": "kinetics-400", "anet": "activitynet", "ucf101": "ucf101", "hmdb51": "hmdb51"}
 SOURCE_ZOO = SOURCE_REPO + "#model-zoo"
 RELEASE_URL = SOURCE_REPO + "/releases/download/v1/"
 CARD_FILES = ("model.safetensors", "config.json", "README.md")
@@ -47,6 +58,7 @@ class ZooEntry:
     original_config: str   # the config in the Text4Vis repository
     download: str          # where the original file was published
     recipe: str
+    sha256: str | None = None  # SHA-256 of the published file; None: not on record (a number is then not claimed)
 
     @property
     def views(self) -> str:
@@ -130,48 +142,73 @@ def convert(source: str, out: str, clip: str | None = None, labels: str | None =
     """Turn a checkpoint (original Text4Vis .pt with `clip=` for the text tower, or a text4vis file)
     into a converted folder `out` (model.safetensors, config.json, README.md). `clip`, `labels` and
     `frames` default to the zoo entry's when `source` is a published file (or `zoo=` names one).
-    Returns config.json's content."""
+    `out` may be new, empty, or a converted folder (its own files are replaced; converting a folder into
+    itself keeps the record of the file it was first converted from). Returns config.json's content."""
     from . import checkpoints
     from .api import load
     check_numbers(("frames", frames, 1))    # the most: the head's (load)
-    entry = find_entry(source, zoo)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputError(f"out={out}: exists and is not a folder")
-    if os.path.isdir(out) and set(os.listdir(out)) - set(CARD_FILES) - {"model.onnx"}:
-        raise OutputError(f"out={out}: a folder holding other files; give a new or a converted folder")
-    original = not checkpoints.is_text4vis_checkpoint(checkpoints.resolve_checkpoint(source))
+    previous = _own_folder(out)
+    resolved = checkpoints.resolve_checkpoint(source)
+    in_place = previous is not None and os.path.realpath(resolved) == os.path.realpath(
+        os.path.join(out, checkpoints.MODEL_FILE))
+    first = previous["source"] if in_place else None  # the file this folder was first converted from
+    entry = find_entry(first["file"] if first else source, zoo)
+    original = not checkpoints.is_text4vis_checkpoint(resolved)
     clip = clip or (entry.clip if entry and original else None)
     labels = labels or (entry.labels if entry else None)
     frames = frames or (entry.frames if entry else None)
     rec = load(checkpoint=source, clip=clip, labels=labels, prompts=prompts, frames=frames, device="cpu")
     if rec.towers is None:
         raise WeightsError(f"{source}: has no text tower to store; pass clip= (the CLIP it was trained from)")
+    source_info = first or {"file": os.path.basename(resolved), "sha256": sha256_file(resolved),
+                            "format": "original Text4Vis (torch.save dict)" if original else "text4vis safetensors"}
     os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, checkpoints.MODEL_FILE)
     settings = {"num_frames": rec.num_frames, "input_size": rec.input_size}
     checkpoints.save_checkpoint(model_path, rec.model, rec.towers, labels=rec.labels,
                                 classifier_meta=rec.classifier_meta, settings=settings, include_text=True)
-    resolved = checkpoints.resolve_checkpoint(source)
-    config = folder_config(rec, entry, source=resolved, labels_spec=labels, clip=clip or rec.towers.source,
-                           model_sha256=sha256_file(model_path), original=original)
-    _write_text(os.path.join(out, "config.json"), json.dumps(config, indent=1) + "\n")
-    _write_text(os.path.join(out, "README.md"), model_card(config, entry, out, hub_id))
+    config = folder_config(rec, entry, source_info, labels_spec=labels, clip=clip or rec.towers.source,
+                           model_sha256=sha256_file(model_path))
+    atomic_write_text(os.path.join(out, "config.json"), json.dumps(config, indent=1) + "\n")
+    atomic_write_text(os.path.join(out, "README.md"), model_card(config, entry, out, hub_id))
     return config
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _own_folder(out: str) -> dict | None:
+    """config.json of the converted folder `out` (None: new or empty). OutputError for anything that is
+    not text4vis's own: a file, a folder holding other files, a user's own README.md or config.json."""
+    if not os.path.exists(out):
+        return None
+    if not os.path.isdir(out):
+        raise OutputError(f"out={out}: exists and is not a folder")
+    names = set(os.listdir(out))
+    if names - set(FOLDER_FILES):
+        raise OutputError(f"out={out}: a folder holding other files; give a new or a converted folder")
+    config = None
+    if "config.json" in names:
+        try:
+            with open(os.path.join(out, "config.json"), encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            config = None
+        if not isinstance(config, dict) or config.get("library_name") != "text4vis" or "source" not in config:
+            raise OutputError(f"out={out}: its config.json was not written by text4vis convert; give a new folder")
+    if "README.md" in names:
+        with open(os.path.join(out, "README.md"), encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+        if not head.startswith("---\n") or "\nlibrary_name: text4vis\n" not in head.split("\n---", 1)[0] + "\n":
+            raise OutputError(f"out={out}: its README.md is not a text4vis model card (yours would be replaced); "
+                              f"give a new folder")
+    return config
 
 
-def folder_config(rec, entry: ZooEntry | None, source: str, labels_spec, clip: str, model_sha256: str,
-                  original: bool) -> dict:
+def folder_config(rec, entry: ZooEntry | None, source: dict, labels_spec, clip: str, model_sha256: str) -> dict:
     """config.json of a converted folder (descriptive: loading reads model.safetensors' own metadata)."""
     from . import __version__
     from .labels import BUILTIN
     towers, model = rec.towers, rec.model
+    # a published number (and the published licence) belongs to this file only when its hash is the published file's
+    verified = entry is not None and entry.sha256 == source["sha256"]
     size = rec.input_size
     return {
         "library_name": "text4vis",
@@ -203,101 +240,192 @@ def folder_config(rec, entry: ZooEntry | None, source: str, labels_spec, clip: s
                    "num_classes": len(rec.labels), "names": list(rec.labels)},
         "prompts": list(rec.classifier_meta.get("prompts") or []),
         "classifier": {k: v for k, v in rec.classifier_meta.items() if k != "prompts"},
-        "source": {"file": os.path.basename(source), "sha256": sha256_file(source),
-                   "format": "original Text4Vis (torch.save dict)" if original else "text4vis safetensors",
-                   "zoo_entry": entry.name if entry else None},
+        "source": dict(source, zoo_entry=entry.name if entry else None),
         "published": None if entry is None else {
             "dataset": DATASETS[entry.dataset], "metric": entry.metric, "value": entry.value,
             "views": entry.protocol, "text4vis_views": entry.views, "source": SOURCE_ZOO,
             "original_file": entry.file, "original_config": f"{SOURCE_REPO}/blob/main/{entry.original_config}",
-            "download": entry.download},
-        "license": "mit",
+            "download": entry.download,
+            "verified": verified},
+        "license": "mit" if verified else "unknown",
         "files": {"model.safetensors": {"sha256": model_sha256}},
     }
 
 
+def packaged_config(entry: ZooEntry) -> str:
+    """The text of text4vis's config for a zoo entry (shipped in the package: text4vis/configs/)."""
+    from importlib import resources
+    return resources.files("text4vis").joinpath(entry.text4vis_config).read_text(encoding="utf-8")
+
+
 def eval_command(config: dict, entry: ZooEntry | None, checkpoint: str) -> str:
-    """The `text4vis eval` line that measures this model by the published protocol."""
-    cfg = entry.text4vis_config if entry else "CONFIG.yaml"
+    """The `text4vis eval` line that measures this model (by the published protocol for a zoo entry)."""
+    cfg = os.path.basename(entry.text4vis_config) if entry else "YOUR_CONFIG.yaml"
     views = entry.views if entry else "1x1"
     name = entry.name if entry else os.path.basename(os.path.normpath(checkpoint))
     return (f"text4vis eval --config {cfg} --checkpoint {checkpoint} --views {views} --precision fp32 "
             f"--out eval/{name}")
 
 
+def describe_clip(config: dict) -> str:
+    """The CLIP named in config.json, as a card says it: an architecture name, or the file it came from."""
+    arch = config["architecture"]
+    spec = str(arch["clip"])
+    if os.path.isfile(spec) or os.path.splitext(spec)[1] in (".pt", ".pth", ".bin", ".safetensors"):
+        vision = (arch.get("clip_config") or {}).get("vision_cfg") or {}
+        shape = ", ".join(f"{k} {vision[k]}" for k in ("layers", "width", "patch_size", "image_size") if k in vision)
+        return f"CLIP from the file `{os.path.basename(spec)}`" + (f" (vision tower: {shape})" if shape else "")
+    return f"CLIP {spec}"
+
+
+def card_metadata(config: dict, entry: ZooEntry | None) -> dict:
+    """The model card's YAML header: what the Hub indexes (licence, base model, datasets, task, results)."""
+    published = config.get("published") or {}
+    meta = {"license": config["license"], "library_name": "text4vis", "pipeline_tag": "video-classification",
+            "tags": ["video-classification", "action-recognition", "clip", "text4vis", "arxiv:2207.01297"]}
+    base = BASE_MODELS.get(str(config["architecture"]["clip"]))
+    if base:
+        meta["base_model"] = base
+    if entry:
+        meta["datasets"] = [HUB_DATASETS[entry.dataset]]
+    if published.get("verified"):
+        meta["model-index"] = [{"name": entry.name, "results": [{
+            "task": {"type": "video-classification", "name": "Video Classification"},
+            "dataset": {"type": HUB_DATASETS[entry.dataset], "name": DATASETS[entry.dataset], "split": "validation"},
+            "metrics": [{"type": "accuracy" if entry.metric == "top-1" else "mAP", "name": entry.metric,
+                         "value": entry.value}],
+            "source": {"name": "Text4Vis model zoo", "url": SOURCE_ZOO}}]}]
+    return meta
+
+
 def model_card(config: dict, entry: ZooEntry | None, folder: str, hub_id: str | None = None) -> str:
-    """README.md of a converted folder, with the Hub's YAML header."""
+    """README.md of a converted folder, with the Hub's YAML header. A published number and licence are
+    stated as this file's only when its SHA-256 is the published file's; a file recognised by name alone
+    is said to be so, its accuracy unverified; a file of unknown origin gets no number and no licence."""
+    import yaml
     arch = config["architecture"]
     ckpt = f"hf-hub:{hub_id}" if hub_id else folder.rstrip("/") + "/"
     title = entry.name if entry else os.path.basename(os.path.normpath(folder))
     dataset = DATASETS[entry.dataset] if entry else "the label set below"
     src = config["source"]
-    clip = entry.clip if entry else arch["clip"]
-    lines = ["---", "license: mit", "library_name: text4vis", "pipeline_tag: video-classification",
-             "tags: [video-classification, action-recognition, clip, text4vis]", "---", "",
+    verified = bool((config.get("published") or {}).get("verified"))
+    header = yaml.safe_dump(card_metadata(config, entry), sort_keys=False, allow_unicode=True, width=1000)
+    lines = ["---", header.rstrip("\n"), "---", "",
              f"# {title}", "", "## What it is", "",
-             f"A video classifier in the text4vis format: CLIP {clip} image tower applied to each of "
+             f"A video classifier in the text4vis format: the image tower of {describe_clip(config)} applied to each of "
              f"{config['num_frames']} frames ({config['input_size']}px), a `{arch['head']}` temporal head, and a frozen "
              f"classifier of {config['labels']['num_classes']} {dataset} classes made from the class names by the "
              f"CLIP text tower (Text4Vis: Wu, Sun, Ouyang, \"Revisiting Classifier: Transferring Vision-Language "
-             f"Models for Video Recognition\", AAAI 2023). `model.safetensors` is self-contained: image tower, head, "
-             f"classifier and text tower (so other label sets work offline); loading it runs no code.", "",
+             f"Models for Video Recognition\", AAAI 2023, [arXiv:2207.01297]({ARXIV})). `model.safetensors` is "
+             f"self-contained: image tower, head, classifier and text tower (so other label sets work offline); "
+             f"loading it runs no code.", "",
              f"Converted by text4vis {config['library_version']} from `{src['file']}` "
              f"({src['format']}, SHA-256 `{src['sha256']}`).", "", "## Published accuracy", ""]
-    if entry:
+    protocol = (f"{entry.metric} {entry.value:.1f}% on {dataset}, views {entry.protocol}, "
+                f"[Text4Vis model zoo]({SOURCE_ZOO})" if entry else "")
+    if verified:
         lines += ["| dataset | metric | value | protocol | source |", "|---|---|---|---|---|",
                   f"| {dataset} (validation{', split 1' if entry.dataset in ('ucf101', 'hmdb51') else ''}) | "
                   f"{entry.metric} | {entry.value:.1f}% | {entry.protocol} | [Text4Vis model zoo]({SOURCE_ZOO}) |",
-                  "", f"The number is the authors' (published with the original file "
-                  f"`{entry.file or 'name not stated'}`, downloaded from: {entry.download}); this conversion did not re-measure it. "
+                  "", f"The number is the authors' for this very file (its SHA-256 is the published "
+                  f"`{entry.file}`'s, from: {entry.download}); this conversion did not re-measure it. "
                   f"The command below measures it with text4vis on your copy of the validation set."]
+    elif entry:
+        lines += [f"This file was recognised by its name as the published `{entry.file or entry.name}` "
+                  f"({protocol}), but text4vis has no record that its SHA-256 is the published file's, so that "
+                  f"accuracy is unverified for this file. Measure it with the command below."]
     else:
-        lines += ["This checkpoint is not one of the published Text4Vis checkpoints: no published number. "
-                  "Measure it with the command below."]
-    lines += ["", "## Recipe", "", (entry.recipe + f" (original config: [{entry.original_config}]"
-                                    f"({SOURCE_REPO}/blob/main/{entry.original_config})).") if entry else
-              "Unknown to text4vis (see the source checkpoint's own documentation).",
-              "", "## Licence", "",
-              "MIT, as the published Text4Vis weights (" + SOURCE_REPO + "/blob/main/LICENSE); the CLIP weights "
-              "inside are OpenAI's (MIT).", "",
+        lines += ["This checkpoint is not one of the published Text4Vis checkpoints: no published number."]
+    if entry:
+        lines += ["", "## Recipe", "", entry.recipe + f" (original config: [{entry.original_config}]"
+                  f"({SOURCE_REPO}/blob/main/{entry.original_config}))."]
+    lines += ["", "## Licence", "",
+              ("MIT, as the published Text4Vis weights (" + SOURCE_REPO + "/blob/main/LICENSE); the CLIP weights "
+               "inside are OpenAI's (MIT).") if verified else
+              "Not known to text4vis: it is the licence of the weights that were converted (and of the CLIP "
+              "weights they were trained from); check with whoever trained them before publishing.", "",
               "## Load it with text4vis", "", "```python", "import text4vis",
               f"rec = text4vis.load(checkpoint=\"{ckpt}\")",
               "rec.predict([\"clip.mp4\"], topk=5, views=\"" + (entry.views if entry else "1x1") + "\")", "```", "",
-              "```", f"text4vis predict clip.mp4 --checkpoint {ckpt}", "```", "",
-              "## Reproduce the number", "", "```", eval_command(config, entry, ckpt), "```", ""]
+              "```", f"text4vis predict clip.mp4 --checkpoint {ckpt}", "```", ""]
     if entry:
-        lines += [f"`{entry.text4vis_config}` is text4vis's config for this dataset: point its `data.val_list` / "
-                  f"`data.val_root` at your copy (or add `--set data.val_list=... --set data.val_root=...`). "
-                  f"`--views {entry.views}` = {entry.clips} temporal clip(s) x {entry.crops} spatial crop(s) of "
-                  f"{entry.frames} frames, as published; `--precision fp32` is the reference test precision.", ""]
+        name = os.path.basename(entry.text4vis_config)
+        lines += ["## Reproduce the number", "", "```", eval_command(config, entry, ckpt), "```", "",
+                  f"`{name}` is text4vis's config for this dataset (shipped with text4vis as "
+                  f"`text4vis/{entry.text4vis_config}`, and below): save it, point its `data.val_list` / `data.val_root` "
+                  f"at your copy (or add `--set data.val_list=... --set data.val_root=...`). `--views {entry.views}` = "
+                  f"{entry.clips} temporal clip(s) x {entry.crops} spatial crop(s) of {entry.frames} frames, as "
+                  f"published; `--precision fp32` is the reference test precision.", "",
+                  "<details><summary>" + name + "</summary>", "", "```yaml", packaged_config(entry).rstrip("\n"),
+                  "```", "", "</details>", ""]
+    else:
+        lines += ["## Evaluate it", "", "```", eval_command(config, entry, ckpt), "```", "",
+                  "with a text4vis or original Text4Vis config naming your validation list (`text4vis eval --help`).", ""]
+    lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- the Hub
 
-def upload_list(folder: str) -> list[str]:
-    """The files push_to_hub uploads: every file of a converted folder (sorted, relative paths)."""
+# What push_to_hub uploads from a converted folder: the files text4vis writes there (convert: the card
+# files; export: the ONNX model and its int8 variant). Anything else (tokens, logs, a rejected export)
+# goes up only when named with include=.
+FOLDER_FILES = CARD_FILES + ("model.onnx", "model.int8.onnx")
+
+
+def upload_list(folder: str, include=()) -> tuple[list[str], list[str]]:
+    """(files push_to_hub uploads, files it leaves out) of a converted folder, sorted relative paths: the
+    files text4vis writes there (FOLDER_FILES) and those matching an `include` pattern (glob, relative to
+    the folder, as huggingface_hub's allow_patterns)."""
+    import fnmatch
+
     from .checkpoints import MODEL_FILE
     if not os.path.isdir(folder):
         raise UsageError(f"folder={folder}: not a folder")
     if not os.path.isfile(os.path.join(folder, MODEL_FILE)) or not os.path.isfile(os.path.join(folder, "config.json")):
         raise UsageError(f"folder={folder}: not a converted folder (needs {MODEL_FILE} and config.json)")
-    files = []
+    include = [include] if isinstance(include, str) else list(include or ())
+    for pattern in include:
+        if os.path.isabs(pattern) or ".." in pattern.replace("\\", "/").split("/"):
+            raise UsageError(f"include={pattern!r}: a pattern relative to the folder, inside it")
+    present = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.relpath(os.path.join(root, n), folder) for n in names if not n.startswith(".")
-                  and ".tmp" not in n]
-    return sorted(files)
+        dirs[:] = sorted(dirs)
+        present += [os.path.relpath(os.path.join(root, n), folder).replace(os.sep, "/") for n in names]
+    chosen = [f for f in present if f in FOLDER_FILES or any(fnmatch.fnmatchcase(f, p) for p in include)]
+    for pattern in include:
+        if not any(fnmatch.fnmatchcase(f, pattern) for f in present):
+            raise UsageError(f"include={pattern!r}: matches no file in {folder}")
+    return sorted(chosen), sorted(set(present) - set(chosen))
+
+
+def check_repo_id(repo_id: str) -> str:
+    """A Hub repository id as huggingface_hub accepts it (ORG/NAME; its own validator when installed)."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise UsageError(f"repo_id={repo_id!r}: a Hub repository id is ORG/NAME")
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:  # the upload itself needs it and says so; a dry run checks the shape only
+        return repo_id
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UsageError(f"repo_id={repo_id!r}: not a valid Hub repository id ORG/NAME "
+                         f"({first_line(exc).split(':')[0]})") from None
+    return repo_id
 
 
 def push_to_hub(folder: str, repo_id: str, private: bool = False, revision: str | None = None,
-                dry_run: bool = False, token: str | None = None, commit_message: str | None = None) -> dict:
+                dry_run: bool = False, token: str | None = None, commit_message: str | None = None,
+                include=()) -> dict:
     """Upload a converted folder to the hub repository `repo_id` (created when missing; `private`),
-    on branch `revision` (default main). `dry_run` only lists what would be uploaded."""
-    parse_hub_spec(repo_id)
-    files = upload_list(folder)
+    on branch `revision` (default main): the files text4vis wrote there (FOLDER_FILES) and those
+    matching an `include` glob; the others are listed as "left_out". `dry_run` only lists."""
+    check_repo_id(repo_id)
+    files, left_out = upload_list(folder, include)
     result = {"repo_id": repo_id, "private": private, "revision": revision or "main", "files": files,
-              "bytes": sum(os.path.getsize(os.path.join(folder, f)) for f in files), "dry_run": dry_run}
+              "bytes": sum(os.path.getsize(os.path.join(folder, f)) for f in files), "left_out": left_out,
+              "dry_run": dry_run}
     if dry_run:
         return result
     api = _hub().HfApi(token=token)

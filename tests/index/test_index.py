@@ -407,3 +407,29 @@ def test_window_entries_are_timeline_windows(lib, capsys):
     assert len(tags) == len(rows) and set(tags[0]) == {"video", "start", "end", "top"}
     rc, _, err = run_cli("index", "build", folder, "--out", out, *model_args(lib["clip"]), "--window", "2")
     assert rc == 2 and "was built with entries" in err
+
+
+def test_untrusted_list_opens_only_media_files(lib, capsys, tmp_path, monkeypatch):
+    """`index build --untrusted` over a third-party list: an HLS playlist naming another file on this machine
+    is a failed input (one line), the real clips are indexed; without the flag FFmpeg follows the playlist."""
+    from text4vis import video
+    monkeypatch.setenv(video.MEDIA_FILES_ONLY_ENV, "0")  # the flag switches it on for this process: restored after
+    private = tmp_path / "private.ts"
+    write_video(str(private), index_frames(20, 48, 64))
+    playlist = tmp_path / "evil.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:20\n#EXTINF:10.0,\n{private}\n#EXT-X-ENDLIST\n")
+    good = lib["videos"] / "real" / REAL[1]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{playlist}\n{good}\n")
+    rc, _, err = run_cli("index", "build", listing, "--out", tmp_path / "trusting", *model_args(lib["clip"]),
+                     "--quiet")
+    assert rc == 0, err
+    rc, _, err = run_cli("index", "build", listing, "--out", tmp_path / "careful", *model_args(lib["clip"]),
+                     "--quiet", "--untrusted")
+    assert rc == 1
+    assert f"{playlist}: not a readable video" in err and "playlists and reference files are refused" in err
+    rows, _, _ = merged(tmp_path / "careful")
+    assert [(r["path"], r["status"]) for r in rows] == [(str(good), "ok"), (str(playlist), "error")]
+    assert "playlists and reference files are refused" in rows[1]["error"]
+    trusting, _, _ = merged(tmp_path / "trusting")
+    assert [r["status"] for r in trusting] == ["ok", "ok"]

@@ -11,9 +11,10 @@ import signal
 import time
 
 import httpx
+import numpy as np
 import pytest
 import torch
-from conftest import SHARED_VIDEOS
+from conftest import SHARED_VIDEOS, write_video
 from serving import Server
 
 from text4vis import cli
@@ -201,6 +202,48 @@ def test_undecodable_is_422(server, odd_inputs):
     assert "POST /v1/predict 422" in log and "notes.mp4: not a readable video" in log and "Traceback" not in log
 
 
+def write_private_ts(path) -> None:
+    """A small MPEG-TS video: the server's own file that no upload may read."""
+    write_video(str(path), np.full((20, 48, 64, 3), 90, np.uint8), fps=10)
+
+
+def test_uploaded_playlists_read_no_other_file(server, tmp_path):
+    """An HLS playlist or concat list naming the server's own files (absolute, or relative to the upload
+    folder) is refused without opening them: the answer is the same whether the file exists or not."""
+    private = tmp_path / "private.ts"
+    write_private_ts(private)
+    missing = tmp_path / "missing.ts"
+    rel = os.path.relpath(private, server.tmp)  # from the server's TMPDIR; the upload folder is one below it
+    hls = "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{}\n#EXT-X-ENDLIST\n"
+    answers = []
+    for target in (private, missing, "../" + rel):
+        for name, body in (("list.m3u8", hls.format(target)), ("list.ffconcat", f"ffconcat version 1.0\nfile '{target}'\n")):
+            for route in ("/v1/predict", "/v1/timeline"):
+                r = httpx.post(server.url + route, files={"video": (name, body.encode())}, timeout=60)
+                answers.append(assert_error(r, 422, name, "not a readable video"))
+    assert len(set(answers)) == 2, answers  # one message per client file name, whatever the playlist names
+    assert str(private) not in server.log_text()
+
+
+def test_media_files_only_is_a_switch_of_the_reader(tmp_path, monkeypatch):
+    """A playlist the user chose opens as FFmpeg opens it; under media_files_only() it is refused, while the
+    real clips (MP4, MOV, AVI, MKV, GIF, MPEG-TS) still open."""
+    from text4vis import video
+    private = tmp_path / "private.ts"
+    write_private_ts(private)
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2.0,\n{private}\n#EXT-X-ENDLIST\n")
+    monkeypatch.setenv(video.MEDIA_FILES_ONLY_ENV, "0")
+    assert video.probe(str(playlist)).num_frames == 20
+    video.media_files_only()
+    assert os.environ[video.MEDIA_FILES_ONLY_ENV] == "1"
+    with pytest.raises(video.VideoError, match="playlists and reference files are refused"):
+        video.probe(str(playlist))
+    assert video.probe(str(private)).num_frames == 20
+    for name in CLIPS + ["cricket_shot_ucf101.gif"]:
+        assert video.probe(clip(name)).num_frames > 0
+
+
 def test_bad_parameters_are_400(server):
     url = server.url + "/v1/predict"
     for fields, words in [({"topk": "abc"}, ["topk", "whole number"]), ({"topk": "0"}, ["topk", "between 1"]),
@@ -350,7 +393,8 @@ def test_sigterm_finishes_the_request_in_flight(servers, clip_file):
 
 def test_model_worker_batches_concurrent_jobs(clip_file):
     import text4vis
-    from text4vis.serve import Job, ModelWorker, decode_views
+    from text4vis.serve.batching import Job, ModelWorker
+    from text4vis.serve.decode import decode_views
     rec = text4vis.load(clip=clip_file, labels="ucf101", frames=4, device="cpu")
     views = {n: torch.from_numpy(decode_views(clip(n), 4, rec.input_size, 1, 1)) for n in CLIPS}
     single = ModelWorker(rec, max_batch=1)
@@ -374,9 +418,32 @@ def test_model_worker_batches_concurrent_jobs(clip_file):
         assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(alone[n]["top"], r["top"]))
 
 
+def test_model_worker_breaks_ties_in_label_order(clip_file, monkeypatch):
+    """The service's records use the one top-k rule (records.py): equal scores in label order, for a
+    predict record and for each window of a timeline record (tests/test_records.py: the other surfaces)."""
+    import text4vis
+    from text4vis import engine
+    from text4vis.serve.batching import Job, ModelWorker
+    labels = ["a", "b", "c", "d", "e"]
+    tied = torch.tensor([[0.1, 0.3, 0.3, 0.0, 0.3]])     # b, c and e tie
+    monkeypatch.setattr(engine, "scores_from_embeddings", lambda emb, weight: tied.expand(len(emb), -1).clone())
+    rec = text4vis.load(clip=clip_file, labels=labels, frames=4, device="cpu")
+    views = torch.zeros(2, 4, 3, rec.input_size, rec.input_size, dtype=torch.uint8)
+    windows = {"spans": [(0.0, 1.0), (1.0, 2.0)], "duration": 2.0, "fps": 25.0, "min_score": 0.0, "smooth": 0}
+    worker = ModelWorker(rec, max_batch=1)
+    try:
+        record = worker.submit(Job(views, "v.mp4", 4)).result(60)
+        timeline = worker.submit(Job(views, "v.mp4", 4, windows=windows)).result(60)
+    finally:
+        worker.stop()
+    want = ["b", "c", "e", "a"]
+    assert [t["label"] for t in record["top"]] == want
+    assert [[t["label"] for t in w["top"]] for w in timeline["windows"]] == [want, want]
+
+
 def test_decode_pool_kills_a_hung_worker_and_replaces_it():
     from text4vis.errors import VideoError
-    from text4vis.serve import DecodePool, DecodeTimeout, decode_views
+    from text4vis.serve.decode import DecodePool, DecodeTimeout, decode_views
     pool = DecodePool(workers=1, timeout_s=1.5)
     try:
         (before,) = pool.pids()

@@ -118,7 +118,7 @@ def _bench_serve(args) -> dict:
     import tempfile
 
     from ..bench import make_test_clip
-    from ..serve import bench_serve
+    from ..serve.bench import bench_serve
     from ..errors import UsageError, check_numbers
     try:
         clients = sorted({int(c) for c in args.clients.split(",")})

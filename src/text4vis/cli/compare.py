@@ -1,4 +1,4 @@
-"""`text4vis compare`: one Markdown table from run and eval folders (library: runs.py)."""
+"""`text4vis compare`: one Markdown table from run and eval folders (library: train/runs.py)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""The data commands: `check-data`, `prepare`, `synth` (library: check_data.py, prepare.py, synthetic.py)."""
+"""The data commands: `check-data`, `prepare`, `synth` (library: train/check_data.py, prepare.py, synthetic.py)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""`text4vis eval`: the paper's evaluation protocols (library: evaluate.py)."""
+"""`text4vis eval`: the paper's evaluation protocols (library: train/evaluate.py)."""
 from __future__ import annotations
 
 import argparse

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import UsageError, check_numbers
-
+from ..onnx_runtime import RUNTIMES
 from .common import add_model_args
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -44,6 +44,9 @@ def cmd_build(args) -> int:
     if args.labels or args.classifier:
         raise UsageError("--labels/--classifier belong to `index tag`: an index stores embeddings, "
                          "and any label set can tag it later")
+    if args.untrusted:
+        from ..video import media_files_only
+        media_files_only()
     report = build_index(args.inputs, args.out, checkpoint=args.checkpoint, clip=args.clip, frames=args.frames,
                          prompts=args.prompts, device=args.device, precision=args.precision or "auto",
                          window=args.window, stride=args.stride, shard_size=args.shard_size,
@@ -157,8 +160,9 @@ def register(sub) -> None:
     b.add_argument("inputs", nargs="+", help="video files, folders and list files")
     b.add_argument("--out", required=True, metavar="DIR", help="index folder (new, empty, or an index to add to)")
     add_model_args(b)
-    b.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
-                   help="onnx: embed on ONNX Runtime's CPU provider from the checkpoint's model.onnx (`text4vis "
+    b.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                   help="onnx: embed on ONNX Runtime's CPU provider from the checkpoint's model.onnx (onnx-int8: its "
+                        "model.int8.onnx) (`text4vis "
                         "export`); the index is the same as with torch (default torch)")
     b.add_argument("--window", type=float, help="one entry per time window of this many seconds (default: one per video)")
     b.add_argument("--stride", type=float, help="seconds between window starts (default: --window)")
@@ -173,6 +177,10 @@ def register(sub) -> None:
     b.add_argument("--exact-below", type=int, default=100_000, help="auto uses exact search below this many entries (default 100000)")
     b.add_argument("--nlist", type=int, help="IVF cells (default: about sqrt(entries))")
     b.add_argument("--nprobe", type=int, help="IVF cells searched per query (default: max(8, nlist/64))")
+    b.add_argument("--untrusted", action="store_true",
+                   help="the inputs come from someone else (a downloaded list, a shared folder): open only "
+                        "self-contained video files, so that no playlist or reference file (HLS, concat, ...) "
+                        "can make FFmpeg read other files; each such input is a failed input")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..errors import UsageError
-
+from ..onnx_runtime import RUNTIMES
 from .common import add_model_args, show_progress
 
 EXAMPLES_PREDICT = """examples:
@@ -88,7 +88,8 @@ def register(sub) -> None:
     p.add_argument("--embedding", action="store_true", help="with --json: include the normalised video embedding")
     p.add_argument("--quiet", action="store_true",
                    help="no status lines or progress bar (they go to stderr only when it is a terminal)")
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(onnx-int8: its int8 model.int8.onnx, from `export --quantize int8`) "
                         "(`text4vis export`); scores and outputs as with torch (default torch)")
     p.set_defaults(func=cmd_predict)

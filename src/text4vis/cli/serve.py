@@ -1,10 +1,10 @@
-"""`text4vis serve`: the HTTP service and its web page (library: text4vis.serve)."""
+"""`text4vis serve`: the HTTP service and its web page (library: the serve/ package)."""
 from __future__ import annotations
 
 import argparse
 
 from ..errors import UsageError, check_numbers
-
+from ..onnx_runtime import RUNTIMES
 from .common import add_model_args
 
 EXAMPLES_SERVE = """examples:
@@ -31,7 +31,7 @@ def cmd_serve(args) -> int:
                   ("--max-queue", args.max_queue, 1), ("--decode-workers", args.decode_workers, 1),
                   ("--decode-timeout", args.decode_timeout, 0.1), ("--frames", args.frames, 1))
     from .. import serve
-    serve._require_fastapi()  # before loading a model: a missing extra is one line at once
+    serve.require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
     index = None
     if args.index and args.runtime != "torch":
@@ -76,8 +76,9 @@ def register(sub) -> None:
                                    "with a time limit; uploads are streamed to a private folder and deleted.",
                        epilog=EXAMPLES_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="onnx: the video model runs on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(onnx-int8: its model.int8.onnx) "
                         "(`text4vis export`; not with --index, whose model runs on torch) (default torch)")
     g = p.add_argument_group("service")
     g.add_argument("--index", metavar="DIR", help="a video index (text4vis index) for /v1/search")

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import UsageError, check_numbers
-
+from ..onnx_runtime import RUNTIMES
 from .common import add_model_args
 
 EXAMPLES_TIMELINE = """examples:
@@ -117,8 +117,9 @@ def register(sub) -> None:
                        epilog=EXAMPLES_TIMELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files and/or folders (searched recursively)")
     add_model_args(p)
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+    p.add_argument("--runtime", choices=RUNTIMES, default="torch",
                    help="onnx: run the video model on ONNX Runtime's CPU provider from the checkpoint's model.onnx "
+                        "(onnx-int8: its int8 model.int8.onnx, from `export --quantize int8`) "
                         "(`text4vis export`); windows and scores as with torch (default torch)")
     p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
     p.add_argument("--stride", type=float, default=2.0, help="seconds between window starts (default 2)")

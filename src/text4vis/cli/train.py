@@ -1,4 +1,4 @@
-"""`text4vis train`: fine-tune a video model (library: train.py)."""
+"""`text4vis train`: fine-tune a video model (library: the train/ package)."""
 from __future__ import annotations
 
 import argparse

@@ -43,7 +43,8 @@ def cmd_convert(args) -> int:
           f"{config['architecture']['head']} head, {config['num_frames']} frames, {config['input_size']}px, "
           f"{config['labels']['num_classes']} classes)")
     if pub:
-        print(f"published: {pub['metric']} {pub['value']}% on {pub['dataset']}, {pub['views']} ({pub['source']})")
+        print(f"published: {pub['metric']} {pub['value']}% on {pub['dataset']}, {pub['views']} ({pub['source']})"
+              + ("" if pub["verified"] else "; recognised by name only, so unverified for this file (the card says so)"))
     else:
         print("published: none known for this file (the card says so)")
     return 0
@@ -52,7 +53,7 @@ def cmd_convert(args) -> int:
 def cmd_push(args) -> int:
     from ..zoo import push_to_hub
     result = push_to_hub(args.folder, args.repo_id, private=args.private, revision=args.revision,
-                         dry_run=args.dry_run, commit_message=args.message)
+                         dry_run=args.dry_run, commit_message=args.message, include=args.include or ())
     if args.json:
         print(json.dumps(result))
         return 0
@@ -61,6 +62,8 @@ def cmd_push(args) -> int:
           f"@{result['revision']}{' (private)' if args.private else ''}:")
     for f in result["files"]:
         print(f"  {f}")
+    if result["left_out"]:
+        print(f"left out (not written by text4vis; --include PATTERN to add): {', '.join(result['left_out'])}")
     if not args.dry_run:
         print(f"load it with --checkpoint hf-hub:{result['repo_id']}"
               + (f"@{args.revision}" if args.revision else ""))
@@ -91,13 +94,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("push-to-hub", help="upload a converted folder to the Hugging Face Hub",
                        formatter_class=RAW, epilog=EXAMPLES_PUSH,
-                       description="Create the repository if needed and upload every file of a converted folder "
-                                   "(huggingface_hub's HfApi.create_repo + upload_folder).")
+                       description="Create the repository if needed and upload the files text4vis wrote into a "
+                                   "converted folder (model.safetensors, config.json, README.md, model.onnx, "
+                                   "model.int8.onnx) with huggingface_hub's HfApi.create_repo + upload_folder. Any "
+                                   "other file (a token, a log, a rejected export) stays here unless --include "
+                                   "names it; the list is printed either way.")
     p.add_argument("folder", help="a folder written by `text4vis convert`")
-    p.add_argument("repo_id", metavar="ORG/NAME", help="hub repository")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="hub repository id, checked as huggingface_hub checks it")
     p.add_argument("--private", action="store_true", help="create the repository private (default: public)")
     p.add_argument("--revision", help="branch to upload to (created if missing; default main)")
     p.add_argument("--message", help="commit message (default: 'text4vis push-to-hub')")
     p.add_argument("--dry-run", action="store_true", help="only list the files that would be uploaded")
+    p.add_argument("--include", action="append", metavar="PATTERN",
+                   help="also upload the files matching this glob, relative to the folder (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_push)
