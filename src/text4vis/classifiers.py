@@ -229,6 +229,15 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
         raise ClassifierError(f"lda: degenerate classifier: the rows of {len(zero)} class(es) are all zeros "
                               f"(e.g. {labels[zero[0]]!r}) because the videos of a class do not differ at all "
                               f"(the same video listed twice?); LDA needs at least 2 distinct videos per class")
+    unit = coef / np.linalg.norm(coef, axis=1, keepdims=True)
+    same = np.argwhere(np.triu(unit @ unit.T, k=1) > 1 - 1e-6)   # rows check_rows would refuse, with LDA's reason
+    if len(same):
+        a, b = same[0]
+        raise ClassifierError(f"lda: classes {labels[a]!r} and {labels[b]!r} got the same row ({len(same)} such "
+                              f"pair(s)): with {int(counts.min())} to {int(counts.max())} videos per class their "
+                              f"videos embed alike to LDA (too few to estimate the spread within a class, or the "
+                              f"same videos); embed more videos per class (a larger classifier.lda_fraction, "
+                              f"`classifier build --fraction`) or use another classifier type (text, lm)")
     return Classifier(normalize_rows(torch.from_numpy(coef)), list(labels),
                       {"type": "lda", "num_videos": int(len(targets))})
 
