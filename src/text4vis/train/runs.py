@@ -280,7 +280,8 @@ def _eval_summary(folder: str, res: str) -> dict:
     half = r.get("half_classes")
     zs = half.get("top1_mean") if isinstance(half, dict) else None
     return {"name": os.path.basename(folder.rstrip("/")), "classifier": "(eval)", "mode": r.get("protocol", ""),
-            "shot": "", "head": "", "top1": r.get("top1"), "top5": r.get("top5"), "zero_shot_half": zs}
+            "shot": "", "head": "", "measured": f"eval, {r.get('views', '?')} views", "top1": r.get("top1"),
+            "top5": r.get("top5"), "zero_shot_half": zs}
 
 
 def run_summary(folder: str) -> dict | None:
@@ -306,5 +307,5 @@ def run_summary(folder: str) -> dict | None:
     evals = [rec for rec in read_metrics(met_path) if isinstance(rec.get("val_top1"), (int, float))]
     best = max(evals, key=lambda r: r["val_top1"]) if evals else {}
     return {"name": os.path.basename(folder.rstrip("/")), "classifier": values[0], "mode": values[1],
-            "shot": shot, "head": values[2], "top1": best.get("val_top1"), "top5": best.get("val_top5"),
-            "zero_shot_half": None}
+            "shot": shot, "head": values[2], "measured": "best val during training, 1x1 view",
+            "top1": best.get("val_top1"), "top5": best.get("val_top5"), "zero_shot_half": None}
