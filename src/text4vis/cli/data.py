@@ -20,7 +20,8 @@ def add_check_data(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. data.train_root=/data/k400 (repeatable; default: none)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
-    p.add_argument("--write-clean", metavar="DIR", help="write train/val lists without the broken entries to DIR")
+    p.add_argument("--write-clean", metavar="DIR", help="write train/val lists without the broken entries to DIR "
+                                                        "(default: only report)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal only)")
     p.set_defaults(func=cmd_check_data, param_flags={"clean_dir": "--write-clean"},
                    on_interrupt=lambda a: "text4vis check-data: interrupted; no report and no cleaned lists were "
@@ -50,7 +51,8 @@ def add_prepare(sub) -> None:
                               "--out /fast/k400-prepared\n  then: --set data.train_list=/fast/k400-prepared/train.txt "
                               "--set data.train_root=/fast/k400-prepared")
     p.add_argument("--list", required=True, help="video list file ('relative/path.mp4 label')")
-    p.add_argument("--root", default="", help="folder the list's paths are relative to")
+    p.add_argument("--root", default="", help="folder the list's paths are relative to (default: none, paths as "
+                                              "written)")
     p.add_argument("--out", required=True, help="output folder (mirrors the list's relative paths; rerunning into "
                                                 "it resumes; a list file there that prepare did not write is refused)")
     p.add_argument("--short-side", type=int, default=256, help="frames are resized to this short side (default 256)")
@@ -85,7 +87,9 @@ def cmd_prepare(args) -> int:
 def add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write the synthetic action benchmark (videos + list files)",
                        formatter_class=RAW,
-                       description="Procedurally rendered short videos of shapes moving, rotating, growing ...;\n"
+                       description="Procedurally rendered short videos of shapes moving, rotating, growing ...:\n"
+                                   "36 classes (4 shapes x 9 motions), 32 seen (trained on) and 4 held out for\n"
+                                   "zero-shot evaluation.\n"
                                    "H.264 files plus Text4Vis-format list files (train.txt, val.txt, zeroshot_val.txt)\n"
                                    "and label CSVs (labels.csv, zeroshot_labels.csv). Deterministic given --seed.\n"
                                    "Train on it with data.train_list=OUT/train.txt, data.train_root=OUT,\n"

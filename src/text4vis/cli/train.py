@@ -19,11 +19,14 @@ def add_train(sub) -> None:
                               "  text4vis train --config their_text4vis.yaml --set data.train_root=/data/k400 --output runs/x\n"
                               "  torchrun --nproc_per_node 8 -m text4vis train --config ... --output ...\n"
                               "effective batch = data.batch_size x processes x optim.grad_accumulation")
-    p.add_argument("--config", help="YAML config (text4vis sections, or an original Text4Vis config)")
-    p.add_argument("--output", help="run folder (config, metrics.jsonl, tensorboard/, last/best checkpoints)")
+    p.add_argument("--config", help="YAML config (text4vis sections, or an original Text4Vis config; default: none, "
+                                    "the defaults of --help-config and the --set values)")
+    p.add_argument("--output", help="run folder (config, train.log, metrics.jsonl, tensorboard/, last/best "
+                                    "checkpoints); required (no default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set data.batch_size=16 (repeatable)")
-    p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path")
+                   help="override a config value, e.g. --set data.batch_size=16 (repeatable; default: none)")
+    p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path "
+                                    "(default: training.resume, else a fresh run)")
     p.add_argument("--help-config", action="store_true", help="print every config field with its default and meaning")
     p.add_argument("--quiet", action="store_true", help="no progress bars (default: bars on a terminal only)")
     p.set_defaults(func=cmd_train, param_flags={"training.resume": "--resume"})
