@@ -219,14 +219,16 @@ def map_original(key: str, value: Any, source: str) -> tuple[str, Any]:
 def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
     """Map an original Text4Vis config onto our sections; returns (dotted values, notes).
 
-    Every option text4vis does not use is reported, once: one note each for those whose value asks
-    for something text4vis does not do, and one note listing those whose value it follows anyway."""
+    An option text4vis does not use is accepted only at the value text4vis follows anyway (listed in one
+    note); a value that asks for something text4vis does not do is refused (every one in one ConfigError),
+    never dropped. Keys text4vis does not know get a note each."""
     values: dict[str, Any] = {"optim.betas": [0.9, 0.98],  # the reference's first public code (2022-11-28); README
                               "data.min_frames": 8,        # the reference drops training entries under 8 frames
                               "optim.schedule": "original",  # its train.py's lr schedule and accumulation
                               "optim.carry_gradients": True}
     notes: list[str] = []
     same: list[str] = []
+    refused: list[str] = []
     for key, value in _flatten(raw).items():
         if key not in ORIGINAL_KEYS:
             notes.append(f"{source}: {key} is not a Text4Vis option text4vis knows; ignored")
@@ -239,12 +241,15 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
             if _same_as_text4vis(key, value):
                 same.append(f"{key}: {value}")
             else:
-                notes.append(f"{source}: {key}: {value} ignored ({WHY_IGNORED.get(key, 'no meaning here')})")
+                refused.append(f"{source}: {key}: {value} is not supported here ({WHY_IGNORED.get(key, 'no meaning')}"
+                               f"); remove it or set it to {SAME_AS_TEXT4VIS[key][0]!r}")
             continue
         target, value = map_original(key, value, source)
         if value is None and target not in ("model.pretrain", "training.resume", "data.shot"):
             continue
         values[target] = value
+    if refused:
+        raise _one_error(refused)
     if same:
         notes.append(f"{source}: ignored, as text4vis does the same anyway: {', '.join(same)}")
     dataset = str((raw.get("data") or {}).get("dataset") or "")
@@ -413,6 +418,12 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
             if "=" not in item:
                 raise ConfigError(f"overrides={item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
             k, v = (x.strip() for x in item.split("=", 1))
+            if k == "data.num_classes":   # an original config's class count, checked against the label list
+                try:
+                    num_classes = int(v)
+                except ValueError:
+                    raise ConfigError(f"data.num_classes {v!r} is not an integer") from None
+                continue
             if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
                 try:
                     parsed = yaml.safe_load(v) if v else None
