@@ -88,10 +88,12 @@ class TrainingCfg:
     eval_freq: int = 1                 # evaluate on the val list every N epochs (0: never)
     print_freq: int = 10               # write metrics.jsonl / TensorBoard every N optimiser steps
     save_every_steps: int = 0          # also write `last` every N optimiser steps (0: at epoch ends only)
+    keep_last_n: int = 0               # also keep the checkpoints of the last N epoch ends (epoch_NNN.safetensors; 0: none)
     max_steps: int | None = None       # stop after this many optimiser steps (smoke tests, demos)
     max_nonfinite: int = 5             # stop after this many non-finite losses in a row
     checkpoint_text_tower: bool = True  # store the text tower in checkpoints (new label sets offline)
     resume: str | None = None          # auto | path of a `last` checkpoint
+    device: str = "auto"               # auto (this process's GPU, else the CPU) | cpu | cuda | cuda:1 ... (one process; torchrun: auto)
 
 
 @dataclass
@@ -470,6 +472,7 @@ def config_problems(cfg: Config) -> list[str]:
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
                 "training.save_every_steps": (cfg.training.save_every_steps, 0),
+                "training.keep_last_n": (cfg.training.keep_last_n, 0),
                 "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1),
                 "data.min_frames": (cfg.data.min_frames, 0)}
     for key, (value, low) in at_least.items():

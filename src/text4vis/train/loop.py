@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from .. import engine
 from ..datasets import DataError, TestDataset
-from ..devices import autocast, process_group
-from ..errors import Text4VisError, TrainError
+from ..devices import autocast, pick_device, process_group
+from ..errors import ConfigError, Text4VisError, TrainError
 from ..model import VideoModel
 from . import metrics
 from .config import Config
-from .runs import CHECKPOINT_BEST, remove_unused_folder
+from .runs import CHECKPOINT_BEST, keep_epoch_checkpoint, remove_unused_folder
 from .setup import RUN_LOG, Run, check_folder_on_all_ranks, data_error_line, log
 
 # ----------------------------------------------------------------------------- one step's parts
@@ -218,6 +218,8 @@ def end_of_epoch(run: Run, epoch: int, stop: bool, val_warned: set, progress: bo
     if not evaluating:  # nothing to choose by: `best` is the latest model
         run.save(os.path.join(run.output, CHECKPOINT_BEST), False)
     run.save(run.last_path, True)
+    if cfg.training.keep_last_n and run.rank == 0:
+        keep_epoch_checkpoint(run.output, epoch + 1, cfg.training.keep_last_n)
     return result
 
 
@@ -236,6 +238,11 @@ def train(cfg: Config, output: str, notes: list[str] | None = None, progress: bo
     Every line printed also goes to `output`/train.log; a run that fails at setup in a folder it created
     removes it. Returns a summary (steps, epochs done, best val top-1, bad videos, the last evaluation)."""
     with process_group() as (rank, world, device):
+        if cfg.training.device != "auto":
+            if world > 1:
+                raise ConfigError(f"training.device={cfg.training.device!r}: under torchrun each process uses "
+                                  f"its own GPU (LOCAL_RANK); leave training.device at auto")
+            device = pick_device(cfg.training.device)
         RUN_LOG.start()
         try:
             bs, accum = cfg.data.batch_size, cfg.optim.grad_accumulation

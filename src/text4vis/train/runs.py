@@ -6,6 +6,7 @@
     tensorboard/        the same numbers for TensorBoard
     last.safetensors    the latest state, with everything needed to resume
     best.safetensors    the best val top-1 (or the latest when there is no val list)
+    epoch_NNN.safetensors  `last` at the end of epoch NNN, the newest training.keep_last_n of them
     bad_videos.txt      videos that failed to decode, when there were some
     fewshot_videos.txt  the videos a few-shot run chose
 """
@@ -104,6 +105,22 @@ class FolderLock:
             self.fd = None
 
 
+def keep_epoch_checkpoint(output: str, epoch: int, keep: int) -> None:
+    """`training.keep_last_n`: the `last` checkpoint of an epoch's end kept as epoch_NNN.safetensors (a hard link
+    where the file system has them, so no copy: `last` is replaced by rename, never written in place); only
+    the newest `keep` are kept."""
+    last, kept = os.path.join(output, CHECKPOINT_LAST), os.path.join(output, f"epoch_{epoch:03d}.safetensors")
+    if os.path.lexists(kept):
+        os.remove(kept)
+    try:
+        os.link(last, kept)
+    except OSError:
+        shutil.copyfile(last, kept)
+    epochs = sorted(n for n in os.listdir(output) if n.startswith("epoch_") and n.endswith(".safetensors"))
+    for name in epochs[:-keep]:
+        os.remove(os.path.join(output, name))
+
+
 def remove_unused_folder(output: str) -> None:
     """A run that failed at setup, in a folder it created, leaves nothing behind: its lock, log and few-shot
     list go, then the folder (only if nothing else is in it)."""
@@ -139,7 +156,8 @@ def clear_leftovers(output: str) -> list[str]:
 SAFE_ON_RESUME = {
     "data.train_root", "data.val_root", "data.workers", "data.max_bad_fraction", "optim.epochs",
     "training.eval_freq", "training.print_freq", "training.save_every_steps", "training.max_steps",
-    "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower",
+    "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower", "training.device",
+    "training.keep_last_n",
     "evaluation.batch_size", "evaluation.precision", "evaluation.views",
 }
 
