@@ -51,6 +51,8 @@ class ModelCfg:
     head: str = "transf"               # temporal head: transf (the paper's) or mean
     pretrain: str | None = None        # start from this checkpoint (text4vis or original Text4Vis)
     freeze_visual: bool = False        # keep the image tower fixed (train only the head)
+    grad_checkpointing: bool = False   # activation checkpointing in every image-tower block (less memory, ~30% more compute; the original's)
+    drop_path: float = 0.0             # stochastic depth of the image tower's blocks, rising to this rate at the last (0: off, as the paper)
 
 
 @dataclass
@@ -91,6 +93,8 @@ class TrainingCfg:
     keep_last_n: int = 0               # also keep the checkpoints of the last N epoch ends (epoch_NNN.safetensors; 0: none)
     max_steps: int | None = None       # stop after this many optimiser steps (smoke tests, demos)
     max_nonfinite: int = 5             # stop after this many non-finite losses in a row
+    label_smoothing: float = 0.0       # classifier mode: cross-entropy with this label smoothing (0: off, as the paper)
+    compile: bool = False              # torch.compile the model for training (faster on GPUs after a first slow step)
     checkpoint_text_tower: bool = True  # store the text tower in checkpoints (new label sets offline)
     resume: str | None = None          # auto | path of a `last` checkpoint
     device: str = "auto"               # auto (this process's GPU, else the CPU) | cpu | cuda | cuda:1 ... (one process; torchrun: auto)
@@ -486,6 +490,12 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
     if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
         problems.append(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
+    if not 0 <= cfg.model.drop_path < 1:
+        problems.append(f"model.drop_path is {cfg.model.drop_path}: a rate in [0, 1)")
+    if not 0 <= cfg.training.label_smoothing < 1:
+        problems.append(f"training.label_smoothing is {cfg.training.label_smoothing}: a fraction in [0, 1)")
+    elif cfg.training.label_smoothing and cfg.training.mode != "classifier":
+        problems.append("training.label_smoothing applies to training.mode=classifier (the cross-entropy loss)")
     for key in ("grayscale", "blur", "solarize"):
         value = getattr(cfg.data, key)
         if not 0 <= value <= 1:

@@ -157,7 +157,7 @@ SAFE_ON_RESUME = {
     "data.train_root", "data.val_root", "data.workers", "data.max_bad_fraction", "optim.epochs",
     "training.eval_freq", "training.print_freq", "training.save_every_steps", "training.max_steps",
     "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower", "training.device",
-    "training.keep_last_n",
+    "training.keep_last_n", "training.compile", "model.grad_checkpointing",
     "evaluation.batch_size", "evaluation.precision", "evaluation.views",
 }
 

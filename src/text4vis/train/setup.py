@@ -32,6 +32,7 @@ from ..labels import resolve_labels
 from ..model import VideoModel
 from ..towers import WeightsError, load_towers
 from ..transforms import TrainTransform
+from . import tower
 from .config import Config
 from .runs import (
     CHECKPOINT_LAST,
@@ -168,16 +169,17 @@ class Trainee(nn.Module):
     """What DistributedDataParallel wraps: the video model, plus the text tower in contrastive mode."""
 
     def __init__(self, video: VideoModel, contrastive: bool = False, text_clip: nn.Module | None = None,
-                 tokens: torch.Tensor | None = None, gather: bool = True):
+                 tokens: torch.Tensor | None = None, gather: bool = True, label_smoothing: float = 0.0):
         super().__init__()
         self.video, self.contrastive, self.text, self.gather = video, contrastive, text_clip, gather
+        self.label_smoothing = label_smoothing
         self.register_buffer("tokens", tokens, persistent=False)
 
     def forward(self, frames: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.video.embed(frames)                                   # (b, dc)
         logits = self.video.logits(emb)                                  # (b, c)
         if not self.contrastive:
-            return losses.classification_loss(logits, labels), logits
+            return losses.classification_loss(logits, labels, self.label_smoothing), logits
         if self.gather:                                                  # "batch gather" across GPUs
             emb, labels = losses.gather_with_grad(emb), losses.gather_with_grad(labels)
         classes = torch.unique(labels)                                   # (u,) classes in the batch
@@ -314,6 +316,10 @@ def build_model(cfg: Config, names, distinct, reader, device, progress: bool = F
     model.set_classifier(cls.weight, learn=cfg.classifier.type == "linear" and not cfg.classifier.file)
     if cfg.model.freeze_visual:
         model.visual.requires_grad_(False)
+    if cfg.model.grad_checkpointing:
+        tower.set_grad_checkpointing(model.visual)
+    if cfg.model.drop_path:
+        tower.add_drop_path(model.visual, cfg.model.drop_path)
     return towers, model, cls
 
 
@@ -328,7 +334,8 @@ def build_trainee(cfg: Config, towers, model: VideoModel, cls, names, device) ->
         tokens = towers.tokenize([cfg.classifier.prompts[0].format(n) for n in names])
     elif contrastive and cls.meta.get("type") != "text":
         raise ConfigError("training.text_tower=frozen contrasts against the CLIP text rows: set classifier.type=text")
-    return Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather).to(device)
+    return Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather,
+                   cfg.training.label_smoothing).to(device)
 
 
 def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world: int, device):
@@ -365,6 +372,8 @@ class Run:
         if world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.trainee, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.training.compile:   # the forward and backward compiled; weights and checkpoints as without
+            self.net = torch.compile(self.net)
         self.dataset, self.sampler, self.loader = build_loader(cfg, self.train_samples, self.input_size,
                                                                self.reader, rank, world, device)
         self.accum = cfg.optim.grad_accumulation
