@@ -372,6 +372,51 @@ def _one_error(problems: list[str]) -> ConfigError:
     return ConfigError(f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+def read_yaml(path: str) -> dict:
+    """A config file's mapping, or a ConfigError naming the file (missing, not text, not YAML, not a mapping)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or first_line(exc)
+            raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections")
+    return raw
+
+
+def with_base(raw: dict, path: str, chain: tuple[str, ...] = ()) -> dict:
+    """`base: other.yaml` (relative to the file naming it): the other config's sections, overridden field by
+    field by this file's (then by `--set`); bases may have bases. Text4vis configs only."""
+    if "base" not in raw:
+        return raw
+    base = raw["base"]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: {base!r} is not a config file name")
+    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+    if base_path in chain + (os.path.abspath(path),):
+        raise ConfigError(f"{path}: base: {base} makes a loop ({' -> '.join(chain + (os.path.abspath(path), base_path))})")
+    parent = with_base(read_yaml(base_path), base_path, chain + (os.path.abspath(path),))
+    body = {k: v for k, v in raw.items() if k != "base"}
+    for cfg_path, cfg in ((base_path, parent), (path, body)):
+        if "network" in cfg or "solver" in cfg:
+            raise ConfigError(f"{cfg_path}: base: works with text4vis configs (an original Text4Vis config cannot "
+                              f"have or be a base)")
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in parent.items()}
+    for section, values in body.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
+
+
 def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
     """Read a YAML config (ours or the original Text4Vis format) and apply `key=value` overrides.
     Returns the config and notes (ignored original options), to be printed once."""
@@ -379,20 +424,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
     num_classes = None
     problems: list[str] = []  # every problem is collected, then reported at once
     if path:
-        if not os.path.isfile(path):
-            raise ConfigError(f"{path}: config file not found")
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = yaml.safe_load(f) or {}
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                problem = getattr(exc, "problem", None) or first_line(exc)
-                raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: a config is a mapping of sections")
+        raw = with_base(read_yaml(path), path)
         try:
             original = is_original(raw)
         except ConfigError as exc:
