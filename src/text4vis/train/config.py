@@ -95,6 +95,8 @@ class TrainingCfg:
     max_nonfinite: int = 5             # stop after this many non-finite losses in a row
     label_smoothing: float = 0.0       # classifier mode: cross-entropy with this label smoothing (0: off, as the paper)
     compile: bool = False              # torch.compile the model for training (faster on GPUs after a first slow step)
+    tracker: str = "none"              # also log to an experiment tracker: none | wandb | mlflow (TensorBoard always)
+    tracker_project: str | None = None  # the tracker's project (wandb) or experiment (mlflow); None: text4vis
     checkpoint_text_tower: bool = True  # store the text tower in checkpoints (new label sets offline)
     resume: str | None = None          # auto | path of a `last` checkpoint
     device: str = "auto"               # auto (this process's GPU, else the CPU) | cpu | cuda | cuda:1 ... (one process; torchrun: auto)
@@ -494,6 +496,11 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
     if cfg.optim.schedule not in ("per_step", "original"):
         problems.append(f"optim.schedule {cfg.optim.schedule!r}: choose per_step or original")
+    if cfg.training.tracker not in ("none", "wandb", "mlflow"):
+        problems.append(f"training.tracker {cfg.training.tracker!r}: choose none, wandb or mlflow")
+    elif cfg.training.tracker != "none" and not _installed(cfg.training.tracker):
+        problems.append(f"training.tracker={cfg.training.tracker!r}: the {cfg.training.tracker} package is not "
+                        f"installed (pip install {cfg.training.tracker}), or set training.tracker=none")
     if cfg.training.mode not in ("classifier", "contrastive"):
         problems.append(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
     if cfg.training.text_tower not in ("online", "frozen"):
@@ -552,6 +559,14 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"data.randaug {cfg.data.randaug}: [N, M], N operations (0..16) of magnitude M (0..30), "
                         f"e.g. [2, 9]")
     return problems
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+    import sys
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def describe() -> str:

@@ -263,8 +263,9 @@ def trim_metrics(path: str, step: int) -> None:
 class MetricsLog:
     """Appends records to metrics.jsonl (and scalars to TensorBoard); a no-op on ranks other than 0."""
 
-    def __init__(self, output: str, rank: int, purge_step: int | None = None):
+    def __init__(self, output: str, rank: int, purge_step: int | None = None, tracker=None):
         self.file = self.writer = None
+        self.tracker = tracker if rank == 0 else None   # train/tracker.py (training.tracker), or None
         if rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(output, "tensorboard"), purge_step=purge_step)
@@ -278,9 +279,11 @@ class MetricsLog:
             for k, v in record.items():
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
                     self.writer.add_scalar(k, v, record["step"])
+        if self.tracker is not None:
+            self.tracker.log(record)
 
     def close(self) -> None:
-        for f in (self.file, self.writer):
+        for f in (self.file, self.writer, self.tracker):
             if f is not None:
                 f.close()
 

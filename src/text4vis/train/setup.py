@@ -403,7 +403,12 @@ class Run:
         resume = self.resume(cfg.training.resume)
         if rank == 0:
             start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
-        self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
+        tracker = None
+        if rank == 0 and cfg.training.tracker != "none":
+            from .tracker import Tracker
+            tracker = Tracker(cfg.training.tracker, cfg.training.tracker_project, output, cfg.to_dict())
+        self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None,
+                                  tracker=tracker)
         self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
                          "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
 
