@@ -165,6 +165,7 @@ def gathered(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("name,sizes", GATHER_CASES, ids=[c[0] for c in GATHER_CASES])
 def test_gather_with_grad_two_gloo_processes(gathered, name, sizes):

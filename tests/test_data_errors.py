@@ -84,6 +84,7 @@ def av_thread_type():
     return ThreadType
 
 
+@pytest.mark.slow
 def test_damaged_h264_decodes_repeatedly_without_hanging(damaged):
     """Before the fix, with three of these loops running side by side (contention makes the race
     likely), at least one deadlocked in FFmpeg's frame threads nearly every time."""
@@ -299,6 +300,7 @@ def test_bad_image_tmpl_is_a_data_error(tmpl, problem):
     check_image_tmpl("{}.png")
 
 
+@pytest.mark.slow
 def test_check_data_with_bad_image_tmpl_neither_hangs_nor_crashes(frame_folder_cfg):
     d = frame_folder_cfg
     result = run_python(f"""

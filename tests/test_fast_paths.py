@@ -18,6 +18,7 @@ CLIPS = ["arm_wrestling_h264.mp4", "flipping_pancake_h264_opus.mkv", "cricket_sh
          "dog_android_vfr_rotate180_h264_aac.mp4", "cleaning_pool_xvid_mp3.avi", "iphone4s_rotate90_h264_aac.mov"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLIPS)
 def test_single_thread_skipping_decode_equals_full_decode(name):
     path = os.path.join(SHARED_VIDEOS, name)

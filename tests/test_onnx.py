@@ -69,6 +69,7 @@ def test_onnx_with_other_frame_counts(exported, frames):
     assert clip["top"][0]["label"] == torch_rec.predict([REAL["cricket_shot_ucf101.gif"]], topk=1, workers=0)[0]["top"][0]["label"]
 
 
+@pytest.mark.slow
 def test_export_other_frames_and_int8(tmp_path, exported, capsys):
     folder, _ = exported
     out = str(tmp_path / "f4.onnx")
@@ -105,6 +106,7 @@ def test_missing_onnxruntime_names_the_extra(exported, monkeypatch, capsys):
     assert "text4vis[onnx]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_onnx_reports_both_runtimes_and_agreement():
     # width 128: 2 attention heads, so nn.MultiheadAttention would take its (not exportable) fused fast path
     # under no_grad, as it does for every real CLIP
@@ -118,6 +120,7 @@ def test_bench_onnx_reports_both_runtimes_and_agreement():
     assert r["threads"] == torch.get_num_threads()
 
 
+@pytest.mark.slow
 def test_timeline_on_onnx_runtime_equals_torch(exported, capsys):
     folder, _ = exported
     video = REAL["dog_android_vfr_rotate180_h264_aac.mp4"]
@@ -148,6 +151,7 @@ def test_index_build_on_onnx_runtime_equals_torch(exported, tmp_path):
         assert max(abs(x["score"] - y["score"]) for x, y in zip(a["top"], b["top"])) < 1e-4
 
 
+@pytest.mark.slow
 def test_serve_on_onnx_runtime_answers_as_torch(exported, tmp_path):
     import httpx
     from serving import Server

@@ -35,6 +35,7 @@ def test_cluster_order_groups_related():
     assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
 
 
+@pytest.mark.slow
 def test_plot_confusion_small_and_large(tmp_path):
     rng = np.random.default_rng(0)
     conf = rng.integers(0, 5, size=(10, 10)) + np.eye(10, dtype=int) * 20
@@ -52,6 +53,7 @@ def test_plot_confusion_small_and_large(tmp_path):
     assert _close(_size(p), _expected(16, 16))
 
 
+@pytest.mark.slow
 def test_plot_correlation_20_and_400(tmp_path):
     rng = np.random.default_rng(0)
     names = [f"action {i}" for i in range(100)]
@@ -131,6 +133,7 @@ def _drawn_figure(monkeypatch):
     return figs
 
 
+@pytest.mark.slow
 def test_correlation_four_panels_long_names_nothing_clipped(tmp_path, monkeypatch):
     """Four inputs with Kinetics' longest class names: every title, tick label and colour-bar label lies
     inside the saved image (issue 13: titles and ticks were clipped)."""

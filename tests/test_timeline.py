@@ -260,6 +260,7 @@ def test_stream_that_breaks_off_keeps_the_windows_before_the_break(clip_file, tm
     assert set(r) == {"video", "error"} and "does not decode" in r["error"]
 
 
+@pytest.mark.slow
 def test_cli_table_plot_and_annotated_copy(fitted, long_video, clip_file, tmp_path, capsys, monkeypatch):
     import av
     from PIL import Image

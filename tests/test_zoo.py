@@ -271,6 +271,7 @@ def test_hub_offline_miss_is_one_line(hub_cache, monkeypatch):
         text4vis.load(checkpoint="hf-hub:just-a-name", device="cpu")
 
 
+@pytest.mark.slow
 def test_hub_cli_in_a_fresh_process(hub_cache, tmp_path):
     """HF_HUB_CACHE / HF_HUB_OFFLINE from the environment, as a user sets them: a cached repository predicts."""
     env = dict(os.environ, HF_HUB_CACHE=hub_cache[0], HF_HUB_OFFLINE="1",

@@ -192,6 +192,7 @@ def build_cmd(videos, out, clip, *extra) -> list[str]:
             *model_args(clip), "--shard-size", "2", "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_build_then_rerun_equals_uninterrupted(lib):
     killed = lib["dir"] / "killed"
     proc = subprocess.Popen(build_cmd(lib["videos"], killed, lib["clip"]), env=env(), stdout=subprocess.DEVNULL,

@@ -441,6 +441,7 @@ def test_model_worker_breaks_ties_in_label_order(clip_file, monkeypatch):
     assert [[t["label"] for t in w["top"]] for w in timeline["windows"]] == [want, want]
 
 
+@pytest.mark.slow
 def test_decode_pool_kills_a_hung_worker_and_replaces_it():
     from text4vis.errors import VideoError
     from text4vis.serve.decode import DecodePool, DecodeTimeout, decode_views

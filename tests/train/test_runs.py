@@ -71,6 +71,7 @@ def finished_run(clip_file, bench, tmp_path_factory):
 
 # ----------------------------------------------------------------------------- 1. one run per folder
 
+@pytest.mark.slow
 def test_second_run_into_a_busy_folder_is_refused_and_a_killed_run_leaves_no_lock(clip_file, bench, tmp_path):
     out = tmp_path / "dup"
     first = subprocess.Popen([sys.executable, "-m", "text4vis", *train_argv(clip_file, bench, out, optim__epochs=400)],
@@ -113,6 +114,7 @@ def test_fresh_run_does_not_inherit_a_failed_runs_files(clip_file, bench, tmp_pa
 
 # ----------------------------------------------------------------------------- 3. predict streams
 
+@pytest.mark.slow
 def test_predict_streams_records_and_sigint_keeps_them(tmp_path, tiny_dir):
     from conftest import write_video
     rng = np.random.default_rng(0)
@@ -176,6 +178,7 @@ def test_classifier_build_refuses_to_replace_a_video(tmp_path, tiny_dir, square_
     assert list(load_file(str(other))) == ["w"]
 
 
+@pytest.mark.slow
 def test_plot_extension_must_match_the_format(tmp_path, tiny_dir):
     cls = tmp_path / "c.safetensors"
     rc, _, err = run_cli(["classifier", "build", "--type", "random", "--labels", "ucf101", "--dim", "16",
@@ -197,6 +200,7 @@ def test_plot_extension_must_match_the_format(tmp_path, tiny_dir):
 
 # ----------------------------------------------------------------------------- 5. resume with a changed config
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_is_said_and_keeps_a_sound_schedule(clip_file, bench, finished_run, tmp_path):
     import shutil
     out = tmp_path / "more"
@@ -293,6 +297,7 @@ def test_training_stops_when_parameters_become_nonfinite(clip_file, bench, finis
 
 # ----------------------------------------------------------------------------- 8, 9. eval and the checkpoint's labels
 
+@pytest.mark.slow
 def test_eval_class_folders_match_the_checkpoints_labels(clip_file, bench, finished_run, tmp_path):
     ck = str(finished_run / "best.safetensors")
     names = load_labels(str(bench["labels_csv"]))
@@ -334,6 +339,7 @@ def test_folder_names_go_into_prompts_as_words(tiny_dir):
     assert not torch.allclose(other.weight[0], words.weight[0], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_interrupted_training_says_what_was_kept_and_how_to_continue(clip_file, bench, tmp_path):
     out = tmp_path / "stopped"
     argv = train_argv(clip_file, bench, out, optim__epochs=400, training__save_every_steps=1)

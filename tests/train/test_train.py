@@ -165,6 +165,7 @@ def assert_same_weights(a, b) -> None:
 
 # ----------------------------------------------------------------------------- 1. every data format
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["video_list", "frame_list", "class_folders", "csv"])
 def test_trains_in_each_format_and_checkpoints_predict(fmt, formats, bench, clip_file, warm, tmp_path):
     out = tmp_path / "run"
@@ -504,6 +505,7 @@ def test_resume_with_gradient_accumulation(bench, clip_file, warm, tmp_path):
     assert_same_weights(tmp_path / "a" / "last.safetensors", tmp_path / "b" / "last.safetensors")
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_uninterrupted(run_a, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "text4vis", "train", "--output", str(out), "--quiet"]
@@ -524,6 +526,7 @@ def test_sigkill_and_resume_equals_uninterrupted(run_a, tmp_path):
     same_run(run_a["out"], out)
 
 
+@pytest.mark.slow
 def test_interrupted_checkpoint_write_keeps_previous(run_a, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     real_save = checkpoints.save_file
@@ -746,6 +749,7 @@ def test_classifier_is_frozen_unless_linear(kind, bench, clip_file, warm, tmp_pa
     assert ("classifier" in dict(model.named_buffers())) == (kind == "text")
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_batch(bench, clip_file, warm, tmp_path):
     # eps >> |gradient| keeps AdamW in its linear regime (update ~ lr * gradient / eps), where the
     # float rounding of summing two half-batches cannot be amplified by the 1/sqrt(v) normalisation
