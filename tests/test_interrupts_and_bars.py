@@ -144,3 +144,17 @@ def test_interrupted_train_decodes_the_stored_step(bench, clip, tmp_path):
                           *train_sets(clip, bench, optim__epochs=3, training__max_steps=3, data__batch_size=2)])
     assert rc == 0, err
     assert last_checkpoint_step(str(out / "last.safetensors")) == "step 3: 0 epochs done, 3 steps into epoch 1"   # 4 steps an epoch
+
+
+def test_a_ctrl_c_as_the_command_exits_just_ends_the_process(tmp_path):
+    """Worker pools are joined while Python exits (an atexit hook): a Ctrl-C then printed a KeyboardInterrupt
+    traceback and exited 0. After a command-line run, SIGINT has its default action: the process just ends."""
+    import os
+    import subprocess
+    import sys
+    code = ("import signal, sys\nfrom text4vis.cli import main\n"
+            f"sys.argv = ['text4vis', 'compare', {str(tmp_path / 'none')!r}]\n"
+            "rc = main()\nprint(rc, signal.getsignal(signal.SIGINT) is signal.SIG_DFL)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+    assert proc.stdout.split() == ["2", "True"], proc.stderr
