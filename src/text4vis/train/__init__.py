@@ -2,7 +2,8 @@
 
 By role: config.py (the YAML config and its overrides), check_data.py (lists, labels, decodable videos),
 runs.py (the run folder: lock, checkpoint names, metrics.jsonl, resume rules), loop.py (the training loop:
-`train`), evaluate.py (the paper's protocols and reports), metrics.py (top-k, mean class accuracy, mAP).
+`train`), evaluate.py (the paper's protocols and reports), metrics.py (top-k, mean class accuracy, mAP),
+tower.py (activation checkpointing, drop path of the image tower), tracker.py (wandb / mlflow, optional).
 """
 from __future__ import annotations
 
