@@ -208,7 +208,13 @@ def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}"
 # ----------------------------------------------------------------------------- lda, random, orthogonal
 
 def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str]) -> Classifier:
-    """LDA of video embeddings [N, D] with integer targets; rows = the fitted class weight vectors."""
+    """LDA of video embeddings [N, D] with integer targets; rows = the fitted class weight vectors.
+
+    The within-class covariance is shrunk with the Oracle Approximating Shrinkage estimator (OAS, Chen et al.
+    2010), which stays reliable with a few videos per class where Ledoit-Wolf (`shrinkage="auto"`) does not:
+    on 16 classes of 128-d features at 2 videos per class, held-out accuracy 0.99 against 0.41
+    (tests/test_lda_few_videos.py)."""
+    from sklearn.covariance import OAS
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     check_labels(labels, "labels")
     present = np.unique(targets)
@@ -221,7 +227,7 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
         raise ClassifierError(f"lda needs at least 2 videos of every class (the spread within a class is "
                               f"estimated from them); {len(few)} class(es) have 1, e.g. {labels[few[0]]!r}: "
                               f"embed more videos per class (a larger fraction of the training list)")
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    lda = LinearDiscriminantAnalysis(solver="lsqr", covariance_estimator=OAS())
     lda.fit(np.asarray(embeddings, dtype=np.float64), np.asarray(targets))
     coef = lda.coef_ if len(labels) > 2 else np.concatenate([-lda.coef_, lda.coef_])
     zero = np.flatnonzero(np.linalg.norm(coef, axis=1) <= 1e-9)
@@ -236,8 +242,9 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
         raise ClassifierError(f"lda: classes {labels[a]!r} and {labels[b]!r} got the same row ({len(same)} such "
                               f"pair(s)): with {int(counts.min())} to {int(counts.max())} videos per class their "
                               f"videos embed alike to LDA (too few to estimate the spread within a class, or the "
-                              f"same videos); embed more videos per class (a larger classifier.lda_fraction, "
-                              f"`classifier build --fraction`) or use another classifier type (text, lm)")
+                              f"same videos); embed more videos per class (a larger classifier.lda_fraction in a "
+                              f"training config, fraction= when building one) or use another classifier type "
+                              f"(text, lm)")
     return Classifier(normalize_rows(torch.from_numpy(coef)), list(labels),
                       {"type": "lda", "num_videos": int(len(targets))})
 
