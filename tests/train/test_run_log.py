@@ -134,3 +134,16 @@ def test_a_warmup_longer_than_the_run_is_said_once(tiny_dir, bench, tmp_path):
     notes = [line for line in err.splitlines() if "the warmup" in line]
     assert notes == ["note: the warmup (optim.warmup_epochs=5, 20 steps) is longer than this run (4 steps): the lr "
                      "peaks at 0.2 x optim.lr=0.001"]
+
+
+def test_a_resumed_epoch_reports_the_whole_epochs_figures(tiny_dir, bench, tmp_path):
+    rc, err = run_train(tiny_dir, bench, tmp_path / "a", training__eval_freq=0)
+    assert rc == 0, err
+    rc, err = run_train(tiny_dir, bench, tmp_path / "b", training__eval_freq=0, training__max_steps=2)
+    assert rc == 0, err
+    rc, err = run_train(tiny_dir, bench, tmp_path / "b", training__eval_freq=0, training__resume="auto")
+    assert rc == 0, err
+    keep = ("step", "epoch", "epoch_train_loss", "epoch_train_top1")
+    epochs = [[{k: r[k] for k in keep} for r in records(tmp_path / x) if "epoch_train_loss" in r] for x in "ab"]
+    assert len(epochs[0]) == 2 and epochs[0] == epochs[1]
+    assert "resumed from" in (tmp_path / "b" / "train.log").read_text()   # the log of both parts, appended

@@ -296,7 +296,9 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
             run.net.train()
             bar = tqdm(total=run.steps_per_epoch, initial=state["step_in_epoch"], unit="step", dynamic_ncols=True,
                        desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", disable=not progress or rank != 0)
-            t_log, videos_since, since, epoch_t = time.perf_counter(), 0, Tally(), Tally()
+            t_log, videos_since, since = time.perf_counter(), 0, Tally()
+            # the epoch's training figures so far (stored in checkpoints: a resumed epoch's figures are whole)
+            epoch_t = Tally(*state["epoch_tally"]) if state["step_in_epoch"] else Tally()
             if not run.carry:
                 group.reset()                                  # (carry: the last epoch's leftover group goes on)
             for b_idx, (frames, labels, failed) in enumerate(run.loader, start=skip):
@@ -316,6 +318,7 @@ def _train(cfg: Config, output: str, notes, progress: bool, rank: int, world: in
                 nonfinite = optimizer_step(run, step, group, nonfinite)
                 state["global_step"] = step
                 state["step_in_epoch"] += 1
+                state["epoch_tally"] = [epoch_t.loss, epoch_t.batches, epoch_t.correct, epoch_t.videos]
                 bar.update(1)
                 stop = bool(cfg.training.max_steps and step >= cfg.training.max_steps)
                 # log (also the last step of a run stopped early)

@@ -398,7 +398,7 @@ class Run:
         self.precision = precision_name(device, cfg.optim.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [],
-                      "samples_seen": 0}
+                      "samples_seen": 0, "epoch_tally": [0.0, 0, 0.0, 0.0]}   # loop.Tally of the epoch so far
         self.last_path = os.path.join(output, CHECKPOINT_LAST)
         resume = self.resume(cfg.training.resume)
         if rank == 0:
