@@ -51,7 +51,7 @@ class ModelCfg:
     head: str = "transf"               # temporal head: transf (the paper's) or mean
     pretrain: str | None = None        # start from this checkpoint (text4vis or original Text4Vis)
     freeze_visual: bool = False        # keep the image tower fixed (train only the head)
-    grad_checkpointing: bool = False   # activation checkpointing in every image-tower block (less memory, ~30% more compute; the original's)
+    grad_checkpointing: bool = False   # activation checkpointing in every image-tower block (less memory, more compute; as the original)
     drop_path: float = 0.0             # stochastic depth of the image tower's blocks, rising to this rate at the last (0: off, as the paper)
 
 
