@@ -32,4 +32,20 @@ def test_every_option_has_help_that_shows_its_default(command):
 def test_inputs_and_synth_say_what_they_take_and_make():
     inputs = next(a for a in subparser("predict")._actions if a.dest == "inputs")
     assert "frame folders" in inputs.help
-    assert "32 seen" in subparser("synth").description and "4 held out" in subparser("synth").description
+    text = " ".join(subparser("synth").description.split())
+    assert "36 classes (4 shapes x 9 motions), 32 seen" in text and "4 held out" in text
+
+
+def test_synth_takes_the_class_grid_and_says_what_it_made(tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from text4vis.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["synth", "--out", str(tmp_path / "s"), "--shapes", "2", "--motions", "3", "--train-per-class",
+                   "1", "--val-per-class", "1", "--frames", "2", "--size", "16", "--quiet"])
+    info = json.loads(out.getvalue())
+    assert rc == 0 and (info["seen_classes"], info["heldout_classes"]) == (4, 2)   # 2 x 3 classes, 2 held out
+    assert len((tmp_path / "s" / "labels.csv").read_text().splitlines()) == 1 + 4

@@ -88,8 +88,9 @@ def add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write the synthetic action benchmark (videos + list files)",
                        formatter_class=RAW,
                        description="Procedurally rendered short videos of shapes moving, rotating, growing ...:\n"
-                                   "36 classes (4 shapes x 9 motions), 32 seen (trained on) and 4 held out for\n"
-                                   "zero-shot evaluation.\n"
+                                   "by default 36 classes (4 shapes x 9 motions), 32 seen (trained on) and 4 held\n"
+                                   "out for zero-shot evaluation; --shapes S --motions M make S x M classes (the\n"
+                                   "first S shapes and M motions), min(4, S, M) of them held out when S, M >= 2.\n"
                                    "H.264 files plus Text4Vis-format list files (train.txt, val.txt, zeroshot_val.txt)\n"
                                    "and label CSVs (labels.csv, zeroshot_labels.csv). Deterministic given --seed.\n"
                                    "Train on it with data.train_list=OUT/train.txt, data.train_root=OUT,\n"
@@ -108,6 +109,8 @@ def add_synth(sub) -> None:
                    help="validation videos per seen class, and per held-out (zero-shot) class (default 4)")
     p.add_argument("--frames", type=int, default=16, help="frames per video, at least 1 (default 16)")
     p.add_argument("--size", type=int, default=64, help="frame width and height in pixels, at least 8 (default 64)")
+    p.add_argument("--shapes", type=int, default=4, help="shapes, 1-4: circle, square, triangle, star (default 4)")
+    p.add_argument("--motions", type=int, default=9, help="motions, 1-9 (default 9); classes = shapes x motions")
     p.set_defaults(func=cmd_synth, param_flags={"out_dir": "--out"},
                    on_interrupt=lambda a: f"text4vis synth: interrupted; {a.out} holds part of the benchmark (no "
                                           f"benchmark.json yet); rerun the same command to write it again")
@@ -116,13 +119,16 @@ def add_synth(sub) -> None:
 def cmd_synth(args) -> int:
     from ..errors import check_numbers
     check_numbers(("--frames", args.frames, 1), ("--size", args.size, 8),
-                  ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1))
-    from ..synthetic import make_benchmark
+                  ("--train-per-class", args.train_per_class, 1), ("--val-per-class", args.val_per_class, 1),
+                  ("--shapes", args.shapes, 1, 4), ("--motions", args.motions, 1, 9))
+    from ..synthetic import DEFAULT_MOTIONS, DEFAULT_SHAPES, make_benchmark
     from .common import show_progress
-    info = make_benchmark(args.out, seed=args.seed, train_per_class=args.train_per_class,
+    info = make_benchmark(args.out, seed=args.seed, shapes=DEFAULT_SHAPES[:args.shapes],
+                          motions=DEFAULT_MOTIONS[:args.motions], train_per_class=args.train_per_class,
                           val_per_class=args.val_per_class, num_frames=args.frames, size=args.size,
                           progress=show_progress(args), overwrite=args.overwrite)
-    print(json.dumps({k: v for k, v in info.items() if not isinstance(v, list)}, indent=1, default=str))
+    summary = {"seen_classes": len(info["classes"]), "heldout_classes": len(info["heldout_classes"])}
+    print(json.dumps(summary | {k: v for k, v in info.items() if not isinstance(v, list)}, indent=1, default=str))
     return 0
 
 
