@@ -125,11 +125,12 @@ class Recognizer:
         return getattr(self.model, "resize_mode", "shortest")
 
     def set_classifier(self, cls: Classifier) -> None:
+        which = f"classifier={cls.path!r}: its" if cls.path else "classifier"   # a file is named
         if cls.dim != self.model.embed_dim and self.model.proj is None:
-            raise ClassifierError(f"classifier width {cls.dim} differs from the video embedding width "
+            raise ClassifierError(f"{which} width {cls.dim} differs from the video embedding width "
                                   f"{self.model.embed_dim} and this model has no projection for it")
         if self.model.proj is not None and cls.dim != self.model.proj.out_features:
-            raise ClassifierError(f"classifier width {cls.dim} differs from this model's classifier width "
+            raise ClassifierError(f"{which} width {cls.dim} differs from this model's classifier width "
                                   f"{self.model.proj.out_features}")
         self.model.set_classifier(cls.weight.to(self.device))
         self.labels, self.classifier_meta = list(cls.labels), dict(cls.meta)

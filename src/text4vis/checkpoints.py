@@ -245,19 +245,21 @@ def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in sd.items() if k.startswith(VIDEO_KEYS)}
 
 
-def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str) -> None:
-    """Clear error when a checkpoint's image tower does not match the architecture of the towers `clip`."""
+def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str,
+                      names: tuple[str, str] = ("checkpoint", "clip")) -> None:
+    """Clear error when a checkpoint's image tower does not match the architecture of the towers `clip`.
+    `names`: the parameters the caller took them as (a training config: model.pretrain, model.clip)."""
     ck = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    what = f"{names[0]}={ckpt!r} does not fit {names[1]}={clip!r}"
     for k, v in ck.items():
         if k not in visual_state:
-            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: image tower weight visual.{k} "
-                               f"has no counterpart in {clip}")
+            raise WeightsError(f"{what}: image tower weight visual.{k} has no counterpart in {clip}")
         if tuple(v.shape) != tuple(visual_state[k].shape):
-            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: visual.{k} is "
-                               f"{tuple(v.shape)} in the checkpoint but {tuple(visual_state[k].shape)} in {clip}")
+            raise WeightsError(f"{what}: visual.{k} is {tuple(v.shape)} in the checkpoint but "
+                               f"{tuple(visual_state[k].shape)} in {clip}")
     missing = [k for k in visual_state if k not in ck]
     if missing:
-        raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: it lacks visual.{missing[0]}")
+        raise WeightsError(f"{what}: it lacks visual.{missing[0]}")
 
 
 # ----------------------------------------------------------------------------- any checkpoint -> a video model

@@ -116,8 +116,9 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k actions for video files or folders",
                        description="Classify videos: top-k classes per video, zero-shot or with a checkpoint.",
                        epilog=EXAMPLES_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="video files, folders (searched recursively), list files (.txt/.lst/.list, "
-                   ".csv with a path column) and URLs (s3://, gs://, az://, http(s)://)")
+    p.add_argument("inputs", nargs="+", help="video files, frame folders (a folder of JPEG/PNG frames is one video), "
+                                             "folders of videos (searched recursively), list files (.txt/.lst/.list, "
+                                             ".csv with a path column) and URLs (s3://, gs://, az://, http(s)://)")
     add_model_args(p)
     p.add_argument("--views", default="1x1", help="CxK: C temporal clips x K spatial crops (1 or 3), e.g. 4x3 (default 1x1)")
     p.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
