@@ -135,7 +135,8 @@ def register(sub) -> None:
                         "(onnx-int8: its int8 model.int8.onnx, from `export --quantize int8`) "
                         "(`text4vis export`); scores and outputs as with torch (default torch)")
     p.add_argument("--out", metavar="FILE", help="write the records to FILE instead of stdout: .jsonl (JSON Lines, as "
-                   "--json prints them) or .parquet (video, top, error, embedding); written whole at the end")
+                   "--json prints them) or .parquet (video, top, error, embedding); written whole at the end (default: "
+                   "stdout)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even when it is not a file of predict records")
     add_ray_args(p, "this process and its decoding workers", "the same records (labels identical, scores equal "
