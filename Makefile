@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch/torchvision first, at the versions the build machines hold on local disk
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	# the test extras at the versions the suite was last run with (constraints-test.txt: no resolver backtracking)
+	$(PY) -m pip install --quiet -e '.[test]' -c constraints-test.txt
 	touch $@
 
 # ruff (configured in pyproject.toml) first: a lint error stops the run before the tests
