@@ -88,8 +88,8 @@ def _report(args, records, total: int) -> int:
             write_records(args.out, records, on_record=count)
         else:
             for r in records:  # printed as soon as it and every record before it are done
+                count(r)  # first: a Ctrl-C is raised only once print returns, so the count matches the output
                 print_record(r, args.json)
-                count(r)
     except KeyboardInterrupt:
         records.close()
         where = f"nothing written to {args.out}" if args.out else "their records are above"
