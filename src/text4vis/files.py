@@ -96,6 +96,27 @@ def check_output_file(path: str, name: str, extensions: tuple[str, ...], what: s
                               f"(overwrite=True replaces it)")
 
 
+def check_output_folder(path: str, name: str, what: str, is_ours: Callable[[str], bool], overwrite: bool = False,
+                        files: tuple[str, ...] | None = None) -> None:
+    """`check_output` for a folder text4vis writes into: it may be new or empty, or hold an earlier output of
+    the same kind (`is_ours(path)`); anything else in it (with `files`: one of those names) is someone's, and
+    the folder is refused unless `overwrite`, so a user's files are never replaced or mixed in by mistake."""
+    check_output(path, name, folder=True)
+    if overwrite or not os.path.isdir(path):
+        return
+    present = sorted(os.listdir(path)) if files is None else [f for f in files if os.path.lexists(os.path.join(path, f))]
+    if not present:
+        return
+    try:
+        ours = is_ours(path)
+    except Exception:  # unreadable or not of that kind at all
+        ours = False
+    if not ours:
+        more = f" and {len(present) - 1} more" if len(present) > 1 else ""
+        raise OutputError(f"{name}={path!r}: holds {present[0]}{more}, not {what} written by text4vis; nothing "
+                          f"written (choose a new or empty folder, or overwrite=True to write there anyway)")
+
+
 def sha256_file(path: str) -> str:
     """The SHA-256 of a file's bytes, read in 4 MiB blocks (checkpoints are large)."""
     h = hashlib.sha256()

@@ -13,8 +13,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), labels)
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

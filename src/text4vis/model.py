@@ -27,9 +27,10 @@ class VideoModel(nn.Module):
     def __init__(self, visual: nn.Module, embed_dim: int, head: str = "transf",
                  classifier: torch.Tensor | None = None, learn_classifier: bool = False,
                  logit_scale: float = math.log(100.0), mean=OPENAI_MEAN, std=OPENAI_STD,
-                 head_heads: int | None = None):
+                 head_heads: int | None = None, resize_mode: str = "shortest"):
         super().__init__()
         self.visual = visual
+        self.resize_mode = resize_mode or "shortest"   # how test views reach the input size (transforms.test_views)
         self.head_type = head
         self.embed_dim = embed_dim
         self.fusion_model = build_head(head, embed_dim, head_heads)

@@ -224,8 +224,10 @@ def plot_correlation(
     of class ids, or an int ``n`` (``n`` distinct random ids drawn with
     ``np.random.default_rng(seed)``, all classes when ``n >= C``), or None for
     all classes. All panels use the order from :func:`cluster_order` of the
-    FIRST classifier's similarity. Each panel has its own colour bar, whose
-    range :func:`similarity_scale` chooses (stated in its label). Class names
+    FIRST classifier's similarity. All panels share one colour scale (so a
+    panel of rows that are all alike looks alike): -1..1 when some panel has a
+    negative off-diagonal value, else from the lowest off-diagonal value of all
+    panels to 1 (:func:`similarity_scale`, stated on each bar). Class names
     label the axes when at most 60 classes are shown. A panel is
     ``min(16, max(5, 3 + 0.15 n))`` inches high and wide (plus 1 inch), grown
     when the longest class name and the title would leave the map less than
@@ -267,8 +269,10 @@ def plot_correlation(
     width = min(3 * MAX_INCHES, max(panel * k + 1.0, k * (side + label_in + 0.8) + 0.5))
     height = max(panel, side + label_in + title_in + 0.2)
     fig, axes = plt.subplots(1, k, figsize=(width, height), squeeze=False, layout="constrained")
+    scales = [similarity_scale(sim) for sim in sims]
+    vmin, vmax, cmap = (-1.0, 1.0, "RdBu_r") if any(s[2] == "RdBu_r" for s in scales) else \
+        (min(s[0] for s in scales), 1.0, "viridis")
     for ax, (title, _), sim in zip(axes[0], classifiers, sims):
-        vmin, vmax, cmap = similarity_scale(sim)
         im = ax.imshow(sim[np.ix_(order, order)], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(str(title), fontsize=10)
         if labelled:
@@ -280,6 +284,7 @@ def plot_correlation(
             ax.set_xticks([])
             ax.set_yticks([])
         scale = "-1 to 1" if cmap == "RdBu_r" else f"{vmin:.3f} (lowest off-diagonal) to 1"
+        scale += ", one scale for all panels" if k > 1 else ""
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(f"cosine similarity, {scale}", fontsize=8)
     _save(fig, path)
     return shown_ids

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import DataError, first_line
-from .files import atomic_write
+from .files import atomic_write, check_output_folder
 from .video import FRAME_ZIP_SUFFIX as SUFFIX
 from .video import VideoError, frame_rate, read_all_frames
 
@@ -58,6 +58,13 @@ def convert_video(src: str, dst: str, short_side: int = 256, quality: int = 90) 
     return {"frames": int(n), "bytes": os.path.getsize(dst), "seconds": n / fps, "skipped": False}
 
 
+def ignore_interrupts() -> None:
+    """A worker process's initializer: Ctrl-C reaches the whole process group; only the parent handles it
+    (it stops the work and says what was done), so the workers print no tracebacks of their own."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _job(args):
     src, dst, short_side, quality = args
     try:
@@ -68,11 +75,18 @@ def _job(args):
         return src, None, f"{src}: {type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}"
 
 
+def is_prepared_list(path: str) -> bool:
+    """A list file `prepare` wrote: every entry points at a .frames.zip (an empty one too)."""
+    with open(path, encoding="utf-8") as f:
+        return all(line.split()[0].endswith(SUFFIX) for line in f if line.strip())
+
+
 def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256, quality: int = 90,
-                 workers: int | None = None) -> dict:
+                 workers: int | None = None, progress: bool = True, overwrite: bool = False) -> dict:
     """Convert every video of a "path label" list; writes out_dir/<list name> pointing at the outputs.
     Bad arguments and an output list that would replace the input list are DataErrors, raised
-    before any work."""
+    before any work; so is an existing out_dir/<list name> that `prepare` did not write (a user's list),
+    unless `overwrite`. Rerunning into the same folder resumes (finished videos are skipped)."""
     from .datasets import read_list, same_file, write_list_atomic
     if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
         raise DataError(f"short_side= must be a whole number of pixels, at least 1 (not {short_side!r})")
@@ -84,6 +98,8 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
     if same_file(out_list, list_file):
         raise DataError(f"out_dir={out_dir!r}: the prepared list {out_list} would replace the input list; "
                         f"choose another output folder")
+    check_output_folder(out_dir, "out_dir", f"a list of prepared videos ({os.path.basename(list_file)})",
+                        lambda _: is_prepared_list(out_list), overwrite, files=(os.path.basename(list_file),))
     samples = read_list(list_file, root)
     jobs, lines = [], []
     for s in samples:
@@ -96,8 +112,10 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
     os.makedirs(out_dir, exist_ok=True)  # an unusable output folder fails here, once, not once per video
     totals = {"videos": len(jobs), "converted": 0, "skipped": 0, "failed": 0, "bytes": 0, "seconds": 0.0}
     ok = set()
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for src, info, err in tqdm(pool.map(_job, jobs, chunksize=2), total=len(jobs), desc="prepare", unit="video"):
+    pool = ProcessPoolExecutor(workers or os.cpu_count() or 1, initializer=ignore_interrupts)
+    try:
+        for src, info, err in tqdm(pool.map(_job, jobs, chunksize=2), total=len(jobs), desc="prepare", unit="video",
+                                  disable=not progress):
             if err:
                 totals["failed"] += 1
                 tqdm.write(f"failed: {err}", file=sys.stderr)
@@ -106,6 +124,10 @@ def prepare_list(list_file: str, root: str, out_dir: str, short_side: int = 256,
             totals["skipped" if info["skipped"] else "converted"] += 1
             totals["bytes"] += info["bytes"]
             totals["seconds"] += info["seconds"]
+    except KeyboardInterrupt:
+        pool.shutdown(cancel_futures=True)   # the videos in flight finish (and are kept), no new ones start
+        raise
+    pool.shutdown()
     write_list_atomic(out_list, [f"{rel} {label}\n" for rel, label, src in lines if src in ok])
     hours = totals["seconds"] / 3600
     totals["gb_per_hour"] = (totals["bytes"] / 1e9 / hours) if hours else None

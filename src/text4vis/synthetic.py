@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -63,6 +64,8 @@ from typing import Iterable, Sequence
 import av
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .files import check_output_folder
 
 __all__ = [
     "SHAPES",
@@ -561,6 +564,16 @@ def _write_labels(path: Path, names: Iterable[str]) -> None:
             writer.writerow([i, name])
 
 
+def _is_benchmark(folder: str) -> bool:
+    """`folder` holds a benchmark make_benchmark wrote (its benchmark.json), or part of one (interrupted
+    before benchmark.json: only its names, videos/ holding only its split folders)."""
+    if not os.path.isfile(os.path.join(folder, "benchmark.json")):
+        ours = {"videos", "train.txt", "val.txt", "zeroshot_val.txt", "labels.csv", "zeroshot_labels.csv"}
+        return set(os.listdir(folder)) <= ours and set(os.listdir(os.path.join(folder, "videos"))) <= set(SPLITS)
+    with open(os.path.join(folder, "benchmark.json"), encoding="utf-8") as f:
+        return {"seed", "shapes", "motions", "classes"} <= set(json.load(f))
+
+
 def make_benchmark(
     out_dir: str | Path,
     *,
@@ -577,6 +590,7 @@ def make_benchmark(
     codec: str = "libx264",
     progress: bool = True,
     object_scale: float = 1.0,
+    overwrite: bool = False,
 ) -> dict:
     """Render and write the synthetic benchmark under ``out_dir`` (layout: module docstring).
 
@@ -589,7 +603,7 @@ def make_benchmark(
     Returns a dict with ``root``, ``classes`` (seen names, by id),
     ``heldout_classes``, ``train_list``, ``val_list``, ``zeroshot_list``,
     ``labels_csv``, ``zeroshot_labels_csv`` (paths are :class:`pathlib.Path`)
-    and ``num_train``, ``num_val``, ``num_zeroshot``.
+    and ``num_train``, ``num_val``, ``num_zeroshot``. ``out_dir``: new, empty or an earlier benchmark (else ``overwrite``).
     """
     # argument checks first: nothing is written and no progress bar starts for values that cannot work
     if num_frames < 1 or size < 8:
@@ -616,6 +630,7 @@ def make_benchmark(
     ext = CODEC_EXTENSIONS[codec]
     zs_per_class = val_per_class if zeroshot_per_class is None else zeroshot_per_class
 
+    check_output_folder(str(out_dir), "out_dir", "a synthetic benchmark", _is_benchmark, overwrite)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     # (split, list file, classes of the split, videos per class)

@@ -5,7 +5,7 @@
               than one window is one window). Times come from the frames' presentation timestamps.
     sampling  each window holds the frames whose time falls in [start, end); T of them are taken
               with the test-time rule (`sampling.view_indices`, one clip), each frame is resized
-              (short side) and centre-cropped as `predict` does, and the clip is scored exactly
+              (and centre-cropped) by the model's resize mode as `predict` does, and the clip is scored exactly
               as `predict` scores a clip: softmax(100 x cosine) against the classifier.
     decoding  one sequential pass (`video.stream_frames`): every frame is decoded at most once,
               only frames some window samples are converted, each converted frame is cropped once

@@ -81,9 +81,64 @@ def three_crop_offsets(h: int, w: int, crop: int) -> list[tuple[int, int]]:
     return [(0, 2 * hs), (4 * ws, 2 * hs), (2 * ws, 2 * hs)]
 
 
+RESIZE_MODES = ("shortest", "squash", "longest")   # open_clip's test-time resize modes (its PreprocessCfg.resize_mode)
+
+
+class ViewSize(int):
+    """A test-time input size that also says how frames reach it: `resize_mode`, the model's own (its
+    family's preprocessing, `Towers.preprocess`). It is an int everywhere else, so the size travels
+    unchanged through every caller (datasets, timeline, index, serve, watch) to `test_views`, the one
+    place that resizes test views."""
+
+    resize_mode: str
+
+    def __new__(cls, size: int, resize_mode: str = "shortest"):
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode={resize_mode!r}: choose {', '.join(RESIZE_MODES)}")
+        out = super().__new__(cls, int(size))
+        out.resize_mode = resize_mode
+        return out
+
+    def __reduce__(self):   # pickles (DataLoader workers, decode pools, Ray) as ViewSize(size, mode)
+        return ViewSize, (int(self), self.resize_mode)
+
+    def __repr__(self) -> str:
+        return f"ViewSize({int(self)}, {self.resize_mode!r})"
+
+
+def view_size(size: int, resize_mode: str | None = "shortest") -> int:
+    """The plain int for the paper's `shortest` rule (what every OpenAI CLIP uses), else a ViewSize."""
+    mode = resize_mode or "shortest"
+    return int(size) if mode == "shortest" else ViewSize(size, mode)
+
+
+def resize_longest(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so the long side is `size` (each side round(side * size / long), as open_clip's
+    ResizeKeepRatio(longest=1)), bicubic with antialiasing."""
+    h, w = clip.shape[-2:]
+    ratio = max(h, w) / size
+    target = [max(1, round(h / ratio)), max(1, round(w / ratio))]
+    return clip if target == [h, w] else _resize_bicubic(clip, target)
+
+
 def test_views(clip: torch.Tensor, input_size: int, crops: int) -> list[torch.Tensor]:
-    """Test-time spatial views of one clip: resize the short side, then 1 centre crop or 3 crops."""
-    clip = _pad_to(resize_short(clip, resize_size(input_size)), input_size)
+    """Test-time spatial views of one clip, by the input size's resize mode (`ViewSize`; a plain int is
+    `shortest`), open_clip's rules:
+
+      shortest  the paper's: resize the short side (256 for 224 inputs), then 1 centre crop or 3 crops;
+      squash    resize both sides to the input size, no crop (SigLIP's);
+      longest   resize the long side to the input size, zero-pad the short side (centred).
+
+    squash and longest give the whole frame, so their 3 crops are that one view three times."""
+    mode = getattr(input_size, "resize_mode", "shortest")
+    if mode == "squash":
+        h, w = clip.shape[-2:]
+        size = [int(input_size), int(input_size)]
+        clip = clip if [h, w] == size else _resize_bicubic(clip, size)
+    elif mode == "longest":
+        clip = _pad_to(resize_longest(clip, int(input_size)), input_size)
+    else:
+        clip = _pad_to(resize_short(clip, resize_size(input_size)), input_size)
     h, w = clip.shape[-2:]
     offsets = [center_crop_offsets(h, w, input_size)] if crops == 1 else three_crop_offsets(h, w, input_size)
     return [clip[..., y:y + input_size, x:x + input_size] for x, y in offsets]

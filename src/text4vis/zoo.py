@@ -209,7 +209,7 @@ def folder_config(rec, entry: ZooEntry | None, source: dict, labels_spec, clip: 
     towers, model = rec.towers, rec.model
     # a published number (and the published licence) belongs to this file only when its hash is the published file's
     verified = entry is not None and entry.sha256 == source["sha256"]
-    size = rec.input_size
+    size = int(rec.input_size)     # a plain int (rec.input_size may be a ViewSize: not YAML)
     return {
         "library_name": "text4vis",
         "library_version": __version__,
@@ -230,7 +230,8 @@ def folder_config(rec, entry: ZooEntry | None, source: dict, labels_spec, clip: 
         "preprocessing": {
             "input": "RGB frames uint8 [B, T, 3, S, S]",
             "frame_sampling": "T segments, the middle frame of each (test); views: clip starts linspace(0, N/T - 1, C)",
-            "resize_short_side": 256 if size == 224 else size,
+            "resize_mode": rec.resize_mode,   # shortest: resize_short_side, then crop; squash, longest: no crop
+            "resize_short_side": (256 if size == 224 else size) if rec.resize_mode == "shortest" else None,
             "resize_interpolation": "bicubic, antialiased",
             "crop": size,
             "mean": list(towers.mean),

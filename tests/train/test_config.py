@@ -148,24 +148,43 @@ def test_original_something_something_config_does_not_flip(tmp_path):
     assert any("data.dataset somethingv2: horizontal flip turned off" in n for n in notes)
 
 
-def test_original_options_with_other_meanings_get_a_note_each(tmp_path):
+def test_original_options_asking_for_what_text4vis_does_not_do_are_refused(tmp_path):
+    """Issue 24, item 3: an original option with no effect here is accepted only at its neutral value; any
+    other value is refused (all of them in one error), never dropped."""
     raw = yaml.safe_load(yaml.safe_dump(ORIGINAL))
-    raw["network"].update(tm="tsm", fix_text=False, joint_st=True, init=False)
+    raw["network"].update(tm="tsm", fix_text=False, joint_st=True, init=False, drop_out=0.1, emb_dropout=0.2)
     raw["solver"].update(optim="sgd", loss_type="NCE", type="multistep", evaluate=True)
     raw["data"]["modality"] = "flow"
-    raw["solver"]["momentum"] = 0.9         # not a key text4vis knows
-    cfg, notes = load_config(write(tmp_path, raw))
-    path = str(tmp_path / "cfg.yaml")
-    assert f"{path}: network.tm: tsm ignored (no temporal shift modules)" in notes
-    assert any(n.startswith(f"{path}: network.fix_text: False ignored (the classifier is always frozen") for n in notes)
-    assert f"{path}: solver.optim: sgd ignored (always AdamW)" in notes
-    assert f"{path}: solver.type: multistep ignored (always warmup + cosine)" in notes
+    path = write(tmp_path, raw)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    assert lines[0] == "11 problems in the config:"
+    assert f"  {path}: network.tm: tsm is not supported here (no temporal shift modules); remove it or set it to False" \
+        in lines
+    assert f"  {path}: network.drop_out: 0.1 is not supported here (no dropout in text4vis towers); remove it or set " \
+           f"it to 0" in lines
+    assert f"  {path}: solver.optim: sgd is not supported here (always AdamW); remove it or set it to 'adamw'" in lines
+    for key in ("network.joint_st", "network.init", "network.fix_text", "network.emb_dropout", "solver.loss_type",
+                "solver.evaluate", "solver.type", "data.modality"):
+        assert sum(f"{key}:" in line for line in lines) == 1, key
+    # a key text4vis does not know is a note; the neutral values text4vis follows anyway appear once, together
+    raw = yaml.safe_load(yaml.safe_dump(ORIGINAL))
+    raw["solver"]["momentum"] = 0.9
+    _, notes = load_config(write(tmp_path, raw))
     assert f"{path}: solver.momentum is not a Text4Vis option text4vis knows; ignored" in notes
-    for key in ("network.joint_st", "network.init", "solver.loss_type", "solver.evaluate", "data.modality"):
-        assert sum(f"{key}:" in n for n in notes) == 1, key
-    # the rest, which text4vis follows anyway, still appear once, together
     same = [n for n in notes if "does the same anyway" in n]
-    assert len(same) == 1 and "network.drop: 0" in same[0] and "network.tm" not in same[0]
+    assert len(same) == 1 and "network.drop: 0" in same[0] and "network.drop_out: 0.0" in same[0]
+
+
+def test_set_num_classes_fixes_an_original_config(tmp_path):
+    """Issue 24, item 4: an original config's data.num_classes can be set from the command line."""
+    path = write(tmp_path, ORIGINAL)
+    assert load_config(path)[0]._num_classes == 101
+    cfg, _ = load_config(path, ["data.num_classes=32"])
+    assert cfg._num_classes == 32
+    with pytest.raises(ConfigError, match="data.num_classes 'many' is not an integer"):
+        load_config(path, ["data.num_classes=many"])
 
 
 def test_original_config_errors_and_overrides(tmp_path):

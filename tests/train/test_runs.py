@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -352,7 +353,8 @@ def test_interrupted_training_says_what_was_kept_and_how_to_continue(clip_file, 
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"text4vis train: interrupted; the last checkpoint is {out / 'last.safetensors'} (epoch ")
+    assert line.startswith(f"text4vis train: interrupted; the last checkpoint is {out / 'last.safetensors'} (step ")
+    assert re.search(r"\(step [1-9]\d*: \d+ epochs? done(, \d+ steps into epoch \d+)?\)", line), line   # decoded
     assert "Traceback" not in err
     again = line.split("continue with: ", 1)[1]
     assert again.startswith("text4vis train ") and again.endswith(f"--output {out} --resume auto")

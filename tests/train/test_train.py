@@ -632,9 +632,9 @@ def test_nonfinite_losses_are_skipped_then_stop(bench, clip_file, warm, tmp_path
     real = losses.classification_loss
     calls = {"n": 0}
 
-    def sometimes_nan(logits, labels):
+    def sometimes_nan(logits, labels, *options):
         calls["n"] += 1
-        loss = real(logits, labels)
+        loss = real(logits, labels, *options)
         return loss * float("nan") if calls["n"] in (2, 3) else loss
 
     monkeypatch.setattr(losses, "classification_loss", sometimes_nan)
@@ -646,7 +646,7 @@ def test_nonfinite_losses_are_skipped_then_stop(bench, clip_file, warm, tmp_path
     assert all(math.isfinite(r["loss"]) for r in train_records(out))
     assert all(torch.isfinite(v).all() for v in model_tensors(out / "last.safetensors").values())
 
-    monkeypatch.setattr(losses, "classification_loss", lambda logits, labels: real(logits, labels) * float("inf"))
+    monkeypatch.setattr(losses, "classification_loss", lambda logits, labels, *o: real(logits, labels, *o) * float("inf"))
     out2 = tmp_path / "run2"
     assert cli_train(sets(clip_file, video_data(bench), training__max_nonfinite=3), out2) == 1
     err = capsys.readouterr().err
@@ -720,7 +720,7 @@ def test_lr_schedule_warmup_then_cosine_per_step(bench, clip_file, warm, tmp_pat
     assert [r["step"] for r in recs] == list(range(1, 13))
     for r in recs:
         assert r["lr"] == pytest.approx(expected(r["step"]), rel=1e-9, abs=1e-15)
-        assert r["lr_clip"] == pytest.approx(ratio * expected(r["step"]), rel=1e-9, abs=1e-15)
+        assert r["lr_tower"] == pytest.approx(ratio * expected(r["step"]), rel=1e-9, abs=1e-15)
     assert recs[2]["lr"] == pytest.approx(lr)                         # warmup reaches lr at its last step
     assert lr_lambda(total, warmup)(0) == pytest.approx(1 / 3)
 

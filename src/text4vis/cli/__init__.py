@@ -99,13 +99,17 @@ def main(argv=None) -> int:
         where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
         print(f"text4vis {command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("text4vis: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # the command says what was done and how to continue (set_defaults(on_interrupt=))
+        said = getattr(args, "on_interrupt", None)
+        print(said(args) if said else f"text4vis {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         if status:
             log.removeHandler(status)
             log.setLevel(level)
+        if argv is None:  # the process ends now: a Ctrl-C while Python exits (joining worker pools) just ends it
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

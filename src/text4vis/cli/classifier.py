@@ -43,7 +43,7 @@ def add_classifier(sub) -> None:
     b.add_argument("--device", default="auto", help="text/lda: cpu, cuda, cuda:1, ... (default: auto)")
     b.add_argument("--out", required=True, help="output .safetensors file (an existing classifier file is replaced)")
     b.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a classifier file")
-    b.set_defaults(func=cmd_classifier_build)
+    b.set_defaults(func=cmd_classifier_build, on_interrupt=_build_interrupted)
     pl = s.add_parser("plot", help="class-by-class cosine similarity maps, side by side", formatter_class=RAW,
                       description="One heat map per input of the cosine similarity between the chosen classes' "
                                   "rows, all in the first input's clustered order; the inputs must share one label "
@@ -120,6 +120,12 @@ def cmd_classifier_build(args) -> int:
     return 1 if failed else 0
 
 
+def _build_interrupted(args) -> str:
+    doing = " while embedding the videos for the LDA classifier" if args.type == "lda" else ""
+    return (f"text4vis classifier build: interrupted{doing}; nothing was written to {args.out}; rerun the same "
+            f"command to build it again")
+
+
 def _build_lda(args):
     """(the LDA classifier, how many of the chosen videos failed to decode); each failure is one line on stderr."""
     from ..api import load
@@ -127,6 +133,7 @@ def _build_lda(args):
     from ..datasets import FrameReader
     from ..errors import UsageError
     from ..train.setup import lda_from_model
+    from .common import show_progress
     cfg, _ = load_config(args.config, args.set)
     cfg.classifier.lda_fraction, cfg.classifier.seed = args.fraction, args.seed
     from ..datasets import load_split
@@ -146,7 +153,8 @@ def _build_lda(args):
     cfg.data.input_size = rec.input_size
     cfg.data.num_frames = rec.num_frames
     cls, failed = lda_from_model(rec.model, samples, names, cfg,
-                                 FrameReader(cfg.data.image_tmpl, cfg.data.index_bias), rec.device)
+                                 FrameReader(cfg.data.image_tmpl, cfg.data.index_bias), rec.device,
+                                 progress=show_progress(args))
     for msg in failed:
         print(f"text4vis classifier: {msg}", file=sys.stderr)
     cls.meta["source"] = args.checkpoint

@@ -60,7 +60,8 @@ def show_progress(args) -> bool:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--checkpoint", help="text4vis checkpoint (.safetensors, self-contained), a converted folder, "
-                                         "hf-hub:ORG/NAME[@REVISION], or original Text4Vis .pt")
+                                         "hf-hub:ORG/NAME[@REVISION], or original Text4Vis .pt (default: none, "
+                                         "zero-shot CLIP with the mean head)")
     g.add_argument("--clip", help="CLIP towers: ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14-336px, RN50, "
                                    "open_clip MODEL:PRETRAINED, hf-hub:ID, or a local OpenAI/open_clip file "
                                    "(default: the checkpoint's own, else ViT-B/16)")
@@ -68,7 +69,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                                      "(CSV id,name or one name per line); default: the checkpoint's, else k400")
     g.add_argument("--prompts", nargs="+", metavar="TEMPLATE",
                    help='prompt templates with {} for the class name (default: "a video of a person {}.")')
-    g.add_argument("--classifier", help="a stored classifier file (from `text4vis classifier build`)")
+    g.add_argument("--classifier", help="a stored classifier file (from `text4vis classifier build`; default: the "
+                                        "checkpoint's own classifier, else the CLIP text classifier of --labels)")
     g.add_argument("--frames", type=int, help="frames per clip T (default: the checkpoint's, else 8)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
     from ..devices import PRECISIONS

@@ -20,12 +20,13 @@ def add_compare(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-HEADER = "| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |"
+HEADER = "| run | classifier | mode | head | shots | measured | top-1 | top-5 | zero-shot (half classes) |"
+OLD_HEADER = "| run | classifier | mode | head | shots | top-1 | top-5 | zero-shot (half classes) |"
 
 
 def _is_compare_table(path: str) -> bool:
     with open(path, encoding="utf-8") as f:
-        return f.readline().rstrip("\n") == HEADER
+        return f.readline().rstrip("\n") in (HEADER, OLD_HEADER)
 
 
 def cmd_compare(args) -> int:
@@ -53,9 +54,9 @@ def cmd_compare(args) -> int:
         raise UsageError("none of the folders holds a run (config.yaml + metrics.jsonl) or an eval (results.json)")
     fmt = lambda x: f"{100 * x:.2f}" if isinstance(x, (int, float)) else ""  # noqa: E731
     lines = [HEADER,
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['classifier']} | {r['mode']} | {r['head']} | {r['shot']} | "
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:   # `measured`: training's 1x1 val and a multi-view eval are not the same protocol
+        lines.append(f"| {r['name']} | {r['classifier']} | {r['mode']} | {r['head']} | {r['shot']} | {r['measured']} | "
                      f"{fmt(r['top1'])} | {fmt(r['top5'])} | {fmt(r['zero_shot_half'])} |")
     table = "\n".join(lines)
     print(table)

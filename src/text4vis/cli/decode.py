@@ -1,6 +1,6 @@
 """The decoding options shared by commands: `bench --decode` (the readers side by side), `--decoder`
 and `--decode-device` (which reader a command decodes with). Not a command of its own: `bench`,
-`predict` and `eval` add these options with one call each."""
+`predict`, `eval` and `index build` add these options with one call each."""
 from __future__ import annotations
 
 import json
@@ -38,10 +38,15 @@ def add_decoder_args(p, device: bool = True) -> None:
                    help="video reader: auto = the fastest installed reader that gives text4vis's frames for this "
                         "access pattern (README, Decoding), pyav = text4vis's own PyAV reader (default: auto)")
     if device:
-        p.add_argument("--decode-device", choices=["cpu", "cuda"], default="cpu",
-                       help="cuda: decode on the GPU (NVDEC through torchcodec) and hand frames to the model "
-                            "without a host copy; without a GPU or NVDEC one line says so and the CPU decodes "
-                            "(default: cpu)")
+        add_decode_device_arg(p)
+
+
+def add_decode_device_arg(p) -> None:
+    """`--decode-device` for a command that decodes whole videos for the model (predict, eval, index build)."""
+    p.add_argument("--decode-device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: decode on the GPU (NVDEC through torchcodec) and hand frames to the model "
+                        "without a host copy; without a GPU or NVDEC one line says so and the CPU decodes "
+                        "(default: cpu)")
 
 
 def run_bench_e2e(args) -> int:

@@ -56,7 +56,8 @@ def cmd_build(args) -> int:
                          window=args.window, stride=args.stride, shard_size=args.shard_size,
                          batch_size=args.batch_size, workers=args.workers, dtype=args.dtype,
                          vector_index=args.vector_index, exact_below=args.exact_below, nlist=args.nlist,
-                         nprobe=args.nprobe, progress=show_progress(args), runtime=args.runtime)
+                         nprobe=args.nprobe, progress=show_progress(args), runtime=args.runtime,
+                         decode_device=args.decode_device)
     failed = len(report["failed"]) + len(report["empty_folders"])
     if _is_rank0():
         for folder in report["empty_folders"]:
@@ -192,6 +193,8 @@ def register(sub) -> None:
     b.add_argument("--shard-size", type=int, default=1000, help="videos per shard, the unit of resuming (default 1000)")
     b.add_argument("--batch-size", type=int, default=8, help="videos (windows) per forward pass (default 8)")
     b.add_argument("--workers", type=int, default=None, help="decoding processes (default: by CPU count)")
+    from .decode import add_decode_device_arg
+    add_decode_device_arg(b)
     b.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                    help="stored embeddings: float32 (tag equals predict) or float16 (half the disk) (default float32)")
     b.add_argument("--vector-index", choices=["auto", "flat", "ivf-sq8", "ivf-pq"], default="auto",

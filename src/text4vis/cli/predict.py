@@ -88,8 +88,8 @@ def _report(args, records, total: int) -> int:
             write_records(args.out, records, on_record=count)
         else:
             for r in records:  # printed as soon as it and every record before it are done
+                count(r)  # first: a Ctrl-C is raised only once print returns, so the count matches the output
                 print_record(r, args.json)
-                count(r)
     except KeyboardInterrupt:
         records.close()
         where = f"nothing written to {args.out}" if args.out else "their records are above"
@@ -116,8 +116,9 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k actions for video files or folders",
                        description="Classify videos: top-k classes per video, zero-shot or with a checkpoint.",
                        epilog=EXAMPLES_PREDICT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="video files, folders (searched recursively), list files (.txt/.lst/.list, "
-                   ".csv with a path column) and URLs (s3://, gs://, az://, http(s)://)")
+    p.add_argument("inputs", nargs="+", help="video files, frame folders (a folder of JPEG/PNG frames is one video), "
+                                             "folders of videos (searched recursively), list files (.txt/.lst/.list, "
+                                             ".csv with a path column) and URLs (s3://, gs://, az://, http(s)://)")
     add_model_args(p)
     p.add_argument("--views", default="1x1", help="CxK: C temporal clips x K spatial crops (1 or 3), e.g. 4x3 (default 1x1)")
     p.add_argument("--topk", type=int, default=5, help="classes to show per video (default 5)")
@@ -134,7 +135,8 @@ def register(sub) -> None:
                         "(onnx-int8: its int8 model.int8.onnx, from `export --quantize int8`) "
                         "(`text4vis export`); scores and outputs as with torch (default torch)")
     p.add_argument("--out", metavar="FILE", help="write the records to FILE instead of stdout: .jsonl (JSON Lines, as "
-                   "--json prints them) or .parquet (video, top, error, embedding); written whole at the end")
+                   "--json prints them) or .parquet (video, top, error, embedding); written whole at the end (default: "
+                   "stdout)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even when it is not a file of predict records")
     add_ray_args(p, "this process and its decoding workers", "the same records (labels identical, scores equal "

@@ -19,14 +19,22 @@ def add_train(sub) -> None:
                               "  text4vis train --config their_text4vis.yaml --set data.train_root=/data/k400 --output runs/x\n"
                               "  torchrun --nproc_per_node 8 -m text4vis train --config ... --output ...\n"
                               "effective batch = data.batch_size x processes x optim.grad_accumulation")
-    p.add_argument("--config", help="YAML config (text4vis sections, or an original Text4Vis config)")
-    p.add_argument("--output", help="run folder (config, metrics.jsonl, tensorboard/, last/best checkpoints)")
+    p.add_argument("--config", help="YAML config (text4vis sections, or an original Text4Vis config; default: none, "
+                                    "the defaults of --help-config and the --set values)")
+    p.add_argument("--output", help="run folder (config, train.log, metrics.jsonl, tensorboard/, last/best "
+                                    "checkpoints); required (no default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set data.batch_size=16 (repeatable)")
-    p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path")
+                   help="override a config value, e.g. --set data.batch_size=16 (repeatable; default: none)")
+    p.add_argument("--resume", help="'auto' (the run folder's last checkpoint, if any) or a checkpoint path "
+                                    "(default: training.resume, else a fresh run)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: training.device, auto: this process's GPU, "
+                                    "else the CPU)")
+    p.add_argument("--test-best", action="store_true",
+                   help="after training, evaluate best.safetensors on the val list with evaluation.views (the "
+                        "config's multi-view protocol); the report goes to OUTPUT/test/")
     p.add_argument("--help-config", action="store_true", help="print every config field with its default and meaning")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train, param_flags={"training.resume": "--resume"})
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: bars on a terminal only)")
+    p.set_defaults(func=cmd_train, param_flags={"training.resume": "--resume", "training.device": "--device"})
 
 
 def cmd_train(args) -> int:
@@ -43,16 +51,29 @@ def cmd_train(args) -> int:
     cfg, notes = load_config(args.config, args.set)
     if args.resume:
         cfg.training.resume = args.resume
+    if args.device:
+        cfg.training.device = args.device
+    from ..train.runs import check_run_folder
+    check_run_folder(args.output, cfg.training.resume)   # a folder holding a run is refused before torch loads
+    if args.test_best and not cfg.data.val_list:
+        raise UsageError("--test-best evaluates on the val list: set data.val_list")
     from ..errors import TrainError
     from ..train import train
+    from .common import show_progress
     try:
-        train(cfg, args.output, notes, progress=not args.quiet)
+        train(cfg, args.output, notes, progress=show_progress(args))   # bars on a terminal only
     except TrainError as exc:  # the run started and stopped: exit 1 (its folder keeps what it finished)
         print(f"text4vis train: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    if args.test_best:   # the config's multi-view protocol on the best checkpoint, as mmaction2's --test-best
+        from ..train.evaluate import eval_from_config
+        from ..train.runs import CHECKPOINT_BEST
+        results = eval_from_config(cfg, checkpoint=os.path.join(args.output, CHECKPOINT_BEST),
+                                   out=os.path.join(args.output, "test"), progress=show_progress(args))
+        return 1 if results["num_failed"] else 0
     return 0
 
 

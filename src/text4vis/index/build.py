@@ -247,6 +247,7 @@ class BuildSettings:
     progress: bool = False             # a progress bar on rank 0
     runtime: str = "torch"             # torch, or onnx (embed on ONNX Runtime; the index records the model)
     engine: str = "local"              # local (this process, its DataLoader workers; torchrun ranks), or ray
+    decode_device: str = "cpu"         # cuda: NVDEC in this process (whole-video entries, engine local)
     ray: RaySettings | None = None     # with engine="ray": address, num_cpus, concurrency, num_gpus, retries
 
     def check(self) -> None:
@@ -263,6 +264,9 @@ class BuildSettings:
         self.progress = check_bool("progress", self.progress)
         if self.engine not in ENGINES:
             raise UsageError(f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        from ..decoders.gpu import DECODE_DEVICES
+        if self.decode_device not in DECODE_DEVICES:
+            raise UsageError(f"decode_device={self.decode_device!r}: choose cpu or cuda")
         if self.engine == "ray":
             self.ray = self.ray or RaySettings()
             self.ray.check()
@@ -345,13 +349,20 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
         died = {(p, size, mtime): n for p, size, mtime, n in setup["died"]}
+        if s.decode_device == "cuda" and (s.engine == "ray" or s.window is not None):
+            import warnings
+
+            from ..errors import Text4VisWarning
+            warnings.warn(f"decode_device='cuda': {'engine=' + repr(s.engine) if s.engine == 'ray' else 'window='} "
+                          f"entries are decoded on the CPU (NVDEC decodes whole-video entries of engine='local')",
+                          Text4VisWarning, stacklevel=2)
         if s.engine == "ray":
             model_args = {"checkpoint": spec if str(spec).startswith("hf-hub:") else s.checkpoint, "clip": s.clip,
                           "frames": s.frames, "device": s.device, "precision": s.precision, "runtime": s.runtime}
             embed_video_groups_ray(rec, groups, s.batch_size, model_args, s.ray, on_group, bar)
         elif s.window is None:
             embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar, inflight=InFlight(out, rank),
-                               died=died)
+                               died=died, decode_device=_decode_device(s, groups, rec))
         else:
             embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar,
                                  inflight=InFlight(out, rank), died=died)
@@ -371,6 +382,16 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if group is not None and group[1]:
             import torch.distributed as dist
             dist.destroy_process_group()
+
+
+def _decode_device(s: BuildSettings, groups, rec) -> str:
+    """"cuda" when NVDEC decodes here for this model (checked on the first video to embed), else "cpu" (with
+    one warning line when cuda was asked for: decoders.gpu.resolve_decode_device)."""
+    first = next((p for g in groups for p, _, _ in g), None)
+    if s.decode_device == "cpu" or first is None:
+        return "cpu"
+    from ..decoders.gpu import resolve_decode_device
+    return resolve_decode_device(s.decode_device, first, rec.device)
 
 
 def _setup_build(inputs, out: str, s: BuildSettings):

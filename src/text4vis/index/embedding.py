@@ -94,10 +94,11 @@ def check_same_model(recorded: dict, other: dict, where: str) -> None:
 class _Videos:
     """Dataset of whole videos sampled as `predict --views 1x1`, with each video's duration."""
 
-    def __init__(self, paths: list[str], num_frames: int, input_size: int):
-        from ..datasets import Sample, TestDataset
+    def __init__(self, paths: list[str], num_frames: int, input_size: int, decode_device: str = "cpu"):
+        from ..datasets import FrameReader, Sample, TestDataset
         self.paths = paths
-        self.ds = TestDataset([Sample(p, -1, None, p) for p in paths], num_frames, input_size, 1, 1)
+        self.ds = TestDataset([Sample(p, -1, None, p) for p in paths], num_frames, input_size, 1, 1,
+                              reader=FrameReader(decode_device=decode_device))
         # tests only: a decoding worker that reaches a video whose file name is this kills itself with SIGKILL,
         # as the OOM killer would (read here, in the parent, so it holds under any multiprocessing start method)
         self.kill_on = os.environ.get(KILL_WORKER_ENV) or None
@@ -176,7 +177,7 @@ def chunk_bounds(groups, batch_size: int) -> list[list[int]]:
 
 
 def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None, inflight=None,
-                       died: dict | None = None) -> None:
+                       died: dict | None = None, decode_device: str = "cpu") -> None:
     """Embed whole videos, shard by shard: `on_group(g, items)` receives, for shard g, one
     (embeddings [n, D] or None, error or None, duration, spans or None) per video, in order.
     Batches never straddle two shards, so a shard's numbers do not depend on its neighbours.
@@ -184,7 +185,8 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
     Decoding in this process (workers=0) with `inflight` (storage.InFlight): each batch's videos are
     recorded while it is decoded and embedded; a video that was in flight when an earlier build died
     (`died`, storage.take_inflight) is decoded in a batch of its own, and one on which two builds in a row
-    died is recorded as failed (decoding workers are handled by `_loaded_batches` instead)."""
+    died is recorded as failed (decoding workers are handled by `_loaded_batches` instead).
+    decode_device="cuda" (resolved by the caller: decoders.gpu) decodes with NVDEC in this process."""
     import torch
 
     from .. import engine
@@ -195,10 +197,11 @@ def embed_video_groups(rec, groups, batch_size: int, workers, on_group, bar=None
     died = died or {}
     batches = chunk_bounds(groups, batch_size)
     workers = engine.default_workers(len(flat)) if workers is None else workers
+    workers = 0 if decode_device == "cuda" else workers   # NVDEC in this process: frames stay on the GPU
     done: dict[int, tuple] = {}
     if inflight is not None and not workers and died:
         batches = _isolate_suspects(batches, items, died, done)
-    dataset = _Videos(flat, rec.num_frames, rec.input_size)
+    dataset = _Videos(flat, rec.num_frames, rec.input_size, decode_device)
     (rec.video_backend or rec.model).eval()
     gi, pos = 0, 0
 

@@ -68,7 +68,7 @@ class VideoIndex:
         (checkpoint=, clip=, frames=, prompts=, device=, precision=), window= / stride= (seconds: one
         entry per time window instead of per video), shard_size=, batch_size=, workers=, dtype=
         (float32 or float16 embeddings), vector_index= (auto, flat, ivf-sq8, ivf-pq), exact_below=,
-        nlist=, nprobe=, progress=, runtime= (torch or onnx). Resumable and incremental (see the module
+        nlist=, nprobe=, progress=, runtime= (torch or onnx), decode_device= (cpu or cuda: NVDEC). Resumable and incremental (see the module
         docstring); under torchrun every rank calls it. `.build_report` says what was embedded and what failed."""
         report = build_index(inputs, out, **options)
         opened = cls.open(out, checkpoint=options.get("checkpoint"), clip=options.get("clip"),

@@ -21,6 +21,7 @@ from ..datasets import DataError, Sample, check_image_tmpl, read_csv, read_list,
 from .. import remote
 from ..errors import first_line
 from ..labels import resolve_labels
+from ..prepare import ignore_interrupts
 from ..video import VideoError, count_frames, read_frames
 from .config import Config
 
@@ -118,7 +119,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
         counts = {"ok": 0, "missing": 0, "broken": 0, "frames": 0, "label": 0}
         bad_lines: set[str] = {where for where, _ in unparsed}
         fixed_counts: dict[str, int] = {}
-        pool = ProcessPoolExecutor(n_workers) if n_workers > 1 else None
+        pool = ProcessPoolExecutor(n_workers, initializer=ignore_interrupts) if n_workers > 1 else None
         try:
             results = pool.map(check_sample, jobs, chunksize=4) if pool else map(check_sample, jobs)
             for s, (kind, msg, n) in tqdm(zip(samples, results), total=len(samples), desc=f"checking {split}",
@@ -132,7 +133,7 @@ def check_config(cfg: Config, workers: int | None = None, clean_dir: str | None 
                     bad_lines.add(s.source)
         finally:
             if pool is not None:
-                pool.shutdown()
+                pool.shutdown(wait=False, cancel_futures=True)   # nothing left on success; on Ctrl-C stop now
         problems = len(samples) - counts["ok"] + len(unparsed)
         report["problems"] += problems
         report["splits"][split] = dict(counts, total=len(samples) + len(unparsed))

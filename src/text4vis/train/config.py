@@ -51,6 +51,8 @@ class ModelCfg:
     head: str = "transf"               # temporal head: transf (the paper's) or mean
     pretrain: str | None = None        # start from this checkpoint (text4vis or original Text4Vis)
     freeze_visual: bool = False        # keep the image tower fixed (train only the head)
+    grad_checkpointing: bool = False   # activation checkpointing in every image-tower block (less memory, more compute; as the original)
+    drop_path: float = 0.0             # stochastic depth of the image tower's blocks, rising to this rate at the last (0: off, as the paper)
 
 
 @dataclass
@@ -71,8 +73,10 @@ class OptimCfg:
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas (the recipes in configs/ and original Text4Vis configs use the reference code's [0.9, 0.98])
     eps: float = 1e-8                  # AdamW eps
     epochs: int = 30                   # training epochs
-    warmup_epochs: float = 5           # linear warmup, then cosine decay to 0; stepped per iteration
+    warmup_epochs: float = 5           # linear warmup, then cosine decay to 0
+    schedule: str = "per_step"         # per_step: lr set at every optimiser step, warmup from lr/warmup_steps | original: the original train.py's (set at the 1st and every 10th batch of an epoch at epoch + i/batches, warmup from 0; original configs)
     grad_accumulation: int = 1         # batches per optimiser step
+    carry_gradients: bool = False      # with grad_accumulation: an epoch's leftover batches carry their gradients into the next epoch's first step (the original's; original configs) instead of a shorter last step
     grad_clip: float | None = None     # clip the gradient norm to this value (None: off)
     precision: str = "auto"            # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | bf16 | fp16 | fp32
 
@@ -86,10 +90,16 @@ class TrainingCfg:
     eval_freq: int = 1                 # evaluate on the val list every N epochs (0: never)
     print_freq: int = 10               # write metrics.jsonl / TensorBoard every N optimiser steps
     save_every_steps: int = 0          # also write `last` every N optimiser steps (0: at epoch ends only)
+    keep_last_n: int = 0               # also keep the checkpoints of the last N epoch ends (epoch_NNN.safetensors; 0: none)
     max_steps: int | None = None       # stop after this many optimiser steps (smoke tests, demos)
     max_nonfinite: int = 5             # stop after this many non-finite losses in a row
+    label_smoothing: float = 0.0       # classifier mode: cross-entropy with this label smoothing (0: off, as the paper)
+    compile: bool = False              # torch.compile the model for training (faster on GPUs after a first slow step)
+    tracker: str = "none"              # also log to an experiment tracker: none | wandb | mlflow (TensorBoard always)
+    tracker_project: str | None = None  # the tracker's project (wandb) or experiment (mlflow); None: text4vis
     checkpoint_text_tower: bool = True  # store the text tower in checkpoints (new label sets offline)
     resume: str | None = None          # auto | path of a `last` checkpoint
+    device: str = "auto"               # auto (this process's GPU, else the CPU) | cpu | cuda | cuda:1 ... (one process; torchrun: auto)
 
 
 @dataclass
@@ -217,12 +227,16 @@ def map_original(key: str, value: Any, source: str) -> tuple[str, Any]:
 def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
     """Map an original Text4Vis config onto our sections; returns (dotted values, notes).
 
-    Every option text4vis does not use is reported, once: one note each for those whose value asks
-    for something text4vis does not do, and one note listing those whose value it follows anyway."""
+    An option text4vis does not use is accepted only at the value text4vis follows anyway (listed in one
+    note); a value that asks for something text4vis does not do is refused (every one in one ConfigError),
+    never dropped. Keys text4vis does not know get a note each."""
     values: dict[str, Any] = {"optim.betas": [0.9, 0.98],  # the reference's first public code (2022-11-28); README
-                              "data.min_frames": 8}        # the reference drops training entries under 8 frames
+                              "data.min_frames": 8,        # the reference drops training entries under 8 frames
+                              "optim.schedule": "original",  # its train.py's lr schedule and accumulation
+                              "optim.carry_gradients": True}
     notes: list[str] = []
     same: list[str] = []
+    refused: list[str] = []
     for key, value in _flatten(raw).items():
         if key not in ORIGINAL_KEYS:
             notes.append(f"{source}: {key} is not a Text4Vis option text4vis knows; ignored")
@@ -235,12 +249,15 @@ def from_original(raw: dict, source: str) -> tuple[dict, list[str]]:
             if _same_as_text4vis(key, value):
                 same.append(f"{key}: {value}")
             else:
-                notes.append(f"{source}: {key}: {value} ignored ({WHY_IGNORED.get(key, 'no meaning here')})")
+                refused.append(f"{source}: {key}: {value} is not supported here ({WHY_IGNORED.get(key, 'no meaning')}"
+                               f"); remove it or set it to {SAME_AS_TEXT4VIS[key][0]!r}")
             continue
         target, value = map_original(key, value, source)
         if value is None and target not in ("model.pretrain", "training.resume", "data.shot"):
             continue
         values[target] = value
+    if refused:
+        raise _one_error(refused)
     if same:
         notes.append(f"{source}: ignored, as text4vis does the same anyway: {', '.join(same)}")
     dataset = str((raw.get("data") or {}).get("dataset") or "")
@@ -357,6 +374,51 @@ def _one_error(problems: list[str]) -> ConfigError:
     return ConfigError(f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+def read_yaml(path: str) -> dict:
+    """A config file's mapping, or a ConfigError naming the file (missing, not text, not YAML, not a mapping)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or first_line(exc)
+            raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections")
+    return raw
+
+
+def with_base(raw: dict, path: str, chain: tuple[str, ...] = ()) -> dict:
+    """`base: other.yaml` (relative to the file naming it): the other config's sections, overridden field by
+    field by this file's (then by `--set`); bases may have bases. Text4vis configs only."""
+    if "base" not in raw:
+        return raw
+    base = raw["base"]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: {base!r} is not a config file name")
+    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+    if base_path in chain + (os.path.abspath(path),):
+        raise ConfigError(f"{path}: base: {base} makes a loop ({' -> '.join(chain + (os.path.abspath(path), base_path))})")
+    parent = with_base(read_yaml(base_path), base_path, chain + (os.path.abspath(path),))
+    body = {k: v for k, v in raw.items() if k != "base"}
+    for cfg_path, cfg in ((base_path, parent), (path, body)):
+        if "network" in cfg or "solver" in cfg:
+            raise ConfigError(f"{cfg_path}: base: works with text4vis configs (an original Text4Vis config cannot "
+                              f"have or be a base)")
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in parent.items()}
+    for section, values in body.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
+
+
 def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[Config, list[str]]:
     """Read a YAML config (ours or the original Text4Vis format) and apply `key=value` overrides.
     Returns the config and notes (ignored original options), to be printed once."""
@@ -364,20 +426,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
     num_classes = None
     problems: list[str] = []  # every problem is collected, then reported at once
     if path:
-        if not os.path.isfile(path):
-            raise ConfigError(f"{path}: config file not found")
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = yaml.safe_load(f) or {}
-            except UnicodeDecodeError as exc:
-                raise ConfigError(f"{path}: not a text file (not UTF-8 at byte {exc.start})") from None
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                problem = getattr(exc, "problem", None) or first_line(exc)
-                raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: a config is a mapping of sections")
+        raw = with_base(read_yaml(path), path)
         try:
             original = is_original(raw)
         except ConfigError as exc:
@@ -409,6 +458,12 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> tuple[C
             if "=" not in item:
                 raise ConfigError(f"overrides={item!r}: expected KEY=VALUE, e.g. data.batch_size=16")
             k, v = (x.strip() for x in item.split("=", 1))
+            if k == "data.num_classes":   # an original config's class count, checked against the label list
+                try:
+                    num_classes = int(v)
+                except ValueError:
+                    raise ConfigError(f"data.num_classes {v!r} is not an integer") from None
+                continue
             if k in ORIGINAL_KEYS and (not _is_our_key(k) or k == "data.randaug"):  # original keys (solver.lr=...)
                 try:
                     parsed = yaml.safe_load(v) if v else None
@@ -439,6 +494,13 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"model.head {cfg.model.head!r}: choose transf or mean")
     if cfg.classifier.type not in ("text", "lm", "lda", "random", "orthogonal", "linear"):
         problems.append(f"classifier.type {cfg.classifier.type!r}: choose text, lm, lda, random, orthogonal or linear")
+    if cfg.optim.schedule not in ("per_step", "original"):
+        problems.append(f"optim.schedule {cfg.optim.schedule!r}: choose per_step or original")
+    if cfg.training.tracker not in ("none", "wandb", "mlflow"):
+        problems.append(f"training.tracker {cfg.training.tracker!r}: choose none, wandb or mlflow")
+    elif cfg.training.tracker != "none" and not _installed(cfg.training.tracker):
+        problems.append(f"training.tracker={cfg.training.tracker!r}: the {cfg.training.tracker} package is not "
+                        f"installed (pip install {cfg.training.tracker}), or set training.tracker=none")
     if cfg.training.mode not in ("classifier", "contrastive"):
         problems.append(f"training.mode {cfg.training.mode!r}: choose classifier or contrastive")
     if cfg.training.text_tower not in ("online", "frozen"):
@@ -453,6 +515,7 @@ def config_problems(cfg: Config) -> list[str]:
                 "evaluation.batch_size": (cfg.evaluation.batch_size, 1), "data.workers": (cfg.data.workers, 0),
                 "training.eval_freq": (cfg.training.eval_freq, 0),
                 "training.save_every_steps": (cfg.training.save_every_steps, 0),
+                "training.keep_last_n": (cfg.training.keep_last_n, 0),
                 "data.shot": (cfg.data.shot, 1), "training.max_steps": (cfg.training.max_steps, 1),
                 "data.min_frames": (cfg.data.min_frames, 0)}
     for key, (value, low) in at_least.items():
@@ -466,6 +529,12 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"optim.eps is {cfg.optim.eps}: a small positive number, e.g. 1e-8")
     if cfg.optim.grad_clip is not None and not (math.isfinite(cfg.optim.grad_clip) and cfg.optim.grad_clip > 0):
         problems.append(f"optim.grad_clip is {cfg.optim.grad_clip}: a positive gradient norm, or null for no clipping")
+    if not 0 <= cfg.model.drop_path < 1:
+        problems.append(f"model.drop_path is {cfg.model.drop_path}: a rate in [0, 1)")
+    if not 0 <= cfg.training.label_smoothing < 1:
+        problems.append(f"training.label_smoothing is {cfg.training.label_smoothing}: a fraction in [0, 1)")
+    elif cfg.training.label_smoothing and cfg.training.mode != "classifier":
+        problems.append("training.label_smoothing applies to training.mode=classifier (the cross-entropy loss)")
     for key in ("grayscale", "blur", "solarize"):
         value = getattr(cfg.data, key)
         if not 0 <= value <= 1:
@@ -490,6 +559,14 @@ def config_problems(cfg: Config) -> list[str]:
         problems.append(f"data.randaug {cfg.data.randaug}: [N, M], N operations (0..16) of magnitude M (0..30), "
                         f"e.g. [2, 9]")
     return problems
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+    import sys
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def describe() -> str:

@@ -22,7 +22,8 @@ import numpy as np
 from .. import engine
 from ..datasets import FrameReader, TestDataset, check_labels_in_range, load_split
 from ..devices import is_dist, precision_name, process_group, rank_world
-from ..files import check_output
+from ..errors import OutputError
+from ..files import check_output_folder
 from ..labels import load_labels, resolve_labels
 from ..sampling import parse_views
 from . import metrics
@@ -85,6 +86,32 @@ def run_eval(rec, samples, names: list[str], *, views: str = "1x1", dense: bool 
     return results
 
 
+REPORT_FILES = ("results.json", "predictions.npz", "per_class.csv", "confusion.png", "confused_pairs.csv")
+
+
+def earlier_eval_list(out: str) -> str | None:
+    """The val list an earlier `text4vis eval` report in `out` evaluated (None: the folder holds none)."""
+    try:
+        with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(r, dict) and {"protocol", "views", "num_videos", "speed"} <= set(r):
+        return str(r.get("val_list"))
+    return None
+
+
+def check_eval_out(out: str, val_list: str, overwrite: bool = False) -> None:
+    """Before the evaluation: `out` is new or empty, or holds an earlier report of the same val list (which
+    is replaced); a folder holding anything else (a user's results.json, a dataset) or an earlier report of
+    another list is refused unless `overwrite`."""
+    earlier = earlier_eval_list(out) if os.path.isdir(out) and not overwrite else None
+    if earlier is not None and os.path.abspath(earlier) != os.path.abspath(val_list) and earlier != val_list:
+        raise OutputError(f"out={out!r}: holds the report of an earlier eval of another list ({earlier}); nothing "
+                          f"written (choose another folder, or overwrite=True to replace it)")
+    check_output_folder(out, "out", "an eval report", lambda p: earlier is not None, overwrite)
+
+
 def write_outputs(out, results, videos, labels, scores, embeddings, classifier, names) -> None:
     from .. import plots
     os.makedirs(out, exist_ok=True)
@@ -100,7 +127,13 @@ def write_outputs(out, results, videos, labels, scores, embeddings, classifier, 
         w.writeheader()
         w.writerows(metrics.per_class_report(scores, labels, names))
     conf = metrics.confusion_matrix(labels, metrics.predictions(scores), len(names))
-    plots.plot_confusion(conf, names, os.path.join(out, "confusion.png"))
+    # the figure shows the classes that have videos (a 400-class label set evaluated on 32 would draw 368
+    # empty rows); predictions into the other classes are in per_class.csv and confused_pairs.csv
+    present = np.flatnonzero(conf.sum(axis=1) > 0)
+    title = "Confusion matrix" if len(present) == len(names) else \
+        f"Confusion matrix: the {len(present)} of {len(names)} classes that have videos"
+    plots.plot_confusion(conf[np.ix_(present, present)], [names[i] for i in present],
+                         os.path.join(out, "confusion.png"), title=title)
     with open(os.path.join(out, "confused_pairs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["true", "predicted", "count", "fraction_of_true"], lineterminator="\n")
         w.writeheader()
@@ -144,12 +177,16 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                      precision: str | None = None, val_list: str | None = None, val_root: str = "",
                      views: str | None = None, zero_shot: bool = False, splits: list[str] | None = None,
                      out: str | None = None, batch_size: int | None = None, workers: int | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, decode_device: str = "cpu", overwrite: bool = False) -> dict:
     """Evaluate on the config's val list (or `val_list`); the model from `checkpoint`/`clip` as in `load()`;
-    arguments left None take the config's values. Joins torchrun's process group when launched under it."""
+    arguments left None take the config's values. Joins torchrun's process group when launched under it.
+    decode_device="cuda" decodes with NVDEC in this process (frames stay on the GPU); without a GPU or NVDEC
+    a warning says so and the CPU decodes (decoders/gpu.py). `out` is refused when it holds anything but an
+    earlier report of the same list (`overwrite`: written anyway)."""
     from ..api import load
     from ..checkpoints import is_text4vis_checkpoint, resolve_checkpoint, stored_labels
     from ..classifiers import check_same_labels, load_classifier
+    from ..decoders.gpu import DECODE_DEVICES, resolve_decode_device
     from ..errors import ConfigError, LabelsError, UsageError, check_numbers
     if checkpoint:  # a file, a converted folder or hf-hub:ORG/NAME[@REVISION] -> a local file
         checkpoint = resolve_checkpoint(checkpoint)
@@ -170,12 +207,14 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     check_numbers(("batch_size", batch_size, 1), ("workers", workers, 0), ("frames", frames, 1))
+    if decode_device not in DECODE_DEVICES:
+        raise UsageError(f"decode_device={decode_device!r}: choose cpu or cuda")
     k600_splits = zero_shot and not splits     # asked for here: Kinetics-600 has its own three splits
     zero_shot = zero_shot or cfg.evaluation.zero_shot
     if zero_shot and len(names) < 2:
         raise UsageError(f"zero_shot=True: the half-classes protocol needs at least 2 classes ({len(names)} given)")
     if out and rank_world()[0] == 0:
-        check_output(out, "out", folder=True)       # before the evaluation, not after it
+        check_eval_out(out, source, overwrite)       # before the evaluation, not after it
     subsets = []
     for path in splits or []:
         split_names = load_labels(path, "splits")
@@ -198,9 +237,14 @@ def eval_from_config(cfg, *, checkpoint: str | None = None, clip: str | None = N
                    head=None, precision=precision or cfg.evaluation.precision)
         if k600_splits and list(names) == load_labels("k600"):
             subsets = [(f"k600_zs_split{i}", load_labels(f"k600_zs_split{i}")) for i in (1, 2, 3)]
-        info = {"checkpoint": checkpoint, "clip": clip, "labels": labels or cfg.data.labels, "val_list": source}
+        info = {"checkpoint": checkpoint, "clip": clip, "labels": labels or cfg.data.labels or (
+                    "the classifier file's" if stored is not None else "the checkpoint's"),
+                "label_names": list(names), "val_list": source, "val_root": val_root if val_list else cfg.data.val_root}
+        first = next((s.path for s in samples if s.num_frames is None), None)   # a video file, for the NVDEC check
+        decode_device = resolve_decode_device(decode_device, first, rec.device)
+        workers = 0 if decode_device == "cuda" else workers   # NVDEC in this process: frames stay on the GPU
         results = run_eval(rec, samples, names, views=views, dense=cfg.data.dense,
-                           reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias),
+                           reader=FrameReader(cfg.data.image_tmpl, cfg.data.index_bias, decode_device=decode_device),
                            batch_size=batch_size if batch_size is not None else cfg.evaluation.batch_size,
                            workers=workers, zero_shot=zero_shot, splits=subsets, out=out, info=info,
                            progress=progress)

@@ -1,10 +1,12 @@
 """The run folder of `train` and what reads it (`compare`, resuming).
 
     config.yaml         the fully resolved config (config_notes.txt: notes about an original config)
+    train.log           every line the run printed (also the step lines a progress bar shows), timed
     metrics.jsonl       one JSON object per logged step and per evaluation
     tensorboard/        the same numbers for TensorBoard
     last.safetensors    the latest state, with everything needed to resume
     best.safetensors    the best val top-1 (or the latest when there is no val list)
+    epoch_NNN.safetensors  `last` at the end of epoch NNN, the newest training.keep_last_n of them
     bad_videos.txt      videos that failed to decode, when there were some
     fewshot_videos.txt  the videos a few-shot run chose
 """
@@ -22,12 +24,47 @@ from ..files import atomic_write_text, check_output
 CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
+TRAIN_LOG = "train.log"
 CONFIG = "config.yaml"
 LOCK = ".text4vis.lock"
 # what a run writes besides its checkpoints: a fresh run removes these leftovers of an earlier run that
 # stopped before its first checkpoint, so that nothing of it mixes into the new run's files
-RUN_FILES = (METRICS, "bad_videos.txt", "fewshot_videos.txt", "config_notes.txt", CHECKPOINT_BEST)
+RUN_FILES = (METRICS, "bad_videos.txt", "fewshot_videos.txt", "config_notes.txt", CHECKPOINT_BEST, TRAIN_LOG)
 RUN_FOLDERS = ("tensorboard",)
+
+
+class TextLog:
+    """train.log: the lines a run prints, each with its time. Lines printed before the run folder is checked and
+    locked are kept and written first once it is (`open`); a resumed run appends. Inactive between runs."""
+
+    def __init__(self):
+        self.file, self.pending, self.active = None, [], False
+
+    def start(self) -> None:
+        self.file, self.pending, self.active = None, [], True
+
+    def open(self, output: str) -> None:
+        self.file = open(os.path.join(output, TRAIN_LOG), "a", encoding="utf-8")
+        for line in self.pending:
+            self.file.write(line)
+        self.pending = []
+        self.file.flush()
+
+    def write(self, msg: str) -> None:
+        if not self.active:
+            return
+        import time
+        line = "".join(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {part}\n" for part in msg.splitlines() or [""])
+        if self.file is None:
+            self.pending.append(line)
+        else:
+            self.file.write(line)
+            self.file.flush()
+
+    def stop(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file, self.pending, self.active = None, [], False
 
 
 class FolderError(DataError):
@@ -68,6 +105,36 @@ class FolderLock:
             self.fd = None
 
 
+def keep_epoch_checkpoint(output: str, epoch: int, keep: int) -> None:
+    """`training.keep_last_n`: the `last` checkpoint of an epoch's end kept as epoch_NNN.safetensors (a hard link
+    where the file system has them, so no copy: `last` is replaced by rename, never written in place); only
+    the newest `keep` are kept."""
+    last, kept = os.path.join(output, CHECKPOINT_LAST), os.path.join(output, f"epoch_{epoch:03d}.safetensors")
+    if os.path.lexists(kept):
+        os.remove(kept)
+    try:
+        os.link(last, kept)
+    except OSError:
+        shutil.copyfile(last, kept)
+    epochs = sorted(n for n in os.listdir(output) if n.startswith("epoch_") and n.endswith(".safetensors"))
+    for name in epochs[:-keep]:
+        os.remove(os.path.join(output, name))
+
+
+def remove_unused_folder(output: str) -> None:
+    """A run that failed at setup, in a folder it created, leaves nothing behind: its lock, log and few-shot
+    list go, then the folder (only if nothing else is in it)."""
+    for name in (LOCK, TRAIN_LOG, "fewshot_videos.txt"):
+        try:
+            os.remove(os.path.join(output, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(output)
+    except OSError:
+        pass
+
+
 def clear_leftovers(output: str) -> list[str]:
     """A fresh run (nothing to resume) starts from a clean folder: the files of an earlier run that stopped
     before its first checkpoint are removed. Returns their names (for one note line)."""
@@ -89,7 +156,8 @@ def clear_leftovers(output: str) -> list[str]:
 SAFE_ON_RESUME = {
     "data.train_root", "data.val_root", "data.workers", "data.max_bad_fraction", "optim.epochs",
     "training.eval_freq", "training.print_freq", "training.save_every_steps", "training.max_steps",
-    "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower",
+    "training.max_nonfinite", "training.resume", "training.checkpoint_text_tower", "training.device",
+    "training.keep_last_n", "training.compile", "model.grad_checkpointing",
     "evaluation.batch_size", "evaluation.precision", "evaluation.views",
 }
 
@@ -121,14 +189,19 @@ def config_changes(stored: dict | None, current: dict, epochs_done: int, source:
 
 
 def last_checkpoint_step(path: str) -> str:
-    """"epoch E, step S" of a `last` checkpoint, from its metadata alone ("" if it cannot be read)."""
+    """Where a `last` checkpoint stands ("step 12: 2 epochs done, 3 steps into epoch 3"), from its metadata
+    alone (the training state is stored packed: checkpoints.pack); "its step unknown" if it cannot be read."""
     from safetensors import safe_open
     try:
         with safe_open(path, "pt") as f:
             train = json.loads(f.metadata()["text4vis"]).get("train", {})
-        return f"epoch {train.get('epoch')}, step {train.get('global_step')}"
+        # the counters are plain numbers in the packed dict (only tensors are stored apart)
+        state = {k: v for k, v in train.get("__dict__", []) if isinstance(k, str)} if "__dict__" in train else train
+        epochs, step, into = int(state["epoch"]), int(state["global_step"]), int(state.get("step_in_epoch") or 0)
     except Exception:
         return "its step unknown"
+    where = f", {into} steps into epoch {epochs + 1}" if into else ""
+    return f"step {step}: {epochs} epoch{'s' if epochs != 1 else ''} done{where}"
 
 
 def resume_path(output: str, resume: str | None) -> str | None:
@@ -190,8 +263,9 @@ def trim_metrics(path: str, step: int) -> None:
 class MetricsLog:
     """Appends records to metrics.jsonl (and scalars to TensorBoard); a no-op on ranks other than 0."""
 
-    def __init__(self, output: str, rank: int, purge_step: int | None = None):
+    def __init__(self, output: str, rank: int, purge_step: int | None = None, tracker=None):
         self.file = self.writer = None
+        self.tracker = tracker if rank == 0 else None   # train/tracker.py (training.tracker), or None
         if rank == 0:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(os.path.join(output, "tensorboard"), purge_step=purge_step)
@@ -205,9 +279,11 @@ class MetricsLog:
             for k, v in record.items():
                 if k not in ("step", "epoch") and isinstance(v, (int, float)):
                     self.writer.add_scalar(k, v, record["step"])
+        if self.tracker is not None:
+            self.tracker.log(record)
 
     def close(self) -> None:
-        for f in (self.file, self.writer):
+        for f in (self.file, self.writer, self.tracker):
             if f is not None:
                 f.close()
 
@@ -225,7 +301,8 @@ def _eval_summary(folder: str, res: str) -> dict:
     half = r.get("half_classes")
     zs = half.get("top1_mean") if isinstance(half, dict) else None
     return {"name": os.path.basename(folder.rstrip("/")), "classifier": "(eval)", "mode": r.get("protocol", ""),
-            "shot": "", "head": "", "top1": r.get("top1"), "top5": r.get("top5"), "zero_shot_half": zs}
+            "shot": "", "head": "", "measured": f"eval, {r.get('views', '?')} views", "top1": r.get("top1"),
+            "top5": r.get("top5"), "zero_shot_half": zs}
 
 
 def run_summary(folder: str) -> dict | None:
@@ -251,5 +328,5 @@ def run_summary(folder: str) -> dict | None:
     evals = [rec for rec in read_metrics(met_path) if isinstance(rec.get("val_top1"), (int, float))]
     best = max(evals, key=lambda r: r["val_top1"]) if evals else {}
     return {"name": os.path.basename(folder.rstrip("/")), "classifier": values[0], "mode": values[1],
-            "shot": shot, "head": values[2], "top1": best.get("val_top1"), "top5": best.get("val_top5"),
-            "zero_shot_half": None}
+            "shot": shot, "head": values[2], "measured": "best val during training, 1x1 view",
+            "top1": best.get("val_top1"), "top5": best.get("val_top5"), "zero_shot_half": None}

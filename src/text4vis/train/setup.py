@@ -27,16 +27,18 @@ from ..datasets import (
     train_collate,
 )
 from ..devices import precision_name, rank_world
-from ..errors import ConfigError, OutputError, TrainError, UsageError
+from ..errors import ConfigError, OutputError, TrainError, UsageError, first_line
 from ..labels import resolve_labels
 from ..model import VideoModel
 from ..towers import WeightsError, load_towers
 from ..transforms import TrainTransform
+from . import tower
 from .config import Config
 from .runs import (
     CHECKPOINT_LAST,
     FolderLock,
     MetricsLog,
+    TextLog,
     check_run_folder,
     clear_leftovers,
     config_changes,
@@ -46,15 +48,21 @@ from .runs import (
 )
 
 
-def log(msg: str, rank: int = 0) -> None:
+RUN_LOG = TextLog()   # the running training's train.log (inactive outside `train`)
+
+
+def log(msg: str, rank: int = 0, echo: bool = True) -> None:
+    """A line of the run: on stderr (unless not `echo`: the step lines a progress bar shows) and in train.log."""
     if rank == 0:
-        tqdm.write(msg, file=sys.stderr)
+        if echo:
+            tqdm.write(msg, file=sys.stderr)
+        RUN_LOG.write(msg)
 
 
 # ----------------------------------------------------------------------------- building blocks
 
 def classifier_for_run(cfg: Config, towers, names: list[str], model: VideoModel | None = None,
-                       samples=None, reader=None, device=None) -> classifiers.Classifier:
+                       samples=None, reader=None, device=None, progress: bool = False) -> classifiers.Classifier:
     """The run's classifier as `cfg.classifier` says: a stored file, one of classifiers.KINDS, or LDA on
     the training videos embedded by `model`."""
     c = cfg.classifier
@@ -66,15 +74,15 @@ def classifier_for_run(cfg: Config, towers, names: list[str], model: VideoModel 
         return classifiers.build_classifier(c.type, names, towers=towers, dim=towers.embed_dim, prompts=c.prompts,
                                             lm=c.lm, seed=c.seed)
     if c.type == "lda":
-        cls, failed = lda_from_model(model, samples, names, cfg, reader, device)
+        cls, failed = lda_from_model(model, samples, names, cfg, reader, device, progress)
         for msg in failed:
             log(f"warning: a video for the LDA classifier does not decode (left out): {msg}", rank_world()[0])
         return cls
     raise ConfigError(f"classifier.type {c.type!r} unknown")
 
 
-def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader,
-                   device) -> tuple[classifiers.Classifier, list[str]]:
+def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader, device,
+                   progress: bool = False) -> tuple[classifiers.Classifier, list[str]]:
     """LDA on frozen video embeddings of a seeded fraction of the training set; also the errors of
     the chosen videos that failed to decode (left out)."""
     rng = np.random.default_rng(cfg.classifier.seed)
@@ -88,7 +96,7 @@ def lda_from_model(model: VideoModel, samples, names, cfg: Config, reader,
         chosen.extend(items[i] for i in rng.permutation(len(items))[:k])
     ds = TestDataset(chosen, cfg.data.num_frames, model_input_size(cfg, model), 1, 1, reader, cfg.data.dense)
     emb = engine.embed_dataset(model, ds, device, batch_size=cfg.evaluation.batch_size, workers=cfg.data.workers,
-                               progress=True, desc="lda embeddings", precision=cfg.evaluation.precision)
+                               progress=progress, desc="lda embeddings", precision=cfg.evaluation.precision)
     targets = np.array([chosen[i].label for i in emb.indices])
     errors = dict(emb.errors)                                  # chosen index -> message
     lost = sorted({chosen[i].label for i in errors} - set(targets.tolist()))
@@ -117,7 +125,7 @@ def load_pretrain(model: VideoModel, path: str, clip: str = "") -> None:
     else:
         state = checkpoints.read_original(path)
     state = checkpoints.video_weights(state)
-    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, clip or "model.clip")
+    checkpoints.check_visual_fits(state, model.visual.state_dict(), path, clip, ("model.pretrain", "model.clip"))
     missing, unexpected = checkpoints.load_state_or_explain(model, state, f"model.pretrain {path}")
     if unexpected:
         raise TrainError(f"{path}: weights that do not fit this model, e.g. {unexpected[0]} (head type differs?)")
@@ -134,20 +142,44 @@ def lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
+def original_lr_lambda(epochs: int, warmup_epochs: float, batches: int, accum: int, carry: bool):
+    """Learning-rate factor of optimiser step `step` (0-based) as the original Text4Vis train.py sets it:
+    its WarmupCosineAnnealingLR is stepped before the micro-batches i == 0 and (i + 1) % 10 == 0 of an
+    epoch, at `epoch + i / batches`, with the factor `t / warmup_epochs` during warmup (0 at the start)
+    and `0.5 * (1 + cos(pi * (t - warmup) / (epochs - warmup)))` after it. A step uses the factor of the
+    last such point at or before its last micro-batch. `carry`: an epoch has batches // accum steps (the
+    leftover micro-batches carry over), else ceil(batches / accum) (a shorter last step)."""
+    per_epoch = batches // accum if carry else math.ceil(batches / accum)
+
+    def factor(t: float) -> float:
+        if t < warmup_epochs:
+            return t / warmup_epochs
+        progress = (t - warmup_epochs) / max(1e-12, epochs - warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def f(step: int) -> float:
+        epoch, k = divmod(step, per_epoch)
+        i = min((k + 1) * accum, batches) - 1               # the step's last micro-batch in its epoch
+        point = i if (i + 1) % 10 == 0 else max(0, (i + 1) // 10 * 10 - 1)   # the scheduler's last step
+        return factor(epoch + point / batches)
+    return f
+
+
 class Trainee(nn.Module):
     """What DistributedDataParallel wraps: the video model, plus the text tower in contrastive mode."""
 
     def __init__(self, video: VideoModel, contrastive: bool = False, text_clip: nn.Module | None = None,
-                 tokens: torch.Tensor | None = None, gather: bool = True):
+                 tokens: torch.Tensor | None = None, gather: bool = True, label_smoothing: float = 0.0):
         super().__init__()
         self.video, self.contrastive, self.text, self.gather = video, contrastive, text_clip, gather
+        self.label_smoothing = label_smoothing
         self.register_buffer("tokens", tokens, persistent=False)
 
     def forward(self, frames: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.video.embed(frames)                                   # (b, dc)
         logits = self.video.logits(emb)                                  # (b, c)
         if not self.contrastive:
-            return losses.classification_loss(logits, labels), logits
+            return losses.classification_loss(logits, labels, self.label_smoothing), logits
         if self.gather:                                                  # "batch gather" across GPUs
             emb, labels = losses.gather_with_grad(emb), losses.gather_with_grad(labels)
         classes = torch.unique(labels)                                   # (u,) classes in the batch
@@ -218,8 +250,11 @@ def check_folder_on_all_ranks(output: str, resume: str | None, rank: int, world:
             if removed:
                 log(f"note: removed the files of an earlier run that stopped before its first checkpoint "
                     f"({', '.join(removed)}); this run starts clean")
-        except (ConfigError, OSError, OutputError, UsageError) as exc:
+        except (ConfigError, OutputError, UsageError) as exc:
             problem = exc
+        except OSError as exc:  # e.g. a folder under /proc: named with the parameter given, not a bare strerror
+            problem = OutputError(f"output={output!r}: cannot create the run folder there "
+                                  f"({exc.strerror or first_line(exc)})")
     if world > 1:
         box = [str(problem) if problem else None]
         dist.broadcast_object_list(box, src=0)
@@ -268,7 +303,7 @@ def load_data(cfg: Config, output: str, rank: int):
     return names, train_samples, distinct, val_samples
 
 
-def build_model(cfg: Config, names, distinct, reader, device):
+def build_model(cfg: Config, names, distinct, reader, device, progress: bool = False):
     """(towers, video model on `device`, classifier): the towers of model.clip, the temporal head, an
     optional model.pretrain checkpoint, and the classifier set into the model (learned when linear)."""
     towers = load_towers(cfg.model.clip)
@@ -277,10 +312,14 @@ def build_model(cfg: Config, names, distinct, reader, device):
     if cfg.model.pretrain:
         load_pretrain(model, cfg.model.pretrain, cfg.model.clip)
     model.to(device)
-    cls = classifier_for_run(cfg, towers, names, model, distinct, reader, device)
+    cls = classifier_for_run(cfg, towers, names, model, distinct, reader, device, progress)
     model.set_classifier(cls.weight, learn=cfg.classifier.type == "linear" and not cfg.classifier.file)
     if cfg.model.freeze_visual:
         model.visual.requires_grad_(False)
+    if cfg.model.grad_checkpointing:
+        tower.set_grad_checkpointing(model.visual)
+    if cfg.model.drop_path:
+        tower.add_drop_path(model.visual, cfg.model.drop_path)
     return towers, model, cls
 
 
@@ -295,7 +334,8 @@ def build_trainee(cfg: Config, towers, model: VideoModel, cls, names, device) ->
         tokens = towers.tokenize([cfg.classifier.prompts[0].format(n) for n in names])
     elif contrastive and cls.meta.get("type") != "text":
         raise ConfigError("training.text_tower=frozen contrasts against the CLIP text rows: set classifier.type=text")
-    return Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather).to(device)
+    return Trainee(model, contrastive, text_clip, tokens, cfg.training.batch_gather,
+                   cfg.training.label_smoothing).to(device)
 
 
 def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world: int, device):
@@ -316,13 +356,15 @@ def build_loader(cfg: Config, samples, input_size: int, reader, rank: int, world
 class Run:
     """Everything a training run holds between steps, built by `setup` in the order the loop needs it."""
 
-    def __init__(self, cfg: Config, output: str, notes, rank: int, world: int, device: torch.device):
+    def __init__(self, cfg: Config, output: str, notes, rank: int, world: int, device: torch.device,
+                 progress: bool = False):
         self.cfg, self.output, self.rank, self.world, self.device = cfg, output, rank, world, device
         seed = cfg.training.seed
         seed_everything(seed)                       # the same model initialisation on every rank
         self.names, self.train_samples, distinct, self.val_samples = load_data(cfg, output, rank)
         self.reader = FrameReader(cfg.data.image_tmpl, cfg.data.index_bias)
-        self.towers, self.model, self.cls = build_model(cfg, self.names, distinct, self.reader, device)
+        self.towers, self.model, self.cls = build_model(cfg, self.names, distinct, self.reader, device,
+                                                        progress and rank == 0)
         self.input_size = model_input_size(cfg, self.model)
         self.trainee = build_trainee(cfg, self.towers, self.model, self.cls, self.names, device)
         seed_everything(seed + rank)                # from here on each rank draws its own
@@ -330,27 +372,57 @@ class Run:
         if world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.trainee, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.training.compile:   # the forward and backward compiled; weights and checkpoints as without
+            self.net = torch.compile(self.net)
         self.dataset, self.sampler, self.loader = build_loader(cfg, self.train_samples, self.input_size,
                                                                self.reader, rank, world, device)
         self.accum = cfg.optim.grad_accumulation
         self.batches = self.sampler.batches_per_epoch                 # micro-batches per epoch (per rank)
-        self.steps_per_epoch = math.ceil(self.batches / self.accum)   # optimiser steps per epoch
+        self.carry = cfg.optim.carry_gradients and self.accum > 1    # leftover micro-batches carry over
+        if self.carry and self.batches < self.accum:
+            raise ConfigError(f"optim.carry_gradients: an epoch has {self.batches} batches, fewer than "
+                              f"optim.grad_accumulation={self.accum}, so no step would ever be taken; lower "
+                              f"optim.grad_accumulation or set optim.carry_gradients=false")
+        # optimiser steps per epoch
+        self.steps_per_epoch = self.batches // self.accum if self.carry else math.ceil(self.batches / self.accum)
         # optimiser: image tower and logit_scale at lr * clip_ratio, the rest at lr; warmup + cosine
         self.optimizer = build_optimizer(self.trainee, cfg.optim, device)
-        total_steps = self.steps_per_epoch * cfg.optim.epochs
-        warmup_steps = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(total_steps, warmup_steps))
+        if cfg.optim.schedule == "original":
+            schedule = original_lr_lambda(cfg.optim.epochs, cfg.optim.warmup_epochs, self.batches, self.accum,
+                                          self.carry)
+        else:
+            total_steps = self.steps_per_epoch * cfg.optim.epochs
+            schedule = lr_lambda(total_steps, int(cfg.optim.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.note_short_warmup(schedule)
         self.precision = precision_name(device, cfg.optim.precision)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "bad_videos": [],
-                      "samples_seen": 0}
+                      "samples_seen": 0, "epoch_tally": [0.0, 0, 0.0, 0.0]}   # loop.Tally of the epoch so far
         self.last_path = os.path.join(output, CHECKPOINT_LAST)
         resume = self.resume(cfg.training.resume)
         if rank == 0:
             start_folder(output, cfg.to_dict(), notes, self.state["global_step"] if resume else None)
-        self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None)
+        tracker = None
+        if rank == 0 and cfg.training.tracker != "none":
+            from .tracker import Tracker
+            tracker = Tracker(cfg.training.tracker, cfg.training.tracker_project, output, cfg.to_dict())
+        self.metrics = MetricsLog(output, rank, purge_step=self.state["global_step"] + 1 if resume else None,
+                                  tracker=tracker)
         self.settings = {"num_frames": cfg.data.num_frames, "input_size": self.input_size, "dense": cfg.data.dense,
                          "image_tmpl": cfg.data.image_tmpl, "index_bias": cfg.data.index_bias}
+
+    def note_short_warmup(self, schedule) -> None:
+        """Say once when the warmup is longer than the run (optim.epochs, or training.max_steps): the lr
+        never reaches optim.lr."""
+        o, steps = self.cfg.optim, self.steps_per_epoch * self.cfg.optim.epochs
+        if self.cfg.training.max_steps:
+            steps = min(steps, self.cfg.training.max_steps)
+        warmup_steps = o.warmup_epochs * self.steps_per_epoch
+        if o.warmup_epochs > 0 and warmup_steps > steps:
+            peak = max(schedule(i) for i in range(steps))
+            log(f"note: the warmup (optim.warmup_epochs={o.warmup_epochs:g}, {warmup_steps:g} steps) is longer than "
+                f"this run ({steps} steps): the lr peaks at {peak:.3g} x optim.lr={o.lr:g}", self.rank)
 
     def resume(self, resume: str | None) -> str | None:
         """Restore a `last` checkpoint (training.resume: 'auto' or a path) into the run; the path or None.

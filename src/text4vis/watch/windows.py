@@ -59,7 +59,8 @@ class Windower:
     def __init__(self, window: float, stride: float, num_frames: int, input_size: int):
         if not (window > 0 and stride > 0):
             raise ValueError(f"window and stride must be positive seconds (got window={window}, stride={stride})")
-        self.window, self.stride, self.t, self.size = float(window), float(stride), int(num_frames), int(input_size)
+        self.window, self.stride, self.t = float(window), float(stride), int(num_frames)
+        self.size = transforms.view_size(input_size, getattr(input_size, "resize_mode", None))  # keeps the model's mode
         self.k = 0                          # next window to complete
         self.ring: deque[Frame] = deque()
         self.count = 0                      # frames seen
