@@ -289,3 +289,22 @@ def odd_inputs(tmp_path_factory):
         write_video(paths["wide"], wide, codec="ffv1")
     write_video(paths["gray"], index_frames(12), codec="ffv1", pix_fmt="gray")
     return paths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread in every test module (tiny models on 2 cores: oversubscription makes ops 10x slower),
+    restored after the module, so a test that changes it does not leak into the next module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_benchmark(folder, train_per_class: int = 2, val_per_class: int = 1) -> dict:
+    """The training tests' data: 4 classes (circle/square x moving left/right) of real 8-frame 32x32 H.264
+    videos with Text4Vis list files (text4vis.synthetic.make_benchmark)."""
+    from text4vis.synthetic import make_benchmark
+    return make_benchmark(folder, shapes=["circle", "square"], motions=["moving left", "moving right"], heldout=[],
+                          train_per_class=train_per_class, val_per_class=val_per_class, num_frames=8, size=32,
+                          progress=False)

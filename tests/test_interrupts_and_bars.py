@@ -11,9 +11,8 @@ import re
 import pytest
 import torch
 
-from conftest import original_text4vis_checkpoint
+from conftest import small_benchmark, original_text4vis_checkpoint
 from text4vis.cli import main as cli_main
-from text4vis.synthetic import make_benchmark
 
 BAR = re.compile(r"\d+%\||it/s\]|s/it\]|video/s\]|step/s\]")   # what a tqdm bar writes
 
@@ -25,19 +24,9 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return make_benchmark(tmp_path_factory.mktemp("bars") / "bench", shapes=["circle", "square"],
-                          motions=["moving left", "moving right"], heldout=[], train_per_class=2, val_per_class=1,
-                          num_frames=8, size=32, progress=False)
+    return small_benchmark(tmp_path_factory.mktemp("bars") / "bench", train_per_class=2)
 
 
 @pytest.fixture(scope="module")

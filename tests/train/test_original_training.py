@@ -13,30 +13,19 @@ import json
 import math
 
 import pytest
-import torch
+from conftest import small_benchmark
 
 from text4vis.classifiers import text_classifier
 from text4vis.labels import load_labels
-from text4vis.synthetic import make_benchmark
 from text4vis.towers import load_towers
 from text4vis.train import loop, train
 from text4vis.train.config import load_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """4 classes x 3 training videos (real H.264, 8 frames of 32x32) and a list file."""
-    return make_benchmark(tmp_path_factory.mktemp("bench"), shapes=["circle", "square"],
-                          motions=["moving left", "moving right"], heldout=[], train_per_class=3, val_per_class=1,
-                          num_frames=8, size=32, progress=False)
+    return small_benchmark(tmp_path_factory.mktemp("bench") / "bench", train_per_class=3)
 
 
 @pytest.fixture(scope="module")

@@ -11,29 +11,18 @@ import math
 import re
 
 import pytest
-import torch
+from conftest import small_benchmark
 
 from text4vis.cli import main as cli_main
-from text4vis.synthetic import make_benchmark
 from text4vis.train import loop
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """4 classes x (2 train + 1 val) real 8-frame 32x32 videos."""
-    return make_benchmark(tmp_path_factory.mktemp("runlog") / "bench", shapes=["circle", "square"],
-                          motions=["moving left", "moving right"], heldout=[], train_per_class=2, val_per_class=1,
-                          num_frames=8, size=32, progress=False)
+    return small_benchmark(tmp_path_factory.mktemp("runlog") / "bench", train_per_class=2)
 
 
 def run_train(tiny_dir, bench, out, **over) -> tuple[int, str]:

@@ -18,14 +18,6 @@ from text4vis.train.config import load_config
 from text4vis.train.setup import Trainee
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def video_model(tiny_dir) -> VideoModel:
     towers = load_towers(str(tiny_dir / "openai_sd.pt"))
     torch.manual_seed(0)

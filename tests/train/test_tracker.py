@@ -7,20 +7,11 @@ import sys
 import types
 
 import pytest
-import torch
 
 from text4vis.errors import ConfigError
 from text4vis.synthetic import make_benchmark
 from text4vis.train import train
 from text4vis.train.config import load_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def fake_wandb(calls: list):

@@ -38,14 +38,6 @@ from text4vis.video import read_all_frames
 SHAPES, MOTIONS = ["circle", "square"], ["moving left", "moving right"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- data fixtures
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,8 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, original_text4vis_checkpoint, tiny_state_dict_of
+from conftest import small_benchmark, TINY, original_text4vis_checkpoint, tiny_state_dict_of
 from text4vis.cli import main as cli_main
-from text4vis.synthetic import make_benchmark
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
@@ -25,9 +24,7 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return make_benchmark(tmp_path_factory.mktemp("msgs") / "bench", shapes=["circle", "square"],
-                          motions=["moving left", "moving right"], heldout=[], train_per_class=1, val_per_class=1,
-                          num_frames=8, size=32, progress=False)
+    return small_benchmark(tmp_path_factory.mktemp("msgs") / "bench", train_per_class=1)
 
 
 def sets(tiny_dir, bench, **over) -> list[str]:

@@ -7,26 +7,15 @@ import io
 import json
 
 import pytest
-import torch
+from conftest import small_benchmark
 
 from text4vis import checkpoints
 from text4vis.cli import main as cli_main
-from text4vis.synthetic import make_benchmark
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    return make_benchmark(tmp_path_factory.mktemp("opts") / "bench", shapes=["circle", "square"],
-                          motions=["moving left", "moving right"], heldout=[], train_per_class=1, val_per_class=1,
-                          num_frames=8, size=32, progress=False)
+    return small_benchmark(tmp_path_factory.mktemp("opts") / "bench", train_per_class=1)
 
 
 def run_train(tiny_dir, bench, out, *extra, **over) -> tuple[int, str, str]:
