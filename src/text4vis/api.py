@@ -24,7 +24,7 @@ from .devices import pick_device, precision_name
 from .errors import Text4VisWarning, UsageError
 from .labels import load_labels
 from .model import VideoModel
-from .records import top_labels
+from .records import InputOrder, top_labels
 from .sampling import parse_views
 from .towers import Towers, WeightsError
 from .transforms import view_size
@@ -222,36 +222,20 @@ class Recognizer:
                          reader=FrameReader(decoder=decoder, decode_device=decode_device))
         weight = self.model.classifier
         k = min(topk, len(self.labels))
-        done: dict[int, dict] = {}                   # file index -> record, until its turn comes
-        position, next_file = 0, 0                   # next item to yield; index of the file it would be
-
-        def ready():
-            nonlocal position, next_file
-            while position < len(items):
-                path, empty = items[position]
-                if empty:
-                    yield {"video": path, "error": empty_input_error(path)}
-                elif next_file in done:
-                    yield done.pop(next_file)
-                    next_file += 1
-                else:
-                    return
-                position += 1
-
+        order = InputOrder(items, lambda path: {"video": path, "error": empty_input_error(path)})
         model = self.video_backend or self.model     # ONNX Runtime when runtime="onnx"
         for indices, emb, failed in engine.iter_embeddings(model, ds, self.device, batch_size, workers,
                                                            progress, precision=self.precision):
             for i, error in failed:
-                done[i] = {"video": files[i], "error": error}
+                order.done[i] = {"video": files[i], "error": error}
             tops = top_labels(engine.scores_from_embeddings(emb, weight), self.labels, k) if len(indices) else None
             for row, i in enumerate(indices):
                 rec = {"video": files[i], "top": tops[row]}
                 if with_embedding:
                     rec["embedding"] = [round(float(x), 6) for x in emb[row].tolist()]
-                done[i] = rec
-            yield from ready()
-        yield from ready()
-
+                order.done[i] = rec
+            yield from order.ready()
+        yield from order.ready()
 
     def embed_windows(self, path, window: float = 4.0, stride: float = 2.0, frames: int | None = None,
                       batch_size: int = 8) -> dict:

@@ -218,6 +218,7 @@ def predict_iter(rec, load_args: dict, paths, topk: int = 5, views: str = "1x1",
     from tqdm import tqdm
 
     from .api import check_arguments
+    from .records import InputOrder
     from .video import empty_input_error, list_inputs
     clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size)
     settings = settings or RaySettings()
@@ -227,27 +228,16 @@ def predict_iter(rec, load_args: dict, paths, topk: int = 5, views: str = "1x1",
     batches = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
     make = partial(_test_dataset, num_frames=rec.num_frames, input_size=rec.input_size, clips=clips, crops=crops)
     finish = partial(_records, topk=topk, with_embedding=with_embedding)
-    done: dict[int, dict] = {}
-    position, next_file = 0, 0
+    order = InputOrder(items, lambda path: {"video": path, "error": empty_input_error(path)})
     bar = tqdm(total=len(files), desc="videos", unit="video", disable=not progress, leave=False)
     try:
         for row in run(batches, make, _load, load_args, _embed_views, settings, finish):
             start = int(row["batch"]) * batch_size
             for j, text in enumerate(row["records"]):
-                done[start + j] = json.loads(text)
+                order.done[start + j] = json.loads(text)
             bar.update(len(row["records"]))
-            while position < len(items):
-                path, empty = items[position]
-                if empty:
-                    yield {"video": path, "error": empty_input_error(path)}
-                elif next_file in done:
-                    yield done.pop(next_file)
-                    next_file += 1
-                else:
-                    break
-                position += 1
-        for path, _ in items[position:]:             # empty inputs after the last video
-            yield {"video": path, "error": empty_input_error(path)}
+            yield from order.ready()
+        yield from order.ready()                     # empty inputs after the last video
     finally:
         bar.close()
 

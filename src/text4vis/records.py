@@ -108,3 +108,27 @@ def write_records(path: str, records, on_record=None, rows_per_group: int = 1024
 
     atomic_write(path, write_parquet if path.lower().endswith(".parquet") else write_jsonl)
     return count
+
+
+class InputOrder:
+    """Records of a run over `items` ((path, is an empty input) in input order) handed out in input order:
+    `done[i] = record` for the i-th file as it finishes; `ready()` yields every record whose turn has come
+    (an empty input's own error record in its place), so a consumer that stops early keeps a prefix of
+    the answer."""
+
+    def __init__(self, items, empty_record):
+        self.items, self.empty_record = items, empty_record
+        self.done: dict[int, dict] = {}   # file index -> record, until its turn comes
+        self.position, self.next_file = 0, 0
+
+    def ready(self):
+        while self.position < len(self.items):
+            path, empty = self.items[self.position]
+            if empty:
+                yield self.empty_record(path)
+            elif self.next_file in self.done:
+                yield self.done.pop(self.next_file)
+                self.next_file += 1
+            else:
+                return
+            self.position += 1
