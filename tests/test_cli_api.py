@@ -306,7 +306,7 @@ def _no_none(obj, where="result"):
 @pytest.mark.parametrize("iters,warned", [(2, 2), (6, 1)])
 def test_bench_prints_no_none_and_warns_about_few_iterations(capsys, monkeypatch, iters, warned):
     from conftest import tiny_config
-    from text4vis import bench
+    from text4vis.bench import model as bench
     tiny = tiny_config(64)
     monkeypatch.setattr(bench, "model_config", lambda name: tiny)
     assert cli.main(["bench", "--model", "tiny", "--frames", "2", "--batch", "1", "--iters", str(iters),
@@ -330,6 +330,6 @@ def test_bench_prints_no_none_and_warns_about_few_iterations(capsys, monkeypatch
 
 
 def test_bench_reliability_rule():
-    from text4vis.bench import reliability_warnings
+    from text4vis.bench.model import reliability_warnings
     assert reliability_warnings(10, [1.5, 2.0]) == []
     assert len(reliability_warnings(4, [1.5])) == 1 and len(reliability_warnings(10, [0.5, 3.0])) == 1

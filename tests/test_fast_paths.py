@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import SHARED_VIDEOS, TINY, index_frames, write_video
-from text4vis import bench, devices, prepare, transforms, video
+from text4vis import devices, prepare, transforms, video
+from text4vis.bench import model as bench
 from text4vis.sampling import segment_indices, view_indices
 from text4vis.video import VideoError, read_frames
 

@@ -18,7 +18,8 @@ import torch
 from . import checkpoints, classifiers, engine
 from .checkpoints import DEFAULT_CLIP, load_video_model
 from .classifiers import Classifier, ClassifierError
-from .datasets import Sample, TestDataset
+from .datasets import FrameReader, Sample, TestDataset
+from .decoders.gpu import resolve_decode_device
 from .devices import pick_device, precision_name
 from .errors import Text4VisWarning, UsageError
 from .labels import load_labels
@@ -26,7 +27,7 @@ from .model import VideoModel
 from .records import top_labels
 from .sampling import parse_views
 from .towers import Towers, WeightsError
-from .video import list_inputs
+from .video import empty_input_error, list_inputs
 
 DEFAULT_LABELS = "k400"
 __all__ = ["load", "Recognizer", "pick_device", "DEFAULT_CLIP", "DEFAULT_LABELS"]
@@ -167,23 +168,45 @@ class Recognizer:
         tops = top_labels(scores, self.labels, topk)
         return tops[0] if single else tops
 
+    def sigmoid_scores(self, frames) -> list[dict[str, float]]:
+        """Per-label independent scores of a sigmoid model (SigLIP): sigmoid(scale x cosine + bias) with the
+        towers' pretrained logit_scale and logit_bias, one {label: score} per video (frames as in
+        `encode_video`). Labels do not compete (several may be near 1, or none), unlike `classify`'s softmax.
+        Meaningful zero-shot (the towers' calibration); a model fine-tuned with a softmax loss keeps the
+        bias but not that calibration. WeightsError for models without a logit bias (CLIP)."""
+        from .backbones.families import sigmoid_scores
+        bias = self.towers.logit_bias if self.towers is not None else None
+        if bias is None:
+            raise WeightsError(f"{self.source}: not a sigmoid model (no logit_bias: CLIP is trained with a softmax); "
+                               f"use classify() for scores over the label set")
+        scale = float(self.towers.clip.logit_scale.detach().flatten()[0].exp())
+        scores = sigmoid_scores(self.encode_video(frames), self.model.classifier, scale, bias)
+        return [{label: round(float(v), 6) for label, v in zip(self.labels, row)} for row in scores]
+
     def predict(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4, workers: int | None = None,
-                progress: bool = False, with_embedding: bool = False) -> list[dict]:
+                progress: bool = False, with_embedding: bool = False, decoder: str = "auto",
+                decode_device: str = "cpu") -> list[dict]:
         """One record per input video, in input order: {"video", "top": [{"label", "score"}]} or
         {"video", "error"}. `paths`: one path or a list (str or os.PathLike). Folders are searched
         recursively for video files; a folder holding images and no videos is one video (its frames); a
         folder that holds neither is one record with an error. See `predict_iter` to get each record as
-        soon as it is done."""
-        return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding))
+        soon as it is done. `decoder`: the video reader (decoders/choose.py); decode_device="cuda" decodes
+        with NVDEC (frames stay on the GPU; without a GPU or NVDEC a warning says so and the CPU decodes)."""
+        return list(self.predict_iter(paths, topk, views, batch_size, workers, progress, with_embedding,
+                                      decoder, decode_device))
 
     def predict_iter(self, paths, topk: int = 5, views: str = "1x1", batch_size: int = 4,
-                     workers: int | None = None, progress: bool = False, with_embedding: bool = False):
+                     workers: int | None = None, progress: bool = False, with_embedding: bool = False,
+                     decoder: str = "auto", decode_device: str = "cpu"):
         """`predict`, one record at a time: each record is yielded as soon as it and every record before
         it are done, in input order (so a consumer that stops early keeps a prefix of the answer)."""
         clips, crops = check_arguments(topk=topk, views=views, batch_size=batch_size, workers=workers)
         items = list_inputs(paths)                   # (path, is an empty folder) in input order
         files = [p for p, empty in items if not empty]
-        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops)
+        decode_device = resolve_decode_device(decode_device, files[0] if files else None, self.device)
+        workers = 0 if decode_device == "cuda" else workers  # NVDEC in this process: frames stay on the GPU
+        ds = TestDataset([Sample(p, -1, None, p) for p in files], self.num_frames, self.input_size, clips, crops,
+                         reader=FrameReader(decoder=decoder, decode_device=decode_device))
         weight = self.model.classifier
         k = min(topk, len(self.labels))
         done: dict[int, dict] = {}                   # file index -> record, until its turn comes
@@ -194,7 +217,7 @@ class Recognizer:
             while position < len(items):
                 path, empty = items[position]
                 if empty:
-                    yield {"video": path, "error": "a folder without video files"}
+                    yield {"video": path, "error": empty_input_error(path)}
                 elif next_file in done:
                     yield done.pop(next_file)
                     next_file += 1

@@ -116,10 +116,15 @@ def save_checkpoint(path: str, model, towers, *, labels: list[str], classifier_m
         for k, v in towers.clip.state_dict().items():
             if not k.startswith("visual.") and k not in ("logit_scale", "logit_bias"):
                 tensors["text." + k] = v.detach().cpu().contiguous()
+        from .backbones import families  # a sentencepiece/HF tokenizer's files travel with the text tower (offline)
+        tensors.update(families.to_tensors(families.tokenizer_files_of(towers)))
     meta = {
         "format_version": FORMAT_VERSION,
         "clip": {"config": towers.config, "source": towers.source, "tokenizer": towers.tokenizer_name,
-                 "mean": list(towers.mean), "std": list(towers.std)},
+                 "mean": list(towers.mean), "std": list(towers.std),
+                 "preprocess": dict(getattr(towers, "preprocess", {}) or {}),
+                 "logit_scale": float(towers.clip.logit_scale.detach().flatten()[0]),
+                 "logit_bias": getattr(towers, "logit_bias", None)},   # the towers' own (sigmoid scores)
         "head": model.head_type,
         "head_heads": model.head_heads,
         "embed_dim": model.embed_dim,
@@ -296,8 +301,13 @@ def _load_text4vis(checkpoint: str, clip: str | None) -> LoadedModel:
     cfg = meta["clip"]
     with_text = bool(meta.get("has_text_tower", True))
     visual = {"visual." + k: v for k, v in split_prefix(tensors, "model.visual.").items()}
+    from .backbones.families import from_tensors
     towers = towers_mod.towers_from_config(cfg["config"], {**split_prefix(tensors, "text."), **visual}, checkpoint,
-                                           cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text)
+                                           cfg.get("tokenizer", "openai"), cfg["mean"], cfg["std"], with_text,
+                                           cfg.get("preprocess"), from_tensors(tensors))
+    for name in ("logit_scale", "logit_bias"):  # the towers' own, kept in the metadata (not the video model's)
+        if cfg.get(name) is not None and isinstance(getattr(towers.clip, name, None), torch.Tensor):
+            getattr(towers.clip, name).data.fill_(float(cfg[name]))
     towers.source = cfg["source"]
     image_size = int(meta.get("settings", {}).get("input_size") or 0) or towers.input_size  # whatever clip= says
     if clip:  # an explicit clip= replaces the stored text tower (for new label sets)

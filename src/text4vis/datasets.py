@@ -17,6 +17,7 @@ from .files import atomic_write_text
 from .errors import DataError, DataWarning, first_line
 
 import csv
+import io
 import math
 import os
 import warnings
@@ -26,8 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from . import sampling, transforms
-from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder, read_frames
+from . import remote, sampling, transforms
+from .decoders.choose import check_decoder, read_frames as decode_frames
+from .video import VIDEO_EXTENSIONS, VideoError, read_frame_folder
 
 
 
@@ -71,18 +73,37 @@ def unparsable(problems: list[str], what: str) -> DataError:
     return DataError(f"{what}: {len(problems)} lines cannot be parsed:\n{shown}{more}")
 
 
+def _join(root: str, path: str) -> str:
+    """An entry's path: a URL as it is; else joined to `root`, itself a folder or a URL prefix (remote.py)."""
+    if remote.is_remote(path) or not root:
+        return path
+    if remote.is_remote(root):
+        return path if path.startswith("/") else root.rstrip("/") + "/" + path
+    return os.path.join(root, path)
+
+
+def _list_text(path: str, what: str) -> str:
+    """The text of a list or CSV file on disk or at a URL (s3://, gs://, az://, http(s)://: remote.py)."""
+    try:
+        if remote.is_remote(path):
+            try:
+                return remote.read_text(path)
+            except VideoError as exc:
+                raise DataError(str(exc)) from None
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: {what} not found")
+        with open(path, newline="", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
+
+
 def read_list(list_file: str, root: str = "", bad: list | None = None) -> list[Sample]:
     """Original Text4Vis list file (frames or videos), paths joined to `root`. Lines that cannot be parsed
     are all reported in one DataError; with `bad` (a list), they are appended to it as ("list:line",
     message) and the rest is returned."""
-    if not os.path.isfile(list_file):
-        raise DataError(f"{list_file}: list file not found")
+    lines = _list_text(list_file, "list file").splitlines()
     out = []
-    try:
-        with open(list_file, encoding="utf-8") as f:
-            lines = f.readlines()
-    except UnicodeDecodeError as exc:
-        raise _not_text(list_file, exc) from None
     problems: list[tuple[str, str]] = []
     for lineno, line in enumerate(lines, start=1):
         parts = line.strip().split()
@@ -92,9 +113,13 @@ def read_list(list_file: str, root: str = "", bad: list | None = None) -> list[S
         try:
             if len(parts) >= 3:  # frames: dir num_frames label (dir may not contain spaces, as in the reference)
                 path, n, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
-                out.append(Sample(os.path.join(root, path), label, n, where))
+                if remote.is_remote(_join(root, path)):
+                    problems.append((where, f"{where}: {_join(root, path)} is a frame folder at a URL; frame "
+                                            f"folders are read from disk only (videos may be URLs)"))
+                    continue
+                out.append(Sample(_join(root, path), label, n, where))
             elif len(parts) == 2:
-                out.append(Sample(os.path.join(root, parts[0]), int(parts[1]), None, where))
+                out.append(Sample(_join(root, parts[0]), int(parts[1]), None, where))
             else:
                 raise ValueError
         except ValueError:
@@ -121,15 +146,11 @@ def _parsed(out: list[Sample], problems: list, bad: list | None, path: str, kind
 def read_csv(csv_file: str, labels: list[str], root: str = "", bad: list | None = None) -> list[Sample]:
     """CSV of `path,label` (label = id or class name); a first line `path,label` is a header. Bad lines as
     in read_list."""
-    if not os.path.isfile(csv_file):
-        raise DataError(f"{csv_file}: CSV file not found")
+    text = _list_text(csv_file, "CSV file")
     index = {n: i for i, n in enumerate(labels)}
     out = []
     try:
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except UnicodeDecodeError as exc:
-        raise _not_text(csv_file, exc) from None
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:  # e.g. a NUL byte
         raise DataError(f"{csv_file}: not a CSV file ({exc})") from None
     problems: list[tuple[str, str]] = []
@@ -151,7 +172,7 @@ def read_csv(csv_file: str, labels: list[str], root: str = "", bad: list | None 
             except ValueError:
                 problems.append((where, f"{where}: label {lab!r} is neither a class id nor a class name"))
                 continue
-        out.append(Sample(os.path.join(root, path), label, None, where))
+        out.append(Sample(_join(root, path), label, None, where))
     return _parsed(out, problems, bad, csv_file, "CSV")
 
 
@@ -224,9 +245,12 @@ class FrameReader:
     """Reads chosen frames of a sample: a video file, or a frame folder through `image_tmpl`."""
     image_tmpl: str = "img_{:05d}.jpg"
     index_bias: int = 1
+    decoder: str = "auto"      # which video reader (decoders/choose.py; auto: the fastest giving these frames)
+    decode_device: str = "cpu"  # "cuda": NVDEC, frames stay on the GPU (resolved by decoders.gpu beforehand)
 
     def __post_init__(self):
         check_image_tmpl(self.image_tmpl)
+        check_decoder(self.decoder)
 
     def __call__(self, sample: Sample, choose) -> np.ndarray:
         if sample.num_frames is not None:
@@ -234,7 +258,8 @@ class FrameReader:
         else:
             # one decoding thread per DataLoader worker (workers are the parallelism); FFmpeg's own
             # (slice) threads when decoding in the main process
-            frames, _ = read_frames(sample.path, choose, threads=1 if get_worker_info() else 0)
+            frames, _ = decode_frames(sample.path, choose, threads=1 if get_worker_info() else 0,
+                                      decoder=self.decoder, decode_device=self.decode_device)
         return frames
 
 

@@ -189,7 +189,7 @@ def bench_onnx(name: str, frames: int, batch: int, iters: int = 10, warmup: int 
     weights, same inputs, same thread count, interleaved `rounds` (best of each). Agreement of the
     ONNX models with PyTorch: cosine of the embeddings of `clips` rendered synthetic clips and top-1
     agreement under a random 400-class classifier."""
-    from .bench import model_config, time_it
+    from .bench.model import model_config, time_it
     from .devices import device_name
     from .temporal import head_max_frames
     check_numbers(("frames", frames, 1, head_max_frames("transf")))

@@ -48,7 +48,9 @@ def iter_embeddings(model, dataset, device: torch.device, batch_size: int = 4, w
     mine = list(range(rank, len(dataset), world))
     workers = default_workers(len(mine)) if workers is None else workers
     loader = DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=test_collate, pin_memory=device.type == "cuda",
+                        num_workers=workers, collate_fn=test_collate,
+                        pin_memory=device.type == "cuda" and getattr(dataset, "reader", None) is not None
+                        and getattr(dataset.reader, "decode_device", "cpu") == "cpu",  # NVDEC frames: on the GPU already
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     model.eval()
     timing = {} if timing is None else timing
@@ -63,16 +65,22 @@ def iter_embeddings(model, dataset, device: torch.device, batch_size: int = 4, w
             emb = torch.zeros(0, dim)
             if views is not None:
                 t1 = time.perf_counter()
-                b, v = views.shape[:2]
-                with autocast(device, precision):
-                    emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
-                emb = F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu()     # mean over views
+                emb = embed_batch(model, views, device, precision)
                 timing["seconds_model"] += time.perf_counter() - t1
             bar.update(len(indices) + len(failed))
             yield list(indices), emb, list(failed)     # TestDataset reports dataset indices
             t0 = time.perf_counter()
     finally:
         bar.close()
+
+
+def embed_batch(model, views: torch.Tensor, device: torch.device, precision: str = "auto") -> torch.Tensor:
+    """Views [b, v, T, 3, H, W] of b videos -> their embeddings [b, D] on the CPU: the mean of the raw
+    embeddings over each video's views, L2-normalised (predict's rule; the caller holds no_grad)."""
+    b, v = views.shape[:2]
+    with autocast(device, precision):
+        emb = model.embed(views.to(device, non_blocking=True).flatten(0, 1))  # (b*v, d)
+    return F.normalize(emb.float().view(b, v, -1).mean(1), dim=-1).cpu()     # mean over views
 
 
 def embed_dataset(model, dataset, device: torch.device, batch_size: int = 4, workers: int | None = None,

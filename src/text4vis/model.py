@@ -91,6 +91,8 @@ class VideoModel(nn.Module):
         """[B, T, 3, H, W] -> [B, T, D] per-frame image-tower embeddings."""
         b, t = frames.shape[:2]
         x = self.normalize(frames).flatten(0, 1)                 # (b*t, 3, h, w)
+        if getattr(self.visual, "video_native", False):         # a video tower (viclip.py) sees each clip whole:
+            return self.visual(x, t).view(b, t, -1)              # its clip embedding, once per frame
         return self.visual(x).view(b, t, -1)                     # (b, t, d)
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,9 @@ the size is exact).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -43,11 +46,70 @@ def is_text4vis_png(path: str) -> bool:
 
 
 def _save(fig: plt.Figure, path: str | Path) -> None:
+    from .files import atomic_write
     path = _prepare(path)
-    try:
-        fig.savefig(path, dpi=DPI, format="png", metadata={"Software": SOFTWARE})
+    try:  # written whole or not at all: a failed save never leaves half a PNG or replaces the old one
+        atomic_write(str(path), lambda tmp: fig.savefig(tmp, dpi=DPI, format="png", metadata={"Software": SOFTWARE}))
     finally:
         plt.close(fig)
+
+
+@contextlib.contextmanager
+def quiet_matplotlib():
+    """matplotlib's own warnings and log lines (layout, fonts) kept off stderr while a figure is drawn: the
+    caller has dealt with what they would say (`fonts_for`); text4vis's own warnings still pass."""
+    log = logging.getLogger("matplotlib")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"matplotlib\.")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+MISSING_GLYPH = "\u25a1"  # WHITE SQUARE, in DejaVu Sans: stands for a character no installed font has
+_CHARMAPS: dict[str, set] = {}
+
+
+def _charmap(fname: str) -> set:
+    if fname not in _CHARMAPS:
+        from matplotlib.ft2font import FT2Font
+        try:
+            _CHARMAPS[fname] = set(FT2Font(fname).get_charmap())
+        except Exception:  # a font file FreeType cannot read
+            _CHARMAPS[fname] = set()
+    return _CHARMAPS[fname]
+
+
+def fonts_for(texts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(font families, texts) for drawing `texts` without missing glyphs: matplotlib's default font first,
+    then, for characters it lacks (CJK class names, say), the installed fonts that have them (matplotlib
+    falls back along the list). A character no installed font has becomes MISSING_GLYPH in the texts
+    returned, with one Text4VisWarning naming what to install, instead of matplotlib's warning per glyph."""
+    from matplotlib import font_manager
+    from .errors import Text4VisWarning
+    default = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
+    need = {ord(c) for t in texts for c in str(t) if c.isprintable()} - _charmap(default)
+    families = [font_manager.FontProperties(fname=default).get_name()]
+    if need:
+        for entry in font_manager.fontManager.ttflist:
+            if entry.name.startswith("Last Resort"):  # one placeholder box per Unicode block: not the glyphs
+                continue
+            have = need & _charmap(entry.fname)
+            if have and entry.name not in families:
+                families.append(entry.name)
+                need -= have
+            if not need:
+                break
+    if not need:
+        return families, [str(t) for t in texts]
+    missing = "".join(sorted(chr(c) for c in need))[:20]
+    warnings.warn(Text4VisWarning(
+        f"no installed font has the characters {missing!r}; the plot draws them as {MISSING_GLYPH} (install a font "
+        f"that has them, e.g. Noto Sans CJK for Chinese, Japanese and Korean names)"), stacklevel=3)
+    return families, ["".join(MISSING_GLYPH if ord(c) in need else c for c in str(t)) for t in texts]
 
 
 def _square_size(c: int) -> float:

@@ -5,7 +5,11 @@
     (looked up first in ~/.cache/clip/, where OpenAI's own loader and the reference code keep
     them, then through open_clip's `openai` tag);
   * any open_clip `MODEL:PRETRAINED` pair (`ViT-B-16:laion2b_s34b_b88k`), or `MODEL:/path/file`;
-  * an `hf-hub:org/repo` id;
+  * an `hf-hub:org/repo` id, or an open_clip folder (`local-dir:/path`, or the folder itself: its
+    open_clip_config.json, weights and tokenizer files; backbones/families.py: SigLIP, EVA, MetaCLIP, DFN ...);
+  * a Hugging Face transformers model (CLIPModel, SiglipModel, Siglip2Model, XCLIPModel): a
+    `save_pretrained` folder or `hf:ORG/NAME[@REV]` (backbones/hf.py);
+  * a published ViCLIP checkpoint (InternVid's .pth; backbones/viclip.py: a video tower replacing image tower + head);
   * a local file: an OpenAI checkpoint (TorchScript archive or plain state dict, fp16 or fp32)
     or an open_clip checkpoint with OpenAI key names. The architecture is inferred from the
     tensor shapes, as OpenAI's and open_clip's loaders do.
@@ -26,11 +30,12 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import open_clip
 import torch
-from open_clip.model import CLIP, CustomTextCLIP
 
+from .backbones import open_clip_lite
 from .transforms import OPENAI_MEAN, OPENAI_STD
+
+open_clip = open_clip_lite.LazyPackage()  # all of open_clip, imported on first use: OpenAI-format towers never need it
 
 OPENAI_NAMES = {
     "RN50": "RN50",
@@ -147,9 +152,16 @@ def openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def build_clip(cfg: dict[str, Any]) -> torch.nn.Module:
-    """An fp32 open_clip model (random weights) from a config dict."""
-    cls = CustomTextCLIP if "hf_model_name" in cfg.get("text_cfg", {}) else CLIP
-    return cls(**copy.deepcopy(cfg)).float().eval()
+    """An fp32 model (random weights) from a config dict: open_clip's CLIP/CustomTextCLIP (backbones/families.py),
+    or a Hugging Face transformers model for configs with "family": "hf" (backbones/hf.py)."""
+    if cfg.get("family") == "hf":
+        from .backbones import hf as hf_towers
+        return hf_towers.build(cfg)
+    if cfg.get("family") == "viclip":
+        from .backbones import viclip
+        return viclip.build(cfg)
+    from .backbones import families
+    return families.build(cfg)
 
 
 # ----------------------------------------------------------------------------- the towers
@@ -164,7 +176,21 @@ class Towers:
     tokenizer_name: str = "openai"  # "openai" (CLIP BPE) or an hf-hub model id
     mean: tuple = OPENAI_MEAN
     std: tuple = OPENAI_STD
+    preprocess: dict = field(default_factory=dict)      # interpolation, resize_mode (the family's, see backbones/families.py)
+    tokenizer_files: dict | None = field(default=None, repr=False)  # the tokenizer's files (kept in checkpoints)
     _tokenizer: Callable | None = field(default=None, repr=False)
+
+    @property
+    def family(self) -> str:
+        """"hf" (transformers classes, backbones/hf.py), "viclip" (backbones/viclip.py) or "open_clip"."""
+        return self.config.get("family") or "open_clip"
+
+    @property
+    def logit_bias(self) -> float | None:
+        """A sigmoid model's logit bias (SigLIP); None for softmax CLIPs. It does not change a softmax over
+        labels (every logit moves alike); `Recognizer.sigmoid_scores` uses it."""
+        from .backbones.families import logit_bias
+        return logit_bias(self.clip)
 
     @property
     def embed_dim(self) -> int:
@@ -189,10 +215,14 @@ class Towers:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         if self._tokenizer is None:
             if self.tokenizer_name == "openai":
-                from open_clip.tokenizer import SimpleTokenizer
-                self._tokenizer = SimpleTokenizer(context_length=self.context_length)
-            else:
-                self._tokenizer = open_clip.get_tokenizer(self.tokenizer_name)
+                tokenizer = open_clip_lite.submodule("tokenizer")  # not all of open_clip
+                self._tokenizer = tokenizer.SimpleTokenizer(context_length=self.context_length)
+            elif self.family == "hf":
+                from .backbones.hf import tokenizer
+                self._tokenizer = tokenizer(self)
+            else:  # SigLIP's sentencepiece, SigLIP2's Gemma ...: with the text config's length, clean and mode
+                from .backbones.families import hf_tokenizer
+                self._tokenizer = hf_tokenizer(self, hub_access)
         for text in texts:  # the tokenizer would cut longer texts silently (class name included)
             n = self.token_count(text)
             if n is not None and n > self.context_length:
@@ -279,7 +309,8 @@ def _from_state_dict(sd: dict[str, torch.Tensor], source: str, quick_gelu: bool 
     cfg = openai_config(sd)
     cfg["quick_gelu"] = quick_gelu
     clip = build_clip(cfg)
-    sd = {k: v.float() for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    # fp16 files (OpenAI's) become fp32 in load_state_dict's copy: no fp32 copy of the whole file first
+    sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     missing, unexpected = clip.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "attn_mask"]
     if missing or unexpected:
@@ -297,7 +328,9 @@ def _named(name: str, tag: str, source: str) -> Towers:
     pre = open_clip.get_pretrained_cfg(name, tag) if not os.path.isfile(tag) else {}
     if pre.get("quick_gelu"):
         cfg["quick_gelu"] = True
-    mean, std = pre.get("mean", OPENAI_MEAN), pre.get("std", OPENAI_STD)
+    from .backbones.families import preprocess_of  # the tag's preprocessing; for a file, the architecture's (SigLIP: 0.5)
+    prep = preprocess_of(name, None if os.path.isfile(tag) else tag)
+    mean, std = prep["mean"], prep["std"]
     if os.path.isfile(tag):
         path = tag
     elif not pre:
@@ -322,6 +355,7 @@ def _named(name: str, tag: str, source: str) -> Towers:
             raise WeightsError(f"clip={source!r}: weights do not fit {name} ({first_line(exc, 160)})") from None
         towers = Towers(clip=clip.float().eval(), config=cfg, source=source)
     towers.source, towers.mean, towers.std = source, tuple(mean), tuple(std)
+    towers.preprocess = {k: prep[k] for k in ("interpolation", "resize_mode")}
     tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
     towers.tokenizer_name = tok or "openai"
     return towers
@@ -342,16 +376,28 @@ def _hf_hub(model_id: str, source: str) -> Towers:
     cfg = hf_cfg["model_cfg"]
     clip = build_clip(cfg)
     open_clip.load_checkpoint(clip, path, strict=True, weights_only=True)
-    pre = hf_cfg.get("preprocess_cfg", {})
+    from .backbones.families import preprocess_of
+    pre = preprocess_of("", None, hf_cfg.get("preprocess_cfg") or {})
     tok = cfg.get("text_cfg", {}).get("hf_tokenizer_name")
     return Towers(clip=clip.float().eval(), config=cfg, source=source, tokenizer_name=tok or "openai",
-                  mean=tuple(pre.get("mean", OPENAI_MEAN)), std=tuple(pre.get("std", OPENAI_STD)))
+                  mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+                  preprocess={k: pre[k] for k in ("interpolation", "resize_mode")})
 
 
 def load_towers(spec: str) -> Towers:
     """Resolve a `clip=` value (see the module docstring) into CLIP towers on the CPU, fp32."""
+    from .backbones import families  # the other families: open_clip folders, transformers models
+    from .backbones import hf as hf_towers
+    if families.is_local_dir(spec):
+        return families.load_local_dir(spec, Towers)
+    if hf_towers.is_hf_spec(spec):
+        return hf_towers.load(spec, Towers, hub_access)
     if os.path.isfile(spec):
-        return _from_state_dict(unwrap_state_dict(safe_load(spec), spec), spec)
+        sd = unwrap_state_dict(safe_load(spec), spec)
+        from .backbones import viclip  # a video-native backbone's published checkpoint (ViCLIP)
+        if viclip.is_viclip(sd):
+            return viclip.from_published(sd, spec, Towers)
+        return _from_state_dict(sd, spec)
     if spec in OPENAI_NAMES:
         local = os.path.join(OPENAI_CACHE, spec.replace("/", "-") + ".pt")
         if os.path.isfile(local):
@@ -370,18 +416,20 @@ def load_towers(spec: str) -> Towers:
 
 def towers_from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], source: str,
                        tokenizer_name: str = "openai", mean=OPENAI_MEAN, std=OPENAI_STD,
-                       with_text: bool = True) -> Towers:
+                       with_text: bool = True, preprocess: dict | None = None,
+                       tokenizer_files: dict | None = None) -> Towers:
     """Rebuild towers stored inside a text4vis checkpoint (no download, no other file). Every
     image-tower weight (and text-tower weight, `with_text`) must be there, in its shape."""
     try:
         clip = build_clip(cfg)
-        missing, _ = clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        missing, _ = clip.load_state_dict(state, strict=False)  # its copy makes fp16 tensors fp32
     except Exception as exc:  # a config that builds nothing, or a tensor of another shape
         raise WeightsError(f"{source}: damaged text4vis checkpoint ({first_line(exc, 160)})") from None
-    missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias"))]
+    missing = [k for k in missing if k.startswith("visual.") or (with_text and k not in ("logit_scale", "logit_bias")
+                                                                  and not k.endswith("position_ids"))]
     if missing:
         raise WeightsError(f"{source}: damaged text4vis checkpoint ({len(missing)} tower weights missing, "
                            f"e.g. {missing[0]})")
     return Towers(clip=clip, config=cfg, source=source, tokenizer_name=tokenizer_name,
-                  mean=tuple(mean), std=tuple(std))
+                  mean=tuple(mean), std=tuple(std), preprocess=dict(preprocess or {}), tokenizer_files=tokenizer_files)
 

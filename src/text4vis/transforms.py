@@ -2,7 +2,9 @@
 
 Clips are uint8 tensors [T, 3, H, W]; the same spatial transform applies to every frame of a clip.
 Normalisation (CLIP mean/std) happens on the model's device, in `VideoModel.normalize`, so loaders
-move 4x fewer bytes.
+move 4x fewer bytes. The test-time views call torch's interpolate as torchvision's resize does (the
+same values), so predicting never imports torchvision, whose import costs a second (it imports
+torch._dynamo); training imports it for its augmentations.
 """
 from __future__ import annotations
 
@@ -10,15 +12,15 @@ import math
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, H, W, 3] (numpy) -> uint8 [T, 3, H, W] (torch)."""
+    """uint8 [T, H, W, 3] (numpy, or a torch tensor: frames decoded on the GPU) -> uint8 [T, 3, H, W] (torch)."""
+    if isinstance(frames, torch.Tensor):
+        return frames.permute(0, 3, 1, 2).contiguous()
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -37,8 +39,26 @@ def resize_short(clip: torch.Tensor, short: int) -> torch.Tensor:
         size = [short, max(1, int(w * short / h))]
     else:
         size = [max(1, int(h * short / w)), short]
-    return F.resize(clip, size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    return _resize_bicubic(clip, size)
 
+
+def _resize_bicubic(clip: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """torchvision.transforms.v2.functional.resize(clip, size, BICUBIC, antialias=True) (torchvision 0.17+):
+    the same call of torch's interpolate, on uint8 natively on the CPU, else in fp32, clamped and
+    rounded back to uint8 (tests/test_startup.py compares the two)."""
+    shape = clip.shape
+    x = clip.reshape(-1, *shape[-3:])
+    cast = not (x.dtype in (torch.float32, torch.float64) or (x.dtype == torch.uint8 and x.device.type == "cpu"))
+    if cast:
+        x = x.to(torch.float32)
+    x = torch.nn.functional.interpolate(x, size=list(size), mode="bicubic", align_corners=False, antialias=True)
+    if cast:
+        if clip.dtype == torch.uint8:
+            x = x.clamp_(min=0, max=255)
+        if not clip.dtype.is_floating_point:
+            x = x.round_()
+        x = x.to(clip.dtype)
+    return x.reshape(*shape[:-2], *x.shape[-2:])
 
 def _pad_to(clip: torch.Tensor, crop: int) -> torch.Tensor:
     """Zero-pad (centred) a clip that is smaller than the crop in one dimension (e.g. 4000x16 inputs
@@ -47,7 +67,7 @@ def _pad_to(clip: torch.Tensor, crop: int) -> torch.Tensor:
     if h >= crop and w >= crop:
         return clip
     ph, pw = max(0, crop - h), max(0, crop - w)
-    return F.pad(clip, [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2])
+    return torch.nn.functional.pad(clip, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])  # left, right, top, bottom
 
 
 def center_crop_offsets(h: int, w: int, crop: int) -> tuple[int, int]:
@@ -83,6 +103,7 @@ class TrainTransform:
         self.blur, self.solarize = blur, solarize  # probabilities (the published logs' GroupGaussianBlur / GroupSolarization)
         self.scale, self.ratio = scale, ratio
         self.flip, self.grayscale = flip, grayscale
+        v2, _ = _torchvision()
         self.randaug = v2.RandAugment(num_ops=randaug[0], magnitude=randaug[1]) if randaug else None
 
     def crop_box(self, h: int, w: int, gen: torch.Generator) -> tuple[int, int, int, int]:
@@ -117,6 +138,7 @@ class TrainTransform:
         return (int(top / s), int(left / s), max(1, int(round(ch / s))), max(1, int(round(cw / s))))
 
     def __call__(self, clip: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        v2, F = _torchvision()
         h, w = clip.shape[-2:]
         top, left, ch, cw = self.crop_box(h, w, gen)
         clip = F.resized_crop(clip, top, left, ch, cw, [self.input_size, self.input_size],
@@ -134,6 +156,13 @@ class TrainTransform:
         if self.solarize and float(torch.rand(1, generator=gen)) < self.solarize:
             clip = F.solarize(clip, 128)  # values >= 128 become 255 - value, as PIL's ImageOps.solarize
         return clip
+
+
+def _torchvision():
+    """torchvision.transforms.v2 and its functional module (imported here, for training only)."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional
+    return v2, functional
 
 
 def normalize(frames: torch.Tensor, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:

@@ -14,6 +14,7 @@ output) are read here too.
 """
 from __future__ import annotations
 
+from . import remote
 from .errors import VideoError, first_line
 
 import io
@@ -81,15 +82,18 @@ def _open_options() -> dict[str, str]:
 def _open(path: str):
     if av is None:
         raise VideoError(f"{path}: cannot decode videos: PyAV is not installed (pip install av)")
-    if not os.path.exists(path):
+    source = path
+    if remote.is_remote(path):  # s3://, gs://, az://, http(s)://: a seekable file read with ranged requests
+        source = remote.open_video(path)
+    elif not os.path.exists(path):
         raise VideoError(f"{path}: no such file")
-    if os.path.isdir(path):
+    elif os.path.isdir(path):
         raise VideoError(f"{path}: is a directory, not a video")
-    if os.path.getsize(path) == 0:
+    elif os.path.getsize(path) == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     options = _open_options()
     try:
-        container = av.open(path, metadata_errors="ignore", options=options)
+        container = av.open(source, metadata_errors="ignore", options=options)
     except Exception as exc:  # PyAV raises many types (InvalidDataError, OSError, ...)
         if options and isinstance(exc, av.ArgumentError):  # FFmpeg's "format not on whitelist" (EINVAL)
             raise VideoError(f"{path}: not a readable video (only self-contained video files are opened here: "
@@ -155,14 +159,18 @@ def count_frames(path: str) -> int:
         container.close()
 
 
-def _scan_packets(container, stream, path: str) -> tuple[int, list | None]:
-    """(number of packets with data, their pts in decode order or None when some pts are missing)."""
+def _scan_packets(container, stream, path: str, corrupt: list | None = None) -> tuple[int, list | None]:
+    """(number of packets with data, their pts in decode order or None when some pts are missing).
+    `corrupt` (optional) receives the pts of packets the demuxer flags as corrupt (a packet cut by the end
+    of a truncated file)."""
     n, pts = 0, []
     try:
         for packet in container.demux(stream):
             if packet.size:
                 n += 1
                 pts.append(packet.pts)
+                if corrupt is not None and packet.is_corrupt:
+                    corrupt.append(packet.pts)
     except Exception as exc:
         if n == 0:
             raise VideoError(f"{path}: cannot read video packets ({_short(exc)})") from None
@@ -209,17 +217,20 @@ def _decode_selected(container, stream, wanted: Sequence[int], path: str) -> tup
     return kept, n
 
 
-def _decoded(container, stream, order: dict | None, wanted: set | None):
+def _decoded(container, stream, order: dict | None, wanted: set | None, skip_corrupt: bool = False):
     """One sequential decoding pass: (frame index, PyAV frame) for each frame out of the decoder.
 
     `order` maps a pts to its frame index (presentation order; a frame whose pts it lacks gets None);
     without it frames are counted as they come. With `order` and `wanted`, packets of unwanted frames
     are decoded with skip_frame=NONREF, so the decoder drops them unless other frames reference them.
+    `skip_corrupt`: packets flagged corrupt are not decoded (the end of a file cut short, see `probe`).
     Decoding errors propagate to the caller."""
     ctx = stream.codec_context
     n = 0
     try:
         for packet in container.demux(stream):
+            if skip_corrupt and packet.size and packet.is_corrupt:
+                continue
             if order is not None and wanted is not None and packet.size:
                 ctx.skip_frame = "DEFAULT" if order.get(packet.pts) in wanted else "NONREF"
             for frame in packet.decode():
@@ -440,13 +451,24 @@ def find_videos(paths: Sequence[str]) -> list[str]:
 
 def list_inputs(paths) -> list[tuple[str, bool]]:
     """`find_videos`, keeping track of the inputs: (path, is_empty_folder) in input order, each folder walked
-    once. A folder given as an input that holds no video is one (folder, True) item, so that a caller can
-    report it as a failed input in its place."""
+    once. A list file (`remote.read_list_file`: .txt/.lst/.list, .csv with a `path` column; local or a URL)
+    stands for its entries, each a file, folder or URL. A folder or list given as an input that holds no
+    video is one (it, True) item, so that a caller can report it as a failed input in its place."""
     items: list[tuple[str, bool]] = []
     for p in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+        if remote.is_list_file(p):
+            found = find_videos(remote.read_list_file(os.fspath(p)))
+            items.extend([(f, False) for f in found] or [(os.fspath(p), True)])
+            continue
         found = find_videos([p])
         items.extend([(os.fspath(p), True)] if os.path.isdir(p) and not found else [(f, False) for f in found])
     return items
+
+
+def empty_input_error(path: str) -> str:
+    """The error of a `list_inputs` item marked empty: a folder or a list file that names no video."""
+    return ("a list without video files" if os.fspath(path).lower().endswith(remote.LIST_EXTENSIONS)
+            else "a folder without video files")
 
 
 # ----------------------------------------------------------------------------- streaming (long videos)
@@ -457,26 +479,62 @@ class VideoInfo:
     `times[i]` is the time in seconds of frame i (presentation order, the first frame at 0), from the
     packets' presentation timestamps (so variable-frame-rate videos are right), or i / frame rate
     when the container has no usable timestamps. `duration` is the last frame's time plus one frame.
+    `header_duration` is the length the container's header declares when it declares more frames than
+    the file holds (a file cut short: a faststart MP4 whose header says 12 s with 6 s of data), else None.
     """
 
-    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None):
+    def __init__(self, path: str, times: np.ndarray, duration: float, fps: float, pts: list | None,
+                 header_duration: float | None = None):
         self.path, self.times, self.duration, self.fps, self.pts = path, times, duration, fps, pts
+        self.header_duration = header_duration
 
     @property
     def num_frames(self) -> int:
         return int(len(self.times))
 
 
+FRAME_FOLDER_RATE = 25.0  # frames per second of a frame folder (images carry no timestamps)
+
+
+def _probe_folder(path: str) -> VideoInfo:
+    names = frame_files(path)
+    if not names:
+        raise VideoError(f"{path}: a folder without video files or frame images")
+    n = len(names)
+    return VideoInfo(path, np.arange(n, dtype=np.float64) / FRAME_FOLDER_RATE, round(n / FRAME_FOLDER_RATE, 6),
+                     FRAME_FOLDER_RATE, None)
+
+
+def _folder_frames(path: str, wanted: Sequence[int] | None, stats: DecodeStats | None = None):
+    """(i, RGB image) of a frame folder for the indices `wanted` (all when None), in order."""
+    names = frame_files(path)
+    for i in (range(len(names)) if wanted is None else sorted(set(int(i) for i in wanted))):
+        rgb = np.array(_read_image(os.path.join(path, names[i])))  # writable: torch.from_numpy shares it
+        if stats is not None:
+            stats.decoded, stats.converted, stats.last_index = stats.decoded + 1, stats.converted + 1, i
+        yield i, rgb
+
+
 def probe(path: str) -> VideoInfo:
-    """Scan the packets of `path`'s default video stream (no decoding): frame times, duration, fps."""
+    """Scan the packets of `path`'s default video stream (no decoding): frame times, duration, fps. A frame
+    folder (images, no video) is read as a video at FRAME_FOLDER_RATE frames per second, in frame order."""
+    if os.path.isdir(path):
+        return _probe_folder(path)
     container = _open(path)
     try:
         stream = _default_stream(container)
-        n, pts = _scan_packets(container, stream, path)
+        corrupt: list = []
+        n, pts = _scan_packets(container, stream, path, corrupt)
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         base = float(stream.time_base) if stream.time_base else 0.0
+        declared = int(stream.frames or 0)  # the header's frame count (MP4/MOV), 0 when unknown
+        header = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     finally:
         container.close()
+    cut_short = declared > n + END_SLACK
+    if cut_short and corrupt and pts is not None:  # the packet cut by the file's end is not a frame
+        pts = [p for p in pts if p not in set(corrupt)]
+        n = len(pts)
     if n == 0:
         raise VideoError(f"{path}: video stream has no frames")
     if pts is not None and base > 0:
@@ -487,7 +545,8 @@ def probe(path: str) -> VideoInfo:
         step = 1.0 / rate if rate else 0.04
         times = np.arange(n, dtype=np.float64) * step
     duration = round(float(times[-1] + (step if step > 0 else 0.04)), 6)
-    return VideoInfo(path, times, duration, n / duration, pts)
+    cut = cut_short and header is not None and header > duration + step  # the data ends early
+    return VideoInfo(path, times, duration, n / duration, pts, round(header, 6) if cut else None)
 
 
 class DecodeStats:
@@ -520,13 +579,16 @@ def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = Non
     todo = sorted(set(int(i) for i in wanted))
     if not todo:
         return
+    if os.path.isdir(path):  # a frame folder: each wanted image read once
+        yield from _folder_frames(path, todo, stats)
+        return
     order = {p: i for i, p in enumerate(sorted(info.pts))} if info.pts is not None else None
     stats = stats if stats is not None else DecodeStats()
     container = _open(path)
     try:
         stream = _default_stream(container)
         _set_threads(stream, threads)
-        frames = _decoded(container, stream, order, set(todo))
+        frames = _decoded(container, stream, order, set(todo), info.header_duration is not None)  # skip_corrupt
         pos, last_frame = 0, None
         try:
             for i, frame in frames:
@@ -564,7 +626,12 @@ def stream_frames(path: str, wanted: Sequence[int], info: VideoInfo | None = Non
 
 def iter_all_frames(path: str, threads: int = 0):
     """Every frame of the default video stream, upright, in presentation order, as (time in seconds,
-    RGB frame), times from the timestamps. For writing annotated copies; stops where a stream breaks."""
+    RGB frame), times from the timestamps (a frame folder: FRAME_FOLDER_RATE). For writing annotated
+    copies; stops where a stream breaks."""
+    if os.path.isdir(path):
+        for i, rgb in _folder_frames(path, None):
+            yield i / FRAME_FOLDER_RATE, rgb
+        return
     container = _open(path)
     try:
         stream = _default_stream(container)

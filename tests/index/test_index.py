@@ -165,7 +165,7 @@ def test_tag_equals_predict(lib, capsys):
     predicted = {os.path.abspath(r["video"]): r["top"] for r in map(json.loads, out.splitlines())}
     rc, out, err = run_cli("index", "tag", lib["ref"], "--labels", "hmdb51", "--topk", "5", "--json",
                        "--device", "cpu")
-    assert rc == 0 and "1 videos failed" in err
+    assert rc == 0 and "1 video failed" in err
     tagged = [json.loads(line) for line in out.splitlines()]
     assert len(tagged) == 8 and {t["video"] for t in tagged} == set(predicted)
     for t in tagged:

@@ -19,7 +19,7 @@ from .common import flag_names, show_progress, with_flags
 # Each module in this package registers its sub-commands with `register(sub)`; handlers import the
 # library lazily, so `text4vis --help` stays light.
 COMMAND_MODULES = ["predict", "timeline", "index", "serve", "train", "data", "evaluate", "classifier", "compare",
-                   "bench", "demo", "zoo", "export"]
+                   "bench", "demo", "zoo", "export", "watch"]
 
 
 class _StatusLines(logging.Handler):
@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a command that reads them itself says so (`index search DIR --like V "query"`: one clear line)
+        if not getattr(args, "takes_extra", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -78,12 +82,13 @@ def main(argv=None) -> int:
     if status:
         log.addHandler(status)
         log.setLevel(logging.INFO)
+    command = getattr(args, "command_name", None) or args.command  # "index search": a sub-command says which
     try:
         with warnings.catch_warnings():  # the library's own warnings: one line each, as errors are
-            warnings.showwarning = _warning_printer(args.command, warnings.showwarning, args.flag_names)
+            warnings.showwarning = _warning_printer(command, warnings.showwarning, args.flag_names)
             return int(args.func(args) or 0)
     except errors as exc:
-        print(f"text4vis {args.command}: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
+        print(f"text4vis {command}: error: {with_flags(str(exc), args.flag_names)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")
@@ -92,7 +97,7 @@ def main(argv=None) -> int:
         if exc.filename is None:
             raise
         where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
-        print(f"text4vis {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"text4vis {command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("text4vis: interrupted", file=sys.stderr)

@@ -76,3 +76,31 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="GPU compute precision: auto = bf16 autocast where supported (fastest); fp32 = the "
                         "reference test scripts' precision, to reproduce published numbers most closely "
                         "(default: auto; eval: evaluation.precision). The CPU always computes in fp32")
+
+
+def add_ray_args(p: argparse.ArgumentParser, local: str, same: str) -> None:
+    """--engine and the --ray-* options (Ray's own terms), for a command that runs on Ray Data (ray_data.py)."""
+    r = p.add_argument_group("engine", "--engine ray: decode tasks and embedding actors on a Ray cluster (Ray Data)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help=f"local: {local}; ray: a Ray Data pipeline, {same} (default local)")
+    r.add_argument("--ray-address", help="Ray cluster to run on (default: RAY_ADDRESS, else a local Ray started "
+                                         "for the run)")
+    r.add_argument("--ray-num-cpus", type=float, default=1.0, help="CPUs per decode task (default 1)")
+    r.add_argument("--ray-decode-concurrency", type=int,
+                   help="decode tasks at a time (default: as many as the cluster's CPUs allow)")
+    r.add_argument("--ray-concurrency", type=int, default=1, help="embedding actors, each holding the model (default 1)")
+    r.add_argument("--ray-num-gpus", type=float, help="GPUs per embedding actor (default: 1 when the cluster has "
+                                                      "GPUs, else 0)")
+    r.add_argument("--ray-max-retries", type=int, default=3,
+                   help="retries of a task whose worker died (a video that fails to decode is not retried) (default 3)")
+    r.add_argument("--ray-max-restarts", type=int, default=3, help="restarts of an embedding actor that died (default 3)")
+
+
+def ray_settings(args):
+    """The --ray-* options as ray_data.RaySettings (None with --engine local)."""
+    if args.engine != "ray":
+        return None
+    from ..ray_data import RaySettings
+    return RaySettings(address=args.ray_address, num_cpus=args.ray_num_cpus, concurrency=args.ray_concurrency,
+                       decode_concurrency=args.ray_decode_concurrency, num_gpus=args.ray_num_gpus,
+                       max_retries=args.ray_max_retries, max_restarts=args.ray_max_restarts)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UsageError, VideoIndexError
+from .. import remote
+from ..errors import ClassifierError, UsageError, VideoIndexError
 from .embedding import (
     check_same_model,
     embed_video_groups,
@@ -22,6 +23,7 @@ from .embedding import (
     shard_rows,
 )
 from .inputs import expand_inputs, file_stat
+from .ray_engine import RaySettings, embed_video_groups_ray, require_ray
 from .storage import (
     COLUMNS,
     DTYPES,
@@ -33,7 +35,9 @@ from .storage import (
     SHARDS,
     VECTORS,
     VERSION,
+    InFlight,
     NpyWriter,
+    compact_shards,
     RowReader,
     entry_schema,
     finished_shards,
@@ -43,12 +47,14 @@ from .storage import (
     require_arrow,
     shard_dir,
     shard_name,
+    take_inflight,
     write_json,
     write_shard,
 )
 from .vectors import EXACT_BELOW, VECTOR_INDEXES, build_vector_index, require_faiss
 
 DEFAULT_SHARD_SIZE = 1000
+ENGINES = ("local", "ray")
 
 
 
@@ -124,6 +130,8 @@ def merge(out: str, info: dict) -> dict:
     if os.path.isdir(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
+    compact_shards(out)          # the merged folder stands alone: shards of replaced entries can go now
+    names = finished_shards(out)
     videos = {r["path"] for r in rows}
     failed = [r for r in rows if r["status"] != "ok"]
     current = {"folder": folder, "entries": len(rows), "embedded": len(ok), "videos": len(videos),
@@ -171,7 +179,11 @@ def _prepare_dir(out: str) -> dict | None:
         os.makedirs(out, exist_ok=True)
         return None
     if os.path.isfile(os.path.join(out, INDEX_JSON)):
-        return read_info(out)
+        try:
+            return read_info(out)
+        except VideoIndexError as exc:   # its shards cannot be trusted without the model record
+            raise VideoIndexError(f"{exc}; nothing is built into it: build into a new folder, or delete "
+                                  f"{out} to build it again from scratch") from None
     if set(os.listdir(out)) - {LOCK, SHARDS}:
         raise VideoIndexError(f"out={out}: a folder that holds other files and no text4vis index; "
                               f"build into a new or empty folder")
@@ -223,7 +235,7 @@ class BuildSettings:
     device: str = "auto"
     precision: str = "auto"
     window: float | None = None        # seconds: one entry per time window instead of one per video
-    stride: float | None = None        # seconds between window starts (default: window)
+    stride: float | None = None        # seconds between window starts (default: the index's, else 2 as timeline)
     shard_size: int = DEFAULT_SHARD_SIZE   # videos per shard
     batch_size: int = 8
     workers: int | None = None         # decoding processes (default: engine.default_workers)
@@ -234,30 +246,57 @@ class BuildSettings:
     nprobe: int | None = None          # IVF cells searched per query
     progress: bool = False             # a progress bar on rank 0
     runtime: str = "torch"             # torch, or onnx (embed on ONNX Runtime; the index records the model)
+    engine: str = "local"              # local (this process, its DataLoader workers; torchrun ranks), or ray
+    ray: RaySettings | None = None     # with engine="ray": address, num_cpus, concurrency, num_gpus, retries
 
     def check(self) -> None:
-        """UsageError for the first option out of range; fills in stride (= window) and makes both floats."""
-        for name, least in (("frames", 1), ("shard_size", 1), ("batch_size", 1), ("workers", 0), ("exact_below", 0),
-                            ("nlist", 1), ("nprobe", 1)):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int) and value >= least):
-                raise UsageError(f"{name}= must be a whole number of at least {least} (got {value!r})")
+        """UsageError for the first option out of range, by the shared checks (`text4vis.errors`, the same
+        as `timeline`'s): whole numbers within bounds (numpy integers accepted; bools, strings and fractions
+        not), window and stride finite seconds within `sampling.check_window_times`'s bounds. Makes them plain
+        ints and floats; stride stays None when not given (`resolve_stride` fills it in)."""
+        from ..errors import check_bool, check_int
+        from ..sampling import check_window_times
+        for name, least, optional in (("frames", 1, True), ("shard_size", 1, False), ("batch_size", 1, False),
+                                      ("workers", 0, True), ("exact_below", 0, False), ("nlist", 1, True),
+                                      ("nprobe", 1, True)):
+            setattr(self, name, check_int(name, getattr(self, name), least, optional=optional))
+        self.progress = check_bool("progress", self.progress)
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.engine == "ray":
+            self.ray = self.ray or RaySettings()
+            self.ray.check()
+            if self.window is not None:
+                raise UsageError("engine='ray' builds one entry per video; window= entries need engine='local'")
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError("engine='ray' runs from one driver process, not under torchrun")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype={self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if self.vector_index not in VECTOR_INDEXES:
             raise UsageError(f"vector_index={self.vector_index!r}: choose one of {', '.join(VECTOR_INDEXES)}")
+        if self.prompts is not None:
+            from ..classifiers import check_prompts
+            if isinstance(self.prompts, (str, bytes)):
+                raise UsageError(f"prompts={self.prompts!r}: give a list of templates, e.g. [{self.prompts!r}]")
+            try:
+                self.prompts = check_prompts(self.prompts)
+            except ClassifierError as exc:
+                raise UsageError(f"prompts={self.prompts!r}: {exc}") from None
         if self.window is None:
             if self.stride is not None:
                 raise UsageError("stride= needs window= (the window length in seconds)")
             return
-        stride = self.window if self.stride is None else self.stride
-        from ..sampling import window_spans
-        try:
-            window_spans(1.0, float(self.window), float(stride))
-        except (TypeError, ValueError):
-            raise UsageError(f"window= and stride= must be positive seconds (got {self.window!r}, {stride!r})") \
-                from None
-        self.window, self.stride = float(self.window), float(stride)
+        self.window, stride = check_window_times(self.window, 1.0 if self.stride is None else self.stride)
+        self.stride = None if self.stride is None else stride
+
+    def resolve_stride(self, old: dict | None) -> None:
+        """A window build without stride=: the stride of the index being added to, else `timeline`'s default
+        (DEFAULT_STRIDE, 2 s), so `index build --window 4` holds the windows `timeline` scores by default."""
+        if self.window is not None and self.stride is None:
+            from ..timeline import DEFAULT_STRIDE  # (here: the timeline module loads torch)
+            recorded = (old or {}).get("entries", {}).get("stride")
+            self.stride = float(recorded) if recorded is not None and (old or {})["entries"].get("window") == \
+                self.window else DEFAULT_STRIDE
 
 
 def build_index(inputs, out: str, settings: BuildSettings | None = None, **options) -> dict:
@@ -265,7 +304,13 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
     The options are BuildSettings' fields, given as one `settings` or as keywords."""
     s = dataclasses.replace(settings, **options) if settings is not None else BuildSettings(**options)
     s.check()
+    if s.engine == "ray":
+        require_ray()                     # before the model loads: one line saying how to install it
+    spec = s.checkpoint                   # as given: Ray's workers resolve an hf-hub: name themselves
     s.checkpoint = local_checkpoint(s.checkpoint)
+    if remote.is_remote(os.fspath(out)):
+        raise UsageError(f"out={out}: an index is built into a local or shared (POSIX) folder; videos may be read "
+                         f"from object storage, the index is not written there (copy the folder up afterwards)")
     out = os.path.abspath(out)
     rank, world, group = _dist_setup()
     lock = None
@@ -284,6 +329,7 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
             if msg[0] == "error":
                 raise VideoIndexError(f"rank 0 stopped the build: {msg[2]}")
             setup = msg[1]
+            s.stride = setup["info"]["entries"]["stride"]     # as rank 0 resolved it
             rec = load_model(s.checkpoint, s.clip, s.frames, s.device, s.precision, runtime=s.runtime)
         plan: Plan = setup["plan"]
         mine = [g for g in range(len(plan.groups)) if g % world == rank]
@@ -298,10 +344,17 @@ def build_index(inputs, out: str, settings: BuildSettings | None = None, **optio
         if s.progress and rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=sum(len(g) for g in groups), desc="index", unit="video", leave=False)
-        if s.window is None:
-            embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar)
+        died = {(p, size, mtime): n for p, size, mtime, n in setup["died"]}
+        if s.engine == "ray":
+            model_args = {"checkpoint": spec if str(spec).startswith("hf-hub:") else s.checkpoint, "clip": s.clip,
+                          "frames": s.frames, "device": s.device, "precision": s.precision, "runtime": s.runtime}
+            embed_video_groups_ray(rec, groups, s.batch_size, model_args, s.ray, on_group, bar)
+        elif s.window is None:
+            embed_video_groups(rec, groups, s.batch_size, s.workers, on_group, bar, inflight=InFlight(out, rank),
+                               died=died)
         else:
-            embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar)
+            embed_window_groups(rec, groups, s.window, s.stride, s.batch_size, on_group, bar,
+                                 inflight=InFlight(out, rank), died=died)
         if bar is not None:
             bar.close()
         if group is not None:
@@ -337,8 +390,17 @@ def _setup_build(inputs, out: str, s: BuildSettings):
         if not videos:
             raise UsageError(f"no videos found in {' '.join(map(str, [inputs] if isinstance(inputs, str) else inputs))}")
         rec = load_model(s.checkpoint, s.clip, s.frames, s.device, s.precision, runtime=s.runtime)
+        s.resolve_stride(old)
+        prompts = s.prompts
+        if old is not None:       # the recorded prompts are kept: never rewritten by a later build
+            recorded = old["model"].get("prompts")
+            if prompts is not None and recorded is not None and list(prompts) != list(recorded):
+                raise VideoIndexError(f"{out}: was built with prompts= {recorded}, not {list(prompts)}; the "
+                                      f"recorded prompts are not rewritten (build without prompts= to add to it, "
+                                      f"or into another folder; search and tag take other prompts per call)")
+            prompts = recorded if prompts is None else prompts
         info = {"format": FORMAT, "version": VERSION,
-                "model": model_record(rec, s.checkpoint, s.clip, s.prompts, known=old["model"] if old else None),
+                "model": model_record(rec, s.checkpoint, s.clip, prompts, known=old["model"] if old else None),
                 "entries": {"window": s.window, "stride": s.stride}, "dtype": s.dtype,
                 "vector_index": {"type": s.vector_index, "exact_below": s.exact_below, "nlist": s.nlist,
                                  "nprobe": s.nprobe}}
@@ -347,10 +409,12 @@ def _setup_build(inputs, out: str, s: BuildSettings):
             info["current"] = old.get("current")
         write_json(os.path.join(out, INDEX_JSON), info)
         plan = make_plan(out, videos, s.shard_size)
+        died = take_inflight(out)       # videos earlier builds died on while embedding them in-process
     except BaseException:
         lock.release()
         raise
-    return lock, {"info": info, "plan": plan, "videos": videos, "empty": empty, "rec": rec}
+    return lock, {"info": info, "plan": plan, "videos": videos, "empty": empty, "rec": rec,
+                  "died": [[*k, n] for k, n in died.items()]}
 
 
 def _report(out: str, setup: dict, plan: Plan, current: dict) -> dict:

@@ -5,7 +5,8 @@ import os
 
 import numpy as np
 
-from ..errors import UsageError, VideoError, VideoIndexError, first_line
+from ..errors import check_int
+from ..errors import ClassifierError, UsageError, VideoError, VideoIndexError, first_line
 from ..records import top_labels
 from .build import build_index
 from .embedding import check_same_model, embed_video_groups, load_model, local_checkpoint, model_record
@@ -46,7 +47,7 @@ class VideoIndex:
             raise VideoIndexError(f"{directory}: damaged index ({len(self.ok)} entries, {len(self.vectors)} "
                                   f"embeddings, {self.index.ntotal} indexed vectors)")
         self.settings = current["vector_index"]
-        self.nprobe = nprobe
+        self.nprobe = check_int("nprobe", nprobe, 1, optional=True)
         self._overrides = {"checkpoint": local_checkpoint(checkpoint), "clip": clip, "device": device, "precision": precision}
         self._model = None
 
@@ -107,20 +108,36 @@ class VideoIndex:
         return self._model
 
     def embed_text(self, text: str, prompts=None) -> np.ndarray:
-        """A sentence's embedding: the model's text tower on each prompt template, averaged, normalised."""
+        """A sentence's embedding: the model's text tower on each prompt template, averaged, normalised.
+        `prompts`: None for the index's recorded prompts (the rule for `search` and `tag` alike)."""
         import torch
+        text = _check_query_text(text)
+        prompts = self._prompts(prompts)
         rec = self.model
         if rec.towers is None:
             raise VideoIndexError(f"{self.directory}: the model that built it has no text tower for text queries; "
                                   f"pass clip= for one, or search with a video")
-        from ..classifiers import check_prompts
-        prompts = check_prompts(prompts or self.info["model"]["prompts"])
         with torch.no_grad():
             emb = rec.towers.encode_text([p.format(text) for p in prompts]).float().mean(0)
         return (emb / emb.norm().clamp_min(1e-12)).cpu().numpy()
 
-    def embed_video(self, path: str) -> np.ndarray:
-        """A video's embedding, sampled as `predict --views 1x1` (VideoError if it does not decode)."""
+    def _prompts(self, prompts) -> list[str]:
+        """The prompt templates of a text query or a tag run: the given ones, else the ones recorded in the
+        index (`index build --prompts`, else the model's own, else "a video of a person {}.")."""
+        if prompts is None:
+            return list(self.info["model"]["prompts"])
+        if isinstance(prompts, (str, bytes)):
+            raise UsageError(f"prompts={prompts!r}: give a list of templates, e.g. [{prompts!r}]")
+        from ..classifiers import check_prompts
+        try:
+            return check_prompts(prompts)
+        except ClassifierError as exc:
+            raise UsageError(f"prompts={list(prompts)!r}: {exc}") from None
+
+    def embed_video(self, path) -> np.ndarray:
+        """A video's embedding, sampled as `predict --views 1x1` (VideoError if it does not decode). `path`: a
+        video file or a frame folder (str or os.PathLike)."""
+        path = _check_video_path(path)
         rec = self.model
         items = []
         embed_video_groups(rec, [[(os.path.abspath(path), 0, 0.0)]], 1, 0, lambda g, it: items.extend(it))
@@ -131,25 +148,41 @@ class VideoIndex:
 
     # -- search and tag ----------------------------------------------------------------------------------
     def search(self, query, k: int = 10, prompts=None, nprobe: int | None = None) -> dict:
-        """The k entries closest to `query` (a sentence, or an embedding), best first:
-        {"query", "results": [{"video", "start", "end", "score"}]} with score = cosine similarity."""
+        """The k entries closest to `query` (a sentence, or an embedding: D finite numbers, not all zero),
+        best first: {"query", "results": [{"video", "start", "end", "score"}]} with score = cosine similarity.
+        A sentence goes through the text tower with `prompts` (default: the index's recorded prompts)."""
+        k, nprobe = check_int("k", k, 1), check_int("nprobe", nprobe, 1, optional=True)
         if isinstance(query, str):
             vec, shown = self.embed_text(query, prompts), query
         else:
-            vec, shown = np.asarray(getattr(query, "detach", lambda: query)(), dtype=np.float32).reshape(-1), None
+            vec, shown = self._check_vector(query), None
         return self._results(vec, k, shown, nprobe)
 
-    def like(self, video: str, k: int = 10, nprobe: int | None = None) -> dict:
-        """The k entries closest to a video (embedded with the index's model), best first."""
+    def like(self, video, k: int = 10, nprobe: int | None = None) -> dict:
+        """The k entries closest to a video (a file or frame folder, embedded with the index's model), best
+        first; "query" is the path as given, as a str."""
+        k, nprobe = check_int("k", k, 1), check_int("nprobe", nprobe, 1, optional=True)
+        video = _check_video_path(video)
         return self._results(self.embed_video(video), k, video, nprobe)
 
-    def _results(self, vec: np.ndarray, k: int, shown, nprobe) -> dict:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise UsageError(f"k= must be a whole number of at least 1 (got {k!r})")
+    def _check_vector(self, query) -> np.ndarray:
+        """A query embedding as D finite float32 numbers with a direction; UsageError otherwise."""
         dim = self.info["model"]["embedding_width"]
+        if isinstance(query, (bytes, bytearray, memoryview)) or query is None or isinstance(query, bool):
+            raise UsageError(f"query={_short(query)}: give a sentence (str) or an embedding of {dim} numbers")
+        try:
+            vec = np.asarray(getattr(query, "detach", lambda: query)(), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise UsageError(f"query={_short(query)}: give a sentence (str) or an embedding of {dim} numbers") \
+                from None
         if vec.shape != (dim,) or not np.all(np.isfinite(vec)):
-            raise VideoIndexError(f"{self.directory}: a query embedding must be {dim} finite numbers "
-                                  f"(got shape {tuple(vec.shape)})")
+            raise UsageError(f"query={_short(query)}: an embedding query must be {dim} finite numbers "
+                             f"(got shape {tuple(vec.shape)})")
+        if not np.any(vec):
+            raise UsageError(f"query={_short(query)}: a zero vector has no direction to search in")
+        return vec.astype(np.float32)
+
+    def _results(self, vec: np.ndarray, k: int, shown, nprobe) -> dict:
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
         if len(self) == 0:
             return {"query": shown, "results": []}
@@ -162,7 +195,20 @@ class VideoIndex:
     def iter_tags(self, labels=None, topk: int = 5, prompts=None, classifier: str | None = None, chunk: int = 65536):
         """Top-k labels of every indexed entry from the stored embeddings alone, in index order: the
         numbers `predict --views 1x1` gives for the same model, labels and prompts. Yields
-        {"video", "top": [{"label", "score"}]} (plus "start", "end" for window entries)."""
+        {"video", "top": [{"label", "score"}]} (plus "start", "end" for window entries).
+        `labels`: a label set name, a file or a list of names (None: the model's own; an empty list is
+        refused); `prompts`: default the index's recorded prompts, as `search`. Checked when called."""
+        topk, chunk = check_int("topk", topk, 1), check_int("chunk", chunk, 1)
+        if labels is not None and not isinstance(labels, (str, os.PathLike)):
+            if isinstance(labels, bytes) or not all(isinstance(x, str) for x in labels):
+                raise UsageError(f"labels={_short(labels)}: give a label set name, a file or a list of class names")
+            labels = list(labels)
+            if not labels:
+                raise UsageError("labels=[]: no class names given (labels=None uses the model's own)")
+        prompts = None if classifier is not None else self._prompts(prompts)
+        return self._tags(labels, topk, prompts, classifier, chunk)
+
+    def _tags(self, labels, topk, prompts, classifier, chunk):
         import torch
 
         from ..api import load
@@ -172,7 +218,7 @@ class VideoIndex:
                    classifier=classifier, frames=args["frames"], device=args["device"], precision=args["precision"])
         self._check_model(rec, args)
         weight = rec.model.classifier.detach().float().cpu()
-        k = min(int(topk), len(rec.labels))
+        k = min(topk, len(rec.labels))
         windowed = self.info["entries"].get("window") is not None
         paths = self.ok.column("path").to_pylist()
         starts, ends = self.ok.column("start").to_pylist(), self.ok.column("end").to_pylist()
@@ -207,3 +253,28 @@ class VideoIndex:
                 "dtype": self.info["dtype"], "vector_index": current["vector_index"], "model": self.info["model"],
                 "disk_bytes": size, "failures": self.failures()}
 
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_query_text(text: str) -> str:
+    if not text.strip():
+        raise UsageError(f"query={text!r}: an empty query; give a few words (or search by a video)")
+    return text
+
+
+def _check_video_path(video) -> str:
+    """A `like` query as a str path: a video file or a frame folder, not a folder of videos."""
+    if isinstance(video, bytes) or not isinstance(video, (str, os.PathLike)):
+        raise UsageError(f"video={_short(video)}: give the path of a video file (str or os.PathLike)")
+    video = os.fspath(video)
+    if os.path.isdir(video):
+        from ..video import find_videos
+        found = find_videos([video])
+        if found != [video]:
+            raise UsageError(f"video={video!r}: a folder{' of ' + str(len(found)) + ' videos' if found else ''}, "
+                             f"not a video; give one video file (or a folder of frame images)")
+    return video

@@ -42,7 +42,7 @@ def fsync_replace(tmp: str, path: str) -> None:
 def write_json(path: str, obj: dict) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+        json.dump(obj, f, indent=1, sort_keys=True, allow_nan=False)   # standard JSON only
     fsync_replace(tmp, path)
 
 
@@ -149,6 +149,53 @@ def write_shard(out: str, name: str, rows: list[dict], embeddings: np.ndarray, s
     fsync_replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------- videos in flight (crash record)
+
+INFLIGHT = ".inflight-"   # shards/.inflight-<rank>.json: the video a build process is embedding in-process now
+
+
+def take_inflight(out: str) -> dict[tuple, int]:
+    """Before a build embeds anything (under the lock, so their writers are gone): the videos that earlier
+    build processes were embedding in-process when they died (SIGKILL, the OOM killer, a native crash),
+    as (path, size, mtime) -> how many builds died on it in a row. The records are removed."""
+    d, died = shard_dir(out), {}
+    if not os.path.isdir(d):
+        return died
+    for f in os.listdir(d):
+        if f.startswith(INFLIGHT) and f.endswith(".json"):
+            try:
+                with open(os.path.join(d, f)) as fh:
+                    for v in json.load(fh)["videos"]:
+                        died[(v["video"], v["size"], v["mtime"])] = int(v["deaths"]) + 1
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            os.remove(os.path.join(d, f))
+    return died
+
+
+class InFlight:
+    """The record of the videos this process is decoding and embedding in-process now (a window video, or a
+    batch with workers=0): written before, removed after, so that it survives only a death of the process
+    (`take_inflight`)."""
+
+    def __init__(self, out: str, rank: int):
+        self.path = os.path.join(shard_dir(out), f"{INFLIGHT}{rank}.json")
+
+    def enter(self, videos) -> None:
+        """`videos`: (path, size, mtime, deaths so far) each."""
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({"videos": [{"video": p, "size": size, "mtime": mtime, "deaths": n}
+                                  for p, size, mtime, n in videos]}, f, allow_nan=False)
+        os.replace(tmp, self.path)
+
+    def leave(self) -> None:
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
 def entry_schema(pa, with_row: bool = False):
     fields = [("path", pa.string()), ("size", pa.int64()), ("mtime", pa.float64()), ("start", pa.float64()),
               ("end", pa.float64()), ("duration", pa.float64()), ("status", pa.string()), ("error", pa.string())]
@@ -173,14 +220,49 @@ def live_entries(out: str):
     rows = []
     for si, seq, table in tables:
         local = 0
-        for r in table.to_pylist():
+        for order, r in enumerate(table.to_pylist()):
             ok = r["status"] == "ok"
             if best[r["path"]] == (seq, names[si]):
-                rows.append(dict(r, _shard=si, _local=local if ok else -1))
+                rows.append(dict(r, _shard=si, _local=local if ok else -1, _order=order))
             local += ok
     rows.sort(key=lambda r: (r["path"], -1.0 if r["start"] is None else r["start"]))
     return rows, names
 
+
+
+def compact_shards(out: str) -> int:
+    """After a merge: shards whose entries were all replaced by newer ones (a changed video embedded again)
+    are deleted, and a shard with some replaced entries is rewritten with its live entries only, under the
+    name of the videos it keeps. The new shard is finished (its Parquet file written) before the old one
+    goes, so a kill in between leaves two shards with the same entries and seq, of which the merge takes
+    one and the next build removes the other. Returns the number of shards removed or rewritten."""
+    rows, names = live_entries(out)
+    live: dict[int, list[dict]] = {}
+    for r in rows:
+        live.setdefault(r["_shard"], []).append(r)
+    d, changed = shard_dir(out), 0
+    for si, name in enumerate(names):
+        table, seq = read_shard_table(out, name)
+        keep = live.get(si, [])
+        if len(keep) == table.num_rows:
+            continue
+        if keep:
+            keep.sort(key=lambda r: r["_order"])
+            videos = list(dict.fromkeys((r["path"], r["size"], r["mtime"]) for r in keep))
+            new = shard_name([list(v) for v in videos])
+            if os.path.exists(os.path.join(d, new + ".parquet")) or os.path.exists(os.path.join(d, new + ".npy")):
+                continue
+            reader = RowReader(os.path.join(d, name + ".npy"))
+            try:
+                dtype = reader.dtype.name
+                emb = reader.take([r["_local"] for r in keep if r["_local"] >= 0])
+            finally:
+                reader.close()
+            write_shard(out, new, keep, emb if len(emb) else np.zeros((0, reader.dim), np.float32), seq, dtype)
+        os.remove(os.path.join(d, name + ".parquet"))        # no longer a finished shard
+        os.remove(os.path.join(d, name + ".npy"))
+        changed += 1
+    return changed
 
 
 def read_info(directory: str) -> dict:
@@ -203,11 +285,36 @@ def read_info(directory: str) -> dict:
 
 
 
-def write_tags(records, path: str) -> int:
-    """Tag records (from VideoIndex.iter_tags) -> a Parquet file: video, start, end, labels, scores."""
+TAGS_KEY = b"text4vis_tags"       # Parquet schema metadata that marks a tag table written by text4vis
+
+
+def is_tag_file(path: str) -> bool:
+    """A Parquet file that `write_tags` wrote (its schema metadata says so)."""
+    _, pq = require_arrow()
+    return TAGS_KEY in (pq.read_schema(path).metadata or {})
+
+
+def check_tags_output(path, overwrite: bool = False) -> str:
+    """The output rule for a tag table, before any tag is computed: `path` ends in .parquet, its folder can be
+    created, and an existing file is replaced only if it is a tag table text4vis wrote (or `overwrite`).
+    Returns the path as a str; OutputError naming `out=` otherwise."""
+    from ..errors import check_bool
+    from ..files import check_output_file
+    path = os.fspath(path)
+    check_output_file(path, "out", (".parquet",), "a tag table", is_tag_file, check_bool("overwrite", overwrite))
+    return path
+
+
+def write_tags(records, path, overwrite: bool = False) -> int:
+    """Tag records (from VideoIndex.iter_tags) -> a Parquet file: video, start, end, labels, scores. The output
+    is checked first (`check_tags_output`), so with a lazy `records` (iter_tags) nothing is computed for an
+    output that would be refused; a missing parent folder is created. Written whole or not at all."""
+    path = check_tags_output(path, overwrite)
     pa, pq = require_arrow()
     schema = pa.schema([("video", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
-                        ("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))])
+                        ("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))],
+                       metadata={TAGS_KEY: json.dumps({"format": "text4vis-tags", "version": 1}).encode()})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     n = 0
     writer = pq.ParquetWriter(tmp, schema)

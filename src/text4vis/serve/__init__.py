@@ -25,6 +25,7 @@ app.py (create_app: routes, error handling, the API key; run), bench.py (bench_s
 from __future__ import annotations
 
 from .app import bind, create_app, read_api_key, require_fastapi, run
+from .decode import start_decoders
 from .service import ServeSettings
 
-__all__ = ["ServeSettings", "bind", "create_app", "read_api_key", "require_fastapi", "run"]
+__all__ = ["ServeSettings", "bind", "create_app", "read_api_key", "require_fastapi", "run", "start_decoders"]

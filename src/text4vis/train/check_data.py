@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..datasets import DataError, Sample, check_image_tmpl, read_csv, read_list, same_file, write_list_atomic
+from .. import remote
 from ..errors import first_line
 from ..labels import resolve_labels
 from ..video import VideoError, count_frames, read_frames
@@ -31,7 +32,7 @@ def check_sample(args: tuple[Sample, str, int, int]) -> tuple[str, str | None, i
     sample, tmpl, bias, num_classes = args
     if num_classes and not 0 <= sample.label < num_classes:
         return "label", f"{sample.source}: label id {sample.label} outside 0..{num_classes - 1}", None
-    if not os.path.exists(sample.path):
+    if not (remote.stat(sample.path)[0] >= 0 if remote.is_remote(sample.path) else os.path.exists(sample.path)):
         return "missing", f"{sample.source}: {sample.path} not found", None
     if sample.num_frames is not None:  # frame folder: count the frames the template can read
         if not os.path.isdir(sample.path):

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .devices import device_name, precision_name
-from .errors import check_numbers, first_line
-from .model import VideoModel
-from .temporal import MAX_FRAMES, head_max_frames
-from .towers import OPENAI_NAMES, build_clip
+from ..devices import device_name, precision_name
+from ..errors import check_numbers, first_line
+from ..model import VideoModel
+from ..temporal import MAX_FRAMES, head_max_frames
+from ..towers import OPENAI_NAMES, build_clip
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s), for "percent of peak"
 PEAK_TFLOPS = {"H200": 790.0, "H100": 790.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -363,8 +363,8 @@ def bench_data(frames: int = 8, iters: int = 10, input_size: int = 224, rounds: 
     from PIL import Image
     from torchvision import transforms as T
 
-    from . import sampling, transforms
-    from .video import read_frames
+    from .. import sampling, transforms
+    from ..video import read_frames
     torch.set_num_threads(1)
     mean, std = transforms.OPENAI_MEAN, transforms.OPENAI_STD
     with tempfile.TemporaryDirectory() as tmp:
@@ -385,8 +385,8 @@ def bench_data(frames: int = 8, iters: int = 10, input_size: int = 224, rounds: 
             arr = read_frames(clip["video"], lambda m: sampling.segment_indices(m, frames, rng), threads=1)[0]
             return transforms.normalize(train_tf(transforms.to_tensor(arr), gen))
 
-        from .prepare import convert_video
-        from .video import read_frame_zip
+        from ..prepare import convert_video
+        from ..video import read_frame_zip
         prepared = os.path.join(tmp, "clip.mp4.frames.zip")
         convert_video(clip["video"], prepared)
 
