@@ -199,6 +199,12 @@ def test_page_shows_a_live_label_and_takes_an_alert(server, arm_ts, tmp_path):
                 assert info["alerts"] == ["two people arm wrestling"]
                 page.locator("#live").scroll_into_view_if_needed()
                 page.screenshot(path=os.path.join(shots, "serve_live_1280.png"), full_page=True)
+                page.set_viewport_size({"width": 390, "height": 844})  # a phone: the card fits, no sideways scroll
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390
+                box = page.locator(card).bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+                page.locator(card).scroll_into_view_if_needed()
+                page.screenshot(path=os.path.join(shots, "serve_live_390.png"), full_page=True)
                 # the stream deleted: its card goes at the next refresh
                 assert httpx.delete(f"{server.url}/v1/streams/{sid}", headers=AUTH, timeout=60).status_code == 200
                 page.wait_for_selector(card, state="detached", timeout=30_000)
