@@ -215,3 +215,35 @@ def test_page_shows_a_live_label_and_takes_an_alert(server, arm_ts, tmp_path):
                 browser.close()
     finally:
         sender.stop()
+
+
+def test_watch_file_at_its_pace_then_sigterm_with_a_client(tmp_path, tiny_dir):
+    """`serve --watch FILE` plays the file at its own pace: the windows a client reads are timeline's on
+    that file (spans, labels, scores within 1e-4). SIGTERM while the client's event stream is open: the
+    stream ends (`end`), the server exits 0 (an open event stream does not hold the shutdown)."""
+    import numpy as np
+
+    import text4vis
+    clip_file = str(tiny_dir / "openai_sd.pt")
+    s = Server(tmp_path, clip_file, "--decode-workers", "1", "--watch", CLIP, "--watch-window", "2",
+               "--watch-stride", "1")
+    try:
+        s.wait_ready()
+        events = Events(s.url + "/v1/streams/1/events", seconds=60)
+        events.start()
+        assert events.wait(lambda e: len(windows(e)) >= 2, 60), (events.got, s.log_text()[-3000:])
+        s.proc.terminate()
+        assert s.proc.wait(30) == 0, s.log_text()[-3000:]
+        events.join(10)
+    finally:
+        s.stop()
+    assert events.got[-1] == ("end", {"reason": "server stopping"}), events.got[-3:]
+    assert "watching " + CLIP + " as stream 1" in s.log_path.read_text()
+    rec = text4vis.load(clip=clip_file, labels="ucf101", frames=4, device="cpu")
+    want = {(w["start"], w["end"]): w for w in rec.timeline(CLIP, window=2, stride=1, topk=5)["windows"]}
+    got = windows(events)
+    assert got and got[-1]["end"] < 10.0  # stopped while the file was still playing (at its own pace)
+    for w in got:
+        ref = want[(w["start"], w["end"])]
+        assert [t["label"] for t in w["top"]] == [t["label"] for t in ref["top"]]
+        assert np.allclose([t["score"] for t in w["top"]], [t["score"] for t in ref["top"]], atol=1e-4)

@@ -331,4 +331,10 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # open event streams (/v1/streams/ID/events) end, or the
+            app.state.streams.closing.set()  # graceful shutdown would wait for them forever
+            super().handle_exit(sig, frame)
+
+    Server(config).run(sockets=[sock])

@@ -103,6 +103,7 @@ class StreamHub:
         self.streams: dict[str, Stream] = {}
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # set when the server stops: event streams end (their clients see `end`)
 
     def add(self, source: str, alerts=(), local: bool | None = None, **options) -> Stream:
         """Watch `source` (its events go to subscribers); `local`: may it be a file, device or stdin
@@ -154,6 +155,7 @@ class StreamHub:
         return True
 
     def close(self) -> None:
+        self.closing.set()
         for sid in list(self.streams):
             self.remove(sid)
 
@@ -217,6 +219,9 @@ def router(hub: StreamHub):
             idle = 0.0
             try:
                 while not await request.is_disconnected():
+                    if hub.closing.is_set():  # the server is stopping: end the response so it can
+                        yield 'event: end\ndata: {"reason": "server stopping"}\n\n'
+                        return
                     try:
                         ev = q.get_nowait()
                     except queue.Empty:
