@@ -5,7 +5,8 @@
 "use strict";
 
 (function () {
-  const POLL_MS = 3000;          // how often the list of streams is refreshed
+  const POLL_MS = 3000;          // how often the list of streams is refreshed while there are streams
+  const IDLE_MS = 10000;         // how often /healthz is asked whether there are any
   const MAX_ITEMS = 200;         // timeline entries kept per stream (the oldest go)
   const RETRY_MS = 3000;         // reconnect delay of an event stream that ended while its stream is listed
   const cards = new Map();       // stream id -> {el, abort, items}
@@ -195,15 +196,23 @@
 
   // ---------------------------------------------------------------- the panel
 
+  let refusedKey = null;           // the key (or "") that GET /v1/streams refused: not asked again with it
+
   async function refresh() {
+    // /healthz (no key) says whether the server watches any stream; only then is /v1/streams asked
     const panel = el("live");
     let body;
     try {
+      const health = await (await fetch("healthz")).json();
+      if (!health.streams && cards.size === 0) return IDLE_MS;
+      if (refusedKey === liveKey()) return POLL_MS;   // 401 with this key: wait for another one
       const r = await fetch("v1/streams", { headers: liveHeaders() });
-      if (!r.ok) return;                // 401: no key yet (app.js asks for it); the panel waits for one
+      if (r.status === 401) refusedKey = liveKey();   // app.js asks for the key in its own words
+      if (!r.ok) return POLL_MS;
+      refusedKey = null;
       body = await r.json();
     } catch (e) {
-      return;                           // the server is away: try again at the next poll
+      return POLL_MS;                   // the server is away: try again later
     }
     const streams = body.streams || [];
     const seen = new Set();
@@ -230,12 +239,16 @@
       }
     }
     panel.hidden = cards.size === 0;
+    return POLL_MS;
+  }
+
+  async function loop() {
+    const wait = await refresh();
+    setTimeout(loop, wait);
   }
 
   function start() {
-    if (!el("live")) return;
-    refresh();
-    setInterval(refresh, POLL_MS);
+    if (el("live")) loop();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
