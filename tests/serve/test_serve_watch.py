@@ -247,3 +247,14 @@ def test_watch_file_at_its_pace_then_sigterm_with_a_client(tmp_path, tiny_dir):
         ref = want[(w["start"], w["end"])]
         assert [t["label"] for t in w["top"]] == [t["label"] for t in ref["top"]]
         assert np.allclose([t["score"] for t in w["top"]], [t["score"] for t in ref["top"]], atol=1e-4)
+
+
+def test_serve_watch_options_checked_before_loading(capsys, tmp_path):
+    from text4vis import cli
+    missing = str(tmp_path / "no-such.mp4")
+    for argv, words in [(["--watch", missing], "no-such.mp4': no such file"),
+                        (["--watch", "udp://127.0.0.1:5000", "--watch-window", "0"], "--watch-window and --watch-stride"),
+                        (["--watch-alert-score", "2"], "--watch-alert-score must be at most 1.0")]:
+        assert cli.main(["serve", "--port", "0", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -45,7 +45,10 @@ def cmd_serve(args) -> int:
                          f"(got {args.watch_window} and {args.watch_stride})")
     if args.watch:
         from ..watch.runner import check_sources
-        check_sources(args.watch)  # a file that is not there: one line before the model loads
+        try:
+            check_sources(args.watch)  # a file that is not there: one line before the model loads
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("sources=", "--watch ", 1)) from None
     from .. import serve
     serve.require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None

@@ -133,12 +133,17 @@ class Watch:
         with self._alerts_lock:
             self._new_alerts.extend(found)
 
+    def alert_queries(self) -> list[str]:
+        """The alerts' sentences (names), those added but not applied yet included."""
+        with self._alerts_lock:
+            return [a.query for a in [*self.opt.alerts, *self._new_alerts]]
+
     def _apply_new_alerts(self) -> list:
         with self._alerts_lock:
             found, self._new_alerts = self._new_alerts, []
-        if not found:
-            return []
-        self.opt.alerts = [*self.opt.alerts, *found]
+            if not found:
+                return []
+            self.opt.alerts = [*self.opt.alerts, *found]
         for h in self.hyst:
             h.extend(alerts_mod.Hysteresis(self.opt.alert_score, self.opt.alert_for) for _ in found)
         self.alert_matrix = torch.from_numpy(np.stack([a.vector for a in self.opt.alerts]))

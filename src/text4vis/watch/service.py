@@ -89,7 +89,7 @@ class Stream:
 
     def info(self) -> dict:
         return {"id": self.id, "source": self.source, "current": self.current,
-                "alerts": [a.query for a in [*self.watch.opt.alerts, *self.watch._new_alerts]],
+                "alerts": self.watch.alert_queries(),
                 "windows": self.windows, "dropped": self.dropped, "done": self.done.is_set()}
 
 
