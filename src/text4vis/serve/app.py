@@ -276,7 +276,7 @@ def bind(host: str, port: int):
     except OSError as exc:
         sock.close()
         why = "is already in use (another server?)" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
-        raise UsageError(f"port={port}: {host}:{port} {why}; choose another with --port") from None
+        raise UsageError(f"port={port}: {host}:{port} {why}; choose another port") from None
     sock.set_inheritable(True)
     return sock
 
@@ -337,4 +337,6 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
             app.state.streams.closing.set()  # graceful shutdown would wait for them forever
             super().handle_exit(sig, frame)
 
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/ (the page; API at /v1, docs at /docs)", shown, sock.getsockname()[1])
     Server(config).run(sockets=[sock])
