@@ -258,3 +258,58 @@ def test_serve_watch_options_checked_before_loading(capsys, tmp_path):
         assert cli.main(["serve", "--port", "0", *argv]) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_busy_stream_leaves_uploads_their_turn(tiny_dir):
+    """The model worker is kept busy by a stream (its run_model, as serve builds it, called back to back
+    from the stream's thread); an upload's job submitted meanwhile is answered after at most two of the
+    stream's units (the one running and one queued before it), never after the stream's backlog."""
+    import types
+
+    import torch
+
+    import text4vis
+    from text4vis.serve.batching import Job, ModelWorker
+    from text4vis.serve.service import ServeSettings
+    from text4vis.serve.streams import stream_hub
+    rec = text4vis.load(clip=str(tiny_dir / "openai_sd.pt"), labels="ucf101", frames=4, device="cpu")
+    worker = ModelWorker(rec, max_batch=8)
+    hub = stream_hub(rec, ServeSettings(), lambda: types.SimpleNamespace(model=worker))
+    log: list[str] = []
+    stop = threading.Event()
+    clips = torch.randint(0, 256, (8, 4, 3, rec.input_size, rec.input_size), dtype=torch.uint8)
+
+    def unit():
+        with torch.no_grad():
+            rec.model.embed(clips)  # a stream's forward pass of 8 windows
+        log.append("stream")
+
+    def stream():
+        for _ in range(500):
+            if stop.is_set():
+                return
+            hub.run_model(unit)
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    try:
+        for _ in range(600):
+            if len(log) >= 3:
+                break
+            time.sleep(0.05)
+        assert len(log) >= 3, "the stream never ran"
+        before = len(log)
+        views = torch.randint(0, 256, (1, 4, 3, rec.input_size, rec.input_size), dtype=torch.uint8)
+        future = worker.submit(Job(views, "upload.mp4", 3))
+        at_answer: list[int] = []
+        future.add_done_callback(lambda f: at_answer.append(len(log)))  # on the worker's thread, at once
+        answer = future.result(120)
+        for _ in range(600):  # the stream goes on after the upload's answer
+            if len(log) >= at_answer[0] + 2:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(60)
+        worker.stop()
+    assert len(answer["top"]) == 3 and at_answer[0] - before <= 2, (before, at_answer, len(log))
+    assert len(log) >= at_answer[0] + 2
