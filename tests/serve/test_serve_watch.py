@@ -150,6 +150,20 @@ def test_serve_watch_sse_api_key_post_delete(server, arm_ts):
     assert httpx.post(f"{base}/v1/streams/{sid}/alerts", json={"query": " "}, headers=AUTH).status_code == 422
     assert httpx.post(base + "/v1/streams/99/alerts", json={"query": "x"}, headers=AUTH).status_code == 404
     assert httpx.delete(f"{base}/v1/streams/{sid}", headers=AUTH, timeout=60).json() == {"deleted": sid}
+    # a source that never sends (no reconnect): its stream ends with an error event and takes no alert
+    r = httpx.post(base + "/v1/streams", json={"source": wb.udp_url(wb.free_udp_port()), "stall_timeout": 1,
+                                               "reconnect": False}, headers=AUTH, timeout=60)
+    dead = r.json()["id"]
+    for _ in range(300):
+        if httpx.get(base + "/v1/streams", headers=AUTH).json()["streams"][0]["done"]:
+            break
+        time.sleep(0.1)
+    quiet = Events(f"{base}/v1/streams/{dead}/events", seconds=30)
+    quiet.run()  # replays its events, then `end`
+    assert [k for k in quiet.kinds() if k != "summary"] == ["error", "end"], quiet.got
+    r = httpx.post(f"{base}/v1/streams/{dead}/alerts", json={"query": "x y"}, headers=AUTH)
+    assert r.status_code == 422 and "has ended" in r.json()["error"]
+    assert httpx.delete(f"{base}/v1/streams/{dead}", headers=AUTH, timeout=60).status_code == 200
     assert httpx.get(base + "/v1/streams", headers=AUTH).json() == {"streams": []}
     assert httpx.get(base + "/healthz").json()["status"] == "ok"
 

@@ -142,6 +142,8 @@ class StreamHub:
         s = self.streams.get(sid)
         if s is None:
             return None
+        if s.done.is_set():
+            raise UsageError(f"stream {sid} ({s.source}) has ended: add the alert to a running stream")
         s.watch.add_alerts(self.embed_alerts([query]))
         return s
 
