@@ -18,8 +18,14 @@ EXAMPLES_SERVE = """examples:
   text4vis serve --index my-index --labels k400                      # adds /v1/search
   curl 'http://127.0.0.1:8000/v1/search?q=someone+juggling&k=5'
 
+  text4vis serve --clip ViT-B/16 --watch rtsp://cam1/stream --watch-alert "a person falls down"
+  curl -N http://127.0.0.1:8000/v1/streams/1/events                 # live events (Server-Sent Events)
+  curl -H 'Content-Type: application/json' -d '{"source": "udp://127.0.0.1:5000"}' \
+      http://127.0.0.1:8000/v1/streams                                # watch one more stream
+
 Endpoints: GET / (the page), GET /healthz, GET /v1/labels, POST /v1/predict, POST /v1/timeline,
-GET /v1/search?q=&k= and POST /v1/search (with --index), GET /docs (OpenAPI).
+GET /v1/search?q=&k= and POST /v1/search (with --index), GET/POST /v1/streams, DELETE /v1/streams/ID,
+POST /v1/streams/ID/alerts, GET /v1/streams/ID/events (live streams), GET /docs (OpenAPI).
 Errors are {"error": "..."}: 400 bad parameters, 401 API key, 408 upload too slow, 413 too large,
 422 not a video, 503 busy. A request takes a --max-queue slot only once its upload is complete.
 SIGTERM or Ctrl-C: in-flight requests finish, then the server exits and removes its upload folder.
@@ -32,7 +38,17 @@ def cmd_serve(args) -> int:
                   ("--max-queue", args.max_queue, 1), ("--decode-workers", args.decode_workers, 1),
                   ("--decode-timeout", args.decode_timeout, 0.1), ("--frames", args.frames, 1),
                   ("--upload-timeout", args.upload_timeout, 0.1), ("--header-timeout", args.header_timeout, 0.1),
-                  ("--max-windows", args.max_windows, 1), ("--decode-worker-mb", args.decode_worker_mb, 0))
+                  ("--max-windows", args.max_windows, 1), ("--decode-worker-mb", args.decode_worker_mb, 0),
+                  ("--watch-alert-score", args.watch_alert_score, -1.0, 1.0))
+    if not (args.watch_window > 0 and args.watch_stride > 0):
+        raise UsageError(f"--watch-window and --watch-stride must be positive seconds "
+                         f"(got {args.watch_window} and {args.watch_stride})")
+    if args.watch:
+        from ..watch.runner import check_sources
+        try:
+            check_sources(args.watch)  # a file that is not there: one line before the model loads
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("sources=", "--watch ", 1)) from None
     from .. import serve
     serve.require_fastapi()  # before loading a model: a missing extra is one line at once
     key = serve.read_api_key(args.api_key_file) if args.api_key_file else None
@@ -53,7 +69,9 @@ def cmd_serve(args) -> int:
               batch_wait_ms=args.batch_wait_ms, max_queue=args.max_queue, api_key=key,
               decode_workers=args.decode_workers, decode_timeout_s=args.decode_timeout, prompts=args.prompts,
               index=index, sock=sock, upload_timeout_s=args.upload_timeout, header_timeout_s=args.header_timeout,
-              max_windows=args.max_windows, decode_worker_mb=args.decode_worker_mb)
+              max_windows=args.max_windows, decode_worker_mb=args.decode_worker_mb, watch=args.watch or (),
+              watch_options={"window": args.watch_window, "stride": args.watch_stride, "alerts": args.watch_alert,
+                             "alert_score": args.watch_alert_score})
     return 0
 
 
@@ -112,4 +130,14 @@ def register(sub) -> None:
                    help="most timeline windows one request may ask for; 400 past it (default 900)")
     g.add_argument("--decode-worker-mb", type=float, default=1024,
                    help="a decode process above this resident memory after a job is replaced (default 1024; 0: never)")
+    w = p.add_argument_group("live streams (text4vis watch in the service)")
+    w.add_argument("--watch", action="append", metavar="SOURCE",
+                   help="watch this source from the start (repeatable): a URL, a device or a file (played at its "
+                        "own pace); clients add network URLs with POST /v1/streams")
+    w.add_argument("--watch-window", type=float, default=4.0, help="window length of live streams in seconds (default 4)")
+    w.add_argument("--watch-stride", type=float, default=2.0, help="seconds between their window starts (default 2)")
+    w.add_argument("--watch-alert", action="append", metavar="SENTENCE",
+                   help="alert sentence for the --watch sources (repeatable; the page adds more)")
+    w.add_argument("--watch-alert-score", type=float, default=0.25,
+                   help="cosine similarity an alert must reach (default 0.25, see README: Live video)")
     p.set_defaults(func=cmd_serve)

@@ -34,11 +34,14 @@ def _web_dir() -> str:
     return str(resources.files("text4vis.serve").joinpath("web"))
 
 
-def create_app(recognizer, settings: ServeSettings | None = None, *, index=None, **options):
+def create_app(recognizer, settings: ServeSettings | None = None, *, index=None, watch=(), watch_options=None,
+               **options):
     """The FastAPI app serving `recognizer` (and `index`, a VideoIndex, for /v1/search). The options are
     ServeSettings' fields, given as one `settings` or as keywords (max_upload_mb=, max_batch=, ...). Its
     worker processes and threads start with the app's lifespan (startup) and stop at its shutdown, which
-    removes the private upload folder."""
+    removes the private upload folder. Live streams (/v1/streams, watch/service.py): `watch` lists sources
+    watched from the start (files and devices allowed there; clients may add network URLs only), with
+    `watch_options` (window=, stride=, alerts=, alert_score=, ...)."""
     require_fastapi()
     from contextlib import asynccontextmanager
 
@@ -49,14 +52,19 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
     settings = dataclasses.replace(settings, **options) if settings is not None else ServeSettings(**options)
     settings.check()
 
+    from .streams import start_streams, stream_hub
+    hub = stream_hub(recognizer, settings, lambda: app.state.service, watch_options)
+
     @asynccontextmanager
     async def lifespan(app):
         service = await asyncio.to_thread(Service, recognizer, settings)
         app.state.service = service
         log.info("ready: %s, %d labels, upload folder %s", recognizer.source, len(recognizer.labels), service.folder)
         try:
+            await asyncio.to_thread(start_streams, hub, watch, watch_options)
             yield
         finally:
+            await asyncio.to_thread(hub.close)  # the streams first: they use the model worker
             await asyncio.to_thread(service.close)
             log.info("stopped: upload folder removed")
 
@@ -89,7 +97,7 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
                 "uploading": service.uploading, "model_jobs": len(service.model.active),
                 "clips_pending": service.model.pending_clips(), "clients_gone": service.gone,
                 "upload_timeout_s": settings.upload_timeout_s, "max_windows": settings.max_windows,
-                "version": _version()}
+                "streams": len(hub.streams), "version": _version()}
 
     @app.get("/v1/labels", summary="the model's own label set")
     async def labels():
@@ -126,6 +134,9 @@ def create_app(recognizer, settings: ServeSettings | None = None, *, index=None,
     async def search_video(request: Request):
         return await request.app.state.service.search_video(request, need_index())
 
+    from ..watch.service import router
+    app.include_router(router(hub))  # /v1/streams: behind the API key like every /v1 route
+    app.state.streams = hub
     return app
 
 
@@ -320,6 +331,12 @@ def run(recognizer, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # open event streams (/v1/streams/ID/events) end, or the
+            app.state.streams.closing.set()  # graceful shutdown would wait for them forever
+            super().handle_exit(sig, frame)
+
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on http://%s:%d/ (the page; API at /v1, docs at /docs)", shown, sock.getsockname()[1])
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])

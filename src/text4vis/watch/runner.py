@@ -118,9 +118,37 @@ class Watch:
         self.sources: list[Source] = []
         self.failed = False
         self.windows = 0
+        # run_model(fn) runs fn where the model runs and returns its result: `serve` passes its model
+        # worker's, so a stream's forward passes take turns with the uploads' (default: right here)
+        self.run_model = lambda fn: fn()
+        self._new_alerts: list = []
+        self._alerts_lock = threading.Lock()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def add_alerts(self, found: list) -> None:
+        """Add alerts (alerts.Alert, already embedded) while the watch runs, from any thread: they apply
+        from the next window on, each with its own hysteresis per source."""
+        with self._alerts_lock:
+            self._new_alerts.extend(found)
+
+    def alert_queries(self) -> list[str]:
+        """The alerts' sentences (names), those added but not applied yet included."""
+        with self._alerts_lock:
+            return [a.query for a in [*self.opt.alerts, *self._new_alerts]]
+
+    def _apply_new_alerts(self) -> list:
+        with self._alerts_lock:
+            found, self._new_alerts = self._new_alerts, []
+            if not found:
+                return []
+            self.opt.alerts = [*self.opt.alerts, *found]
+        for h in self.hyst:
+            h.extend(alerts_mod.Hysteresis(self.opt.alert_score, self.opt.alert_for) for _ in found)
+        self.alert_matrix = torch.from_numpy(np.stack([a.vector for a in self.opt.alerts]))
+        return [{"source": s.spec.name, "event": "alert_added", "query": a.query, "time": iso(time.time())}
+                for a in found for s in self.sources]
 
     def __iter__(self):
         return self._run()
@@ -145,6 +173,7 @@ class Watch:
             while len(done) < len(self.sources) and not self._stop.is_set():
                 if opt.duration is not None and time.time() - started >= opt.duration:
                     break
+                yield from self._apply_new_alerts()
                 yield from self._handle(inbox.take(opt.batch_size, 0.1), done)
             for s in self.sources:  # stopping: close the sources, then finish what they handed over
                 s.stop()
@@ -192,12 +221,8 @@ class Watch:
     @torch.no_grad()
     def _score(self, batch):
         rec, opt = self.rec, self.opt
-        model, device = rec.video_backend or rec.model, rec.device
-        model.eval()
         clips = torch.stack([item["clip"] for _, item in batch])
-        with engine.autocast(device, rec.precision):  # timeline.embed_windows' computation
-            emb = model.embed(clips.to(device, non_blocking=True))
-        emb = F.normalize(emb.float(), dim=-1).cpu()
+        emb = self.run_model(lambda: self._embed(clips))
         scores = engine.scores_from_embeddings(emb, rec.model.classifier)
         alert_scores = None
         if self.alert_matrix is not None:
@@ -233,6 +258,15 @@ class Watch:
                         src.request_clip(ev["clip"], start, end)
                     yield ev
             src.done_windows += 1
+
+    @torch.no_grad()
+    def _embed(self, clips):
+        rec = self.rec
+        model, device = rec.video_backend or rec.model, rec.device
+        model.eval()
+        with engine.autocast(device, rec.precision):  # timeline.embed_windows' computation
+            emb = model.embed(clips.to(device, non_blocking=True))
+        return F.normalize(emb.float(), dim=-1).cpu()
 
     def _segment_event(self, index: int, ev: dict) -> dict:
         src = self.sources[index]

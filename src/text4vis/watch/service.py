@@ -1,15 +1,19 @@
 """Live streams in an HTTP service: a hub of watched streams and a FastAPI router serving their events as
 Server-Sent Events. `serve` is meant to mount it (`app.include_router(watch.service.router(hub))`, behind the
-app's API-key guard); it is not wired into `serve.py` yet.
+app's API-key guard), as `serve.create_app` does.
 
     POST   /v1/streams                {"source", "window"?, "stride"?, "alerts"?, "alert_score"?, "alert_for"?}
-    GET    /v1/streams                every stream: id, source, current label, windows, dropped, done
+    GET    /v1/streams                every stream: id, source, current label, alerts, windows, dropped, done
     DELETE /v1/streams/{id}           stop watching it
+    POST   /v1/streams/{id}/alerts    {"query": "a sentence"}: one more alert on a running stream
     GET    /v1/streams/{id}/events    text/event-stream: `event: window|segment|alert|...` + `data: {json}`
 
 (No `from __future__ import annotations` here: FastAPI reads the routes' annotations at definition time.)
 Each stream is one `Watch` in a thread of its own, on the hub's recognizer; every subscriber has a bounded
 queue (the oldest events are dropped for a client that does not keep up, never the recognition).
+`run_model(fn)` runs the model work (forward passes, alert sentences) where the host wants it: `serve` gives
+its model worker's, so streams take turns with uploads. `allow_local=False` (serve's clients) accepts
+network URLs only: no files, devices or stdin of the server's machine.
 """
 
 import itertools
@@ -19,7 +23,10 @@ import threading
 from collections import deque
 
 from ..errors import UsageError, first_line
-from . import watch
+from . import alerts as alerts_mod
+from .options import WatchOptions
+from .runner import Watch
+from .sources import parse_source
 
 ALLOWED = {"window", "stride", "alert_score", "alert_for", "topk", "min_score", "smooth", "realtime",
            "stall_timeout", "reconnect", "retries"}
@@ -81,31 +88,63 @@ class Stream:
                 self.subscribers.remove(q)
 
     def info(self) -> dict:
-        return {"id": self.id, "source": self.source, "current": self.current, "windows": self.windows,
-                "dropped": self.dropped, "done": self.done.is_set()}
+        return {"id": self.id, "source": self.source, "current": self.current,
+                "alerts": self.watch.alert_queries(),
+                "windows": self.windows, "dropped": self.dropped, "done": self.done.is_set()}
 
 
 class StreamHub:
     """The streams one service watches, on one recognizer."""
 
-    def __init__(self, recognizer, max_streams: int = 16, **defaults):
+    def __init__(self, recognizer, max_streams: int = 16, run_model=None, allow_local: bool = True, **defaults):
         self.rec, self.max_streams, self.defaults = recognizer, max_streams, defaults
+        self.run_model = run_model or (lambda fn: fn())
+        self.allow_local = allow_local
         self.streams: dict[str, Stream] = {}
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # set when the server stops: event streams end (their clients see `end`)
 
-    def add(self, source: str, alerts=(), **options) -> Stream:
+    def add(self, source: str, alerts=(), local: bool | None = None, **options) -> Stream:
+        """Watch `source` (its events go to subscribers); `local`: may it be a file, device or stdin
+        (default: the hub's allow_local)."""
         unknown = set(options) - ALLOWED
         if unknown:
             raise UsageError(f"{sorted(unknown)[0]}: not a stream option (use {', '.join(sorted(ALLOWED))})")
+        if not (self.allow_local if local is None else local) and parse_source(source).kind != "network":
+            raise UsageError(f"source={source!r}: a network URL (rtsp://, rtmp://, http(s)://, udp://, srt:// ...); "
+                             f"files and devices of this machine are watched only when the service starts")
         with self.lock:
             if sum(not s.done.is_set() for s in self.streams.values()) >= self.max_streams:
                 raise UsageError(f"max_streams={self.max_streams}: that many streams are watched already")
-        w = watch(self.rec, [source], alerts=list(alerts), **{**self.defaults, **options})
+        found = self.embed_alerts(alerts)
+        w = Watch(self.rec, [source], WatchOptions(alerts=found, **{**self.defaults, **options}))
+        w.run_model = self.run_model
         with self.lock:
             s = Stream(str(next(self.ids)), source, w)
             self.streams[s.id] = s
         s.thread.start()
+        return s
+
+    def embed_alerts(self, sentences) -> list:
+        """Alert sentences embedded by the text tower (on run_model), checked against the video width."""
+        sentences = [str(q).strip()[:500] for q in sentences]
+        if not sentences:
+            return []
+        found = self.run_model(lambda: alerts_mod.from_sentences(self.rec, sentences))
+        model = self.rec.model
+        width = model.proj.out_features if getattr(model, "proj", None) is not None else model.embed_dim
+        alerts_mod.check_dim(found, width)
+        return found
+
+    def add_alert(self, sid: str, query: str) -> Stream | None:
+        """One more alert sentence on a running stream (None: no such stream)."""
+        s = self.streams.get(sid)
+        if s is None:
+            return None
+        if s.done.is_set():
+            raise UsageError(f"stream {sid} ({s.source}) has ended: add the alert to a running stream")
+        s.watch.add_alerts(self.embed_alerts([query]))
         return s
 
     def remove(self, sid: str) -> bool:
@@ -118,6 +157,7 @@ class StreamHub:
         return True
 
     def close(self) -> None:
+        self.closing.set()
         for sid in list(self.streams):
             self.remove(sid)
 
@@ -137,10 +177,27 @@ def router(hub: StreamHub):
         if not isinstance(source, str) or not source:
             raise HTTPException(422, "source: a URL, device or file to watch")
         options = {k: v for k, v in body.items() if k not in ("source", "alerts")}
+        alerts = body.get("alerts") or []
+        alerts = [alerts] if isinstance(alerts, str) else alerts
+        if not isinstance(alerts, list) or not all(isinstance(q, str) and q.strip() for q in alerts):
+            raise HTTPException(422, "alerts: a list of sentences")
         try:
-            s = await asyncio.to_thread(hub.add, source, body.get("alerts") or (), **options)
+            s = await asyncio.to_thread(hub.add, source, alerts, **options)
         except (UsageError, TypeError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
+        return s.info()
+
+    @r.post("/v1/streams/{sid}/alerts", summary="add an alert sentence to a running stream")
+    async def add_alert(sid: str, body: dict = Body(...)):
+        query = body.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise HTTPException(422, "query: a sentence to alert on, e.g. a person falls down")
+        try:
+            s = await asyncio.to_thread(hub.add_alert, sid, query)
+        except (UsageError, TypeError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+        if s is None:
+            raise HTTPException(404, f"no stream {sid}")
         return s.info()
 
     @r.get("/v1/streams", summary="the watched streams and their current labels")
@@ -164,6 +221,9 @@ def router(hub: StreamHub):
             idle = 0.0
             try:
                 while not await request.is_disconnected():
+                    if hub.closing.is_set():  # the server is stopping: end the response so it can
+                        yield 'event: end\ndata: {"reason": "server stopping"}\n\n'
+                        return
                     try:
                         ev = q.get_nowait()
                     except queue.Empty:
